@@ -1,0 +1,38 @@
+# thumbnail-ingest: `make help` lists the targets. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test check bench reliability clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its test and lint tools
+
+demo: install ## generate a sample archive, start the emulator in-process and ingest it
+	$(PY) -m pipeline demo --dir demo-output
+
+test: install ## run the test suite (the long scenarios are marked slow and left to `make reliability`)
+	$(PY) -m pytest -m "not slow" -q
+
+check: install ## ruff and mypy --strict
+	$(VENV)/bin/ruff check pipeline tests bench
+	$(VENV)/bin/mypy
+
+bench: install ## run the benchmarks; figures printed and written to bench/results/
+	$(PY) -m bench
+
+reliability: install ## the full reliability suite, long scenarios included
+	$(PY) -m pytest tests/reliability -q
+
+clean: ## remove the venv, caches and demo output
+	rm -rf $(VENV) demo-output bench/results .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

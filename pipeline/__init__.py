@@ -1,0 +1,1 @@
+"""thumbnail-ingest: bulk-load person photos into NAVER Cloud Media Intelligence."""

@@ -1,0 +1,189 @@
+"""The records the stages pass to each other. All frozen; no stage mutates another's output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "MIN_SIDE",
+    "ImagePolicy",
+    "Prepared",
+    "Presigned",
+    "Rejected",
+    "Row",
+    "RowResult",
+    "Status",
+    "Summary",
+    "UploadCheck",
+]
+
+DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+"""The API's upload limit: 5 MB, read as 5 MiB (the stricter reading is 5,000,000; see ImagePolicy)."""
+
+MIN_SIDE = 256
+"""The API's minimum resolution, required on both sides."""
+
+
+class Status(str, Enum):
+    """A row's state in the journal and in the results (terminal: uploaded, rejected, failed, skipped)."""
+
+    PENDING = "pending"
+    PRESIGNED = "presigned"
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def terminal(self) -> bool:
+        """Whether a re-run leaves this row alone (``failed`` is terminal but retried by default)."""
+        return self in (Status.UPLOADED, Status.REJECTED, Status.FAILED, Status.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One manifest row, as the reader hands it on.
+
+    ``index`` is the 0-based position in the manifest; ``key`` the row key (the ``id`` column as text, or
+    ``str(index)``). ``source`` is the resolved file, or ``None`` when the path is unusable, in which
+    case ``problem`` holds ``(reason, detail)``.
+    """
+
+    index: int
+    key: str
+    path: str
+    source: Path | None
+    file_name: str | None = None
+    problem: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePolicy:
+    """What ``images.prepare`` must produce. Defaults are the API's documented rules."""
+
+    max_bytes: int = 5_000_000
+    """Largest upload. 5,000,000 rather than 5 MiB: the docs say "5 MB" and the stricter reading is safe."""
+    min_side: int = MIN_SIDE
+    max_side: int | None = None
+    """Downscale so the long side is at most this (never upscale); ``None`` = only when needed to fit."""
+    max_pixels: int = 100_000_000
+    """Decompression-bomb guard: images with more pixels are rejected as ``too_many_pixels``."""
+    max_input_bytes: int = 200 * 1024 * 1024
+    """Source files larger than this are rejected (``too_large``) without being read."""
+    jpeg_quality: int = 90
+    keep_metadata: bool = False
+    verify_pixels: bool = False
+    """Decode pass-through candidates fully instead of the cheap structural check."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An image ready to upload: ``data`` meets every API rule."""
+
+    data: bytes = field(repr=False)
+    format: str
+    """``JPEG``, ``PNG`` or ``WEBP``."""
+    content_type: str
+    extension: str
+    """File-name extension matching ``format``, with the dot (``.jpg``, ``.png``, ``.webp``)."""
+    width: int
+    height: int
+    actions: tuple[str, ...]
+    """Subset of ``passthrough``, ``reoriented``, ``converted``, ``resized``, ``stripped``, in that order."""
+    source_bytes: int
+    source_sha256: str
+
+    @property
+    def action(self) -> str:
+        """The actions as the results column shows them (``reoriented+resized``)."""
+        return "+".join(self.actions)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An image that cannot be made acceptable; ``reason`` is a stable snake_case code."""
+
+    reason: str
+    detail: str
+    source_bytes: int | None = None
+    source_sha256: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Presigned:
+    """A one-time upload URL. ``url`` is a bearer credential: it is kept out of ``repr``."""
+
+    thumbnail_key: str
+    url: str = field(repr=False)
+    expires_at: float
+    """Epoch seconds after which the URL is no longer valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadCheck:
+    """The answer of the upload-status call."""
+
+    completed: bool
+    message: str | None = None
+    """``FILE_NOT_EXIST``, ``OVER_SIZE_LIMIT``, ``RESOLUTION_NOT_SUPPORT`` or another server string."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The final word on one row, as journaled and as written to the results."""
+
+    index: int
+    key: str
+    status: Status
+    thumbnail_key: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    action: str | None = None
+    width: int | None = None
+    height: int | None = None
+    bytes: int | None = None
+    source_sha256: str | None = None
+    attempts: int = 0
+    uploaded_at: str | None = None
+    """UTC ISO-8601 timestamp of the confirmed upload."""
+    duplicate_of: str | None = None
+    """Key of the first row with byte-identical source content, if any."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run returns: counts, timing, where things are, and the results table."""
+
+    total: int
+    by_status: dict[str, int]
+    by_reason: dict[str, int]
+    duration_s: float
+    rows_per_s: float
+    results_path: Path | None
+    journal_path: Path | None
+    exit_code: int
+    interrupted: bool = False
+    retries: dict[str, int] = field(default_factory=dict)
+    results: pa.Table | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view (no results table)."""
+        return {
+            "total": self.total,
+            "by_status": dict(self.by_status),
+            "by_reason": dict(self.by_reason),
+            "duration_s": round(self.duration_s, 3),
+            "rows_per_s": round(self.rows_per_s, 2),
+            "results_path": str(self.results_path) if self.results_path else None,
+            "journal_path": str(self.journal_path) if self.journal_path else None,
+            "exit_code": self.exit_code,
+            "interrupted": self.interrupted,
+            "retries": dict(self.retries),
+        }
