@@ -22,6 +22,7 @@ __all__ = [
     "Status",
     "Summary",
     "UploadCheck",
+    "UploadOutcome",
 ]
 
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -133,6 +134,27 @@ class UploadCheck:
     completed: bool
     message: str | None = None
     """``FILE_NOT_EXIST``, ``OVER_SIZE_LIMIT``, ``RESOLUTION_NOT_SUPPORT`` or another server string."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadOutcome:
+    """What the client's whole presign -> PUT -> confirm sequence for one row came to.
+
+    ``thumbnail_key`` is set when the row is uploaded (and confirmed, when confirmation is on); otherwise
+    ``reason``/``detail`` say why it failed. ``orphans`` are keys presigned for this row whose upload did
+    not end up being the one used (they may exist server-side until they expire).
+    """
+
+    thumbnail_key: str | None
+    attempts: int
+    reason: str | None = None
+    detail: str | None = None
+    orphans: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the row ended uploaded."""
+        return self.thumbnail_key is not None and self.reason is None
 
 
 @dataclass(frozen=True, slots=True)
