@@ -194,6 +194,8 @@ class Summary:
     interrupted: bool = False
     retries: dict[str, int] = field(default_factory=dict)
     results: pa.Table | None = field(default=None, repr=False)
+    error: str | None = None
+    """The fatal API answer that stopped the run (exit code 3), as one sentence."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (no results table)."""
@@ -208,4 +210,5 @@ class Summary:
             "exit_code": self.exit_code,
             "interrupted": self.interrupted,
             "retries": dict(self.retries),
+            "error": self.error,
         }

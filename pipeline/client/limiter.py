@@ -1,0 +1,160 @@
+"""Strict client-side rate limiting: even pacing plus a hard sliding-window guard, and AIMD on top.
+
+Why not a plain ``aiolimiter.AsyncLimiter``: ``AsyncLimiter(50, 1)`` is a leaky bucket of capacity 50, so
+it lets ~99 calls through in the first second (a full bucket plus what leaks meanwhile).
+``AsyncLimiter(1, 1/50)`` spaces calls at least 20 ms apart, which does keep every sliding 1 s window
+at <= 50 (51 calls span >= 1 s), but with no headroom at all, and each gap is measured from the previous
+call's *late* wake-up (the loop wakes timers up to ~1 ms late), so lateness accumulates and the achieved
+rate drops below the cap. ``StrictLimiter`` paces on a fixed grid (lateness is not carried forward) and,
+independently, refuses a call while the last ``limit`` recorded sends all lie within ``window + margin`` of
+now. The guard alone guarantees the cap; the pacing only keeps calls evenly spread inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["AdaptiveRate", "StrictLimiter"]
+
+
+class StrictLimiter:
+    """At most ``limit`` acquisitions in any sliding window of ``window`` seconds, evenly paced.
+
+    ``rate`` is calls per ``period`` seconds (``rate=50, period=1``; ``rate=1000, period=60``); 0 means
+    unlimited (``acquire`` never waits). A rate below one call per period allows one call per
+    ``period / rate`` seconds. Acquisitions are served first come, first served (``asyncio.Lock`` is fair).
+
+    Promise: the times ``acquire`` returns at (``loop.time()``, recorded before returning) never hold more
+    than ``limit`` values in any half-open window ``(t - window, t]`` -- ``margin`` seconds of extra headroom
+    are kept so that the server, which counts arrivals slightly after our sends, sees the same.
+    ``set_rate`` (AIMD) only slows the pacing; it never raises the hard limit.
+    """
+
+    def __init__(self, rate: float, period: float, *, margin: float = 0.0) -> None:
+        if rate < 0 or period <= 0:
+            raise ValueError("rate must be >= 0 and period > 0")
+        self.configured_rate = rate
+        self.period = period
+        if rate == 0:
+            self.limit, self.window = 0, period
+        elif rate >= 1:
+            self.limit, self.window = math.floor(rate), period
+        else:
+            self.limit, self.window = 1, period / rate
+        self.margin = margin
+        self._interval = 0.0 if rate == 0 else period / rate
+        self._sent: deque[float] = deque(maxlen=max(1, self.limit))
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def unlimited(self) -> bool:
+        """Whether this limiter lets everything through (rate 0)."""
+        return self.limit == 0
+
+    @property
+    def rate(self) -> float:
+        """The current pacing rate in calls per ``period`` (lower than configured after ``set_rate``)."""
+        return 0.0 if self._interval == 0 else self.period / self._interval
+
+    def set_rate(self, rate: float) -> None:
+        """Pace at ``rate`` calls per ``period`` from the next slot on (clamped to the configured rate)."""
+        if self.unlimited:
+            return
+        rate = min(max(rate, 1e-6), self.configured_rate)
+        self._interval = self.period / rate
+
+    def pause_until(self, deadline: float) -> None:
+        """Let no call through before ``deadline`` (``loop.time()`` seconds), e.g. a server's Retry-After."""
+        self._paused_until = max(self._paused_until, deadline)
+
+    async def acquire(self, abort: Callable[[], bool] | None = None) -> bool:
+        """Wait for a slot and take it; return ``True``.
+
+        ``abort`` is polled after every wait: when it returns true the call gives up without taking a slot
+        and ``False`` is returned (the client uses this to stop at once after a fatal answer).
+        """
+        if self.unlimited and self._paused_until == 0.0:
+            return not (abort is not None and abort())
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            entered = loop.time()
+            while True:
+                if abort is not None and abort():
+                    return False
+                now = loop.time()
+                ready = max(self._next_slot, self._paused_until)
+                if self.limit and len(self._sent) == self.limit:
+                    ready = max(ready, self._sent[0] + self.window + self.margin)
+                if ready <= now:
+                    break
+                await asyncio.sleep(ready - now)
+            if self.limit:
+                self._sent.append(now)
+            # The next slot follows the slot we *meant* to take, not the late wake-up, so timer lateness does
+            # not accumulate into a lower rate; the window guard above still bounds any window.
+            self._next_slot = max(ready, entered) + self._interval
+            return True
+
+    def recorded(self) -> list[float]:
+        """The most recent recorded send times (at most ``limit``), oldest first; for tests."""
+        return list(self._sent)
+
+
+class AdaptiveRate:
+    """AIMD on a ``StrictLimiter``'s pacing: multiply by ``decrease`` on a 429, add back while quiet.
+
+    A 429 lowers the rate at most once per ``hold`` seconds (a burst of 429s answering calls that were
+    already in flight is one signal, not many). After ``hold`` seconds without a 429 the rate grows by
+    ``step`` (default 5 % of the configured rate) every ``hold`` seconds until it is back at the configured
+    rate. The rate never drops below ``floor`` (default 2 % of the configured rate).
+    """
+
+    def __init__(
+        self,
+        limiter: StrictLimiter,
+        *,
+        decrease: float = 0.7,
+        hold: float = 1.0,
+        step: float | None = None,
+        floor: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limiter = limiter
+        self.target = limiter.configured_rate
+        self.decrease = decrease
+        self.hold = hold
+        self.step = step if step is not None else self.target * 0.05
+        self.floor = floor if floor is not None else self.target * 0.02
+        self._clock = clock
+        self._last_change = -math.inf
+        self._last_429 = -math.inf
+
+    @property
+    def rate(self) -> float:
+        """The rate currently applied to the limiter."""
+        return self.limiter.rate
+
+    def on_throttled(self) -> bool:
+        """Record a 429; return whether the rate was lowered by it."""
+        now = self._clock()
+        self._last_429 = now
+        if self.limiter.unlimited or now - self._last_change < self.hold:
+            return False
+        self.limiter.set_rate(max(self.floor, self.rate * self.decrease))
+        self._last_change = now
+        return True
+
+    def on_success(self) -> None:
+        """Record an accepted call; raise the rate by ``step`` if it has been quiet for long enough."""
+        if self.limiter.unlimited or self.rate >= self.target:
+            return
+        now = self._clock()
+        if now - self._last_429 >= self.hold and now - self._last_change >= self.hold:
+            self.limiter.set_rate(min(self.target, self.rate + self.step))
+            self._last_change = now

@@ -1,0 +1,192 @@
+"""Turning HTTP answers into results or exceptions; URL redaction; the client's counters.
+
+Pure functions (no I/O), so every body shape and status is unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipeline.errors import (
+    ApiError,
+    AuthenticationError,
+    FatalApiError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransientError,
+    UploadError,
+)
+from pipeline.logs import redact_text
+
+__all__ = [
+    "RETRY_KINDS",
+    "ClientStats",
+    "api_error",
+    "error_fields",
+    "parse_retry_after",
+    "redact_url",
+    "s3_error",
+]
+
+RETRY_KINDS = ("rate_limited", "transient", "expired", "put_failed", "file_not_exist")
+_MAX_MESSAGE = 200
+
+
+@dataclass
+class ClientStats:
+    """What the client did, for the run summary. Call counts are HTTP attempts actually sent."""
+
+    presign_calls: int = 0
+    put_calls: int = 0
+    confirm_calls: int = 0
+    responses_429: int = 0
+    retries: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETRY_KINDS, 0))
+    """Retries by kind: ``rate_limited``, ``transient``, ``expired``, ``put_failed``, ``file_not_exist``."""
+    current_rate: float = 0.0
+    """The presign rate (calls/s) the adaptive limiter is applying now; 0 = unlimited."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy."""
+        return {
+            "presign_calls": self.presign_calls,
+            "put_calls": self.put_calls,
+            "confirm_calls": self.confirm_calls,
+            "responses_429": self.responses_429,
+            "retries": dict(self.retries),
+            "current_rate": round(self.current_rate, 3),
+        }
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host[:port]/path``, with any query replaced by ``?<redacted>`` (and userinfo dropped).
+
+    A presigned URL's query is a bearer credential (X-Amz-Signature, X-Amz-Credential, tokens): it never
+    goes into a log, a message or a results file.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable url>"
+    base = f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else parts.path
+    return f"{base}?<redacted>" if parts.query else base
+
+
+def _clean(text: str | None) -> str | None:
+    """A server-supplied string made safe for messages: one line, bounded, secrets and queries cut."""
+    if text is None:
+        return None
+    text = " ".join(str(text).split())
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 1] + "…"
+    return redact_text(text)
+
+
+def error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """``(code, message)`` from an MI body ``{"code", "message"}`` or a gateway body
+    ``{"error": {"errorCode", "message", "details"}}``; ``(None, None)`` for anything else (HTML, empty)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    inner = doc.get("error")
+    if isinstance(inner, dict):
+        code = inner.get("errorCode", inner.get("code"))
+        message = inner.get("message")
+        details = inner.get("details")
+        if details and message:
+            message = f"{message} ({details})"
+        elif details:
+            message = details
+    else:
+        code, message = doc.get("code"), doc.get("message")
+    return (None if code is None else str(code)), _clean(None if message is None else str(message))
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date; ``None`` if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def api_error(
+    what: str, status: int, body: bytes, retry_after: str | None = None
+) -> ApiError | FatalApiError:
+    """The exception for a non-success MI answer (``what`` names the call, e.g. ``presign``).
+
+    Fatal (stop the run): 401 (code 200 or none) -> AuthenticationError, 401/403 code 210/230 and any 403
+    -> PermissionDeniedError, 404 -> NotFoundError, 429 code 400 -> QuotaExhaustedError.
+    Retryable: 429 (410/420/none) -> RateLimitedError, 5xx/408 -> TransientError. Other 4xx ->
+    RequestRejectedError (per row, no retry).
+    """
+    code, message = error_fields(body)
+    text = f"{what}: HTTP {status}" + (f" code {code}" if code else "") + (f": {message}" if message else "")
+    if status == 401 and code not in ("210", "230"):
+        return AuthenticationError(
+            text + " (check the access key, the secret key and the clock)", status=status, code=code
+        )
+    if status in (401, 403):
+        return PermissionDeniedError(text, status=status, code=code)
+    if status == 404:
+        return NotFoundError(text + " (check the workspace name and the endpoint)", status=status, code=code)
+    if status == 429 and code == "400":
+        return QuotaExhaustedError(text, status=status, code=code)
+    if status == 429:
+        return RateLimitedError(text, status=status, code=code, retry_after=parse_retry_after(retry_after))
+    if status >= 500 or status == 408:
+        return TransientError(text, status=status, code=code)
+    return RequestRejectedError(text, status=status, code=code)
+
+
+_XML_FIELD = re.compile(r"<(Code|Message)>(.*?)</\1>", re.DOTALL)
+
+
+def s3_error(status: int, body: bytes, url: str) -> UploadError:
+    """The ``UploadError`` for a failed storage PUT, from S3's ``<Error><Code/><Message/></Error>``.
+
+    Only Code and Message are read: S3 also echoes StringToSign/CanonicalRequest/SignatureProvided, which
+    must not reach a log. ``AccessDenied`` + "expired" -> ``expired=True``; ``SignatureDoesNotMatch`` and
+    other 4xx that a new URL cannot fix -> ``retryable=False``; 5xx, ``SlowDown``, other 403s -> retryable.
+    """
+    text = body.decode("utf-8", "replace")
+    found = {m.group(1): m.group(2).strip() for m in _XML_FIELD.finditer(text)}
+    code = found.get("Code") or None
+    message = _clean(found.get("Message"))
+    expired = code == "AccessDenied" and "expired" in (message or "").lower()
+    if code == "SignatureDoesNotMatch":
+        retryable = False
+    elif status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError"):
+        retryable = True
+    else:
+        # 403s other than a signature mismatch (expired, already used) are cured by a fresh URL; other
+        # 4xx (411 length, 413 too large, 400 bad request, 501 chunked) would fail the same way again.
+        retryable = status == 403
+    detail = f"PUT {redact_url(url)}: HTTP {status}" + (f" {code}" if code else "")
+    if message:
+        detail += f": {message}"
+    return UploadError(detail, status=status, code=code, expired=expired, retryable=retryable)

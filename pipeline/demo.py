@@ -1,0 +1,116 @@
+"""``thumbnail-ingest demo``: a sample archive, the emulator in-process, one ingest with the progress bar.
+
+The archive mixes what real ones hold: ordinary and geotagged phone photos, rotated ones, a few too large to
+upload as they are, PNG scans with alpha, iPhone HEIC, photos too small to use, truncated copies, text files
+named .jpg, missing files and duplicates. Each run starts fresh (the emulator forgets between runs).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pipeline import logs, runner, samples
+from pipeline.api import make_settings
+from pipeline.emulator import EmulatorConfig, emulator_in_thread
+from pipeline.progress import render_summary
+
+__all__ = ["build_archive", "run_demo"]
+
+_Spec = tuple[str, Callable[[Path], object]]
+
+
+def _specs(count: int, rng: random.Random) -> list[_Spec]:
+    """``count`` (file name, writer) pairs in a realistic mix."""
+    def jpeg(w: int, h: int, seed: int, **kw: object) -> Callable[[Path], object]:
+        return lambda p: samples.make_jpeg(p, w, h, seed=seed, **kw)  # type: ignore[arg-type]
+
+    fixed: list[_Spec] = [
+        ("huge_01.jpg", jpeg(6000, 4000, 901)),
+        ("huge_02.jpg", jpeg(4500, 6000, 902)),
+        ("iphone_01.heic", lambda p: samples.make_image(p, 1600, 1200, "HEIF", quality=80, seed=903)),
+        ("iphone_02.heic", lambda p: samples.make_image(p, 1200, 1600, "HEIF", quality=80, seed=904)),
+        ("scan_alpha.png", lambda p: samples.make_png(p, 1400, 1000, mode="RGBA", seed=905)),
+        ("scan_16bit.png", lambda p: samples.make_png(p, 1000, 1400, mode="I;16", seed=906)),
+        ("cmyk_print.jpg", jpeg(1500, 1100, 907, mode="CMYK")),
+        ("photo.webp", lambda p: samples.make_webp(p, 1200, 900, seed=908)),
+        ("empty.jpg", lambda p: p.write_bytes(b"")),
+        ("notes.jpg", lambda p: p.write_bytes(b"meeting notes, not a photo\n" * 40)),
+        ("bomb.png", samples.make_bomb_png),
+    ]
+    out = list(fixed)
+    for i in range(max(0, count - len(fixed))):
+        seed = 1000 + i
+        w, h = rng.choice([(1200, 900), (1600, 1200), (2000, 1500), (900, 1200), (1280, 960)])
+        roll = rng.random()
+        if roll < 0.55:
+            out.append((f"photo_{i:04d}.jpg", jpeg(w, h, seed)))
+        elif roll < 0.70:
+            out.append((f"geotagged_{i:04d}.jpg", jpeg(w, h, seed, exif_gps=True, xmp=True)))
+        elif roll < 0.80:
+            orientation = rng.choice([3, 6, 8])
+            out.append((f"rotated_{i:04d}.jpg", lambda p, w=w, h=h, o=orientation, s=seed:
+                        samples.make_oriented_jpeg(p, w, h, o, seed=s)))
+        elif roll < 0.86:
+            out.append((f"scan_{i:04d}.png", lambda p, s=seed: samples.make_png(p, 1000, 800, seed=s)))
+        elif roll < 0.93:
+            out.append((f"thumb_{i:04d}.jpg", jpeg(rng.randint(120, 250), rng.randint(120, 250), seed)))
+        else:
+            data = samples.make_jpeg(None, w, h, seed=seed)
+            cut = rng.randint(len(data) // 3, len(data) - 200)
+            out.append((f"truncated_{i:04d}.jpg", lambda p, d=data[:cut]: p.write_bytes(d)))
+    return out[:count] if count >= len(fixed) else out
+
+
+def build_archive(directory: Path, count: int = 300, *, seed: int = 7) -> Path:
+    """Write ``count`` sample files under ``directory/photos`` and a manifest listing them (plus two missing
+    files and three duplicate rows); return the manifest's path."""
+    photos = directory / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    specs = _specs(count, rng)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Pillow releases the GIL while encoding
+        list(pool.map(lambda spec: spec[1](photos / spec[0]), specs))
+    names = [name for name, _ in specs]
+    rows = [(f"p{i:05d}", f"photos/{name}") for i, name in enumerate(names)]
+    rows += [(f"p{len(rows):05d}", "photos/lost_in_migration.jpg"), (f"p{len(rows) + 1:05d}", "photos/gone.png")]
+    rows += [(f"p{len(rows) + k:05d}", rows[k * 7][1]) for k in range(3)]  # the same files listed twice
+    manifest = directory / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "path", "person"])
+        for i, (key, path) in enumerate(rows):
+            writer.writerow([key, path, f"Person {i % 97:02d}"])
+    return manifest
+
+
+def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_format: str = "console") -> int:
+    """Build the archive, start the emulator in this process, ingest, print the summary; return the exit code."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("results.parquet", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+        (directory / stale).unlink(missing_ok=True)
+    print(f"generating a sample archive of {count} photos in {directory / 'photos'} ...", file=sys.stderr)
+    manifest = build_archive(directory, count)
+    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+        print(f"emulator listening on {emu.base_url} (workspace {emu.workspace!r})", file=sys.stderr)
+        logs.add_secret(emu.credentials.secret_key)
+        settings = make_settings(
+            workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
+            out=directory / "results.parquet", journal=directory / "journal.sqlite",
+            progress=progress, log_format=log_format,
+        )
+        summary = runner.run(settings, manifest, handle_signals=True)
+        calls = emu.counters.snapshot(arrivals=False)
+    print(render_summary(summary), file=sys.stderr)
+    print(
+        f"emulator saw {calls.get('presign_calls')} presign calls, {calls.get('put_calls')} PUTs, "
+        f"{calls.get('status_calls')} status calls, {calls.get('responses_429')} answered 429",
+        file=sys.stderr,
+    )
+    print(f"open the results: python -c \"import pyarrow.parquet as pq; "
+          f"print(pq.read_table('{summary.results_path}').to_pandas())\"", file=sys.stderr)
+    return summary.exit_code

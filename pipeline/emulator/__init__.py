@@ -1,0 +1,50 @@
+"""A local emulator of the MI person-thumbnail API and its object storage (see ``shared/API.md``).
+
+An aiohttp application that is strict where the real service is: signature v2 and the 5-minute clock
+window, both presign and status URIs, MI/gateway error bodies and codes, the per-access-key caps (429 code
+410 with Retry-After), one-time expiring presigned PUT URLs with S3's rules and XML errors, and the status
+call's verdicts. ``Faults`` injects 5xx answers, dropped connections, latency, early expiry, 429 storms and
+an exhausted quota. ``objects`` and ``counters`` (also ``GET /_emulator/state``) let tests check every byte
+and every cap.
+
+Layout: ``settings`` (config, faults), ``state`` (windows, counters, objects), ``api`` (MI routes),
+``storage`` (the PUT), ``server`` (``Emulator``), ``runtime`` (thread, blocking run, CLI flags).
+"""
+
+from pipeline.config import Credentials
+from pipeline.emulator.api import BUCKET
+from pipeline.emulator.runtime import (
+    add_emulator_arguments,
+    config_from_args,
+    emulator_in_thread,
+    run_emulator,
+)
+from pipeline.emulator.server import PRESIGN_ROUTES, STATUS_ROUTES, Emulator
+from pipeline.emulator.settings import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_WORKSPACE,
+    EmulatorConfig,
+    Faults,
+)
+from pipeline.emulator.state import Counters, ImageInfo, StoredObject
+
+__all__ = [
+    "BUCKET",
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_SECRET_KEY",
+    "DEFAULT_WORKSPACE",
+    "PRESIGN_ROUTES",
+    "STATUS_ROUTES",
+    "Counters",
+    "Credentials",
+    "Emulator",
+    "EmulatorConfig",
+    "Faults",
+    "ImageInfo",
+    "StoredObject",
+    "add_emulator_arguments",
+    "config_from_args",
+    "emulator_in_thread",
+    "run_emulator",
+]

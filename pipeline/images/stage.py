@@ -1,0 +1,127 @@
+"""``prepare``: the image stage's one entry point (see the package docstring for the policy)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import stat
+import warnings
+from pathlib import Path
+
+from PIL import Image
+
+from pipeline.images import sniff
+from pipeline.images.common import Reject, mb, px
+from pipeline.images.transform import transform
+from pipeline.models import ImagePolicy, Prepared, Rejected
+
+__all__ = ["prepare"]
+
+# Pillow's own decompression-bomb guard, set once per process. Our header check (before any decoding)
+# enforces each policy's ``max_pixels``; Pillow's guard is the backstop for formats whose size we only
+# learn from Pillow. Its warning (between 1x and 2x the limit) is made an error so that it can never be
+# a mere log line: ``prepare`` maps both to ``too_many_pixels``. A policy can lower the limit at will;
+# one above this default is capped by it (such files are rejected as ``too_many_pixels`` too).
+Image.MAX_IMAGE_PIXELS = ImagePolicy().max_pixels
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+_TYPES = {"JPEG": ("image/jpeg", ".jpg"), "PNG": ("image/png", ".png"), "WEBP": ("image/webp", ".webp")}
+
+
+def prepare(source: Path | bytes, policy: ImagePolicy | None = None) -> Prepared | Rejected:
+    """Make ``source`` (a file path, or the file's bytes) acceptable to the thumbnail API, or say why not.
+
+    Promises: never raises (any unexpected failure becomes ``Rejected("corrupt")``); a ``Prepared``
+    always holds JPEG, PNG or WebP data of at most ``policy.max_bytes`` bytes, 8-bit RGB or greyscale,
+    both sides at least ``policy.min_side``, long side within ``policy.max_side`` when set (unless that
+    would break the minimum), upright, and without EXIF/XMP/IPTC/comments unless
+    ``policy.keep_metadata``. Pure: reads the file once and touches nothing else, so it can run in any
+    thread or process. ``source_sha256`` is the hash of the bytes read.
+    """
+    policy = policy or ImagePolicy()
+    try:
+        data = _read(source, policy)
+    except Reject as reject:
+        return Rejected(reject.reason, reject.detail)
+    except Exception as exc:  # the contract is "never raises": an odd OS error is still an answer
+        return Rejected("unreadable", f"cannot read the file ({type(exc).__name__}: {exc})")
+    size, digest = len(data), hashlib.sha256(data).hexdigest()
+    try:
+        return _prepare(data, policy, size, digest)
+    except Reject as reject:
+        return Rejected(reject.reason, reject.detail, size, digest)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Rejected("too_many_pixels", f"refused by the decompression-bomb guard: {exc}", size, digest)
+    except MemoryError:
+        return Rejected("too_many_pixels", "ran out of memory decoding it", size, digest)
+    except Exception as exc:  # Pillow and codec libraries raise many types for damaged files
+        message = str(exc)[:200]
+        return Rejected("corrupt", f"cannot be decoded ({type(exc).__name__}: {message})", size, digest)
+
+
+def _read(source: Path | bytes, policy: ImagePolicy) -> bytes:
+    """The source's bytes, after the checks that need no reading (existence, type, size)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > policy.max_input_bytes:
+            raise Reject(
+                "too_large", f"{mb(len(data))}; the limit for source files is {mb(policy.max_input_bytes)}"
+            )
+    else:
+        path = Path(source)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise Reject("not_found", f"no such file: {path}") from None
+        except OSError as exc:
+            raise Reject("unreadable", f"cannot access {path}: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise Reject("unreadable", f"{path} is a directory, not a file")
+        if not stat.S_ISREG(st.st_mode):  # reading a FIFO or a device could block forever
+            raise Reject("unreadable", f"{path} is not a regular file")
+        if st.st_size > policy.max_input_bytes:
+            raise Reject(
+                "too_large", f"{mb(st.st_size)}; the limit for source files is {mb(policy.max_input_bytes)}"
+            )
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(policy.max_input_bytes + 1)  # +1: notice a file that grew since stat
+        except OSError as exc:
+            raise Reject("unreadable", f"cannot read {path}: {exc.strerror or exc}") from None
+        if len(data) > policy.max_input_bytes:
+            raise Reject("too_large", f"more than {mb(policy.max_input_bytes)}, the limit for source files")
+    if not data:
+        raise Reject("empty_file", "the file is empty (0 bytes)")
+    return data
+
+
+def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepared:
+    header = sniff.inspect(data)
+    if header is not None and header.width and header.height:
+        w, h = header.width, header.height
+        if w * h > policy.max_pixels:
+            raise Reject(
+                "too_many_pixels",
+                f"{px(w, h)} ({w * h / 1e6:.1f} MP); the limit is {policy.max_pixels / 1e6:.1f} MP",
+            )
+        if min(w, h) < policy.min_side:  # orientation only swaps the sides: the check holds before it
+            raise Reject("too_small", f"{px(w, h)}; the minimum is {policy.min_side} px on each side")
+        if not header.obstacles and (not policy.max_side or max(w, h) <= policy.max_side):
+            out = data if policy.keep_metadata else sniff.stripped(data, header)
+            if len(out) <= policy.max_bytes:
+                if policy.verify_pixels:
+                    _verify(out)
+                content_type, extension = _TYPES[header.format]
+                actions = ("passthrough",) if out is data else ("passthrough", "stripped")
+                return Prepared(out, header.format, content_type, extension, w, h, actions, size, digest)
+    enc = transform(data, policy)
+    return Prepared(enc.data, "JPEG", "image/jpeg", ".jpg", enc.width, enc.height, enc.actions, size, digest)
+
+
+def _verify(data: bytes) -> None:
+    """Decode every pixel (``policy.verify_pixels``): damage the structural check cannot see."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise Reject("corrupt", f"the image data is damaged ({exc})") from None

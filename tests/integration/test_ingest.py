@@ -1,0 +1,138 @@
+"""End-to-end runs against the emulator on loopback: every row one state, exactly one PUT per upload."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import runner
+from pipeline.config import Credentials, Settings
+from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.errors import JournalMismatchError
+from pipeline.images import prepare
+from pipeline.models import ImagePolicy, Prepared
+
+pytestmark = pytest.mark.parametrize("emulator", [EmulatorConfig(rate=0, confirm_rate=0)], indirect=True)
+
+SettingsFor = Callable[..., Settings]
+TERMINAL = {"uploaded", "rejected", "failed"}
+
+
+async def test_mixed_manifest_every_row_one_state_and_one_put(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]]
+) -> None:
+    manifest, expected = archive
+    summary = await runner.run_async(settings_for(emulator), manifest)
+    table = pq.read_table(summary.results_path).to_pylist()
+
+    assert [r["id"] for r in table] == [f"r{i:04d}" for i in range(len(expected))]
+    assert all(r["team"] == f"t{i % 3}" for i, r in enumerate(table))
+    for row, (_path, outcome) in zip(table, expected, strict=True):
+        assert row["status"] in TERMINAL
+        if row["status"] == "uploaded":
+            assert row["action"] == outcome, row
+        else:
+            assert row["status"] == "rejected" and row["reason"] == outcome, row
+
+    uploaded = [r for r in table if r["status"] == "uploaded"]
+    counters = emulator.counters.snapshot(arrivals=False)
+    assert summary.exit_code == 0
+    assert len({r["thumbnail_key"] for r in uploaded}) == len(uploaded)
+    assert counters["puts_ok"] == counters["put_calls"] == counters["presign_calls"] == len(uploaded)
+    assert set(counters["puts_per_key"].values()) == {1}
+    # The uploaded bytes are exactly what prepare() produces for the source.
+    base = manifest.parent
+    for row in uploaded:
+        prepared = prepare(base / row["path"], ImagePolicy())
+        assert isinstance(prepared, Prepared)
+        obj = emulator.objects[row["thumbnail_key"]]
+        assert obj.sha256 == hashlib.sha256(prepared.data).hexdigest()
+        assert row["bytes"] == len(prepared.data) and row["source_sha256"] == prepared.source_sha256
+    # Duplicated sources are reported against the first row that had them.
+    dups = [r for r in table if r["duplicate_of"]]
+    assert {r["id"] for r in dups} == {f"r{len(expected) - 3:04d}", f"r{len(expected) - 2:04d}"}
+    assert summary.by_status == dict(Counter(r["status"] for r in table))
+
+
+async def test_rerun_skips_finished_rows_without_api_calls(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]]
+) -> None:
+    manifest, _ = archive
+    first = await runner.run_async(settings_for(emulator), manifest)
+    before = emulator.counters.snapshot(arrivals=False)
+    second = await runner.run_async(settings_for(emulator), manifest)
+    after = emulator.counters.snapshot(arrivals=False)
+    assert (after["presign_calls"], after["put_calls"], after["status_calls"]) == (
+        before["presign_calls"], before["put_calls"], before["status_calls"])
+    assert second.by_status == first.by_status
+    assert pq.read_table(second.results_path).equals(pq.read_table(first.results_path))
+
+
+async def test_dry_run_calls_nothing_and_writes_skipped(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    manifest, expected = archive
+    summary = await runner.run_async(settings_for(emulator, dry_run=True), manifest)
+    rows = pq.read_table(summary.results_path).to_pylist()
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 0
+    assert not (tmp_path / "journal.sqlite").exists()
+    n_ok = sum(1 for _, outcome in expected if outcome.startswith(("passthrough", "reoriented", "converted")))
+    assert Counter(r["status"] for r in rows)["skipped"] == n_ok
+    assert all(r["width"] and r["height"] for r in rows if r["status"] == "skipped")
+    assert summary.exit_code == 0
+
+
+async def test_dedupe_uploads_identical_content_once(
+    emulator: Emulator, settings_for: SettingsFor, tmp_path: Path
+) -> None:
+    from conftest import write_manifest  # type: ignore[import-not-found]
+
+    from pipeline.samples import make_jpeg
+
+    make_jpeg(tmp_path / "a.jpg", 400, 300, seed=1)
+    make_jpeg(tmp_path / "b.jpg", 400, 300, seed=2)
+    (tmp_path / "a_copy.jpg").write_bytes((tmp_path / "a.jpg").read_bytes())
+    manifest = write_manifest(tmp_path / "m.csv", [{"path": p} for p in
+                                                   ["a.jpg", "b.jpg", "a_copy.jpg", "a.jpg", "b.jpg"]])
+    summary = await runner.run_async(settings_for(emulator, dedupe=True), manifest)
+    rows = pq.read_table(summary.results_path).to_pylist()
+    assert [r["status"] for r in rows] == ["uploaded"] * 5
+    assert emulator.counters.snapshot(arrivals=False)["put_calls"] == 2
+    assert rows[2]["thumbnail_key"] == rows[3]["thumbnail_key"] == rows[0]["thumbnail_key"]
+    assert rows[4]["thumbnail_key"] == rows[1]["thumbnail_key"] != rows[0]["thumbnail_key"]
+    assert [r["duplicate_of"] for r in rows] == [None, None, "0", "0", "1"]
+
+
+async def test_fatal_answer_stops_once_with_exit_3(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    manifest, _ = archive
+    wrong = Credentials(emulator.credentials.access_key, "not-the-secret")
+    summary = await runner.run_async(settings_for(emulator, credentials=wrong), manifest)
+    assert summary.exit_code == 3
+    assert summary.error and "not-the-secret" not in summary.error
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] <= 1
+    with sqlite3.connect(tmp_path / "journal.sqlite") as db:
+        assert db.execute("select count(*) from rows where status = 'uploaded'").fetchone()[0] == 0
+    statuses = Counter(pq.read_table(summary.results_path).column("status").to_pylist())
+    assert statuses["pending"] > 0 and statuses["uploaded"] == 0
+
+
+async def test_journal_of_another_manifest_is_refused(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    from conftest import write_manifest  # type: ignore[import-not-found]
+
+    manifest, _ = archive
+    await runner.run_async(settings_for(emulator), manifest)
+    calls = emulator.counters.snapshot(arrivals=False)["presign_calls"]
+    other = write_manifest(tmp_path / "other.csv", [{"path": "x.jpg"}])
+    with pytest.raises(JournalMismatchError, match="another manifest"):
+        await runner.run_async(settings_for(emulator), other)
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == calls

@@ -1,0 +1,198 @@
+"""StrictLimiter / AdaptiveRate and the pure answer-parsing of the client (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import email.utils
+import time
+
+import pytest
+from aiolimiter import AsyncLimiter
+
+from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
+from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
+from pipeline.errors import (
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitedError,
+    RequestRejectedError,
+    TransientError,
+)
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The largest number of ``times`` in any half-open window ``(t - window, t]``."""
+    times = sorted(times)
+    best = 0
+    for i, t in enumerate(times):
+        best = max(best, i + 1 - bisect.bisect_right(times, t - window))
+    return best
+
+
+async def _acquire_all(limiter: StrictLimiter, n: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return times
+
+
+async def test_plain_asynclimiter_bursts_in_first_second() -> None:
+    # Why StrictLimiter exists: AsyncLimiter(50, 1) starts with a full bucket.
+    limiter = AsyncLimiter(50, 1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    count = 0
+    while loop.time() - start < 0.95:
+        await limiter.acquire()
+        count += 1
+    assert count > 80
+
+
+async def test_strict_limiter_never_exceeds_window_and_keeps_rate() -> None:
+    limiter = StrictLimiter(100, 1.0)
+    times = await _acquire_all(limiter, 250)
+    assert max_in_window(times, 1.0) <= 100
+    assert max_in_window(times[:101], 1.0) <= 100  # the first second included
+    achieved = (len(times) - 1) / (max(times) - min(times))
+    assert 95 <= achieved <= 100.5
+
+
+async def test_guard_holds_even_when_pacing_is_defeated() -> None:
+    # Pacing interval 0 would let everything through at once; the window guard alone must cap it.
+    limiter = StrictLimiter(20, 0.5)
+    limiter._interval = 0.0
+    times = await _acquire_all(limiter, 45)
+    assert max_in_window(times, 0.5) <= 20
+    assert max(times) - min(times) >= 1.0  # three windows' worth
+
+
+async def test_unlimited_never_waits_and_abort_gives_up() -> None:
+    free = StrictLimiter(0, 1.0)
+    started = time.monotonic()
+    for _ in range(1000):
+        assert await free.acquire()
+    assert time.monotonic() - started < 0.5
+    slow = StrictLimiter(1, 1.0)
+    assert await slow.acquire()
+    assert await slow.acquire(abort=lambda: True) is False
+    assert len(slow.recorded()) == 1
+
+
+async def test_pause_until_delays_every_call() -> None:
+    limiter = StrictLimiter(1000, 1.0)
+    loop = asyncio.get_running_loop()
+    limiter.pause_until(loop.time() + 0.3)
+    started = loop.time()
+    await limiter.acquire()
+    assert loop.time() - started >= 0.29
+
+
+async def test_set_rate_slows_pacing_but_never_raises_the_cap() -> None:
+    limiter = StrictLimiter(100, 1.0)
+    limiter.set_rate(20)
+    assert limiter.rate == pytest.approx(20)
+    times = await _acquire_all(limiter, 11)
+    assert max(times) - min(times) >= 0.49
+    limiter.set_rate(500)
+    assert limiter.rate == pytest.approx(100)
+
+
+def test_aimd_decreases_once_per_hold_and_recovers() -> None:
+    now = [100.0]
+    limiter = StrictLimiter(50, 1.0)
+    aimd = AdaptiveRate(limiter, clock=lambda: now[0])
+    assert aimd.on_throttled()
+    assert aimd.rate == pytest.approx(35)
+    now[0] += 0.5
+    assert not aimd.on_throttled()  # the same burst of 429s
+    assert aimd.rate == pytest.approx(35)
+    now[0] += 1.0
+    assert aimd.on_throttled()
+    assert aimd.rate == pytest.approx(24.5)
+    for _ in range(20):
+        now[0] += 0.5
+        aimd.on_success()
+    assert aimd.rate == pytest.approx(24.5 + 2.5 * 10)
+    for _ in range(20):
+        now[0] += 1.0
+        aimd.on_success()
+    assert aimd.rate == pytest.approx(50)
+
+
+def test_redact_url() -> None:
+    url = "https://u:p@kr.object.ncloudstorage.com:8443/b/k%20y.jpg?X-Amz-Signature=abc&X-Amz-Credential=x"
+    assert redact_url(url) == "https://kr.object.ncloudstorage.com:8443/b/k%20y.jpg?<redacted>"
+    assert redact_url("http://h/p") == "http://h/p"
+
+
+def test_error_fields_both_shapes_and_garbage() -> None:
+    assert error_fields(b'{"code": "200", "message": "Authentication Failed"}') == ("200", "Authentication Failed")
+    gw = b'{"error": {"errorCode": "210", "message": "Permission Denied", "details": "no access"}}'
+    assert error_fields(gw) == ("210", "Permission Denied (no access)")
+    assert error_fields(b"<html>502 Bad Gateway</html>") == (None, None)
+    assert error_fields(b"") == (None, None)
+    assert error_fields(b"[1, 2]") == (None, None)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    date = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= (parse_retry_after(date) or 0) <= 31
+    assert parse_retry_after(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (401, b'{"code": "200", "message": "Authentication Failed"}', AuthenticationError),
+        (401, b"not json", AuthenticationError),
+        (401, b'{"error": {"errorCode": "210", "message": "Permission Denied"}}', PermissionDeniedError),
+        (403, b'{"code": "230", "message": "denied"}', PermissionDeniedError),
+        (404, b'{"code": "300", "message": "Not Found"}', NotFoundError),
+        (429, b'{"code": "400", "message": "quota exceeded"}', QuotaExhaustedError),
+        (429, b'{"code": "410", "message": "throttled"}', RateLimitedError),
+        (429, b'{"error": {"errorCode": "420", "message": "rate limited"}}', RateLimitedError),
+        (400, b'{"code": "100", "message": "bad request"}', RequestRejectedError),
+        (400, b'{"code": "10001", "message": "invalid"}', RequestRejectedError),
+        (413, b'{"code": "430", "message": "too large"}', RequestRejectedError),
+        (500, b'{"code": "500", "message": "oops"}', TransientError),
+        (502, b"<html>Bad Gateway</html>", TransientError),
+    ],
+)
+def test_api_error_mapping(status: int, body: bytes, expected: type[Exception]) -> None:
+    error = api_error("presign", status, body, "2")
+    assert type(error) is expected
+    assert f"HTTP {status}" in str(error)
+    if isinstance(error, RateLimitedError):
+        assert error.retry_after == 2.0
+
+
+def test_s3_error_classification_reads_only_code_and_message() -> None:
+    url = "http://h/b/k.jpg?X-Amz-Signature=deadbeef"
+    expired = s3_error(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", url)
+    assert expired.expired and expired.retryable and expired.code == "AccessDenied"
+    mismatch = s3_error(
+        403,
+        b"<Error><Code>SignatureDoesNotMatch</Code><Message>nope</Message>"
+        b"<StringToSign>AWS4-HMAC-SHA256 secretish</StringToSign><SignatureProvided>deadbeef</SignatureProvided>"
+        b"</Error>",
+        url,
+    )
+    assert not mismatch.retryable and not mismatch.expired
+    assert "deadbeef" not in str(mismatch) and "secretish" not in str(mismatch)
+    assert s3_error(503, b"<Error><Code>SlowDown</Code></Error>", url).retryable
+    assert s3_error(500, b"garbage", url).retryable
+    assert not s3_error(400, b"<Error><Code>EntityTooLarge</Code></Error>", url).retryable
+    assert not s3_error(411, b"<Error><Code>MissingContentLength</Code></Error>", url).retryable
+    assert "?<redacted>" in str(expired)
