@@ -55,9 +55,9 @@ def _specs(count: int, rng: random.Random) -> list[_Spec]:
             orientation = rng.choice([3, 6, 8])
             out.append((f"rotated_{i:04d}.jpg", lambda p, w=w, h=h, o=orientation, s=seed:
                         samples.make_oriented_jpeg(p, w, h, o, seed=s)))
-        elif roll < 0.86:
+        elif roll < 0.88:
             out.append((f"scan_{i:04d}.png", lambda p, s=seed: samples.make_png(p, 1000, 800, seed=s)))
-        elif roll < 0.93:
+        elif roll < 0.95:
             out.append((f"thumb_{i:04d}.jpg", jpeg(rng.randint(120, 250), rng.randint(120, 250), seed)))
         else:
             data = samples.make_jpeg(None, w, h, seed=seed)

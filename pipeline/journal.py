@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 
@@ -48,6 +49,7 @@ _COLUMNS = (
     "attempts, uploaded_at, duplicate_of"
 )
 _UPSERT = f"INSERT OR REPLACE INTO rows ({_COLUMNS}, updated_at) VALUES ({', '.join('?' * 15)})"  # noqa: S608
+_DETAILS = attrgetter(*_COLUMNS.split(", ")[3:])  # the RowResult fields after idx, key, status
 _ORPHAN = "INSERT OR IGNORE INTO orphans (idx, thumbnail_key, reason, recorded_at) VALUES (?, ?, ?, ?)"
 
 
@@ -86,6 +88,26 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _mismatch(path: Path, meta: dict[str, str], fingerprint: str, workspace: str) -> str | None:
+    if meta.get("schema_version") != str(SCHEMA_VERSION):
+        return (
+            f"The journal {path} was written in another format (version {meta.get('schema_version')}, "
+            f"this program uses {SCHEMA_VERSION}); use a new --journal path."
+        )
+    if meta.get("workspace") != workspace:
+        return (
+            f"The journal {path} belongs to workspace {meta.get('workspace')!r}, not {workspace!r}; "
+            f"use a new --journal path or --workspace {meta.get('workspace')}."
+        )
+    if meta.get("fingerprint") != fingerprint:
+        return (
+            f"The journal {path} belongs to another manifest (made for {meta.get('manifest_name')} "
+            f"with {meta.get('rows')} rows; an edited manifest counts as another); "
+            "use a new --journal path or the original manifest."
+        )
+    return None
+
+
 class Journal:
     """An open journal. Build with ``Journal.open``; close with ``close()`` or a ``with`` block."""
 
@@ -103,9 +125,10 @@ class Journal:
         ``ConfigError`` when the file is not a SQLite database or another run holds it.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+        conn: sqlite3.Connection | None = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=0.5)
             # EXCLUSIVE: the first write below takes a lock this connection keeps until close, so two
             # runs can never work on one journal (each would upload the other's pending rows).
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
@@ -114,61 +137,30 @@ class Journal:
             conn.executescript(_SCHEMA)  # idempotent; executescript would commit an open transaction anyway
             conn.execute("BEGIN IMMEDIATE")
             meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
-            created = not meta
-            if created:
-                conn.executemany(
-                    "INSERT INTO meta (k, v) VALUES (?, ?)",
-                    [
-                        ("fingerprint", fingerprint),
-                        ("workspace", workspace),
-                        ("manifest_name", manifest_name),
-                        ("rows", str(rows)),
-                        ("created_at", _now()),
-                        ("schema_version", str(SCHEMA_VERSION)),
-                    ],
-                )
+            if not meta:
+                fresh = {
+                    "fingerprint": fingerprint,
+                    "workspace": workspace,
+                    "manifest_name": manifest_name,
+                    "rows": str(rows),
+                    "created_at": _now(),
+                    "schema_version": str(SCHEMA_VERSION),
+                }
+                conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", fresh.items())
             conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            if "locked" in str(exc):
-                raise ConfigError(
-                    f"The journal {path} is in use by another run; "
-                    "wait for it to end or use a new --journal path."
-                ) from exc
-            raise ConfigError(
-                f"The journal {path} cannot be opened ({exc}); use a new --journal path."
-            ) from exc
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise ConfigError(
-                f"The journal {path} is not a usable journal ({exc}); use a new --journal path."
-            ) from exc
-        if not created:
-            problem = cls._mismatch(path, meta, fingerprint, workspace)
-            if problem:
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
                 conn.close()
-                raise JournalMismatchError(problem)
-        return cls(conn, path, rows, created)
-
-    @staticmethod
-    def _mismatch(path: Path, meta: dict[str, str], fingerprint: str, workspace: str) -> str | None:
-        if meta.get("schema_version") != str(SCHEMA_VERSION):
-            return (
-                f"The journal {path} was written in another format (version {meta.get('schema_version')}, "
-                f"this program uses {SCHEMA_VERSION}); use a new --journal path."
-            )
-        if meta.get("workspace") != workspace:
-            return (
-                f"The journal {path} belongs to workspace {meta.get('workspace')!r}, not {workspace!r}; "
-                f"use a new --journal path or --workspace {meta.get('workspace')}."
-            )
-        if meta.get("fingerprint") != fingerprint:
-            return (
-                f"The journal {path} belongs to another manifest (made for {meta.get('manifest_name')} "
-                f"with {meta.get('rows')} rows; an edited manifest counts as another); "
-                "use a new --journal path or the original manifest."
-            )
-        return None
+            if "locked" in str(exc):
+                hint = "is in use by another run; wait for it to end or use a new --journal path."
+            else:
+                hint = f"is not a usable journal ({exc}); use a new --journal path."
+            raise ConfigError(f"The journal {path} {hint}") from exc
+        problem = _mismatch(path, meta, fingerprint, workspace) if meta else None
+        if problem:
+            conn.close()
+            raise JournalMismatchError(problem)
+        return cls(conn, path, rows, created=not meta)
 
     def close(self) -> None:
         """Close the connection (committed writes are already durable); idempotent."""
@@ -312,14 +304,14 @@ class Journal:
         now = _now()
         with self._transaction() as conn:
             # One range read finds every row in this batch that holds a key (usually none).
-            prior = dict(
-                (idx, (status, key))
+            prior = {
+                idx: (status, key)
                 for idx, status, key in conn.execute(
                     "SELECT idx, status, thumbnail_key FROM rows WHERE idx >= ? AND idx < ? "
-                    "AND (status IN ('presigned', 'uploaded') OR thumbnail_key IS NOT NULL)",
+                    "AND status IN ('presigned', 'uploaded')",
                     (lo, hi),
                 )
-            )
+            }
             orphans: list[tuple[int, str, str, str]] = []
             if prior:
                 for result in results:
@@ -339,9 +331,8 @@ class Journal:
             if result.status is Status.UPLOADED and result.thumbnail_key == old_key:
                 return ()  # the same record again: harmless
             raise JournalStateError(
-                f"Row {result.index} is already uploaded as {old_key}; refusing to record it as "
-                f"{result.status.value} {result.thumbnail_key or ''}".rstrip()
-                + "."
+                f"Row {result.index} is already uploaded as {old_key}; refusing to record it again as "
+                f"{result.status.value} with key {result.thumbnail_key}."
             )
         found = []
         if status == Status.PRESIGNED.value and old_key and old_key != result.thumbnail_key:
@@ -352,23 +343,7 @@ class Journal:
 
     @staticmethod
     def _values(r: RowResult, now: str) -> tuple[object, ...]:
-        return (
-            r.index,
-            r.key,
-            r.status.value,
-            r.thumbnail_key,
-            r.reason,
-            r.detail,
-            r.action,
-            r.width,
-            r.height,
-            r.bytes,
-            r.source_sha256,
-            r.attempts,
-            r.uploaded_at,
-            r.duplicate_of,
-            now,
-        )
+        return (r.index, r.key, r.status.value, *_DETAILS(r), now)
 
     def add_orphan(self, index: int, thumbnail_key: str, reason: str) -> None:
         """Record a key that may exist server-side but is not the row's (committed; repeats ignored)."""

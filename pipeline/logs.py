@@ -76,10 +76,10 @@ class _SinkFile:
 
     def write(self, text: str) -> int:
         sink = _sink
-        if sink is not None and text.strip():
-            sink(text.rstrip("\n"))
-        else:
+        if sink is None:
             self.stream.write(text)
+        elif text.strip():  # print() sends the newline separately; the sink adds its own
+            sink(text.rstrip("\n"))
         return len(text)
 
     def flush(self) -> None:

@@ -73,9 +73,10 @@ def render_summary(summary: Summary) -> str:
         lines.append("reasons")
         for reason, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {reason:<20}{n:>10}")
-    if summary.retries:
+    retries = {kind: n for kind, n in summary.retries.items() if n}
+    if retries:
         lines.append("retries")
-        for kind, n in sorted(summary.retries.items()):
+        for kind, n in sorted(retries.items()):
             lines.append(f"  {kind:<20}{n:>10}")
     lines.append(f"{'duration':<22}{summary.duration_s:>9.1f}s")
     lines.append(f"{'throughput':<22}{summary.rows_per_s:>8.1f}/s")

@@ -139,6 +139,7 @@ def write_results(
     ``results`` must yield exactly one ``RowResult`` per manifest row, in index order (``ValueError``
     otherwise, and the target is left untouched). ``fmt`` (``parquet``/``csv``) overrides the extension.
     """
+    path = Path(path)
     kind = _format_of(path, fmt)
     schema = result_schema(manifest.schema, csv=kind == "csv")
     path.parent.mkdir(parents=True, exist_ok=True)

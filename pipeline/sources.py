@@ -32,19 +32,22 @@ __all__ = [
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
-MAX_BLOCK_SIZE = 64 << 20
+MAX_BLOCK_SIZE = 16 << 20
 """Largest CSV block tried (a block must hold a whole row). A bigger row is almost always an unclosed
-quote swallowing the rest of the file, so it is refused rather than read into memory."""
+quote swallowing the rest of the file, so it is refused rather than read: pyarrow's reader peaks at
+about 8 blocks of memory (16 MiB blocks: ~150 MB; 64 MiB blocks were measured at ~530 MB)."""
 
 BatchFactory = Callable[[], Iterator[pa.RecordBatch]]
 
 
 def arrow_message(exc: Exception) -> str:
+    """The first line of a pyarrow/OS error, at most 200 characters (they can quote whole rows)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 def rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """The same rows in order, in batches of at most ``size`` rows."""
     for batch in batches:
         for offset in range(0, batch.num_rows, size):  # zero-copy slices; empty batches vanish
             yield batch.slice(offset, size) if batch.num_rows > size else batch
@@ -55,14 +58,14 @@ def open_source(source: Any, *, block_size: int, batch_size: int) -> tuple[str, 
     if isinstance(source, pa.Table):
         table = source
         return "<pyarrow.Table>", table.schema, lambda: iter(table.to_batches()), str(Path.cwd())
-    if type(source).__name__ == "DataFrame" and type(source).__module__.startswith("pandas"):
+    if any(c.__name__ == "DataFrame" and c.__module__.startswith("pandas") for c in type(source).__mro__):
         try:  # pyarrow imports pandas itself, only now: pandas stays optional
             frame = pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
             message = arrow_message(exc)
             raise ManifestError(f"The DataFrame cannot be converted to Arrow: {message}.") from exc
-        schema = frame.schema.remove_metadata()  # pandas' index notes describe the frame, not the rows
-        return "<pandas.DataFrame>", schema, lambda: iter(frame.to_batches()), str(Path.cwd())
+        frame = frame.replace_schema_metadata(None)  # pandas' index notes describe the frame, not the rows
+        return "<pandas.DataFrame>", frame.schema, lambda: iter(frame.to_batches()), str(Path.cwd())
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         schema, factory = _open_file(path, str(source), block_size, batch_size)
@@ -124,8 +127,9 @@ def _csv_batches(path: Path, name: str, header: list[str], block_size: int) -> I
     while True:
         skip = emitted  # after a restart with a bigger block, rows already handed on are re-read, not re-sent
         try:
-            options = {"read_options": pcsv.ReadOptions(block_size=block_size), "parse_options": parse}
-            with pcsv.open_csv(path, convert_options=convert, **options) as reader:
+            read = pcsv.ReadOptions(block_size=block_size)
+            reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+            with reader:
                 for batch in reader:
                     if skip >= batch.num_rows:
                         skip -= batch.num_rows
@@ -137,7 +141,7 @@ def _csv_batches(path: Path, name: str, header: list[str], block_size: int) -> I
         except pa.ArrowInvalid as exc:
             straddling = "straddl" in str(exc)  # pyarrow's "straddling object straddles two block boundaries"
             if straddling and block_size < MAX_BLOCK_SIZE:
-                block_size = min(block_size * 8, MAX_BLOCK_SIZE)
+                block_size = min(block_size * 4, MAX_BLOCK_SIZE)
                 continue
             if straddling:
                 raise ManifestError(

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline import manifest as manifest_module
 from pipeline import sources
 from pipeline.config import ColumnMap
 from pipeline.errors import ConfigError, ManifestError
@@ -375,3 +376,19 @@ def test_rows_and_results_follow_input_order(paths: list[str | None], batch_size
     assert got["n"].to_pylist() == list(range(len(paths)))
     assert got["thumbnail_key"].to_pylist() == [f"tk{i}" for i in range(len(paths))]
     assert m.scan().fingerprint == Manifest.open(table, batch_size=batch_size + 3).scan().fingerprint
+
+
+def test_an_id_hash_collision_is_not_a_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifest_module, "_hash64", len)  # every id of the same length collides
+    table = pa.table({"id": ["a", "b", "cc", "dd", "b"], "path": ["p"] * 5})
+    with pytest.raises(ManifestError, match=r"The id 'b' .*rows 1 and 4"):
+        Manifest.open(table).scan()
+    assert Manifest.open(table.slice(0, 4)).scan().rows == 4
+
+
+def test_bom_crlf_and_quoted_newlines(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(b'\xef\xbb\xbfpath,id\r\na.jpg,1\r\n"b\r\nc.jpg",2\r\n')
+    m = Manifest.open(path)
+    assert m.schema.names == ["path", "id"]
+    assert [(r.key, r.path) for r in m.rows()] == [("1", "a.jpg"), ("2", "b\r\nc.jpg")]

@@ -133,6 +133,7 @@ class AdaptiveRate:
         self.floor = floor if floor is not None else self.target * 0.02
         self._clock = clock
         self._last_change = -math.inf
+        self._last_decrease = -math.inf
         self._last_429 = -math.inf
 
     @property
@@ -144,10 +145,10 @@ class AdaptiveRate:
         """Record a 429; return whether the rate was lowered by it."""
         now = self._clock()
         self._last_429 = now
-        if self.limiter.unlimited or now - self._last_change < self.hold:
+        if self.limiter.unlimited or now - self._last_decrease < self.hold:
             return False
         self.limiter.set_rate(max(self.floor, self.rate * self.decrease))
-        self._last_change = now
+        self._last_change = self._last_decrease = now
         return True
 
     def on_success(self) -> None:

@@ -154,16 +154,14 @@ def _jpeg(data: bytes) -> Header:
     if frame is None:
         raise Reject("corrupt", "JPEG has image data but no frame header")
     scan = pos - 2
-    # FFD9 cannot occur inside entropy-coded data (FF is always followed by 00 or a restart marker there),
-    # so the first FFD9 after the first scan ends the primary image. The common case (file ends with it
-    # and has no appended pictures) needs no search.
-    if data.endswith(b"\xff\xd9") and not _has_trailer(data, scan):
-        eoi = n
-    else:
-        found = data.find(b"\xff\xd9", scan)
-        if found < 0:
-            raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-        eoi = found + 2
+    # FFD9 cannot occur inside entropy-coded data (FF is always followed by 00 or a restart marker
+    # there), so the first FFD9 after the first scan ends the primary image. The search costs about
+    # 0.6 ms per MB, and it cannot be skipped when the file already ends with FFD9: an appended picture
+    # (MPF previews, depth maps, cameras that concatenate) ends that way too and carries its own EXIF.
+    found = data.find(b"\xff\xd9", scan)
+    if found < 0:
+        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+    eoi = found + 2
     keep.append((scan, eoi))
 
     marker, precision, height, width, components = frame
@@ -181,11 +179,6 @@ def _jpeg(data: bytes) -> Header:
     if width == 0 or height == 0:
         obstacles.append("size given after the image data (DNL)")
     return Header("JPEG", width, height, tuple(obstacles), _merge(keep))
-
-
-def _has_trailer(data: bytes, scan: int) -> bool:
-    """Whether the header announces appended pictures (MPF), which end with an FFD9 of their own."""
-    return b"MPF\x00" in data[:scan]
 
 
 def _png(data: bytes) -> Header:

@@ -1,0 +1,192 @@
+"""Image stage speed and memory: ms per image class against the decode floor, thread scaling, peak RSS.
+
+The floor for a JPEG is what no JPEG pipeline can beat: entropy-decoding it at 1/8 DCT scale
+(``draft`` + ``load``). For PNG, WebP and HEIC (no DCT scaling) it is a plain full decode. Each figure is
+the median of several runs, in this process, after one warm-up. The sources are generated textures
+(``pipeline.samples``) sized like phone photos: 12 MP JPEG ~3.7 MB, 24 MP JPEG ~7 MB.
+
+Goals: pass-through decision <= 1 ms; 12 MP JPEG -> <=1024 px within 1.5x of its floor; 24 MP JPEG
+fitted under 5 MB within 2x of its floor; 2 threads >= 1.8x one; peak RSS added by a 24 MP JPEG <= 60 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from pipeline import samples
+from pipeline.images import prepare, sniff
+from pipeline.models import ImagePolicy, Prepared
+
+_RSS_PROBE = """
+import resource, sys, json
+from pathlib import Path
+from pipeline.images import prepare
+data = Path(sys.argv[1]).read_bytes()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = prepare(data)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"before_kb": before, "after_kb": after, "action": result.action, "bytes": len(result.data)}))
+"""
+
+
+def _ms(fn: Callable[[], object], runs: int) -> float:
+    """Median wall time of ``fn`` in milliseconds over ``runs`` runs, after one warm-up."""
+    fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def _jpeg_floor(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft(im.mode, (im.width // 8, im.height // 8))
+        im.load()
+
+
+def _full_decode(data: bytes) -> None:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+
+
+def _decide(data: bytes) -> bytes:
+    """The pass-through decision alone: header walk, truncation check, metadata strip."""
+    header = sniff.inspect(data)
+    assert header is not None and not header.obstacles
+    return sniff.stripped(data, header)
+
+
+def _checked(data: bytes, policy: ImagePolicy) -> Prepared:
+    result = prepare(data, policy)
+    assert isinstance(result, Prepared), result
+    return result
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    """Measure, print a table and return the figures (also writes the sources into ``out_dir``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    src = {
+        "jpeg_2mp": samples.make_jpeg(out_dir / "2mp.jpg", 1600, 1200, exif_gps=True, seed=1),
+        "jpeg_12mp": samples.make_jpeg(out_dir / "12mp.jpg", 4032, 3024, seed=2),
+        "jpeg_24mp": samples.make_jpeg(out_dir / "24mp.jpg", 6000, 4000, seed=3),
+        "png_12mp": samples.make_png(out_dir / "12mp.png", 4032, 3024, seed=4),
+        "webp_12mp": samples.make_webp(out_dir / "12mp.webp", 4032, 3024, alpha=True, seed=5),
+        "heic_12mp": samples.make_image(out_dir / "12mp.heic", 4032, 3024, "HEIF", quality=80, seed=6),
+    }
+    thumb = ImagePolicy(max_side=1024)
+    fit = ImagePolicy()
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, data: bytes, policy: ImagePolicy, floor: Callable[[bytes], None], runs: int) -> None:
+        result = _checked(data, policy)
+        ms = _ms(lambda: prepare(data, policy), runs)
+        floor_ms = _ms(lambda: floor(data), runs)
+        rows.append(
+            {
+                "class": name,
+                "source_mb": round(len(data) / 1e6, 2),
+                "ms": round(ms, 2),
+                "floor_ms": round(floor_ms, 2),
+                "ratio": round(ms / floor_ms, 2),
+                "action": result.action,
+                "out": f"{result.width}x{result.height} {len(result.data) / 1e6:.2f} MB",
+            }
+        )
+
+    for key in ("jpeg_2mp", "jpeg_12mp"):
+        data = src[key]
+        decision = _ms(functools.partial(_decide, data), 200)
+        whole = _ms(functools.partial(prepare, data), 50)
+        result = _checked(data, fit)
+        rows.append(
+            {
+                "class": f"pass-through decision, {key.split('_')[1].upper()} JPEG",
+                "source_mb": round(len(data) / 1e6, 2),
+                "ms": round(decision, 3),
+                "floor_ms": None,
+                "ratio": None,
+                "action": result.action,
+                "out": f"whole prepare() incl. SHA-256: {whole:.2f} ms",
+            }
+        )
+    row("12 MP JPEG -> <=1024 px", src["jpeg_12mp"], thumb, _jpeg_floor, 15)
+    row("12 MP JPEG -> 1200 px (resampled)", src["jpeg_12mp"], ImagePolicy(max_side=1200), _jpeg_floor, 15)
+    row("24 MP JPEG -> under 5 MB", src["jpeg_24mp"], fit, _jpeg_floor, 9)
+    row("12 MP PNG -> JPEG (fit 5 MB)", src["png_12mp"], fit, _full_decode, 5)
+    row("12 MP PNG -> <=1024 px", src["png_12mp"], thumb, _full_decode, 5)
+    row("12 MP WebP+alpha -> <=1024 px", src["webp_12mp"], thumb, _full_decode, 5)
+    row("12 MP HEIC -> <=1024 px", src["heic_12mp"], thumb, _full_decode, 5)
+
+    # Thread scaling: the same 12 MP -> 1024 px job, 16 times, on 1 and on 2 threads.
+    jobs = [src["jpeg_12mp"]] * 16
+
+    def batch(workers: int) -> float:
+        with ThreadPoolExecutor(workers) as pool:
+            start = time.perf_counter()
+            list(pool.map(lambda d: prepare(d, thumb), jobs))
+            return time.perf_counter() - start
+
+    batch(2)
+    one = min(batch(1) for _ in range(3))
+    two = min(batch(2) for _ in range(3))
+
+    # Peak RSS in a fresh process: what one 24 MP JPEG adds on top of the interpreter and its bytes.
+    probe = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, str(out_dir / "24mp.jpg")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    rss = json.loads(probe.stdout)
+    rss_added_mb = (rss["after_kb"] - rss["before_kb"]) / 1024
+
+    figures: dict[str, Any] = {
+        "classes": rows,
+        "threads": {
+            "images": len(jobs),
+            "one_worker_s": round(one, 3),
+            "two_workers_s": round(two, 3),
+            "speedup": round(one / two, 2),
+        },
+        "peak_rss_added_mb_24mp": round(rss_added_mb, 1),
+        "peak_rss_probe": rss,
+    }
+    _print(figures)
+    return figures
+
+
+def _print(figures: dict[str, Any]) -> None:
+    print(f"{'class':38} {'src MB':>7} {'ms':>8} {'floor':>7} {'ratio':>6}  action / output")
+    for r in figures["classes"]:
+        floor = "" if r["floor_ms"] is None else f"{r['floor_ms']:.1f}"
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        print(
+            f"{r['class']:38} {r['source_mb']:>7} {r['ms']:>8} {floor:>7} {ratio:>6}  {r['action']}: {r['out']}"
+        )
+    t = figures["threads"]
+    print(
+        f"threads: {t['images']} x 12 MP -> 1024 px: 1 worker {t['one_worker_s']} s, "
+        f"2 workers {t['two_workers_s']} s, speedup {t['speedup']}x"
+    )
+    print(f"peak RSS added by one 24 MP JPEG: {figures['peak_rss_added_mb_24mp']} MB")
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run(Path(tmp))

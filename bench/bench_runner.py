@@ -1,0 +1,140 @@
+"""End-to-end benchmarks of the ingest run (issue 5).
+
+- rows/s on already-acceptable 1-3 MP JPEGs at the default 50/s cap with ``--no-confirm`` (goal >= 49.5/s
+  measured from the emulator's presign arrivals, >= 3,000 rows), and with confirm on (goal >= 99 % of 1000/min);
+- a 1,000,000-row manifest of missing files through the real CLI: rows/s (goal >= 5,000) and peak RSS
+  (goal <= 300 MB);
+- re-running a finished 100,000-row journal: seconds (goal <= 10) and API calls (goal 0).
+
+``BENCH_QUICK=1`` shrinks every size by 10x for a smoke run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline import runner
+from pipeline.api import make_settings
+from pipeline.emulator import Emulator, EmulatorConfig, emulator_in_thread
+from pipeline.samples import make_jpeg
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SCALE = 10 if QUICK else 1
+
+
+def _photos(directory: Path, rows: int, distinct: int = 120) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    sizes = [(1600, 1200), (2000, 1500), (1200, 1000), (1280, 1024)]
+    for i in range(distinct):
+        path = directory / f"p{i:03d}.jpg"
+        if not path.exists():
+            w, h = sizes[i % len(sizes)]
+            make_jpeg(path, w, h, seed=i)
+    manifest = directory / f"manifest_{rows}.csv"
+    with manifest.open("w") as f:
+        f.write("id,path\n")
+        for i in range(rows):
+            f.write(f"row{i},p{i % distinct:03d}.jpg\n")
+    return manifest
+
+
+def _arrival_rate(emu: Emulator) -> tuple[float, int]:
+    arrivals = sorted(emu.counters.snapshot()["presign_arrivals"])
+    if len(arrivals) < 2:
+        return 0.0, len(arrivals)
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]), len(arrivals)
+
+
+def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
+    manifest = _photos(directory, rows)
+    out = directory / f"results_{rows}_{confirm}.parquet"
+    journal = directory / f"journal_{rows}_{confirm}.sqlite"
+    for p in (out, journal):
+        p.unlink(missing_ok=True)
+    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+        settings = make_settings(workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
+                                 out=out, journal=journal, confirm=confirm, progress=False)
+        started = time.monotonic()
+        summary = asyncio.run(runner.run_async(settings, manifest))
+        wall = time.monotonic() - started
+        rate, n = _arrival_rate(emu)
+        snap = emu.counters.snapshot(arrivals=False)
+    cap = 1000 / 60 if confirm else 50.0
+    return {"rows": rows, "uploaded": summary.by_status.get("uploaded", 0), "presign_calls": n,
+            "server_rows_per_s": round(rate, 2), "cap_per_s": round(cap, 2), "of_cap": round(rate / cap, 4),
+            "wall_s": round(wall, 1), "responses_429": snap["responses_429"],
+            "max_presign_per_1s": snap["max_presign_per_1s"], "max_status_per_60s": snap["max_status_per_60s"]}
+
+
+def _missing_manifest(path: Path, rows: int) -> Path:
+    with path.open("w") as f:
+        f.write("id,path,note\n")
+        f.writelines(f"m{i},missing/dir{i % 1000}/img_{i}.jpg,n{i % 7}\n" for i in range(rows))
+    return path
+
+
+def _cli(manifest: Path, emu: Emulator, directory: Path) -> tuple[float, int, int]:
+    """Run the real CLI in a child; return (seconds, exit code, peak RSS of the child in MB)."""
+    env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
+           "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", emu.workspace,
+         "--endpoint", emu.base_url, "--out", str(directory / (manifest.stem + ".results.parquet")),
+         "--no-progress", "--log-format", "json"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+    )
+    seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, proc.returncode, max(peak, before) // 1024
+
+
+def _big(directory: Path) -> dict[str, Any]:
+    rows = 1_000_000 // SCALE
+    manifest = _missing_manifest(directory / f"missing_{rows}.csv", rows)
+    for suffix in (".results.parquet", ".journal.sqlite", ".journal.sqlite-wal", ".journal.sqlite-shm"):
+        (directory / (manifest.stem + suffix)).unlink(missing_ok=True)
+    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+        seconds, code, rss = _cli(manifest, emu, directory)
+        calls = emu.counters.snapshot(arrivals=False)["presign_calls"]
+    return {"rows": rows, "seconds": round(seconds, 1), "rows_per_s": round(rows / seconds), "exit_code": code,
+            "peak_rss_mb": rss, "api_calls": calls}
+
+
+def _resume(directory: Path) -> dict[str, Any]:
+    rows = 100_000 // SCALE
+    manifest = _missing_manifest(directory / f"resume_{rows}.csv", rows)
+    for suffix in (".results.parquet", ".journal.sqlite", ".journal.sqlite-wal", ".journal.sqlite-shm"):
+        (directory / (manifest.stem + suffix)).unlink(missing_ok=True)
+    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+        first, _, _ = _cli(manifest, emu, directory)
+        emu.reset_counters()
+        again, code, _ = _cli(manifest, emu, directory)
+        snap = emu.counters.snapshot(arrivals=False)
+    calls = snap["presign_calls"] + snap["status_calls"] + snap["put_calls"]
+    return {"rows": rows, "first_run_s": round(first, 1), "rerun_s": round(again, 2), "exit_code": code,
+            "api_calls": calls}
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    """Run all four measurements; print and return the figures."""
+    work = out_dir / "runner-work"
+    work.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {}
+    figures["no_confirm"] = _e2e(work / "photos", 3000 // SCALE, confirm=False)
+    print("end-to-end, --no-confirm, cap 50/s:", figures["no_confirm"], flush=True)
+    figures["confirm"] = _e2e(work / "photos", 1200 // SCALE, confirm=True)
+    print("end-to-end, confirm on, cap 1000/min:", figures["confirm"], flush=True)
+    figures["million_missing"] = _big(work)
+    print("1M-row manifest of missing files:", figures["million_missing"], flush=True)
+    figures["resume_100k"] = _resume(work)
+    print("re-run of a finished 100k-row journal:", figures["resume_100k"], flush=True)
+    return figures
