@@ -134,19 +134,16 @@ class Journal:
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process death, cheap commits
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "meta" not in tables:  # someone else's database: add nothing to it
+                raise sqlite3.DatabaseError("it holds other tables")
             conn.executescript(_SCHEMA)  # idempotent; executescript would commit an open transaction anyway
             conn.execute("BEGIN IMMEDIATE")
             meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
             if not meta:
-                fresh = {
-                    "fingerprint": fingerprint,
-                    "workspace": workspace,
-                    "manifest_name": manifest_name,
-                    "rows": str(rows),
-                    "created_at": _now(),
-                    "schema_version": str(SCHEMA_VERSION),
-                }
-                conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", fresh.items())
+                keys = ("fingerprint", "workspace", "manifest_name", "rows", "created_at", "schema_version")
+                values = (fingerprint, workspace, manifest_name, str(rows), _now(), str(SCHEMA_VERSION))
+                conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", zip(keys, values, strict=True))
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:

@@ -71,8 +71,13 @@ def set_line_sink(sink: Callable[[str], None] | None) -> None:
 class _SinkFile:
     """A file-like object that routes lines to the active sink (a progress bar) or to the stream."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        # Looked up per write when not fixed: sys.stderr may be swapped (pytest capture, notebooks).
+        return self._stream if self._stream is not None else sys.stderr
 
     def write(self, text: str) -> int:
         sink = _sink
@@ -109,6 +114,6 @@ def configure_logging(fmt: str = "auto", *, stream: TextIO | None = None, level:
     structlog.configure(
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=_SinkFile(out)),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=_SinkFile(stream)),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )

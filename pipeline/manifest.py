@@ -158,6 +158,7 @@ class Manifest:
         ``root`` if given, else the manifest file's folder, else the current directory (in-memory input).
         Batches hold at most ``batch_size`` rows; ``block_size`` is the initial CSV read block (grown up
         to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence.
+        ``columns.path`` must exist; ``columns.id``/``file_name`` must exist only when not the defaults.
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")

@@ -145,14 +145,18 @@ def _csv_batches(path: Path, name: str, header: list[str], block_size: int) -> I
                 continue
             if straddling:
                 raise ManifestError(
-                    f"The manifest {name} has a row over {MAX_BLOCK_SIZE >> 20} MiB after {emitted} "
-                    "good rows (an unclosed quote?); fix the file."
+                    f"The manifest {name} has a row over {MAX_BLOCK_SIZE >> 20} MiB after its first "
+                    f"{_rows(emitted)} (an unclosed quote?); fix the file."
                 ) from exc
             raise _read_error(name, emitted, exc) from exc
         except (pa.ArrowException, OSError) as exc:
             raise _read_error(name, emitted, exc) from exc
 
 
+def _rows(n: int) -> str:
+    return "row" if n == 1 else f"{n} rows"
+
+
 def _read_error(name: str, rows: int, exc: Exception) -> ManifestError:
     message = arrow_message(exc)
-    return ManifestError(f"The manifest {name} cannot be read (stopped after {rows} good rows): {message}.")
+    return ManifestError(f"The manifest {name} cannot be read beyond its first {_rows(rows)}: {message}.")

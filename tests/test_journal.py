@@ -107,6 +107,16 @@ def test_not_a_database_and_in_use_are_config_errors(tmp_path: Path, journal: Jo
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite, not at all" * 100)
     with pytest.raises(ConfigError, match="is not a usable journal"):
         open_journal(tmp_path / "junk.sqlite")
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    with pytest.raises(ConfigError, match=r"is not a usable journal \(it holds other tables\)"):
+        open_journal(tmp_path / "app.db")
+    with sqlite3.connect(tmp_path / "app.db") as conn:
+        assert [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
+            "users"
+        ]
+    conn.close()
     with pytest.raises(ConfigError, match="is in use by another run"):
         open_journal(tmp_path / "j.sqlite")  # the fixture holds it
     journal.record(up(1))  # the refused second open did not disturb the first

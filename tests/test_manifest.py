@@ -144,7 +144,7 @@ def test_unsupported_extension_and_unreadable_files(tmp_path: Path) -> None:
 def test_malformed_csv_fails_with_one_sentence_not_a_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b"path,id\na.jpg,1\n\xff\xfe.jpg,2\n")
-    expected = r"^The manifest .*bad\.csv cannot be read \(stopped after 0 good rows\): .*\.$"
+    expected = r"^The manifest .*bad\.csv cannot be read beyond its first 0 rows: .*\.$"
     with pytest.raises(ManifestError, match=expected):
         Manifest.open(bad).scan()
     ragged = write_csv(tmp_path / "ragged.csv", "path,id\na.jpg,1,extra\n")
@@ -163,7 +163,9 @@ def test_a_cell_bigger_than_the_block_is_read_by_growing_the_block(tmp_path: Pat
 def test_a_cell_beyond_the_largest_block_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "MAX_BLOCK_SIZE", 4096)
     csv_path = write_csv(tmp_path / "m.csv", 'path,note\na.jpg,"' + "y" * 50_000 + "\n")  # an unclosed quote
-    with pytest.raises(ManifestError, match=r"has a row over 0 MiB .*unclosed quote"):
+    with pytest.raises(
+        ManifestError, match=r"has a row over 0 MiB after its first 0 rows \(an unclosed quote\?\)"
+    ):
         Manifest.open(csv_path, block_size=512).scan()
 
 
@@ -392,3 +394,15 @@ def test_bom_crlf_and_quoted_newlines(tmp_path: Path) -> None:
     m = Manifest.open(path)
     assert m.schema.names == ["path", "id"]
     assert [(r.key, r.path) for r in m.rows()] == [("1", "a.jpg"), ("2", "b\r\nc.jpg")]
+
+
+@pytest.mark.slow
+def test_a_200_mb_cell_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w") as fh:
+        fh.write("path,note\na.jpg,ok\nb.jpg,")
+        for _ in range(200):
+            fh.write("z" * (1 << 20))
+        fh.write("\nc.jpg,end\n")
+    with pytest.raises(ManifestError, match=r"has a row over 16 MiB after its first row"):
+        Manifest.open(path).scan()

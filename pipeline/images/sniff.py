@@ -2,7 +2,7 @@
 
 ``inspect`` walks the container structure without decoding a pixel and answers three questions:
 the stored size, whether the file could be uploaded as it is (``obstacles`` lists why not), and which
-byte spans to keep to drop metadata. It also catches truncation cheaply:
+byte spans to keep to drop metadata. With ``complete`` (JPEG only needs it) it catches truncation cheaply:
 
 - JPEG: the segments up to the first scan must be complete, and an end-of-image marker (FFD9) must
   follow the scan data. Bytes after that marker (camera trailers, the extra pictures of an MPF file)
@@ -17,12 +17,12 @@ return ``None`` (Pillow decides what they are).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.images.common import Reject
 from pipeline.images.meta import exif_orientation, icc_is_srgb
 
-__all__ = ["Header", "inspect", "stripped"]
+__all__ = ["Header", "complete", "inspect", "stripped"]
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks kept when stripping: image data and colour interpretation. Everything else (tEXt, zTXt, iTXt,
@@ -62,7 +62,8 @@ class Header:
     obstacles: tuple[str, ...]
     """Why the file cannot be uploaded as it is, in words (``EXIF orientation 6``...); empty if it can."""
     keep: tuple[tuple[int, int], ...]
-    """Byte spans that make up the file without its metadata (for WebP: the chunks after the RIFF header)."""
+    """Byte spans that make up the file without its metadata (for WebP: the chunks after the RIFF header;
+    for JPEG the last span ends at -1, "end of image", until ``complete`` finds it)."""
 
 
 def inspect(data: bytes) -> Header | None:
@@ -76,8 +77,25 @@ def inspect(data: bytes) -> Header | None:
     return None
 
 
+def complete(data: bytes, header: Header) -> Header:
+    """``header`` with the end of the image located; raises ``Reject("corrupt")`` if it is missing.
+
+    Needed before ``stripped`` and before trusting a JPEG as complete (PNG and WebP were fully checked
+    by ``inspect``).
+    """
+    if not header.keep or header.keep[-1][1] != -1:
+        return header
+    scan = header.keep[-1][0]
+    found = data.find(b"\xff\xd9", scan)
+    if found < 0:
+        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+    return replace(header, keep=_merge([*header.keep[:-1], (scan, found + 2)]))
+
+
 def stripped(data: bytes, header: Header) -> bytes:
-    """``data`` without its metadata (see ``Header.keep``); ``data`` itself when nothing was dropped."""
+    """``data`` without its metadata (see ``Header.keep``); ``data`` itself when nothing was dropped.
+    ``header`` must have been through ``complete``."""
+    assert all(b >= 0 for _, b in header.keep), "call complete() first"
     if header.format == "WEBP":
         return _webp_rebuild(data, header)
     if header.keep == ((0, len(data)),):
@@ -154,15 +172,13 @@ def _jpeg(data: bytes) -> Header:
     if frame is None:
         raise Reject("corrupt", "JPEG has image data but no frame header")
     scan = pos - 2
+    keep.append((scan, -1))  # -1: "to the end of the image", resolved by ``complete``
     # FFD9 cannot occur inside entropy-coded data (FF is always followed by 00 or a restart marker
     # there), so the first FFD9 after the first scan ends the primary image. The search costs about
     # 0.6 ms per MB, and it cannot be skipped when the file already ends with FFD9: an appended picture
     # (MPF previews, depth maps, cameras that concatenate) ends that way too and carries its own EXIF.
-    found = data.find(b"\xff\xd9", scan)
-    if found < 0:
-        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-    eoi = found + 2
-    keep.append((scan, eoi))
+    # That search is left to ``complete``: only pass-through candidates need it (Pillow notices a
+    # truncated file on the decode path), and it holds the GIL, which matters in a thread pool.
 
     marker, precision, height, width, components = frame
     obstacles: list[str] = []

@@ -107,6 +107,7 @@ def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepar
         if min(w, h) < policy.min_side:  # orientation only swaps the sides: the check holds before it
             raise Reject("too_small", f"{px(w, h)}; the minimum is {policy.min_side} px on each side")
         if not header.obstacles and (not policy.max_side or max(w, h) <= policy.max_side):
+            header = sniff.complete(data, header)
             out = data if policy.keep_metadata else sniff.stripped(data, header)
             if len(out) <= policy.max_bytes:
                 if policy.verify_pixels:

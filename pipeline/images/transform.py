@@ -76,6 +76,7 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_RESIZE_FIRST = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})  # modes that resample correctly as they are
 _QUALITY_FLOOR = 70
 _QUALITY_STEP = 5
 _SNAP = 0.9  # a DCT-only size is accepted when its long side is at least this fraction of the target's
@@ -116,7 +117,10 @@ def transform(data: bytes, policy: ImagePolicy) -> Encoded:
         if is_jpeg:
             size = _draft(im, size, policy.min_side, snap=_SNAP_BUDGET if budget else _SNAP)
         im.load()
-        out, recoloured = _to_srgb(im)
+        out: Image.Image = im
+        if out.size != size and out.mode in _RESIZE_FIRST:
+            out = _resize(out, size)  # colour work on the small image (alpha resizes premultiplied)
+        out, recoloured = _to_srgb(out)
         if out.size != size:
             out = _resize(out, size)
         if orientation in _TRANSPOSE:
