@@ -71,7 +71,10 @@ def _add_ingest(sub: argparse._SubParsersAction[_Parser], env: Mapping[str, str]
         "write a results manifest. Credentials: NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY, else ~/.ncloud/configure. "
         "Re-running the same command resumes from the journal.",
     )
-    e = lambda name, default=None: env.get(ENV_PREFIX + name, default)  # noqa: E731
+
+    def e(name: str, default: str | None = None) -> str | None:
+        return env.get(ENV_PREFIX + name, default)
+
     p.add_argument("manifest", type=Path, help="the manifest file (.csv, .parquet)")
     p.add_argument("--workspace", default=e("WORKSPACE"), help="MI workspace name [env THUMBNAIL_INGEST_WORKSPACE]")
     p.add_argument("--endpoint", default=e("ENDPOINT", "https://mi.apigw.ntruss.com"), help="API base URL")

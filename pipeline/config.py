@@ -142,8 +142,8 @@ class Settings:
     """SQLite journal. Default: ``<manifest stem>.journal.sqlite`` beside the results."""
     root: Path | None = None
     """Relative paths resolve against this (default: the manifest's folder); paths may not escape it."""
-    columns: ColumnMap = ColumnMap()
-    policy: ImagePolicy = ImagePolicy()
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    policy: ImagePolicy = field(default_factory=ImagePolicy)
     confirm: bool = True
     workers: int = 0
     """Image-preparation workers; 0 = one per CPU."""

@@ -12,6 +12,7 @@ import random
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from pipeline import logs, runner, samples
@@ -22,6 +23,10 @@ from pipeline.progress import render_summary
 __all__ = ["build_archive", "run_demo"]
 
 _Spec = tuple[str, Callable[[Path], object]]
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def _specs(count: int, rng: random.Random) -> list[_Spec]:
@@ -53,16 +58,16 @@ def _specs(count: int, rng: random.Random) -> list[_Spec]:
             out.append((f"geotagged_{i:04d}.jpg", jpeg(w, h, seed, exif_gps=True, xmp=True)))
         elif roll < 0.80:
             orientation = rng.choice([3, 6, 8])
-            out.append((f"rotated_{i:04d}.jpg", lambda p, w=w, h=h, o=orientation, s=seed:
-                        samples.make_oriented_jpeg(p, w, h, o, seed=s)))
+            out.append((f"rotated_{i:04d}.jpg", partial(samples.make_oriented_jpeg, width=w, height=h,
+                                                         orientation=orientation, seed=seed)))
         elif roll < 0.88:
-            out.append((f"scan_{i:04d}.png", lambda p, s=seed: samples.make_png(p, 1000, 800, seed=s)))
+            out.append((f"scan_{i:04d}.png", partial(samples.make_png, width=1000, height=800, seed=seed)))
         elif roll < 0.95:
             out.append((f"thumb_{i:04d}.jpg", jpeg(rng.randint(120, 250), rng.randint(120, 250), seed)))
         else:
             data = samples.make_jpeg(None, w, h, seed=seed)
             cut = rng.randint(len(data) // 3, len(data) - 200)
-            out.append((f"truncated_{i:04d}.jpg", lambda p, d=data[:cut]: p.write_bytes(d)))
+            out.append((f"truncated_{i:04d}.jpg", partial(_write, data=data[:cut])))
     return out[:count] if count >= len(fixed) else out
 
 

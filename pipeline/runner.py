@@ -202,9 +202,7 @@ class _Run:
             if self.stop.is_set():
                 self._release_content(prepared, None)
                 continue
-            journal = self.journal
-
-            async def on_presigned(p: Presigned, row: Row = row) -> None:
+            async def on_presigned(p: Presigned, row: Row = row, journal: Journal = self.journal) -> None:
                 journal.mark_presigned(row.index, row.key, p.thumbnail_key)
 
             try:

@@ -51,7 +51,7 @@ def test_api_settings_validation(kwargs: dict[str, object], message: str) -> Non
 
 def test_settings_validation() -> None:
     api = ApiSettings(workspace="w", credentials=Credentials("a", "b"))
-    with pytest.raises(ConfigError, match=".parquet or .csv"):
+    with pytest.raises(ConfigError, match=r"\.parquet or \.csv"):
         Settings(api=api, out=Path("r.json"))
     with pytest.raises(ConfigError, match="--max-side"):
         Settings(api=api, policy=ImagePolicy(max_side=100))
