@@ -7,6 +7,7 @@ Exceptions are for what stops a run or must be handled by the caller::
     ├── ConfigError                  bad flag, setting or credentials            -> exit 2
     │   ├── ManifestError            unreadable manifest, missing column, ...    -> exit 2
     │   └── JournalMismatchError     journal belongs to another manifest         -> exit 2
+    ├── JournalStateError            a write would re-upload an uploaded row: a bug, never data
     ├── FatalApiError                the API says no for every row               -> exit 3
     │   ├── AuthenticationError      401 code 200 (key, signature, clock)
     │   ├── PermissionDeniedError    401/403 code 210/230
@@ -30,6 +31,7 @@ __all__ = [
     "FatalApiError",
     "IngestError",
     "JournalMismatchError",
+    "JournalStateError",
     "ManifestError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -55,6 +57,10 @@ class ManifestError(ConfigError):
 
 class JournalMismatchError(ConfigError):
     """The journal was created for a different manifest or workspace."""
+
+
+class JournalStateError(IngestError):
+    """A journal write that would break its promises (re-uploading an uploaded row): a bug, not data."""
 
 
 class FatalApiError(IngestError):

@@ -22,7 +22,7 @@ from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.errors import ConfigError, IngestError, JournalMismatchError
+from pipeline.errors import ConfigError, JournalMismatchError, JournalStateError
 from pipeline.models import RowResult, Status
 
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalStateError", "Orphan", "ResumeInfo"]
@@ -51,10 +51,6 @@ _COLUMNS = (
 _UPSERT = f"INSERT OR REPLACE INTO rows ({_COLUMNS}, updated_at) VALUES ({', '.join('?' * 15)})"  # noqa: S608
 _DETAILS = attrgetter(*_COLUMNS.split(", ")[3:])  # the RowResult fields after idx, key, status
 _ORPHAN = "INSERT OR IGNORE INTO orphans (idx, thumbnail_key, reason, recorded_at) VALUES (?, ?, ?, ?)"
-
-
-class JournalStateError(IngestError):
-    """A write that would break the journal's promises (re-uploading an uploaded row): a bug, not data."""
 
 
 @dataclass(frozen=True, slots=True)
