@@ -5,7 +5,8 @@ kept), as the real service would, and stamps every presign arrival; the rate is 
 t_first)`` over those stamps (read from ``/_emulator/state``), so it is what the server saw, not what the
 client believes. A second capped figure runs the emulator in a thread of this process: there its arrival
 stamps lag by up to ~10-20 ms whenever it waits for the GIL (5 ms switch interval), so it sees the odd
-51-in-a-second near miss, answers 429 and the Retry-After pause costs a second; that figure shows the cost. Rows carry ~100 KB JPEG payloads; confirmation is off (it has its own 1000/min cap).
+51-in-a-second near miss, answers 429 and the Retry-After pause costs a second; that figure shows the cost.
+Rows carry ~100 KB JPEG payloads; confirmation is off (it has its own 1000/min cap).
 3,000 rows at 50/s take a minute: that is the point.
 """
 
@@ -29,8 +30,7 @@ from typing import Any
 from PIL import Image
 
 from pipeline.client import ApiClient
-from pipeline.config import ApiSettings
-from pipeline.config import Credentials
+from pipeline.config import ApiSettings, Credentials
 from pipeline.emulator import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,

@@ -11,7 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pipeline import runner
+import structlog
+
+from pipeline import logs, runner
 from pipeline.config import (
     DEFAULT_ENDPOINT,
     DEFAULT_PRESIGN_PATH,
@@ -91,6 +93,11 @@ async def ingest_async(source: Any, **options: Any) -> Summary:
     Jupyter). Options are those of ``make_settings``. Raises ``FatalApiError`` (with ``.summary``) when the
     API refused the run (auth, permission, workspace, quota), ``ConfigError`` for bad input."""
     settings = make_settings(**options)
+    if not structlog.is_configured():
+        # Without this, structlog's default prints debug events (one per rejected row) into the notebook.
+        # A caller who configured structlog keeps their configuration.
+        logs.configure_logging(settings.log_format)
+    logs.add_secret(settings.api.credentials.secret_key)
     return _raise_if_fatal(await runner.run_async(settings, source, collect_results=True))
 
 

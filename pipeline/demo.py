@@ -116,6 +116,6 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
         f"{calls.get('status_calls')} status calls, {calls.get('responses_429')} answered 429",
         file=sys.stderr,
     )
-    print(f"open the results: python -c \"import pyarrow.parquet as pq; "
+    print(f"open the results: {sys.executable} -c \"import pyarrow.parquet as pq; "
           f"print(pq.read_table('{summary.results_path}').to_pandas())\"", file=sys.stderr)
     return summary.exit_code

@@ -28,3 +28,15 @@ def test_unicode_and_long_names_are_made_safe_and_short() -> None:
 def test_override_keeps_the_users_stem_but_not_directories() -> None:
     row = Row(1, "1", "a.png", Path("/a.png"), file_name="../../etc/jiho0.png")
     assert upload_name(row, _prepared(".jpg")) == "jiho0.jpg"
+
+
+def test_default_results_and_journal_paths_keep_the_whole_stem() -> None:
+    from pipeline.config import ApiSettings, Credentials, Settings
+    from pipeline.runner import default_paths
+
+    api = ApiSettings(workspace="w", credentials=Credentials("a", "b"))
+    out, journal = default_paths(Settings(api=api), Path("/d/photos.2024-05.csv"))
+    assert (out, journal) == (Path("/d/photos.2024-05.results.parquet"), Path("/d/photos.2024-05.journal.sqlite"))
+    out, journal = default_paths(Settings(api=api, out=Path("/r/x.v2.csv")), Path("/d/m.csv"))
+    assert journal == Path("/r/x.v2.journal.sqlite")
+    assert default_paths(Settings(api=api, dry_run=True), Path("/d/m.csv"))[1] is None

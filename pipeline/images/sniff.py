@@ -17,9 +17,10 @@ return ``None`` (Pillow decides what they are).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from pipeline.images.common import Reject
+from pipeline.images.common import Header, Reject, merge_spans
+from pipeline.images.jpeg import jpeg_end, parse_jpeg
 from pipeline.images.meta import exif_orientation, icc_is_srgb
 
 __all__ = ["Header", "complete", "inspect", "stripped"]
@@ -45,31 +46,12 @@ _PNG_KEEP = frozenset(
     }
 )
 _WEBP_KEEP = frozenset({b"VP8X", b"VP8 ", b"VP8L", b"ALPH", b"ICCP", b"ANIM", b"ANMF"})
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (C4/C8/CC are DHT/JPG/DAC)
-_SOF_PLAIN = frozenset({0xC0, 0xC1, 0xC2})  # Huffman baseline/extended/progressive: what everyone decodes
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length field
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    """What the container says, before any decoding."""
-
-    format: str
-    """``JPEG``, ``PNG`` or ``WEBP``."""
-    width: int
-    height: int
-    """Stored size (before EXIF orientation, which only swaps the sides)."""
-    obstacles: tuple[str, ...]
-    """Why the file cannot be uploaded as it is, in words (``EXIF orientation 6``...); empty if it can."""
-    keep: tuple[tuple[int, int], ...]
-    """Byte spans that make up the file without its metadata (for WebP: the chunks after the RIFF header;
-    for JPEG the last span ends at -1, "end of image", until ``complete`` finds it)."""
 
 
 def inspect(data: bytes) -> Header | None:
     """Parse ``data``'s headers; ``None`` if it is not JPEG, PNG or WebP. Raises ``Reject("corrupt")``."""
     if data[:3] == b"\xff\xd8\xff":
-        return _jpeg(data)
+        return parse_jpeg(data)
     if data[:8] == _PNG_SIGNATURE:
         return _png(data)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
@@ -86,10 +68,7 @@ def complete(data: bytes, header: Header) -> Header:
     if not header.keep or header.keep[-1][1] != -1:
         return header
     scan = header.keep[-1][0]
-    found = data.find(b"\xff\xd9", scan)
-    if found < 0:
-        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-    return replace(header, keep=_merge([*header.keep[:-1], (scan, found + 2)]))
+    return replace(header, keep=merge_spans([*header.keep[:-1], (scan, jpeg_end(data, scan))]))
 
 
 def stripped(data: bytes, header: Header) -> bytes:
@@ -102,99 +81,6 @@ def stripped(data: bytes, header: Header) -> bytes:
         return data
     out = b"".join(data[a:b] for a, b in header.keep)
     return data if out == data else out
-
-
-def _merge(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """Coalesce adjacent spans, so an untouched file is exactly ``((0, len),)``."""
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and merged[-1][1] == a:
-            merged[-1] = (merged[-1][0], b)
-        else:
-            merged.append((a, b))
-    return tuple(merged)
-
-
-def _jpeg(data: bytes) -> Header:
-    n = len(data)
-    pos = 2
-    keep: list[tuple[int, int]] = [(0, 2)]
-    frame: tuple[int, int, int, int, int] | None = None  # marker, precision, height, width, components
-    orientation = 1
-    icc: list[tuple[int, bytes]] = []
-    while True:
-        if pos >= n or data[pos] != 0xFF:
-            raise Reject("corrupt", "JPEG header is truncated or damaged (no marker where one must be)")
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
-            pos += 1
-        if pos >= n:
-            raise Reject("corrupt", "JPEG file ends inside its header")
-        marker, start = data[pos], pos - 1
-        pos += 1
-        if marker in _STANDALONE:
-            keep.append((start, pos))
-            continue
-        if marker == 0xD9:
-            raise Reject("corrupt", "JPEG file ends before any image data")
-        length = int.from_bytes(data[pos : pos + 2], "big")
-        end = pos + length
-        if length < 2 or end > n:
-            raise Reject("corrupt", "JPEG file is truncated inside its header")
-        if marker == 0xDA:
-            break
-        body = data[pos + 2 : end]
-        drop = False
-        if marker in _SOF and len(body) >= 6:
-            frame = (
-                marker,
-                body[0],
-                int.from_bytes(body[1:3], "big"),
-                int.from_bytes(body[3:5], "big"),
-                body[5],
-            )
-        elif marker == 0xE0:
-            drop = body.startswith(b"JFXX")  # extension segment: an embedded thumbnail, not needed
-        elif marker == 0xE1:
-            drop = True
-            if body.startswith(b"Exif\x00\x00"):
-                orientation = exif_orientation(body)
-        elif marker == 0xE2:
-            drop = not body.startswith(b"ICC_PROFILE\x00")
-            if not drop and len(body) > 14:
-                icc.append((body[12], body[14:]))
-        elif 0xE3 <= marker <= 0xEF:
-            drop = marker != 0xEE or not body.startswith(b"Adobe")  # APP14 Adobe says how to read colours
-        elif marker == 0xFE:
-            drop = True  # COM: free text, often "taken at..."
-        if not drop:
-            keep.append((start, end))
-        pos = end
-    if frame is None:
-        raise Reject("corrupt", "JPEG has image data but no frame header")
-    scan = pos - 2
-    keep.append((scan, -1))  # -1: "to the end of the image", resolved by ``complete``
-    # FFD9 cannot occur inside entropy-coded data (FF is always followed by 00 or a restart marker
-    # there), so the first FFD9 after the first scan ends the primary image. The search costs about
-    # 0.6 ms per MB, and it cannot be skipped when the file already ends with FFD9: an appended picture
-    # (MPF previews, depth maps, cameras that concatenate) ends that way too and carries its own EXIF.
-    # That search is left to ``complete``: only pass-through candidates need it (Pillow notices a
-    # truncated file on the decode path), and it holds the GIL, which matters in a thread pool.
-
-    marker, precision, height, width, components = frame
-    obstacles: list[str] = []
-    if marker not in _SOF_PLAIN:
-        obstacles.append(f"JPEG coding SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
-    if precision != 8:
-        obstacles.append(f"{precision}-bit JPEG")
-    if components not in (1, 3):
-        obstacles.append("CMYK/YCCK colours" if components == 4 else f"{components} colour components")
-    if orientation != 1:
-        obstacles.append(f"EXIF orientation {orientation}")
-    if icc and components == 3 and not icc_is_srgb(b"".join(chunk for _, chunk in sorted(icc))):
-        obstacles.append("a colour profile other than sRGB")
-    if width == 0 or height == 0:
-        obstacles.append("size given after the image data (DNL)")
-    return Header("JPEG", width, height, tuple(obstacles), _merge(keep))
 
 
 def _png(data: bytes) -> Header:
@@ -246,7 +132,7 @@ def _png(data: bytes) -> Header:
         raise Reject("corrupt", f"PNG colour type {colour} does not exist")
     if depth != 8 and colour != 3:
         obstacles.append(f"{depth}-bit samples")
-    return Header("PNG", width, height, tuple(obstacles), _merge(keep))
+    return Header("PNG", width, height, tuple(obstacles), merge_spans(keep))
 
 
 def _png_icc(body: bytes) -> list[str]:

@@ -64,9 +64,7 @@ def _read(source: Path | bytes, policy: ImagePolicy) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         if len(data) > policy.max_input_bytes:
-            raise Reject(
-                "too_large", f"{mb(len(data))}; the limit for source files is {mb(policy.max_input_bytes)}"
-            )
+            raise Reject("too_large", f"{mb(len(data))}; the limit for source files is {mb(policy.max_input_bytes)}")
     else:
         path = Path(source)
         try:
@@ -80,9 +78,7 @@ def _read(source: Path | bytes, policy: ImagePolicy) -> bytes:
         if not stat.S_ISREG(st.st_mode):  # reading a FIFO or a device could block forever
             raise Reject("unreadable", f"{path} is not a regular file")
         if st.st_size > policy.max_input_bytes:
-            raise Reject(
-                "too_large", f"{mb(st.st_size)}; the limit for source files is {mb(policy.max_input_bytes)}"
-            )
+            raise Reject("too_large", f"{mb(st.st_size)}; the limit for source files is {mb(policy.max_input_bytes)}")
         try:
             with path.open("rb") as fh:
                 data = fh.read(policy.max_input_bytes + 1)  # +1: notice a file that grew since stat

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from pipeline.images.common import Reject, mb, px
+from pipeline.images.common import READABLE, Reject, identify, is_text, mb, px
 from pipeline.images.meta import icc_is_srgb
 from pipeline.models import ImagePolicy
 
@@ -44,27 +44,6 @@ _DECODABLE = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF")
 """Formats Pillow is allowed to identify. A whitelist, because some of Pillow's plugins (TGA, SPIDER...)
 accept almost any bytes and would "decode" a text file into noise. (MPO needs no entry: the JPEG
 opener returns an MPO image for JPEGs with an MPF segment, as phones write them.)"""
-
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"\xff\xd8\xff", "JPEG"),
-    (0, b"\x89PNG", "PNG"),
-    (8, b"WEBP", "WebP"),
-    (0, b"GIF8", "GIF"),
-    (0, b"II*\x00", "TIFF"),
-    (0, b"MM\x00*", "TIFF"),
-    (0, b"BM", "BMP"),
-    (4, b"ftypheic", "HEIC"),
-    (4, b"ftypheix", "HEIC"),
-    (4, b"ftypmif1", "HEIF"),
-    (4, b"ftypavif", "AVIF"),
-    (0, b"%PDF", "PDF"),
-    (0, b"8BPS", "Photoshop (PSD)"),
-    (0, b"PK\x03\x04", "ZIP"),
-    (0, b"\x00\x00\x00\x0cjP", "JPEG 2000"),
-    (0, b"<svg", "SVG"),
-    (0, b"<?xml", "XML"),
-)
-_READABLE = frozenset({"JPEG", "PNG", "WebP", "GIF", "TIFF", "BMP", "HEIC", "HEIF", "AVIF"})
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -125,32 +104,21 @@ def transform(data: bytes, policy: ImagePolicy) -> Encoded:
             out = _resize(out, size)
         if orientation in _TRANSPOSE:
             out = out.transpose(_TRANSPOSE[orientation])
-        return _fit(
-            out, policy, exif, (ow, oh), orientation != 1 or decoder_reoriented, recoloured or not is_jpeg
-        )
+        return _fit(out, policy, exif, (ow, oh), orientation != 1 or decoder_reoriented, recoloured or not is_jpeg)
 
 
 def _open(data: bytes) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data), formats=_DECODABLE)
     except UnidentifiedImageError:
-        kind = next((name for at, magic, name in _MAGIC if data[at : at + len(magic)] == magic), None)
-        if kind in _READABLE:
+        kind = identify(data)
+        if kind in READABLE:
             raise Reject("corrupt", f"looks like {kind} but cannot be read (damaged or truncated)") from None
         if kind:
             raise Reject("unsupported_format", f"a {kind} file; the API takes JPEG, PNG or WebP") from None
-        if _is_text(data):
+        if is_text(data):
             raise Reject("unsupported_format", "a text file, not an image") from None
         raise Reject("unsupported_format", "not an image in any format this tool reads") from None
-
-
-def _is_text(data: bytes) -> bool:
-    head = data[:512]
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(b >= 0x20 or b in b"\t\r\n" for b in head)
 
 
 def _too_many(width: int, height: int, limit: int) -> str:

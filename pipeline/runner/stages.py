@@ -1,26 +1,19 @@
-"""The asyncio orchestration: manifest -> prepare (pool) -> presign/PUT/confirm (workers) -> journal -> results.
+"""The stages of one run, wired with bounded asyncio queues (see ``pipeline.runner`` for the whole).
 
 Memory stays flat whatever the manifest size: rows are read in chunks, at most ``4 x workers`` rows are
-being prepared and at most ``concurrency`` prepared images wait for an upload worker. The journal is the
-source of truth: a row is only ever uploaded by a worker that first journaled its presigned key, and
-finished rows are committed one by one, so a kill at any moment loses at most the rows in flight.
+being prepared and at most ``concurrency`` prepared images wait for an upload worker. A row is only ever
+uploaded by a worker that first journaled its presigned key, and finished rows are committed one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-import tempfile
-import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -30,30 +23,16 @@ from pipeline.config import Settings
 from pipeline.errors import FatalApiError
 from pipeline.images import prepare
 from pipeline.journal import Journal
-from pipeline.manifest import Manifest, results_table, write_results
-from pipeline.models import Prepared, Presigned, Rejected, Row, RowResult, Status, Summary
+from pipeline.manifest import Manifest
+from pipeline.models import Prepared, Presigned, Rejected, Row, RowResult, Status
 from pipeline.naming import upload_name
 from pipeline.progress import Progress
 
-__all__ = ["default_paths", "run", "run_async"]
+__all__ = ["Stages"]
 
 log = structlog.get_logger("pipeline.runner")
 
 _FLUSH_EVERY = 512
-_INTERRUPTED = ("interrupted", "the run stopped before this row finished; run the same command again to resume")
-
-
-def default_paths(settings: Settings, manifest_path: Path | None) -> tuple[Path | None, Path | None]:
-    """Where results and journal go when not given: beside the manifest (``x.results.parquet``,
-    ``x.journal.sqlite``). In-memory manifests get no default results file and a temporary journal."""
-    out, journal = settings.out, settings.journal
-    if out is None and manifest_path is not None:
-        out = manifest_path.with_name(manifest_path.stem + ".results.parquet")
-    if settings.dry_run:
-        journal = None  # a dry run never touches a real journal
-    elif journal is None and out is not None:
-        journal = out.with_name(out.name.split(".")[0] + ".journal.sqlite")
-    return out, journal
 
 
 def _now() -> str:
@@ -73,7 +52,9 @@ class _Content:
     key: asyncio.Future[str | None]
 
 
-class _Run:
+class Stages:
+    """One run's stages and their shared state; ``execute()`` drives them to the end or to a stop."""
+
     def __init__(
         self, settings: Settings, manifest: Manifest, journal: Journal, progress: Progress, client: ApiClient | None
     ) -> None:
@@ -202,8 +183,10 @@ class _Run:
             if self.stop.is_set():
                 self._release_content(prepared, None)
                 continue
-            async def on_presigned(p: Presigned, row: Row = row, journal: Journal = self.journal) -> None:
-                journal.mark_presigned(row.index, row.key, p.thumbnail_key)
+            async def on_presigned(
+                p: Presigned, row: Row = row, journal: Journal = self.journal, sha: str = prepared.source_sha256
+            ) -> None:
+                journal.mark_presigned(row.index, row.key, p.thumbnail_key, source_sha256=sha)
 
             try:
                 outcome = await self.client.upload(
@@ -289,105 +272,3 @@ def _make_pool(settings: Settings) -> Executor:
     if settings.use_processes:
         return ProcessPoolExecutor(max_workers=_pool_size(settings))
     return ThreadPoolExecutor(max_workers=_pool_size(settings), thread_name_prefix="prepare")
-
-
-def _finish_results(journal: Journal, rows: int, counts: Counter[str], reasons: Counter[str]) -> Iterator[RowResult]:
-    """Journal results in input order; unfinished rows come out as ``pending`` with reason ``interrupted``."""
-    for r in journal.results(rows):
-        if not r.status.terminal:
-            r = RowResult(r.index, r.key, Status.PENDING, reason=_INTERRUPTED[0], detail=_INTERRUPTED[1])
-        counts[r.status.value] += 1
-        if r.reason:
-            reasons[r.reason] += 1
-        yield r
-
-
-async def run_async(
-    settings: Settings, source: Any, *, handle_signals: bool = False, collect_results: bool = False
-) -> Summary:
-    """Run one ingest of ``source`` (a manifest path, a pyarrow Table or a pandas DataFrame).
-
-    Raises ``ConfigError``/``ManifestError``/``JournalMismatchError`` before any upload when the input or the
-    settings are unusable. Otherwise always writes the results (also on interrupt and on a fatal API
-    answer) and returns a ``Summary`` whose ``exit_code`` follows the CLI contract.
-    """
-    started = time.monotonic()
-    manifest = Manifest.open(source, settings.columns, root=settings.root, batch_size=settings.batch_size)
-    info = await asyncio.to_thread(manifest.scan)
-    manifest_path = Path(source) if isinstance(source, (str, Path)) else None
-    out, journal_path = default_paths(settings, manifest_path)
-    tmp = tempfile.TemporaryDirectory(prefix="thumbnail-ingest-") if journal_path is None else None
-    jpath = journal_path or Path(tmp.name if tmp else ".") / "journal.sqlite"
-    with contextlib.ExitStack() as stack:
-        if tmp is not None:
-            stack.enter_context(tmp)
-        journal = stack.enter_context(
-            Journal.open(jpath, fingerprint=info.fingerprint, rows=info.rows,
-                         workspace=settings.api.workspace, manifest_name=manifest.name)
-        )
-        orphaned = journal.mark_orphans_from_inflight()
-        before = journal.counts()
-        already = sum(n for st, n in before.items() if st in ("uploaded", "rejected", "skipped")) + (
-            0 if settings.retry_failed else before.get("failed", 0))
-        log.info("run_started", manifest=manifest.name, rows=info.rows, already_done=already,
-                 redo_in_flight=orphaned, dry_run=settings.dry_run, journal=str(journal_path) if journal_path else None)
-        progress = Progress(info.rows, enabled=settings.progress, initial=already)
-        client = None if settings.dry_run else ApiClient(settings.api)
-        run = _Run(settings, manifest, journal, progress, client)
-        loop = asyncio.get_running_loop()
-        if handle_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, run.on_signal)
-        try:
-            if already < info.rows:
-                if client is not None:
-                    async with client:
-                        await run.execute()
-                else:
-                    await run.execute()
-        except asyncio.CancelledError:
-            run.interrupted = True
-            if not run.abandoned:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-        finally:
-            if handle_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(sig)
-            progress.close()
-            counts: Counter[str] = Counter()
-            reasons: Counter[str] = Counter()
-            table = None
-            # Written on every exit path (done, interrupted, fatal): the journal holds the truth.
-            if out is not None:
-                write_results(out, manifest, _finish_results(journal, info.rows, counts, reasons))
-                if collect_results:
-                    table = results_table(manifest, _finish_results(journal, info.rows, Counter(), Counter()))
-            else:
-                table = results_table(manifest, _finish_results(journal, info.rows, counts, reasons))
-        elapsed = time.monotonic() - started
-        done_now = max(0, sum(progress.counts.values()))
-        if run.fatal is not None:
-            code = 3
-        elif run.interrupted:
-            code = 130
-        elif counts.get("failed", 0) or counts.get("pending", 0):
-            code = 1
-        else:
-            code = 0
-        stats = getattr(client, "stats", None)
-        summary = Summary(
-            total=info.rows, by_status=dict(counts), by_reason=dict(reasons), duration_s=elapsed,
-            rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=out, journal_path=journal_path,
-            exit_code=code, interrupted=run.interrupted, retries=dict(getattr(stats, "retries", {}) or {}),
-            results=table, error=str(run.fatal) if run.fatal else None,
-        )
-        log.info("run_finished", **summary.as_dict())
-        return summary
-
-
-def run(settings: Settings, source: Any, *, handle_signals: bool = False, collect_results: bool = False) -> Summary:
-    """Synchronous ``run_async`` in a fresh event loop."""
-    return asyncio.run(run_async(settings, source, handle_signals=handle_signals, collect_results=collect_results))
