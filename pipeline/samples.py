@@ -57,15 +57,11 @@ _STORE: dict[int, Image.Transpose | None] = {
 def texture(width: int, height: int, *, seed: int = 0, grain: int = _GRAIN) -> Image.Image:
     """An RGB photo-like texture of exactly ``width`` x ``height``, deterministic for ``seed``."""
     rnd = random.Random(seed)
-    low = Image.frombytes("RGB", (8, 6), rnd.randbytes(8 * 6 * 3)).resize(
-        (width, height), Image.Resampling.BICUBIC
-    )
+    low = Image.frombytes("RGB", (8, 6), rnd.randbytes(8 * 6 * 3)).resize((width, height), Image.Resampling.BICUBIC)
     mw, mh = max(2, width // 24), max(2, height // 24)
     mid = Image.frombytes("RGB", (mw, mh), rnd.randbytes(mw * mh * 3))
     img = Image.blend(low, mid.resize((width, height), Image.Resampling.BILINEAR), 0.35)
-    noise = Image.frombytes("L", (width, height), rnd.randbytes(width * height)).point(
-        lambda v: v * grain // 256
-    )
+    noise = Image.frombytes("L", (width, height), rnd.randbytes(width * height)).point(lambda v: v * grain // 256)
     # Compress the range first so adding the grain never clips.
     base = img.point(lambda v: v * (255 - grain) // 255)
     return ImageChops.add(base, Image.merge("RGB", (noise, noise, noise)))
@@ -168,9 +164,7 @@ def make_jpeg(
     return _write(path, buf.getvalue())
 
 
-def make_oriented_jpeg(
-    path: str | Path | None, width: int, height: int, orientation: int, *, seed: int = 0
-) -> bytes:
+def make_oriented_jpeg(path: str | Path | None, width: int, height: int, orientation: int, *, seed: int = 0) -> bytes:
     """A JPEG that *displays* as ``width`` x ``height`` with a red block top-left once EXIF
     ``orientation`` is honoured: the pixels are stored transformed and tagged accordingly."""
     upright = _marked(width, height, seed)

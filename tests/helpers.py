@@ -99,9 +99,7 @@ async def presign(
     workspace: str | None = None,
 ) -> Reply:
     """Ask ``emu`` for a presigned URL for ``file_name`` in ``workspace`` (default: the first one)."""
-    return await signed_post(
-        session, emu, presign_path(workspace or emu.workspace), {"thumbnailFileName": file_name}
-    )
+    return await signed_post(session, emu, presign_path(workspace or emu.workspace), {"thumbnailFileName": file_name})
 
 
 async def upload_status(

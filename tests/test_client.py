@@ -330,8 +330,28 @@ async def test_exceptions_and_logs_are_redacted(scripted: Script) -> None:
     error = info.value
     assert error.retryable and error.code == "SlowDown"
     assert outcome.reason == "upload_failed" and "SignatureDoesNotMatch" in (outcome.detail or "")
-    texts = [str(error), repr(error), repr(logs), repr(outcome), repr(client.stats), repr(Presigned("k", secret_url, 0))]
+    presigned = Presigned("k", secret_url, 0)
+    texts = [str(error), repr(error), repr(logs), repr(outcome), repr(client.stats), repr(presigned)]
     for text in texts:
         assert "SIGSIGSIG" not in text and "CRED" not in text and "SECRET-KEY-123" not in text
     assert redact_url(secret_url) in str(error)
     assert {e["event"] for e in logs} >= {"put_signature_mismatch", "upload_failed"}
+
+
+@pytest.mark.parametrize("emulator", [EmulatorConfig(confirm_rate=600)], indirect=True)
+async def test_status_calls_are_paced_under_their_own_cap(emulator: Emulator) -> None:
+    async with ApiClient(settings_for(emulator, confirm_rate=600)) as client:  # 600/min = one per 100 ms
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        checks = await asyncio.gather(*(client.confirm(f"demo/none/{i}.jpg") for i in range(12)))
+        elapsed = loop.time() - started
+    assert all(not c.completed and c.message == "FILE_NOT_EXIST" for c in checks)
+    assert elapsed >= 1.05  # 12 calls, 11 gaps of 100 ms
+    assert emulator.counters.status_calls == 12 and emulator.counters.responses_429 == 0
+    assert emulator.counters.presign_calls == 0
+
+
+async def test_client_must_be_opened(emulator: Emulator) -> None:
+    client = ApiClient(settings_for(emulator))
+    with pytest.raises(RuntimeError, match="async with"):
+        await client.presign("a.jpg")

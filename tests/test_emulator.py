@@ -32,9 +32,7 @@ KEY_SHAPE = re.compile(r"^demo/[A-Za-z0-9]{10}/photo\.jpg$")
 
 
 @pytest.mark.parametrize("route", ["presign", "presign_short"])
-async def test_presign_success_body_on_both_uris(
-    emulator: Emulator, http: aiohttp.ClientSession, route: str
-) -> None:
+async def test_presign_success_body_on_both_uris(emulator: Emulator, http: aiohttp.ClientSession, route: str) -> None:
     reply = await signed_post(http, emulator, presign_path("demo", route), {"thumbnailFileName": "photo.jpg"})
     assert reply.status == 200
     assert reply.headers["Content-Type"].startswith("application/json")
@@ -83,9 +81,7 @@ async def test_keys_are_unique_per_call_and_file_name_is_echoed(
 async def test_auth_failures_are_401_with_gateway_body(
     emulator: Emulator, http: aiohttp.ClientSession, change: dict[str, str], detail: str
 ) -> None:
-    reply = await signed_post(
-        http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, headers=change
-    )
+    reply = await signed_post(http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, headers=change)
     assert reply.status == 401
     assert reply.body["error"]["errorCode"] == "200"
     assert reply.body["error"]["message"] == "Authentication Failed"
@@ -95,13 +91,9 @@ async def test_auth_failures_are_401_with_gateway_body(
     assert emulator.counters.urls_issued == 0
 
 
-async def test_stale_but_within_five_minutes_is_accepted(
-    emulator: Emulator, http: aiohttp.ClientSession
-) -> None:
+async def test_stale_but_within_five_minutes_is_accepted(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     ts = str(int(now_ms()) - 4 * 60 * 1000)
-    reply = await signed_post(
-        http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, timestamp=ts
-    )
+    reply = await signed_post(http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, timestamp=ts)
     assert reply.status == 200
 
 
@@ -109,9 +101,7 @@ async def test_wrong_secret_and_signature_over_other_target_fail(
     emulator: Emulator, http: aiohttp.ClientSession
 ) -> None:
     wrong = Credentials(emulator.credentials.access_key, "not-the-secret")
-    bad = await signed_post(
-        http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, credentials=wrong
-    )
+    bad = await signed_post(http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, credentials=wrong)
     assert bad.status == 401
     # The signature covers the raw target including the query: signing without it must fail.
     path = presign_path("demo")
@@ -126,19 +116,13 @@ async def test_second_key_pair_is_accepted(make_emulator: MakeEmulator) -> None:
     other = Credentials("SECOND", "second-secret")
     emu = await make_emulator(EmulatorConfig(credentials=(Credentials("FIRST", "first-secret"), other)))
     async with aiohttp.ClientSession() as http:
-        reply = await signed_post(
-            http, emu, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, credentials=other
-        )
+        reply = await signed_post(http, emu, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, credentials=other)
     assert reply.status == 200
     assert emu.credentials.access_key == "FIRST"
 
 
-@pytest.mark.parametrize(
-    "path", [presign_path("nope"), status_path("nope"), status_path("nope", "status_short")]
-)
-async def test_unknown_workspace_is_404_code_300(
-    emulator: Emulator, http: aiohttp.ClientSession, path: str
-) -> None:
+@pytest.mark.parametrize("path", [presign_path("nope"), status_path("nope"), status_path("nope", "status_short")])
+async def test_unknown_workspace_is_404_code_300(emulator: Emulator, http: aiohttp.ClientSession, path: str) -> None:
     reply = await signed_post(http, emulator, path, {"thumbnailFileName": "a.jpg", "thumbnailKey": "k"})
     assert reply.status == 404
     assert reply.body["code"] == "300"
@@ -166,18 +150,14 @@ async def test_unknown_route_is_404_json(emulator: Emulator, http: aiohttp.Clien
         (["a.jpg"], "10001"),
     ],
 )
-async def test_bad_file_names_are_400(
-    emulator: Emulator, http: aiohttp.ClientSession, body: object, code: str
-) -> None:
+async def test_bad_file_names_are_400(emulator: Emulator, http: aiohttp.ClientSession, body: object, code: str) -> None:
     reply = await signed_post(http, emulator, presign_path("demo"), body)
     assert (reply.status, reply.body["code"]) == (400, code)
     assert emulator.counters.urls_issued == 0
 
 
 @pytest.mark.parametrize("name", ["A.JPG", "b.JpEg", "c.png", "d.WEBP", "e.f.jpeg"])
-async def test_extensions_are_case_insensitive(
-    emulator: Emulator, http: aiohttp.ClientSession, name: str
-) -> None:
+async def test_extensions_are_case_insensitive(emulator: Emulator, http: aiohttp.ClientSession, name: str) -> None:
     reply = await presign(http, emulator, name)
     assert reply.status == 200
     assert reply.body["result"]["thumbnailKey"].endswith("/" + name)
@@ -199,9 +179,7 @@ async def test_malformed_json_and_wrong_content_type_are_code_100(
 
 
 @pytest.mark.parametrize("emulator", [EmulatorConfig(rate=50)], indirect=True)
-async def test_burst_of_51_presigns_gets_exactly_one_429(
-    emulator: Emulator, http: aiohttp.ClientSession
-) -> None:
+async def test_burst_of_51_presigns_gets_exactly_one_429(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     replies = await asyncio.gather(*(presign(http, emulator, f"p{i}.jpg") for i in range(51)))
     arrivals = emulator.counters.presign_arrivals
     assert max(arrivals) - min(arrivals) < 1.0, "precondition: the burst arrived within one second"
@@ -216,9 +194,7 @@ async def test_burst_of_51_presigns_gets_exactly_one_429(
 
 
 @pytest.mark.parametrize("emulator", [EmulatorConfig(rate=1)], indirect=True)
-async def test_rejected_calls_do_not_consume_the_window(
-    emulator: Emulator, http: aiohttp.ClientSession
-) -> None:
+async def test_rejected_calls_do_not_consume_the_window(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     assert (await presign(http, emulator)).status == 200
     await asyncio.sleep(0.5)
     assert (await presign(http, emulator)).status == 429
@@ -265,9 +241,7 @@ def test_window_for_fractional_rates() -> None:
     assert window_for(0, 60.0) == (0, 60.0)
 
 
-async def _uploaded_key(
-    http: aiohttp.ClientSession, emu: Emulator, name: str, data: bytes, ctype: str
-) -> str:
+async def _uploaded_key(http: aiohttp.ClientSession, emu: Emulator, name: str, data: bytes, ctype: str) -> str:
     issued = await presign(http, emu, name)
     assert issued.status == 200
     assert (await put(http, issued.body["result"]["url"], data, content_type=ctype)).status == 200
@@ -301,9 +275,7 @@ async def test_status_verdicts(
     assert reply.status == 200
     assert (reply.body["code"], reply.body["message"]) == ("0", "success")
     expected = (
-        {"uploadStatus": "COMPLETED"}
-        if verdict is None
-        else {"uploadStatus": "FAILED", "uploadMessage": verdict}
+        {"uploadStatus": "COMPLETED"} if verdict is None else {"uploadStatus": "FAILED", "uploadMessage": verdict}
     )
     assert reply.body["result"] == expected
 
@@ -325,19 +297,40 @@ async def test_status_file_not_exist(make_emulator: MakeEmulator) -> None:
 
 
 @pytest.mark.parametrize("body", [{}, {"thumbnailKey": ""}, {"thumbnailKey": 5}])
-async def test_status_without_key_is_400_10001(
-    emulator: Emulator, http: aiohttp.ClientSession, body: object
-) -> None:
+async def test_status_without_key_is_400_10001(emulator: Emulator, http: aiohttp.ClientSession, body: object) -> None:
     reply = await signed_post(http, emulator, status_path("demo"), body)
     assert (reply.status, reply.body["code"]) == (400, "10001")
 
 
-async def test_presign_arrivals_are_recorded_in_order(
-    emulator: Emulator, http: aiohttp.ClientSession
-) -> None:
+async def test_presign_arrivals_are_recorded_in_order(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     before = time.monotonic()
     for _ in range(3):
         await presign(http, emulator)
     arrivals = list(emulator.counters.presign_arrivals)
     assert len(arrivals) == 3
     assert before <= arrivals[0] <= arrivals[1] <= arrivals[2] <= time.monotonic()
+
+
+async def test_emulator_accepts_the_documented_known_answer_request(make_emulator: MakeEmulator) -> None:
+    # The API.md vector, sent verbatim; the clock window is widened because its timestamp is from 2023.
+    emu = await make_emulator(
+        EmulatorConfig(
+            credentials=(Credentials("ACCESS_KEY_ID", "ncp-secret-example"),),
+            workspaces=("my-workspace",),
+            clock_skew=10 * 365 * 86400,
+        )
+    )
+    headers = {
+        TIMESTAMP_HEADER: "1700000000000",
+        ACCESS_KEY_HEADER: "ACCESS_KEY_ID",
+        SIGNATURE_HEADER: "NPILVRmXxYku1LSAEOwxULdtiLygmPbwQ+LYcT0sIMI=",
+        "Content-Type": "application/json",
+    }
+    async with aiohttp.ClientSession() as http:
+        ok = await signed_post(http, emu, presign_path("my-workspace"), {"thumbnailFileName": "a.jpg"}, headers=headers)
+        headers[SIGNATURE_HEADER] = "NPILVRmXxYku1LSAEOwxULdtiLygmPbwQ+LYcT0sIMJ="
+        bad = await signed_post(
+            http, emu, presign_path("my-workspace"), {"thumbnailFileName": "a.jpg"}, headers=headers
+        )
+    assert ok.status == 200 and ok.body["result"]["thumbnailKey"].startswith("my-workspace/")
+    assert bad.status == 401

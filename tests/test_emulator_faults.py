@@ -35,9 +35,7 @@ from pipeline.signing import signed_headers
 
 
 async def test_error_rate_one_answers_5xx_everywhere(emulator: Emulator, http: aiohttp.ClientSession) -> None:
-    _, url = (lambda r: (r.body["result"]["thumbnailKey"], r.body["result"]["url"]))(
-        await presign(http, emulator)
-    )
+    _, url = (lambda r: (r.body["result"]["thumbnailKey"], r.body["result"]["url"]))(await presign(http, emulator))
     emulator.faults.error_rate = 1.0
     api = [await presign(http, emulator) for _ in range(10)]
     assert {r.status for r in api} <= {500, 503} and {r.body["code"] for r in api} == {"500"}
@@ -237,9 +235,7 @@ def test_config_from_args() -> None:
         True,
     )
     assert 9 < cfg.faults.storm_remaining() <= 10
-    flags = _parse(
-        ["--access-key", "K", "--secret-key", "S"], {"NCLOUD_ACCESS_KEY": "AK", "NCLOUD_SECRET_KEY": "SK"}
-    )
+    flags = _parse(["--access-key", "K", "--secret-key", "S"], {"NCLOUD_ACCESS_KEY": "AK", "NCLOUD_SECRET_KEY": "SK"})
     assert flags.credentials == (Credentials("K", "S"),)
     for bad in (["--access-key", "K"], ["--error-rate", "2"], ["--storage", "disk"], ["--rate", "-1"]):
         with pytest.raises(ConfigError):

@@ -288,9 +288,7 @@ def test_alpha_is_flattened_on_white() -> None:
         make_png(None, 400, 300, mode="I;16"),
         make_webp(None, 400, 300, alpha=True),
         make_webp(None, 400, 300, animated=True),
-        make_image(
-            None, 400, 300, "GIF", mode="P", save_all=True, append_images=[Image.new("P", (400, 300))]
-        ),
+        make_image(None, 400, 300, "GIF", mode="P", save_all=True, append_images=[Image.new("P", (400, 300))]),
         make_image(None, 400, 300, "TIFF"),
         make_image(None, 400, 300, "TIFF", mode="CMYK"),
         make_image(None, 400, 300, "BMP"),
@@ -342,6 +340,13 @@ def test_max_side_uses_dct_scale_when_close_and_resamples_otherwise() -> None:
     assert (exact.width, exact.height) == (700, 525)
     png = assert_valid(prepare(make_png(None, 1600, 1200), ImagePolicy(max_side=500)))
     assert (png.width, png.height) == (500, 375) and png.actions == ("converted", "resized")
+
+
+def test_max_side_is_honoured_closely_even_when_the_source_is_over_max_bytes() -> None:
+    data = make_jpeg(None, 2400, 1600, seed=8)
+    policy = ImagePolicy(max_side=1000, max_bytes=len(data) // 2)
+    result = assert_valid(prepare(data, policy), policy)
+    assert 900 <= result.width <= 1000  # not the 1/4 DCT size (600 px) a loose snap would accept
 
 
 def test_min_side_wins_over_max_side() -> None:

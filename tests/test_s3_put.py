@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from botocore.config import Config
+from botocore.config import Config  # type: ignore[import-untyped]
 from helpers import make_image
 from moto.server import ThreadedMotoServer
 

@@ -9,15 +9,11 @@ VECTOR_SIGNATURE = "NPILVRmXxYku1LSAEOwxULdtiLygmPbwQ+LYcT0sIMI="
 
 
 def test_known_answer_vector() -> None:
-    assert (
-        sign("POST", VECTOR_PATH, "1700000000000", "ACCESS_KEY_ID", "ncp-secret-example") == VECTOR_SIGNATURE
-    )
+    assert sign("POST", VECTOR_PATH, "1700000000000", "ACCESS_KEY_ID", "ncp-secret-example") == VECTOR_SIGNATURE
 
 
 def test_method_is_upper_cased() -> None:
-    assert (
-        sign("post", VECTOR_PATH, "1700000000000", "ACCESS_KEY_ID", "ncp-secret-example") == VECTOR_SIGNATURE
-    )
+    assert sign("post", VECTOR_PATH, "1700000000000", "ACCESS_KEY_ID", "ncp-secret-example") == VECTOR_SIGNATURE
 
 
 def test_signature_covers_query_timestamp_and_key() -> None:
@@ -32,9 +28,7 @@ def test_signature_covers_query_timestamp_and_key() -> None:
 
 
 def test_signed_headers_sign_the_sent_timestamp() -> None:
-    headers = signed_headers(
-        "POST", VECTOR_PATH, "ACCESS_KEY_ID", "ncp-secret-example", timestamp="1700000000000"
-    )
+    headers = signed_headers("POST", VECTOR_PATH, "ACCESS_KEY_ID", "ncp-secret-example", timestamp="1700000000000")
     assert headers == {
         TIMESTAMP_HEADER: "1700000000000",
         ACCESS_KEY_HEADER: "ACCESS_KEY_ID",

@@ -68,9 +68,7 @@ def _authenticate(emu: Emulator, request: web.Request) -> str | web.Response:
     return access_key
 
 
-async def api_call(
-    emu: Emulator, request: web.Request, route: str, kind: str, handler: Handler
-) -> web.Response:
+async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, handler: Handler) -> web.Response:
     """Run one API call through the gateway's stages: auth, faults, quota, caps, then ``handler``.
 
     ``kind`` is ``presign`` or ``status`` (which cap applies). A call refused by a cap or a fault does not
@@ -109,9 +107,7 @@ def _throttled(wait: float) -> web.Response:
     # Retry-After is sent as whole seconds (rounded up, at least 1) because HTTP's delay-seconds is an
     # integer; a client honouring it therefore never retries before the window has room again.
     retry_after = str(max(1, math.ceil(wait)))
-    return mi_error(
-        429, "410", "Too many requests: rate limit exceeded.", headers={"Retry-After": retry_after}
-    )
+    return mi_error(429, "410", "Too many requests: rate limit exceeded.", headers={"Retry-After": retry_after})
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
@@ -158,17 +154,13 @@ async def presign(emu: Emulator, request: web.Request) -> web.Response:
     if ext is None:
         return mi_error(400, "10001", "thumbnailFileName must end in .jpg, .jpeg, .png or .webp.")
     if len(name) > MAX_FILE_NAME or "/" in name or "\\" in name:
-        return mi_error(
-            400, "10001", f"thumbnailFileName must be a plain name of at most {MAX_FILE_NAME} chars."
-        )
+        return mi_error(400, "10001", f"thumbnailFileName must be a plain name of at most {MAX_FILE_NAME} chars.")
     issued, url = _issue(emu, request, workspace, name, CONTENT_TYPES[ext])
     ttl = math.ceil(emu.config.url_ttl)
     return _ok({"thumbnailKey": issued.thumbnail_key, "url": url, "expirationSeconds": ttl})
 
 
-def _issue(
-    emu: Emulator, request: web.Request, workspace: str, name: str, content_type: str
-) -> tuple[IssuedUrl, str]:
+def _issue(emu: Emulator, request: web.Request, workspace: str, name: str, content_type: str) -> tuple[IssuedUrl, str]:
     """Create and register a URL shaped like an S3 SigV4 presigned PUT; return its record and the URL.
 
     The "signature" is a random one-time token; the record keeps the exact target the PUT must present.

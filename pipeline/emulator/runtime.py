@@ -116,17 +116,11 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
     parser.add_argument("--rate", type=float, default=50.0, help="presign calls per second; 0 = unlimited")
-    parser.add_argument(
-        "--confirm-rate", type=float, default=1000.0, help="status calls per minute; 0 = unlimited"
-    )
+    parser.add_argument("--confirm-rate", type=float, default=1000.0, help="status calls per minute; 0 = unlimited")
     # SUPPRESS keeps "(default: None)" out of help rendered with ArgumentDefaultsHelpFormatter.
     none = argparse.SUPPRESS
-    parser.add_argument(
-        "--access-key", default=none, help="accepted key; else $NCLOUD_ACCESS_KEY, else built-in"
-    )
-    parser.add_argument(
-        "--secret-key", default=none, help="its secret; else $NCLOUD_SECRET_KEY, else built-in"
-    )
+    parser.add_argument("--access-key", default=none, help="accepted key; else $NCLOUD_ACCESS_KEY, else built-in")
+    parser.add_argument("--secret-key", default=none, help="its secret; else $NCLOUD_SECRET_KEY, else built-in")
     parser.add_argument(
         "--workspace",
         action="append",
@@ -136,22 +130,16 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="known workspace, repeatable (default: demo)",
     )
     parser.add_argument("--url-ttl", type=float, default=900.0, help="presigned URL lifetime, seconds")
-    parser.add_argument(
-        "--storage", choices=STORAGE_MODES, default="memory", help="keep uploads in memory/disk/hash"
-    )
+    parser.add_argument("--storage", choices=STORAGE_MODES, default="memory", help="keep uploads in memory/disk/hash")
     parser.add_argument("--storage-dir", type=Path, default=none, help="directory for --storage disk")
     parser.add_argument("--sign-content-type", action="store_true", help="sign Content-Type into the URLs")
     faults = parser.add_argument_group("faults")
     faults.add_argument("--error-rate", type=float, default=0.0, help="fraction of calls answered 500/503")
     faults.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    faults.add_argument(
-        "--early-expiry-rate", type=float, default=0.0, help="fraction of URLs issued expired"
-    )
+    faults.add_argument("--early-expiry-rate", type=float, default=0.0, help="fraction of URLs issued expired")
     faults.add_argument("--quota-exhausted", action="store_true", help="answer every API call 429 code 400")
-    faults.add_argument(
-        "--storm", type=float, default=0.0, metavar="SECONDS", help="429 every API call at first"
-    )
+    faults.add_argument("--storm", type=float, default=0.0, metavar="SECONDS", help="429 every API call at first")
     faults.add_argument("--seed", type=int, default=none, help="seed of the fault draws")
 
 
@@ -163,9 +151,7 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
     access = getattr(ns, "access_key", None) or env.get("NCLOUD_ACCESS_KEY", "")
     secret = getattr(ns, "secret_key", None) or env.get("NCLOUD_SECRET_KEY", "")
     if bool(access) != bool(secret):
-        raise ConfigError(
-            "Give both an access key and a secret key (flags or NCLOUD_* variables), or neither."
-        )
+        raise ConfigError("Give both an access key and a secret key (flags or NCLOUD_* variables), or neither.")
     creds = Credentials(access, secret) if access else Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
     for name in ("error_rate", "drop_rate", "early_expiry_rate"):
         if not 0.0 <= getattr(ns, name, 0.0) <= 1.0:
@@ -199,9 +185,7 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.emulator``: the same as ``thumbnail-ingest emulator``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.emulator", description="Run the local MI emulator."
-    )
+    parser = argparse.ArgumentParser(prog="python -m pipeline.emulator", description="Run the local MI emulator.")
     add_emulator_arguments(parser)
     ns = parser.parse_args(argv)
     try:

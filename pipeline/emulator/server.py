@@ -53,9 +53,7 @@ class Emulator:
         # A PUT body may reach the storage limit; API bodies are bounded separately in api._json_body.
         app = web.Application(client_max_size=self.config.put_max_bytes + 1)
         for route, path in PRESIGN_ROUTES.items():
-            app.router.add_post(
-                path, partial(api.api_call, self, route=route, kind="presign", handler=api.presign)
-            )
+            app.router.add_post(path, partial(api.api_call, self, route=route, kind="presign", handler=api.presign))
         for route, path in STATUS_ROUTES.items():
             app.router.add_post(
                 path, partial(api.api_call, self, route=route, kind="status", handler=api.upload_status)
@@ -100,9 +98,7 @@ class Emulator:
             raise
         self._runner = runner
         port = sock.getsockname()[1]
-        url_host = (
-            "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if family == socket.AF_INET6 else host
-        )
+        url_host = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if family == socket.AF_INET6 else host
         self.base_url = f"http://{url_host}:{port}"
 
     async def stop(self) -> None:

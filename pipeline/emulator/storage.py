@@ -55,9 +55,7 @@ async def put_object(emu: Emulator, request: web.Request) -> web.Response:
         counters.bump("errors")
         if faults.rng().random() < 0.5:
             return await emu.answer(s3_error(503, "SlowDown", "Please reduce your request rate."))
-        return await emu.answer(
-            s3_error(500, "InternalError", "We encountered an internal error. Try again.")
-        )
+        return await emu.answer(s3_error(500, "InternalError", "We encountered an internal error. Try again."))
     refusal = _refuse(emu, request, token, issued)
     if refusal is not None:
         return await emu.answer(refusal)
@@ -69,9 +67,7 @@ async def put_object(emu: Emulator, request: web.Request) -> web.Response:
     return await emu.answer(web.Response(status=200, headers={"ETag": etag}))
 
 
-def _refuse(
-    emu: Emulator, request: web.Request, token: str | None, issued: IssuedUrl | None
-) -> web.Response | None:
+def _refuse(emu: Emulator, request: web.Request, token: str | None, issued: IssuedUrl | None) -> web.Response | None:
     """The S3 error for this PUT, or ``None`` when it may be stored. Marks the URL used once it is valid.
 
     Header problems are checked before the URL, as S3 does; a URL is spent by the first PUT that presents
@@ -85,15 +81,11 @@ def _refuse(
             "A header you provided implies functionality that is not implemented: Transfer-Encoding.",
         )
     if request.content_type.lower().startswith("multipart/"):
-        return s3_error(
-            400, "InvalidArgument", "A presigned PUT takes the raw object bytes, not multipart/form-data."
-        )
+        return s3_error(400, "InvalidArgument", "A presigned PUT takes the raw object bytes, not multipart/form-data.")
     if "Content-Length" not in headers:
         return s3_error(411, "MissingContentLength", "You must provide the Content-Length HTTP header.")
     if token is None:
-        return s3_error(
-            403, "AccessDenied", "Query-string authentication requires the X-Amz-Signature parameter."
-        )
+        return s3_error(403, "AccessDenied", "Query-string authentication requires the X-Amz-Signature parameter.")
     if issued is None or request.raw_path != issued.target or request.host != issued.host:
         return s3_error(
             403,

@@ -19,6 +19,8 @@ _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length 
 
 
 def parse_jpeg(data: bytes) -> Header:
+    """The ``Header`` of a JPEG (``data`` starts with FFD8FF); raises ``Reject("corrupt")`` when the
+    segments before the first scan are truncated or malformed. Its last ``keep`` span ends at -1."""
     n = len(data)
     pos = 2
     keep: list[tuple[int, int]] = [(0, 2)]

@@ -94,7 +94,9 @@ def transform(data: bytes, policy: ImagePolicy) -> Encoded:
         tw, th = _target(ow, oh, policy, budget)
         size = (th, tw) if orientation >= 5 else (tw, th)
         if is_jpeg:
-            size = _draft(im, size, policy.min_side, snap=_SNAP_BUDGET if budget else _SNAP)
+            # The looser snap only when the byte budget, not max_side, set the target: max_side is the user's.
+            by_budget = budget is not None and (tw, th) != _target(ow, oh, policy, None)
+            size = _draft(im, size, policy.min_side, snap=_SNAP_BUDGET if by_budget else _SNAP)
         im.load()
         out: Image.Image = im
         if out.size != size and out.mode in _RESIZE_FIRST:
