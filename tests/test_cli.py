@@ -157,3 +157,16 @@ def test_sigint_exits_130_writes_results_and_resumes(emulator_thread: Emulator, 
     rows = pq.read_table(tmp_path / "manifest.results.parquet").to_pylist()
     assert [r["status"] for r in rows] == ["uploaded"] * 40
     assert set(emulator_thread.counters.snapshot(arrivals=False)["puts_per_key"].values()) == {1}
+
+
+@pytest.mark.parametrize("name", ["sample.csv", "sample.parquet"])
+def test_shipped_sample_manifests_dry_run(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("NCLOUD_ACCESS_KEY", "NCLOUD_SECRET_KEY"):
+        monkeypatch.delenv(var, raising=False)  # a dry run needs no credentials
+    manifest = Path(__file__).resolve().parents[1] / "manifests" / name
+    assert main(["ingest", str(manifest), "--workspace", "w", "--dry-run", "--no-progress",
+                 "--out", str(tmp_path / "r.parquet")]) == 0
+    rows = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [(r["person"], r["status"], r["reason"] or r["action"]) for r in rows] == [
+        ("Alice", "skipped", "passthrough+stripped"), ("Bob", "skipped", "passthrough"),
+        ("Carol", "skipped", "reoriented"), ("Dan", "rejected", "too_small")]
