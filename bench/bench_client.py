@@ -4,8 +4,9 @@ The emulator runs in its own process (``python -m pipeline.emulator --storage ha
 kept), as the real service would, and stamps every presign arrival; the rate is ``(N - 1) / (t_last -
 t_first)`` over those stamps (read from ``/_emulator/state``), so it is what the server saw, not what the
 client believes. A second capped figure runs the emulator in a thread of this process: there its arrival
-stamps lag by up to ~10-20 ms whenever it waits for the GIL (5 ms switch interval), so it sees the odd
-51-in-a-second near miss, answers 429 and the Retry-After pause costs a second; that figure shows the cost.
+stamps can lag by ~5-20 ms whenever it waits for the GIL (5 ms switch interval), more than the client's
+8 ms window margin, so it may see a 51-in-a-second near miss and answer 429, and honouring Retry-After
+then costs about a second; that figure shows whether it happened.
 Rows carry ~100 KB JPEG payloads; confirmation is off (it has its own 1000/min cap).
 3,000 rows at 50/s take a minute: that is the point.
 """

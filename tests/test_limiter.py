@@ -57,17 +57,21 @@ async def test_plain_asynclimiter_bursts_in_first_second() -> None:
 
 
 async def test_strict_limiter_never_exceeds_window_and_keeps_rate() -> None:
-    limiter = StrictLimiter(100, 1.0)
+    # The promise is on recorded times; the caller observes them a little later (and later still when the
+    # OS preempts the process), so the margin absorbs that here as it absorbs network jitter in the client.
+    limiter = StrictLimiter(100, 1.0, margin=0.005)
     times = await _acquire_all(limiter, 250)
     assert max_in_window(times, 1.0) <= 100
     assert max_in_window(times[:101], 1.0) <= 100  # the first second included
     achieved = (len(times) - 1) / (max(times) - min(times))
     assert 95 <= achieved <= 100.5
+    recorded = limiter.recorded()
+    assert len(recorded) == 100 and recorded[-1] - recorded[0] >= 0.95  # evenly paced, not bunched
 
 
 async def test_guard_holds_even_when_pacing_is_defeated() -> None:
     # Pacing interval 0 would let everything through at once; the window guard alone must cap it.
-    limiter = StrictLimiter(20, 0.5)
+    limiter = StrictLimiter(20, 0.5, margin=0.005)
     limiter._interval = 0.0
     times = await _acquire_all(limiter, 45)
     assert max_in_window(times, 0.5) <= 20

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "cli_cmd",
     "cli_env",
     "events",
+    "integrity",
     "journal_rows",
     "orphans",
     "photo_manifest",
@@ -94,14 +96,15 @@ def results(path: Path) -> list[dict[str, Any]]:
 
 def journal_rows(path: Path) -> list[dict[str, Any]]:
     """Every row of the journal's ``rows`` table, opened read-only with sqlite3 (not with the pipeline)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    # closing(): a connection left open (``with connect()`` does not close) would hold the journal's lock.
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
         return [dict(r) for r in db.execute("select * from rows order by idx")]
 
 
 def orphans(path: Path) -> set[str]:
     """The thumbnail keys the journal records as possible orphans."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return {k for (k,) in db.execute("select thumbnail_key from orphans")}
 
 
@@ -179,3 +182,10 @@ class RssSampler:
 def committed_keys(rows: Iterable[dict[str, Any]]) -> list[str]:
     """The ``thumbnail_key`` of every uploaded row."""
     return [r["thumbnail_key"] for r in rows if r["status"] == "uploaded"]
+
+
+def integrity(journal: Path) -> set[str]:
+    """Check the journal file with sqlite3 (``integrity_check``); return its table names."""
+    with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+        assert db.execute("pragma integrity_check").fetchone() == ("ok",)
+        return {t for (t,) in db.execute("select name from sqlite_master where type='table'")}

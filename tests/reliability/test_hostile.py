@@ -3,6 +3,7 @@ traceback), every row its precise reason, and nothing outside ``--root`` is read
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -45,7 +46,7 @@ def _build(base: Path) -> tuple[Path, Path, list[tuple[str, str]]]:
     """The corpus under ``base/root`` and a valid photo in ``base/outside``; returns (root, outside file,
     [(manifest path text, expected action or reason)])."""
     root, outside = base / "root", base / "outside"
-    root.mkdir()
+    root.mkdir(parents=True)
     outside.mkdir()
     secret_photo = outside / "secret_photo.jpg"
     secret_photo.write_bytes(make_jpeg(None, *OUTSIDE_SIZE, seed=99, quality=70))
@@ -148,8 +149,16 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
         obj = emu.objects[row["thumbnail_key"]]
         assert (obj.info.width, obj.info.height) == (row["width"], row["height"])
         assert obj.info.format in ("JPEG", "PNG", "WEBP")
-        if path.startswith("orient/"):
-            assert (obj.info.width, obj.info.height) == (400, 300), path
+        data = obj.read()
+        assert data is not None
+        with Image.open(io.BytesIO(data)) as img:
+            assert getattr(img, "n_frames", 1) == 1, path  # animations become one still frame
+            if path.startswith("orient/"):  # displayed upright: the red block is top-left, not elsewhere
+                assert img.size == (400, 300), path
+                rgb = img.convert("RGB")
+                r, g, b = rgb.getpixel((20, 20))
+                assert r > 180 and g < 90 and b < 90, (path, (r, g, b))
+                assert rgb.getpixel((380, 280))[1] > 60 or rgb.getpixel((380, 280))[2] > 60, path
         if row["action"] == "passthrough":
             assert obj.sha256 == sha256((root / path).read_bytes()), path
     # The photo outside --root was never uploaded, whichever way it was reached.
