@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -91,20 +90,20 @@ def _missing_manifest(path: Path, rows: int) -> Path:
 
 
 def _cli(manifest: Path, emu: Emulator, directory: Path) -> tuple[float, int, int]:
-    """Run the real CLI in a child; return (seconds, exit code, peak RSS of the child in MB)."""
+    """Run the real CLI in a child; return (seconds, exit code, peak RSS of that child alone in MB)."""
     env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
            "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", emu.workspace,
          "--endpoint", emu.base_url, "--out", str(directory / (manifest.stem + ".results.parquet")),
          "--no-progress", "--log-format", "json"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (RUSAGE_CHILDREN mixes all children)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return seconds, proc.returncode, max(peak, before) // 1024
+    return seconds, proc.returncode, usage.ru_maxrss // 1024
 
 
 def _big(directory: Path) -> dict[str, Any]:

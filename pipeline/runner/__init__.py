@@ -138,11 +138,11 @@ async def run_async(
             code = 1
         else:
             code = 0
-        stats = getattr(client, "stats", None)
+        retries = dict(client.stats.retries) if client is not None else {}
         summary = Summary(
             total=info.rows, by_status=dict(counts), by_reason=dict(reasons), duration_s=elapsed,
             rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=out, journal_path=journal_path,
-            exit_code=code, interrupted=run.interrupted, retries=dict(getattr(stats, "retries", {}) or {}),
+            exit_code=code, interrupted=run.interrupted, retries=retries,
             results=table, error=str(run.fatal) if run.fatal else None,
         )
         # People on a console get the summary table from the CLI instead; cron (JSON) gets this event.

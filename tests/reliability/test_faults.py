@@ -25,7 +25,7 @@ def _fault_run(tmp_path: Path, rows: int, storm: float, *, latency: float = 0.2)
         # The storm starts mid-run, once uploads are flowing, so it hits presign and status calls in flight.
         assert wait_for(lambda: emu.counters.snapshot(arrivals=False)["puts_ok"] >= rows // 5, 120)
         emu.faults.storm(storm)
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
         counters = emu.counters.snapshot(arrivals=False)
         objects = dict(emu.objects)
 

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from relcommon import cli_cmd, cli_env, events, journal_rows, results, run_cli, sha256, write_csv
 
-from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.emulator import Emulator
 from pipeline.samples import (
     adobe_rgb_like_profile,
     make_bomb_png,
@@ -135,7 +135,7 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
     rows = results(tmp_path / "results.parquet")
     assert len(rows) == len(expected)
     mismatches = []
-    for row, (path, outcome) in zip(rows, expected):
+    for row, (path, outcome) in zip(rows, expected, strict=False):
         got = row["action"] if row["status"] == "uploaded" else row["reason"]
         want_status = "uploaded" if outcome in UPLOADED else "rejected"
         if (row["status"], got) != (want_status, outcome) or not (row["detail"] or row["status"] == "uploaded"):
@@ -143,7 +143,7 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
     assert mismatches == []
 
     # What was uploaded is what the results say, with the displayed size (orientation applied).
-    uploaded = [(row, p) for row, (p, _) in zip(rows, expected) if row["status"] == "uploaded"]
+    uploaded = [(row, p) for row, (p, _) in zip(rows, expected, strict=False) if row["status"] == "uploaded"]
     assert len({row["thumbnail_key"] for row, _ in uploaded}) == len(uploaded) == len(emu.objects)
     for row, path in uploaded:
         obj = emu.objects[row["thumbnail_key"]]
@@ -166,7 +166,7 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
     assert all(o.sha256 != outside_sha for o in emu.objects.values())
     assert all((o.info.width, o.info.height) != OUTSIDE_SIZE for o in emu.objects.values())
     # ... nor read: its rows carry no source hash.
-    for row, (_, outcome) in zip(rows, expected):
+    for row, (_, outcome) in zip(rows, expected, strict=False):
         if outcome == "outside_root":
             assert row["source_sha256"] is None and "outside --root" in row["detail"]
     journal = journal_rows(tmp_path / "j.sqlite")

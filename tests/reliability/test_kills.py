@@ -60,7 +60,7 @@ def _kill_run(tmp_path: Path, rows: int, kills: int, seed: int) -> dict[str, obj
             else:
                 target = before[mode] + step
 
-                def hit(mode: str = mode, target: int = target) -> bool:
+                def hit(mode: str = mode, target: int = target, proc: subprocess.Popen[bytes] = proc) -> bool:
                     return emu.counters.snapshot(arrivals=False)[mode] >= target or proc.poll() is not None
 
                 reached = wait_for(hit, 60, step=0.001)
@@ -78,7 +78,7 @@ def _kill_run(tmp_path: Path, rows: int, kills: int, seed: int) -> dict[str, obj
         objects = dict(emu.objects)
 
     assert done.returncode == 0, done.stderr[-3000:]
-    finished = [e for e in events(done.stderr) if e["event"] == "run_finished"][0]
+    finished = next(e for e in events(done.stderr) if e["event"] == "run_finished")
     table = results(tmp_path / "results.parquet")
     assert [r["status"] for r in table] == ["uploaded"] * rows
     keys = [r["thumbnail_key"] for r in table]
