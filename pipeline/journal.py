@@ -84,6 +84,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _any_key(conn: sqlite3.Connection) -> bool:
+    """Whether any row or orphan holds a thumbnail key (one issued under the journal's workspace)."""
+    row = conn.execute(
+        "SELECT EXISTS(SELECT 1 FROM rows WHERE thumbnail_key IS NOT NULL) OR EXISTS(SELECT 1 FROM orphans)"
+    ).fetchone()
+    return bool(row[0])
+
+
 def _mismatch(path: Path, meta: dict[str, str], fingerprint: str, workspace: str) -> str | None:
     if meta.get("schema_version") != str(SCHEMA_VERSION):
         return (
@@ -140,6 +148,11 @@ class Journal:
                 keys = ("fingerprint", "workspace", "manifest_name", "rows", "created_at", "schema_version")
                 values = (fingerprint, workspace, manifest_name, str(rows), _now(), str(SCHEMA_VERSION))
                 conn.executemany("INSERT INTO meta (k, v) VALUES (?, ?)", zip(keys, values, strict=True))
+            elif meta.get("workspace") != workspace and meta.get("fingerprint") == fingerprint and not _any_key(conn):
+                # Nothing was ever presigned under the old name (e.g. a mistyped --workspace stopped the run at
+                # its first call): the journal holds no key tied to it, so the corrected run may adopt it.
+                conn.execute("UPDATE meta SET v = ? WHERE k = 'workspace'", (workspace,))
+                meta["workspace"] = workspace
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             if conn is not None:

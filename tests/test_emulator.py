@@ -72,15 +72,17 @@ async def test_keys_are_unique_per_call_and_file_name_is_echoed(
     [
         ({SIGNATURE_HEADER: "AAAA"}, "Signature mismatch"),
         ({ACCESS_KEY_HEADER: "NOBODY"}, "Unknown access key"),
-        ({TIMESTAMP_HEADER: str(int(now_ms()) - 6 * 60 * 1000)}, "timestamp"),
-        ({TIMESTAMP_HEADER: str(int(now_ms()) + 6 * 60 * 1000)}, "timestamp"),
+        # Offsets, not timestamps: parameters are built at collection, which may be minutes before the run.
+        ({TIMESTAMP_HEADER: -6 * 60 * 1000}, "timestamp"),
+        ({TIMESTAMP_HEADER: +6 * 60 * 1000}, "timestamp"),
         ({TIMESTAMP_HEADER: "yesterday"}, "timestamp"),
         ({SIGNATURE_HEADER: ""}, "Missing header"),
     ],
 )
 async def test_auth_failures_are_401_with_gateway_body(
-    emulator: Emulator, http: aiohttp.ClientSession, change: dict[str, str], detail: str
+    emulator: Emulator, http: aiohttp.ClientSession, change: dict[str, str | int], detail: str
 ) -> None:
+    change = {k: str(int(now_ms()) + v) if isinstance(v, int) else v for k, v in change.items()}
     reply = await signed_post(http, emulator, presign_path("demo"), {"thumbnailFileName": "a.jpg"}, headers=change)
     assert reply.status == 401
     assert reply.body["error"]["errorCode"] == "200"

@@ -98,7 +98,8 @@ def test_wal_mode_is_on(journal: Journal, tmp_path: Path) -> None:
 def test_a_journal_of_another_manifest_or_workspace_is_refused(
     tmp_path: Path, kwargs: dict[str, str], message: str
 ) -> None:
-    open_journal(tmp_path / "j.sqlite").close()
+    with open_journal(tmp_path / "j.sqlite") as j:
+        j.mark_presigned(0, "0", "ws/abc/a.jpg")  # a key issued in 'ws' binds the journal to it
     with pytest.raises(JournalMismatchError, match=message):
         open_journal(tmp_path / "j.sqlite", **kwargs)  # type: ignore[arg-type]
 
@@ -286,3 +287,14 @@ def test_committed_rows_survive_a_killed_process(tmp_path: Path) -> None:
         assert j.mark_orphans_from_inflight() == 1
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_journal_without_any_key_follows_a_corrected_workspace(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path, fingerprint="f", rows=2, workspace="typo", manifest_name="m") as j:
+        j.record(RowResult(0, "0", Status.REJECTED, reason="too_small", detail="small"))
+    with Journal.open(path, fingerprint="f", rows=2, workspace="right", manifest_name="m") as j:
+        j.mark_presigned(1, "1", "right/abc/x.jpg")
+    # Now a key issued in 'right' is recorded: the journal is bound to that workspace for good.
+    with pytest.raises(JournalMismatchError, match="belongs to workspace 'right'"):
+        Journal.open(path, fingerprint="f", rows=2, workspace="other", manifest_name="m")

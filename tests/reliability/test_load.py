@@ -33,6 +33,7 @@ def _load_run(tmp_path: Path, rows: int, *, rss_growth_mib: float) -> dict[str, 
             _, err = proc.communicate(timeout=rows / CAP * 2 + 120)
         seconds = time.monotonic() - started
         counters = state(base)
+    (tmp_path / "stderr.jsonl").write_text(err)  # kept for a post-mortem
 
     assert proc.returncode == 0, err[-3000:]
     finished = next(e for e in events(err) if e["event"] == "run_finished")
@@ -46,7 +47,8 @@ def _load_run(tmp_path: Path, rows: int, *, rss_growth_mib: float) -> dict[str, 
     (tmp_path / "arrivals.json").write_text(json.dumps(arrivals))
     tightest = min(arrivals[i + CAP] - arrivals[i] for i in range(len(arrivals) - CAP))
     figures = {"seconds": round(seconds, 1), "max_per_1s": counters["max_presign_per_1s"], "recount": recount,
-               "tightest_51_span_ms": round(tightest * 1000, 2)}
+               "tightest_51_span_ms": round(tightest * 1000, 2), "presign_calls": counters["presign_calls"],
+               "retries": finished["retries"]}
     # The cap, from the server's side: never more than 50 in any sliding 1 s window, first second included.
     assert counters["max_presign_per_1s"] <= CAP and recount <= CAP, figures
     assert counters["responses_429"] == 0 and finished["retries"]["rate_limited"] == 0, figures
