@@ -83,6 +83,9 @@ def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
 
 
 def _missing_manifest(path: Path, rows: int) -> Path:
+    """A fresh manifest of ``rows`` missing files, with no results or journal left from an earlier run."""
+    for suffix in (".results.parquet", ".journal.sqlite", ".journal.sqlite-wal", ".journal.sqlite-shm"):
+        path.with_name(path.stem + suffix).unlink(missing_ok=True)
     with path.open("w") as f:
         f.write("id,path,note\n")
         f.writelines(f"m{i},missing/dir{i % 1000}/img_{i}.jpg,n{i % 7}\n" for i in range(rows))
@@ -109,8 +112,6 @@ def _cli(manifest: Path, emu: Emulator, directory: Path) -> tuple[float, int, in
 def _big(directory: Path) -> dict[str, Any]:
     rows = 1_000_000 // SCALE
     manifest = _missing_manifest(directory / f"missing_{rows}.csv", rows)
-    for suffix in (".results.parquet", ".journal.sqlite", ".journal.sqlite-wal", ".journal.sqlite-shm"):
-        (directory / (manifest.stem + suffix)).unlink(missing_ok=True)
     with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
         seconds, code, rss = _cli(manifest, emu, directory)
         calls = emu.counters.snapshot(arrivals=False)["presign_calls"]
@@ -121,8 +122,6 @@ def _big(directory: Path) -> dict[str, Any]:
 def _resume(directory: Path) -> dict[str, Any]:
     rows = 100_000 // SCALE
     manifest = _missing_manifest(directory / f"resume_{rows}.csv", rows)
-    for suffix in (".results.parquet", ".journal.sqlite", ".journal.sqlite-wal", ".journal.sqlite-shm"):
-        (directory / (manifest.stem + suffix)).unlink(missing_ok=True)
     with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
         first, _, _ = _cli(manifest, emu, directory)
         emu.reset_counters()

@@ -193,14 +193,23 @@ def integrity(journal: Path) -> set[str]:
 
 
 @contextlib.contextmanager
-def emulator_process(*args: str) -> Iterator[str]:
+def emulator_process(*args: str, no_gc: bool = False) -> Iterator[str]:
     """``python -m pipeline.emulator`` in its own process on a free loopback port (as the real service is: no
-    GIL or event loop shared with the test); yields its base URL; stopped on exit. Read it with ``state()``."""
+    GIL or event loop shared with the test); yields its base URL; stopped on exit. Read it with ``state()``.
+
+    ``no_gc`` turns the cyclic garbage collector off in the emulator process: a gen-2 collection over tens of
+    thousands of issued URLs pauses its loop for tens of ms and would stamp the arrivals queued meanwhile
+    closer together than they were sent (the instrument must not distort what it measures)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("NCLOUD_")}
-    cmd = [sys.executable, "-m", "pipeline.emulator", "--port", str(port), *args]
+    argv = ["--port", str(port), *args]
+    if no_gc:
+        code = f"import gc, sys; gc.disable(); from pipeline.emulator.runtime import main; sys.exit(main({argv!r}))"
+        cmd = [sys.executable, "-c", code]
+    else:
+        cmd = [sys.executable, "-m", "pipeline.emulator", *argv]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -23,13 +23,7 @@ def _console(cmd: list[str]) -> list[str]:
     return [*cmd[: i + 1], "console", *cmd[i + 2 :]]
 
 
-@pytest.mark.parametrize("case", [
-    "wrong_secret",
-    pytest.param("unknown_workspace", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: pipeline/journal.py _mismatch() binds the journal to the mistyped workspace although nothing was "
-        "ever presigned in it, so the corrected re-run exits 2 ('belongs to workspace ...')"))),
-    "quota_exhausted",
-])
+@pytest.mark.parametrize("case", ["wrong_secret", "unknown_workspace", "quota_exhausted"])
 @pytest.mark.parametrize("emulator_thread", [EmulatorConfig(rate=0, confirm_rate=0)], indirect=True)
 def test_fatal_answer_stops_the_run(emulator_thread: Emulator, tmp_path: Path, case: str) -> None:
     emu = emulator_thread

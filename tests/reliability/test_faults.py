@@ -29,15 +29,16 @@ def _fault_run(tmp_path: Path, rows: int, storm: float, *, latency: float = 0.2)
         counters = emu.counters.snapshot(arrivals=False)
         objects = dict(emu.objects)
 
-    assert proc.returncode == 0, err[-3000:]
     assert "Traceback" not in err
+    table = results(tmp_path / "results.parquet")
+    failed = [(r["id"], r["reason"], r["attempts"], r["detail"]) for r in table if r["status"] != "uploaded"]
+    assert proc.returncode == 0 and not failed, (failed, err[-1500:])
     log = events(err)
     finished = [e for e in log if e["event"] == "run_finished"]
     assert len(finished) == 1
     summary = finished[0]
 
     # Every row uploaded, each with its own key, each key really stored with the source's exact bytes.
-    table = results(tmp_path / "results.parquet")
     assert [r["status"] for r in table] == ["uploaded"] * rows
     keys = [r["thumbnail_key"] for r in table]
     assert len(set(keys)) == rows

@@ -22,7 +22,7 @@ CAP = 50
 
 def _load_run(tmp_path: Path, rows: int, *, rss_growth_mib: float) -> dict[str, float]:
     manifest = photo_manifest(tmp_path, rows, distinct=8)  # 8 files, many rows each: preparing is cheap
-    with emulator_process("--rate", str(CAP), "--storage", "hash") as base:
+    with emulator_process("--rate", str(CAP), "--storage", "hash", no_gc=True) as base:
         cmd = [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", DEFAULT_WORKSPACE,
                "--endpoint", base, "--out", str(tmp_path / "results.parquet"), "--journal", str(tmp_path / "j.sqlite"),
                "--no-progress", "--log-format", "json", "--rate", str(CAP), "--no-confirm", "--concurrency", "16"]
