@@ -139,3 +139,15 @@ async def test_journal_of_another_manifest_is_refused(
     with pytest.raises(JournalMismatchError, match="another manifest"):
         await runner.run_async(settings_for(emulator), other)
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == calls
+
+
+async def test_process_pool_prepares_like_the_thread_pool(
+    emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
+) -> None:
+    manifest, _ = archive
+    threads = await runner.run_async(settings_for(emulator, dry_run=True, out=tmp_path / "t.parquet"), manifest)
+    procs = await runner.run_async(
+        settings_for(emulator, dry_run=True, out=tmp_path / "p.parquet", use_processes=True, workers=2), manifest
+    )
+    cols = ["status", "reason", "action", "width", "height", "bytes", "source_sha256"]
+    assert pq.read_table(procs.results_path).select(cols).equals(pq.read_table(threads.results_path).select(cols))
