@@ -99,7 +99,7 @@ class ApiSettings:
     """Total seconds for one call (a 5 MB PUT included)."""
     max_call_attempts: int = 5
     """Tries of one call on 5xx/timeouts/dropped connections/429 before the row fails."""
-    max_row_attempts: int = 4
+    max_row_attempts: int = 8
     """Presign+PUT rounds for one row (a failed or expired PUT starts again from a new presign)."""
     backoff_base: float = 0.2
     backoff_max: float = 10.0

@@ -158,7 +158,8 @@ class Journal:
             if conn is not None:
                 conn.close()
             if "locked" in str(exc):
-                hint = "is in use by another run; wait for it to end or use a new --journal path."
+                hint = ("is in use by another run or program (a sqlite3 shell counts); wait for it to end "
+                        "or use a new --journal path.")
             else:
                 hint = f"is not a usable journal ({exc}); use a new --journal path."
             raise ConfigError(f"The journal {path} {hint}") from exc

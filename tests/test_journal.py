@@ -118,7 +118,7 @@ def test_not_a_database_and_in_use_are_config_errors(tmp_path: Path, journal: Jo
             "users"
         ]
     conn.close()
-    with pytest.raises(ConfigError, match="is in use by another run"):
+    with pytest.raises(ConfigError, match="is in use by another run or program"):
         open_journal(tmp_path / "j.sqlite")  # the fixture holds it
     journal.record(up(1))  # the refused second open did not disturb the first
 

@@ -200,3 +200,27 @@ def test_s3_error_classification_reads_only_code_and_message() -> None:
     assert not s3_error(400, b"<Error><Code>EntityTooLarge</Code></Error>", url).retryable
     assert not s3_error(411, b"<Error><Code>MissingContentLength</Code></Error>", url).retryable
     assert "?<redacted>" in str(expired)
+
+
+async def test_window_counts_real_send_times_not_slot_times() -> None:
+    """A request that waited between its slot and the wire is counted from when it really went out."""
+    limiter = StrictLimiter(5, 0.5)  # at most 5 sends in any 0.5 s, paced 100 ms apart
+    first = await limiter.take()
+    assert first is not None
+    t0 = first.t
+
+    async def stalled_send() -> None:  # the first request reaches the wire 0.3 s after its slot
+        await asyncio.sleep(0.3)
+        first.mark_sent()
+
+    stall = asyncio.create_task(stalled_send())
+    for _ in range(4):  # four more, each sent as soon as its slot comes (t0 + 0.1 ... t0 + 0.4)
+        slot = await limiter.take()
+        assert slot is not None
+        slot.mark_sent()
+    await stall
+    sixth = await limiter.take()
+    assert sixth is not None
+    # Counting slot times, the sixth could go at t0 + 0.5 (the first slot leaving the window). Counting real
+    # sends (t0+0.3, +0.1, +0.2, +0.3, +0.4), it must wait for the one at t0+0.1 to leave: t0 + 0.6.
+    assert sixth.t - t0 >= 0.6 - 0.002

@@ -7,7 +7,7 @@ import io
 import json
 import random
 import time
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 from urllib.parse import quote
 
@@ -15,7 +15,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from pipeline.client.limiter import AdaptiveRate, StrictLimiter
+from pipeline.client.limiter import AdaptiveRate, Slot, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, redact_url, s3_error
 from pipeline.config import ApiSettings
 from pipeline.errors import (
@@ -48,6 +48,15 @@ own acquire-to-send delay is at most ~1 ms), so 51 sends spaced exactly 1 s apar
 second. 8 ms covers that and costs 0.8 % of throughput (at most 49.6/s at a 50/s cap)."""
 
 
+async def _headers_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    """aiohttp trace hook: the request's headers are on the wire, so its limiter slot counts from now."""
+    slot = getattr(ctx, "trace_request_ctx", None)
+    if isinstance(slot, Slot):
+        slot.mark_sent()
+
+
 class ApiClientBase:
     """Session, limiters and the three calls; ``ApiClient`` adds the row-level ``upload``.
 
@@ -77,8 +86,11 @@ class ApiClientBase:
         timeout = aiohttp.ClientTimeout(
             total=self.settings.request_timeout, sock_connect=self.settings.connect_timeout
         )
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_headers_sent)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False
+            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), raise_for_status=False,
+            trace_configs=[trace],
         )
         # aiohttp silently re-sends an idempotent request (PUT) once when a kept-alive connection drops; a
         # presigned URL is one-time, so every re-send must be ours, from a fresh presign.
@@ -188,8 +200,10 @@ class ApiClientBase:
         presign = kind == "presign"
         limiter = self.presign_limiter if presign else self.status_limiter
         url = self._presign_url if presign else self._status_url
-        if not await limiter.acquire(abort=lambda: self._fatal is not None):
+        slot = await limiter.take(abort=lambda: self._fatal is not None)
+        if slot is None:
             self._raise_if_fatal()
+            raise AssertionError("the limiter gave up without a fatal answer")  # pragma: no cover
         # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
         creds = self.settings.credentials
         headers = signed_headers("POST", url.raw_path_qs, creds.access_key, creds.secret_key)
@@ -198,8 +212,9 @@ class ApiClientBase:
         else:
             self.stats.confirm_calls += 1
         try:
+            # trace_request_ctx: _headers_sent dates the slot to the moment the request really goes out.
             async with self.session.post(url, data=json.dumps(payload).encode(), headers=headers,
-                                         allow_redirects=False) as resp:
+                                         allow_redirects=False, trace_request_ctx=slot) as resp:
                 body = await resp.read()
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
         except aiohttp.ClientSSLError as exc:
@@ -207,6 +222,8 @@ class ApiClientBase:
                                        f"{type(exc).__name__}") from None
         except NETWORK_ERRORS as exc:
             raise TransientError(f"{kind}: {type(exc).__name__} talking to {redact_url(str(url))}") from None
+        finally:
+            slot.mark_sent()  # no-op when the trace hook already dated it; else (never sent) "now" is safe
         if status == 200:
             return self._success(kind, body)
         error = api_error(kind, status, body, retry_after)
@@ -240,7 +257,7 @@ class ApiClientBase:
         presign, lower the pacing (AIMD) so a server whose real limit is lower stops answering 429."""
         self.stats.responses_429 += 1
         if error.retry_after is not None:
-            limiter.pause_until(asyncio.get_running_loop().time() + error.retry_after)
+            limiter.pause_until(time.monotonic() + error.retry_after)
         if limiter is self.presign_limiter and self.adaptive is not None and self.adaptive.on_throttled():
             self.stats.current_rate = self.adaptive.rate
 

@@ -18,10 +18,32 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["AdaptiveRate", "StrictLimiter"]
+__all__ = ["AdaptiveRate", "Slot", "StrictLimiter"]
 
 _SPIN = 0.0012
 """Seconds before a deadline at which ``acquire`` stops sleeping on a timer and yields instead."""
+
+
+class Slot:
+    """One taken place in a window. Counts from ``acquire`` until ``mark_sent`` dates it to the real send.
+
+    The server counts *arrivals*: a request that waits between its slot and the wire (the loop stalled on
+    other work, a pooled connection was busy) reaches the server later than its slot, and the calls queued
+    behind the stall then follow it closely. So the window is counted on real send times, and a slot not
+    yet sent counts as "now" (pessimistic) until it is.
+    """
+
+    __slots__ = ("sent", "t")
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+        self.sent = False
+
+    def mark_sent(self) -> None:
+        """Date the slot to now, the moment its request went out (first call wins; later calls are no-ops)."""
+        if not self.sent:
+            self.t = max(self.t, time.monotonic())
+            self.sent = True
 
 
 class StrictLimiter:
@@ -31,9 +53,10 @@ class StrictLimiter:
     unlimited (``acquire`` never waits). A rate below one call per period allows one call per
     ``period / rate`` seconds. Acquisitions are served first come, first served (``asyncio.Lock`` is fair).
 
-    Promise: the times ``acquire`` returns at (``loop.time()``, recorded before returning) never hold more
-    than ``limit`` values in any half-open window ``(t - window, t]`` -- ``margin`` seconds of extra headroom
-    are kept so that the server, which counts arrivals slightly after our sends, sees the same.
+    Promise: the send times of the slots (``Slot.mark_sent``; a slot not yet marked counts as sending now)
+    never hold more than ``limit`` values in any half-open window ``(t - window, t]`` -- ``margin`` seconds
+    of extra headroom are kept so that the server, which counts arrivals slightly after our sends, sees the
+    same. Times are ``time.monotonic()`` (the default event loop's clock).
     ``set_rate`` (AIMD) only slows the pacing; it never raises the hard limit.
     """
 
@@ -50,7 +73,7 @@ class StrictLimiter:
             self.limit, self.window = 1, period / rate
         self.margin = margin
         self._interval = 0.0 if rate == 0 else period / rate
-        self._sent: deque[float] = deque(maxlen=max(1, self.limit))
+        self._slots: deque[Slot] = deque()
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
@@ -73,27 +96,51 @@ class StrictLimiter:
         self._interval = self.period / rate
 
     def pause_until(self, deadline: float) -> None:
-        """Let no call through before ``deadline`` (``loop.time()`` seconds), e.g. a server's Retry-After."""
+        """Let no call through before ``deadline`` (``time.monotonic()`` seconds), e.g. a server's Retry-After."""
         self._paused_until = max(self._paused_until, deadline)
 
+    def _window_ready(self, now: float) -> float:
+        """The earliest time the window has room for one more send (``now`` if it has room already)."""
+        horizon = self.window + self.margin
+        # Sent slots that left the window never count again; unsent ones always count (as "now").
+        while self._slots and self._slots[0].sent and self._slots[0].t <= now - horizon:
+            self._slots.popleft()
+        counted = [s for s in self._slots if not s.sent or s.t > now - horizon]
+        if len(counted) < self.limit:
+            return now
+        times = sorted(s.t for s in counted if s.sent)
+        excess = len(counted) - self.limit + 1  # how many must leave the window before one more fits
+        if excess > len(times):
+            return now + 0.002  # waiting on slots still on their way out: look again shortly
+        return times[excess - 1] + horizon
+
     async def acquire(self, abort: Callable[[], bool] | None = None) -> bool:
-        """Wait for a slot and take it; return ``True``.
+        """Wait for a slot and take it, counting the send as happening now; ``False`` if ``abort`` fired.
+
+        For callers that send at once; a caller that may wait before sending uses ``take``."""
+        slot = await self.take(abort)
+        if slot is None:
+            return False
+        slot.mark_sent()
+        return True
+
+    async def take(self, abort: Callable[[], bool] | None = None) -> Slot | None:
+        """Wait for a slot and return it; the caller calls ``mark_sent()`` on it when its request goes out.
 
         ``abort`` is polled after every wait: when it returns true the call gives up without taking a slot
-        and ``False`` is returned (the client uses this to stop at once after a fatal answer).
+        and ``None`` is returned (the client uses this to stop at once after a fatal answer).
         """
         if self.unlimited and self._paused_until == 0.0:
-            return not (abort is not None and abort())
-        loop = asyncio.get_running_loop()
+            return None if abort is not None and abort() else Slot(time.monotonic())
         async with self._lock:
-            entered = loop.time()
+            entered = time.monotonic()
             while True:
                 if abort is not None and abort():
-                    return False
-                now = loop.time()
+                    return None
+                now = time.monotonic()
                 ready = max(self._next_slot, self._paused_until)
-                if self.limit and len(self._sent) == self.limit:
-                    ready = max(ready, self._sent[0] + self.window + self.margin)
+                if self.limit:
+                    ready = max(ready, self._window_ready(now))
                 if ready <= now:
                     break
                 # The loop wakes timers up to ~1 ms late (epoll rounds its timeout up to whole ms); every late
@@ -101,16 +148,17 @@ class StrictLimiter:
                 # and cover the rest with zero-length yields (other tasks still run meanwhile).
                 wait = ready - now
                 await asyncio.sleep(wait - _SPIN if wait > _SPIN else 0)
+            slot = Slot(now)
             if self.limit:
-                self._sent.append(now)
+                self._slots.append(slot)
             # The next slot follows the slot we *meant* to take, not the late wake-up, so timer lateness does
             # not accumulate into a lower rate; the window guard above still bounds any window.
             self._next_slot = max(ready, entered) + self._interval
-            return True
+            return slot
 
     def recorded(self) -> list[float]:
-        """The most recent recorded send times (at most ``limit``), oldest first; for tests."""
-        return list(self._sent)
+        """The send times of the slots still remembered, in the order taken; for tests."""
+        return [s.t for s in self._slots]
 
 
 class AdaptiveRate:

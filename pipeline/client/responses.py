@@ -151,11 +151,16 @@ def api_error(
             text + " (check the access key, the secret key and the clock)", status=status, code=code
         )
     if status in (401, 403):
-        return PermissionDeniedError(text, status=status, code=code)
+        return PermissionDeniedError(
+            text + " (check that this key may use Media Intelligence and this workspace)", status=status, code=code
+        )
     if status == 404:
         return NotFoundError(text + " (check the workspace name and the endpoint)", status=status, code=code)
     if status == 429 and code == "400":
-        return QuotaExhaustedError(text, status=status, code=code)
+        return QuotaExhaustedError(
+            text + " (the account's API quota is used up; re-run once it is restored, the journal resumes)",
+            status=status, code=code,
+        )
     if status == 429:
         return RateLimitedError(text, status=status, code=code, retry_after=parse_retry_after(retry_after))
     if status >= 500 or status == 408:

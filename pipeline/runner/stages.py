@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from itertools import islice
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = ["Stages"]
 log = structlog.get_logger("pipeline.runner")
 
 _FLUSH_EVERY = 512
+_MAX_DETAIL = 400
 
 
 def _now() -> str:
@@ -42,6 +43,15 @@ def _now() -> str:
 def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
     while chunk := list(islice(rows, size)):
         yield chunk
+
+
+def _clipped(result: RowResult) -> RowResult:
+    """The result with a ``detail`` short enough for a log line and a results cell (a hostile manifest can
+    hold a path of megabytes, and details quote paths)."""
+    if result.detail is None or len(result.detail) <= _MAX_DETAIL:
+        return result
+    cut = _MAX_DETAIL // 2
+    return replace(result, detail=f"{result.detail[:cut]}...{result.detail[-cut:]}")
 
 
 @dataclass
@@ -85,12 +95,14 @@ class Stages:
             emit(event, row=result.key, reason=result.reason, detail=result.detail)
 
     def record(self, result: RowResult) -> None:
+        result = _clipped(result)
         self.journal.record(result)
         self.progress.update(result.status.value)
         self._log_row(result)
 
     def record_reject(self, result: RowResult) -> None:
         """Rejections are cheap to redo, so they are committed in groups (see the 1M-row benchmark)."""
+        result = _clipped(result)
         self.pending_rejects.append(result)
         self.progress.update(result.status.value)
         self._log_row(result)

@@ -151,3 +151,15 @@ async def test_process_pool_prepares_like_the_thread_pool(
     )
     cols = ["status", "reason", "action", "width", "height", "bytes", "source_sha256"]
     assert pq.read_table(procs.results_path).select(cols).equals(pq.read_table(threads.results_path).select(cols))
+
+
+async def test_a_megabyte_path_gives_a_short_detail(
+    emulator: Emulator, settings_for: SettingsFor, tmp_path: Path
+) -> None:
+    from conftest import write_manifest  # type: ignore[import-not-found]
+
+    manifest = write_manifest(tmp_path / "m.csv", [{"path": "x" * 1_000_000 + ".jpg"}])
+    summary = await runner.run_async(settings_for(emulator), manifest)
+    row = pq.read_table(summary.results_path).to_pylist()[0]
+    assert row["status"] == "rejected" and row["reason"] in ("not_found", "unreadable")
+    assert len(row["detail"]) <= 403 and "..." in row["detail"]
