@@ -66,7 +66,8 @@ async def test_strict_limiter_never_exceeds_window_and_keeps_rate() -> None:
     achieved = (len(times) - 1) / (max(times) - min(times))
     assert 95 <= achieved <= 100.5
     recorded = limiter.recorded()
-    assert len(recorded) == 100 and recorded[-1] - recorded[0] >= 0.95  # evenly paced, not bunched
+    # the slots still in the window (plus margin): about one second of them, evenly paced, not bunched
+    assert 98 <= len(recorded) <= 101 and recorded[-1] - recorded[0] >= 0.95
 
 
 async def test_guard_holds_even_when_pacing_is_defeated() -> None:
