@@ -12,7 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from corpus import (
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageCms, features
+
+from pipeline.images import REASONS, prepare
+from pipeline.models import ImagePolicy, Prepared, Rejected
+from pipeline.samples import (
     GPS_MARKER,
     MAKE_MARKER,
     adobe_rgb_like_profile,
@@ -24,12 +30,6 @@ from corpus import (
     make_png,
     make_webp,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from PIL import Image, ImageCms, features
-
-from pipeline.images import REASONS, prepare
-from pipeline.models import ImagePolicy, Prepared, Rejected
 
 POLICY = ImagePolicy()
 TYPES = {"JPEG": ("image/jpeg", ".jpg"), "PNG": ("image/png", ".png"), "WEBP": ("image/webp", ".webp")}
