@@ -14,17 +14,8 @@ Rows carry ~100 KB JPEG payloads; confirmation is off (it has its own 1000/min c
 from __future__ import annotations
 
 import asyncio
-import bisect
-import contextlib
 import io
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +29,9 @@ from pipeline.emulator import (
     DEFAULT_WORKSPACE,
     EmulatorConfig,
     emulator_in_thread,
+    emulator_process,
+    fetch_state,
+    max_in_window,
 )
 
 ROWS_CAPPED = 3000
@@ -53,43 +47,6 @@ def payload(size: int = PAYLOAD_BYTES) -> bytes:
     Image.new("RGB", (320, 320), (90, 140, 200)).save(buf, "JPEG", quality=90)
     data = buf.getvalue()
     return data + b"\0" * max(0, size - len(data))
-
-
-def _max_in_window(times: list[float], window: float) -> int:
-    return max((i + 1 - bisect.bisect_right(times, t - window) for i, t in enumerate(times)), default=0)
-
-
-@contextlib.contextmanager
-def emulator_process(rate: float) -> Iterator[str]:
-    """``python -m pipeline.emulator`` on a free loopback port; yields its base URL; stopped on exit."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCLOUD_")}
-    cmd = [sys.executable, "-m", "pipeline.emulator", "--port", str(port), "--rate", str(rate),
-           "--storage", "hash"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                _state(base)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the emulator process did not start") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _state(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{base}/_emulator/state?objects=0", timeout=5) as resp:
-        counters: dict[str, Any] = json.load(resp)["counters"]
-        return counters
 
 
 async def _drive(base: str, rows: int, rate: float, data: bytes, snapshot: Any) -> dict[str, Any]:
@@ -122,7 +79,7 @@ async def _drive(base: str, rows: int, rate: float, data: bytes, snapshot: Any) 
         "server_presign_rate": round((len(arrivals) - 1) / span, 2) if span else None,
         "wall_rows_per_s": round(rows / wall, 2),
         "wall_s": round(wall, 2),
-        "max_presign_in_1s": _max_in_window(arrivals, 1.0),
+        "max_presign_in_1s": max_in_window(arrivals, 1.0),
         "responses_429": snap["responses_429"],
         "puts_ok": snap["puts_ok"],
         "failed_rows": failed,
@@ -131,8 +88,8 @@ async def _drive(base: str, rows: int, rate: float, data: bytes, snapshot: Any) 
 
 
 def _case(rows: int, rate: float, data: bytes) -> dict[str, Any]:
-    with emulator_process(rate) as base:
-        return asyncio.run(_drive(base, rows, rate, data, lambda: _state(base)))
+    with emulator_process("--rate", str(rate), "--storage", "hash") as base:
+        return asyncio.run(_drive(base, rows, rate, data, lambda: fetch_state(base)))
 
 
 def _thread_case(rows: int, rate: float, data: bytes) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_client import _state, emulator_process
 from pipeline import runner
 from pipeline.api import make_settings
 from pipeline.config import Credentials
@@ -30,6 +29,8 @@ from pipeline.emulator import (
     Emulator,
     EmulatorConfig,
     emulator_in_thread,
+    emulator_process,
+    fetch_state,
 )
 from pipeline.samples import make_jpeg
 
@@ -66,14 +67,14 @@ def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
     journal = directory / f"journal_{rows}_{confirm}.sqlite"
     for p in (out, journal):
         p.unlink(missing_ok=True)
-    with emulator_process(50.0) as base:
+    with emulator_process("--rate", "50", "--storage", "hash") as base:
         settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base,
                                  credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
                                  out=out, journal=journal, confirm=confirm, progress=False)
         started = time.monotonic()
         summary = asyncio.run(runner.run_async(settings, manifest))
         wall = time.monotonic() - started
-        snap = _state(base)
+        snap = fetch_state(base)
     rate = _arrival_rate(snap["presign_arrivals"])
     cap = 1000 / 60 if confirm else 50.0
     return {"rows": rows, "uploaded": summary.by_status.get("uploaded", 0), "presign_calls": snap["presign_calls"],

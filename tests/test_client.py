@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import dataclasses
 import re
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from helpers import make_image
 
 from pipeline.client import ApiClient, redact_url
 from pipeline.config import ApiSettings, Credentials
-from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.emulator import Emulator, EmulatorConfig, max_in_window
 from pipeline.errors import (
     AuthenticationError,
     NotFoundError,
@@ -37,11 +36,6 @@ def settings_for(emu: Emulator, **overrides: Any) -> ApiSettings:
         backoff_base=0.01, backoff_max=0.05,
     )
     return dataclasses.replace(base, **overrides)
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max((i + 1 - bisect.bisect_right(times, t - window) for i, t in enumerate(times)), default=0)
 
 
 def assert_clean(text: str, emu: Emulator) -> None:

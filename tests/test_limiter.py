@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import email.utils
 import time
 
@@ -12,6 +11,7 @@ from aiolimiter import AsyncLimiter
 
 from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
 from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
+from pipeline.emulator import max_in_window
 from pipeline.errors import (
     AuthenticationError,
     NotFoundError,
@@ -21,15 +21,6 @@ from pipeline.errors import (
     RequestRejectedError,
     TransientError,
 )
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The largest number of ``times`` in any half-open window ``(t - window, t]``."""
-    times = sorted(times)
-    best = 0
-    for i, t in enumerate(times):
-        best = max(best, i + 1 - bisect.bisect_right(times, t - window))
-    return best
 
 
 async def _acquire_all(limiter: StrictLimiter, n: int) -> list[float]:

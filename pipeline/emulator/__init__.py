@@ -8,11 +8,13 @@ an exhausted quota. ``objects`` and ``counters`` (also ``GET /_emulator/state``)
 and every cap.
 
 Layout: ``settings`` (config, faults), ``state`` (windows, counters, objects), ``api`` (MI routes),
-``storage`` (the PUT), ``server`` (``Emulator``), ``runtime`` (thread, blocking run, CLI flags).
+``storage`` (the PUT), ``server`` (``Emulator``), ``runtime`` (thread, blocking run, CLI flags),
+``process`` (its own process, read over HTTP).
 """
 
 from pipeline.config import Credentials
 from pipeline.emulator.api import BUCKET
+from pipeline.emulator.process import emulator_process, fetch_state, max_in_window
 from pipeline.emulator.runtime import (
     add_emulator_arguments,
     config_from_args,
@@ -46,5 +48,8 @@ __all__ = [
     "add_emulator_arguments",
     "config_from_args",
     "emulator_in_thread",
+    "emulator_process",
+    "fetch_state",
+    "max_in_window",
     "run_emulator",
 ]

@@ -6,19 +6,16 @@ Import as ``from relcommon import ...`` (pytest puts ``tests/reliability`` on ``
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,17 +31,14 @@ __all__ = [
     "Run",
     "cli_cmd",
     "cli_env",
-    "emulator_process",
     "events",
     "integrity",
     "journal_rows",
-    "max_in_window",
     "orphans",
     "photo_manifest",
     "results",
     "run_cli",
     "sha256",
-    "state",
     "wait_for",
     "write_csv",
 ]
@@ -192,54 +186,3 @@ def integrity(journal: Path) -> set[str]:
         return {t for (t,) in db.execute("select name from sqlite_master where type='table'")}
 
 
-@contextlib.contextmanager
-def emulator_process(*args: str, no_gc: bool = False) -> Iterator[str]:
-    """``python -m pipeline.emulator`` in its own process on a free loopback port (as the real service is: no
-    GIL or event loop shared with the test); yields its base URL; stopped on exit. Read it with ``state()``.
-
-    ``no_gc`` turns the cyclic garbage collector off in the emulator process: a gen-2 collection over tens of
-    thousands of issued URLs pauses its loop for tens of ms and would stamp the arrivals queued meanwhile
-    closer together than they were sent (the instrument must not distort what it measures)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCLOUD_")}
-    argv = ["--port", str(port), *args]
-    if no_gc:
-        code = f"import gc, sys; gc.disable(); from pipeline.emulator.runtime import main; sys.exit(main({argv!r}))"
-        cmd = [sys.executable, "-c", code]
-    else:
-        cmd = [sys.executable, "-m", "pipeline.emulator", *argv]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                state(base, arrivals=False)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the emulator process did not start") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def state(base: str, *, arrivals: bool = True) -> dict[str, Any]:
-    """The counters of an emulator process (``GET /_emulator/state``, objects left out)."""
-    url = f"{base}/_emulator/state?objects=0&arrivals={int(arrivals)}"
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.load(resp)["counters"]  # type: ignore[no-any-return]
-
-
-def max_in_window(times: Sequence[float], length: float = 1.0) -> int:
-    """The most ``times`` in any half-open window ``(t - length, t]`` (recomputed, not the emulator's say-so)."""
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - length:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best

@@ -13,9 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-from relcommon import RssSampler, cli_env, emulator_process, events, max_in_window, photo_manifest, results, state
+from relcommon import RssSampler, cli_env, events, photo_manifest, results
 
-from pipeline.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WORKSPACE
+from pipeline.emulator import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_SECRET_KEY,
+    DEFAULT_WORKSPACE,
+    emulator_process,
+    fetch_state,
+    max_in_window,
+)
 
 CAP = 50
 
@@ -32,7 +39,7 @@ def _load_run(tmp_path: Path, rows: int, *, rss_growth_mib: float) -> dict[str, 
         with RssSampler(proc.pid, every=1.0) as rss:
             _, err = proc.communicate(timeout=rows / CAP * 2 + 120)
         seconds = time.monotonic() - started
-        counters = state(base)
+        counters = fetch_state(base)
     (tmp_path / "stderr.jsonl").write_text(err)  # kept for a post-mortem
 
     assert proc.returncode == 0, err[-3000:]
