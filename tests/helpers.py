@@ -5,10 +5,12 @@ Import as ``from helpers import ...`` (``tests/`` is on ``sys.path`` because it 
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +32,7 @@ __all__ = [
     "signed_post",
     "status_path",
     "upload_status",
+    "write_manifest",
 ]
 
 MakeEmulator = Callable[..., Awaitable[Emulator]]
@@ -141,3 +144,12 @@ def make_image(width: int = 300, height: int = 300, fmt: str = "JPEG", *, pad_to
     if pad_to > len(data):
         data += b"\0" * (pad_to - len(data))
     return data
+
+
+def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``rows`` as a CSV manifest (columns from the first row); return ``path``."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import write_manifest
 
 from pipeline.api import make_settings
 from pipeline.config import Settings
@@ -17,14 +17,6 @@ from pipeline.samples import make_corpus, make_jpeg
 FAST = {"rate": 0.0, "confirm_rate": 0.0}
 """Client limits lifted: the cap tests live in test_client.py; here we test behaviour, not pacing."""
 
-
-def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Write ``rows`` as a CSV manifest (column order from the first row)."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="session")

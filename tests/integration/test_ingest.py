@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import write_manifest
 
 from pipeline import runner
 from pipeline.config import Credentials, Settings
@@ -94,8 +95,6 @@ async def test_dry_run_calls_nothing_and_writes_skipped(
 async def test_dedupe_uploads_identical_content_once(
     emulator: Emulator, settings_for: SettingsFor, tmp_path: Path
 ) -> None:
-    from conftest import write_manifest  # type: ignore[import-not-found]
-
     from pipeline.samples import make_jpeg
 
     make_jpeg(tmp_path / "a.jpg", 400, 300, seed=1)
@@ -130,8 +129,6 @@ async def test_fatal_answer_stops_once_with_exit_3(
 async def test_journal_of_another_manifest_is_refused(
     emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
 ) -> None:
-    from conftest import write_manifest  # type: ignore[import-not-found]
-
     manifest, _ = archive
     await runner.run_async(settings_for(emulator), manifest)
     calls = emulator.counters.snapshot(arrivals=False)["presign_calls"]
@@ -156,8 +153,6 @@ async def test_process_pool_prepares_like_the_thread_pool(
 async def test_a_megabyte_path_gives_a_short_detail(
     emulator: Emulator, settings_for: SettingsFor, tmp_path: Path
 ) -> None:
-    from conftest import write_manifest  # type: ignore[import-not-found]
-
     manifest = write_manifest(tmp_path / "m.csv", [{"path": "x" * 1_000_000 + ".jpg"}])
     summary = await runner.run_async(settings_for(emulator), manifest)
     row = pq.read_table(summary.results_path).to_pylist()[0]

@@ -6,7 +6,6 @@ Import as ``from relcommon import ...`` (pytest puts ``tests/reliability`` on ``
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -40,7 +39,6 @@ __all__ = [
     "run_cli",
     "sha256",
     "wait_for",
-    "write_csv",
 ]
 
 FAST = ("--rate", "0", "--confirm-rate", "0")
@@ -111,14 +109,6 @@ def orphans(path: Path) -> set[str]:
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """A CSV manifest from dict rows (columns from the first row)."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def photo_manifest(tmp: Path, rows: int, *, distinct: int | None = None, size: tuple[int, int] = (300, 300)) -> Path:

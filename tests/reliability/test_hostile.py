@@ -12,8 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import write_manifest
 from PIL import Image
-from relcommon import cli_cmd, cli_env, events, journal_rows, results, run_cli, sha256, write_csv
+from relcommon import cli_cmd, cli_env, events, journal_rows, results, run_cli, sha256
 
 from pipeline.emulator import Emulator
 from pipeline.samples import (
@@ -124,7 +125,7 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
     emu = emulator_thread
     root, secret_photo, expected = _build(tmp_path / "corpus")
     assert len(expected) >= 40
-    manifest = write_csv(tmp_path / "hostile.csv",
+    manifest = write_manifest(tmp_path / "hostile.csv",
                          [{"id": f"h{i}", "path": p, "note": n} for i, (p, n) in enumerate(expected)])
     cmd = cli_cmd(emu, manifest, tmp_path, "--root", str(root))
     run = run_cli(cmd, cli_env(emu.credentials.access_key, emu.credentials.secret_key), timeout=180)
