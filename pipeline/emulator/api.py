@@ -126,6 +126,21 @@ async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
+async def _workspace_and_field(emu: Emulator, request: web.Request, name: str) -> tuple[str, str] | web.Response:
+    """(workspace, the body's required string field ``name``), or the 404/400/413 answer, in the service's order:
+    the workspace, then the body, then the field."""
+    workspace = _workspace(emu, request)
+    if isinstance(workspace, web.Response):
+        return workspace
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        return mi_error(400, "10001", f"{name} is required.")
+    return workspace, value
+
+
 def _workspace(emu: Emulator, request: web.Request) -> str | web.Response:
     workspace = request.match_info["workspace"]
     if workspace not in emu.config.workspaces:
@@ -141,15 +156,10 @@ def _extension(file_name: str) -> str | None:
 
 async def presign(emu: Emulator, request: web.Request) -> web.Response:
     """Issue a one-time presigned PUT URL; the body is ``{"thumbnailFileName": "<name>.jpg|png|webp"}``."""
-    workspace = _workspace(emu, request)
-    if isinstance(workspace, web.Response):
-        return workspace
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
-    name = body.get("thumbnailFileName")
-    if not isinstance(name, str) or not name:
-        return mi_error(400, "10001", "thumbnailFileName is required.")
+    parsed = await _workspace_and_field(emu, request, "thumbnailFileName")
+    if isinstance(parsed, web.Response):
+        return parsed
+    workspace, name = parsed
     ext = _extension(name)
     if ext is None:
         return mi_error(400, "10001", "thumbnailFileName must end in .jpg, .jpeg, .png or .webp.")
@@ -203,15 +213,10 @@ def _issue(emu: Emulator, request: web.Request, workspace: str, name: str, conte
 
 async def upload_status(emu: Emulator, request: web.Request) -> web.Response:
     """Report whether the object uploaded for ``thumbnailKey`` is acceptable (COMPLETED) or why not."""
-    workspace = _workspace(emu, request)
-    if isinstance(workspace, web.Response):
-        return workspace
-    body = await _json_body(request)
-    if isinstance(body, web.Response):
-        return body
-    key = body.get("thumbnailKey")
-    if not isinstance(key, str) or not key:
-        return mi_error(400, "10001", "thumbnailKey is required.")
+    parsed = await _workspace_and_field(emu, request, "thumbnailKey")
+    if isinstance(parsed, web.Response):
+        return parsed
+    workspace, key = parsed
     message = _verdict(emu, workspace, key)
     if message is None:
         return _ok({"uploadStatus": "COMPLETED"})
