@@ -97,7 +97,6 @@ async def ingest_async(source: Any, **options: Any) -> Summary:
         # Without this, structlog's default prints debug events (one per rejected row) into the notebook.
         # A caller who configured structlog keeps their configuration.
         logs.configure_logging(settings.log_format)
-    logs.add_secret(settings.api.credentials.secret_key)
     return _raise_if_fatal(await runner.run_async(settings, source, collect_results=True))
 
 

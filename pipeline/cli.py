@@ -138,8 +138,6 @@ def _ingest(ns: argparse.Namespace) -> int:
 
     if not ns.workspace:
         raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE.")
-    if ns.max_side is not None and ns.max_side < 256:
-        raise ConfigError("--max-side must be at least 256 px (the API's minimum).")
     settings = make_settings(
         workspace=ns.workspace, endpoint=ns.endpoint, out=ns.out, journal=ns.journal, root=ns.root,
         rate=ns.rate, confirm_rate=ns.confirm_rate, confirm=ns.confirm, concurrency=max(1, ns.concurrency),
@@ -149,7 +147,6 @@ def _ingest(ns: argparse.Namespace) -> int:
         file_name_column=ns.file_name_column or None, presign_path=ns.presign_path, status_path=ns.status_path,
         progress=ns.progress, log_format=ns.log_format,
     )
-    logs.add_secret(settings.api.credentials.secret_key)
     summary = runner.run(settings, ns.manifest, handle_signals=True)
     if ns.log_format != "json":
         sys.stderr.write(render_summary(summary) + "\n")
@@ -162,7 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the subcommand, and return the exit code (never a traceback for user errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
     logs.configure_logging("console")
-    logs.add_secret(os.environ.get("NCLOUD_SECRET_KEY", ""))
     try:
         ns = build_parser().parse_args(args)
         logs.configure_logging(getattr(ns, "log_format", "console"))

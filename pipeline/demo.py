@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from pipeline import logs, runner, samples
+from pipeline import runner, samples
 from pipeline.api import make_settings
 from pipeline.emulator import EmulatorConfig, emulator_in_thread
 from pipeline.progress import render_summary
@@ -102,7 +102,6 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
     manifest = build_archive(directory, count)
     with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
         print(f"emulator listening on {emu.base_url} (workspace {emu.workspace!r})", file=sys.stderr)
-        logs.add_secret(emu.credentials.secret_key)
         settings = make_settings(
             workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
             out=directory / "results.parquet", journal=directory / "journal.sqlite",

@@ -65,6 +65,7 @@ class ApiClientBase:
 
     def __init__(self, settings: ApiSettings) -> None:
         self.settings = settings
+        # The one place the secret is registered for redaction: every path that could leak it goes through here.
         add_secret(settings.credentials.secret_key)
         ws = quote(settings.workspace, safe="")
         base = settings.endpoint.rstrip("/")
