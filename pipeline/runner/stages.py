@@ -158,9 +158,9 @@ class Stages:
                 self.record(self._uploaded(row, out, reuse, 0, duplicate_of))
             elif self.s.dry_run:
                 self.record(self._result(row, out, Status.SKIPPED, duplicate_of=duplicate_of))
-                self._release_content(out, None)
+                self._release_content(row, out, None)
             elif self.stop.is_set():
-                self._release_content(out, None)
+                self._release_content(row, out, None)
             else:
                 await self.queue.put((row, out, duplicate_of))
         finally:
@@ -173,19 +173,22 @@ class Stages:
         if entry is not None:
             if not self.s.dedupe:
                 return entry.first_key, None
-            key = await asyncio.shield(entry.key)
-            if key is not None:
-                return entry.first_key, key
-            return entry.first_key, None
+            # None when the first row did not end uploaded: then this row uploads on its own.
+            return entry.first_key, await asyncio.shield(entry.key)
         found = self.journal.find_by_sha256(sha)
         if found is not None and found[0] != row.key:
             return found[0], (found[1] if self.s.dedupe else None)
         self.content[sha] = _Content(row.key, asyncio.get_running_loop().create_future())
         return None, None
 
-    def _release_content(self, prepared: Prepared, key: str | None) -> None:
-        entry = self.content.pop(prepared.source_sha256, None)
-        if entry is not None and not entry.key.done():
+    def _release_content(self, row: Row, prepared: Prepared, key: str | None) -> None:
+        """Hand ``key`` to the rows waiting on this content; only the row that registered it may (a duplicate
+        uploading alongside must not end the first row's entry early)."""
+        entry = self.content.get(prepared.source_sha256)
+        if entry is None or entry.first_key != row.key:
+            return
+        del self.content[prepared.source_sha256]
+        if not entry.key.done():
             entry.key.set_result(key)
 
     async def upload_worker(self) -> None:
@@ -193,7 +196,7 @@ class Stages:
         while (item := await self.queue.get()) is not None:
             row, prepared, duplicate_of = item
             if self.stop.is_set():
-                self._release_content(prepared, None)
+                self._release_content(row, prepared, None)
                 continue
             async def on_presigned(
                 p: Presigned, row: Row = row, journal: Journal = self.journal, sha: str = prepared.source_sha256
@@ -206,18 +209,18 @@ class Stages:
                     confirm=self.s.confirm, on_presigned=on_presigned,
                 )
             except FatalApiError as exc:
-                self._release_content(prepared, None)
+                self._release_content(row, prepared, None)
                 if self.fatal is None:
                     self.fatal = exc
                     log.error("fatal_api_error", error=str(exc), status=exc.status, code=exc.code)
                 self.stop.set()
                 continue
             except asyncio.CancelledError:
-                self._release_content(prepared, None)
+                self._release_content(row, prepared, None)
                 raise
             except Exception as exc:
                 # A bug, not an API answer: the row fails with a reason instead of killing the run.
-                self._release_content(prepared, None)
+                self._release_content(row, prepared, None)
                 log.exception("internal_error", row=row.key)
                 self.record(self._result(row, prepared, Status.FAILED, reason="internal_error",
                                          detail=f"{type(exc).__name__}: {exc}"))
@@ -232,7 +235,7 @@ class Stages:
                     self._result(row, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
                                  attempts=outcome.attempts, duplicate_of=duplicate_of)
                 )
-            self._release_content(prepared, outcome.thumbnail_key)
+            self._release_content(row, prepared, outcome.thumbnail_key)
 
     def _result(self, row: Row, p: Prepared, status: Status, **extra: Any) -> RowResult:
         return RowResult(
