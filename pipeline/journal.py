@@ -84,6 +84,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _done_statuses(retry_failed: bool) -> tuple[str, ...]:
+    """The statuses a run leaves alone: finished ones, and ``failed`` unless failed rows are retried."""
+    done = (Status.UPLOADED.value, Status.REJECTED.value, Status.SKIPPED.value)
+    return done if retry_failed else (*done, Status.FAILED.value)
+
+
 def _any_key(conn: sqlite3.Connection) -> bool:
     """Whether any row or orphan holds a thumbnail key (one issued under the journal's workspace)."""
     row = conn.execute(
@@ -212,10 +218,15 @@ class Journal:
 
         One range query on the primary key, so a batch costs the same whatever the journal's size.
         """
-        statuses = ["uploaded", "rejected", "skipped"] + ([] if retry_failed else ["failed"])
+        statuses = _done_statuses(retry_failed)
         marks = ", ".join("?" * len(statuses))
         query = f"SELECT idx FROM rows WHERE idx >= ? AND idx < ? AND status IN ({marks})"  # noqa: S608
         return {idx for (idx,) in self._conn.execute(query, (lo, hi, *statuses))}
+
+    def done_count(self, *, retry_failed: bool) -> int:
+        """How many rows a run skips (the rows ``done_indices`` returns, over the whole manifest)."""
+        counts = self.counts()
+        return sum(counts[status] for status in _done_statuses(retry_failed))
 
     def find_by_sha256(self, sha256: str) -> tuple[str, str | None] | None:
         """``(key, thumbnail_key)`` of the lowest-index row with this content that is uploaded or being

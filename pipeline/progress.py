@@ -44,11 +44,6 @@ class Progress:
         )
         logs.set_line_sink(self._bar.write)
 
-    @property
-    def active(self) -> bool:
-        """Whether a bar is being drawn."""
-        return self._bar is not None
-
     def update(self, status: str, n: int = 1) -> None:
         """Count ``n`` rows that ended in ``status``."""
         self.counts[status] += n

@@ -298,3 +298,14 @@ def test_a_journal_without_any_key_follows_a_corrected_workspace(tmp_path: Path)
     # Now a key issued in 'right' is recorded: the journal is bound to that workspace for good.
     with pytest.raises(JournalMismatchError, match="belongs to workspace 'right'"):
         Journal.open(path, fingerprint="f", rows=2, workspace="other", manifest_name="m")
+
+
+def test_done_count_matches_done_indices(tmp_path: Path) -> None:
+    with Journal.open(tmp_path / "j.sqlite", fingerprint="f", rows=5, workspace="w", manifest_name="m") as j:
+        j.record_many([RowResult(0, "0", Status.REJECTED, reason="too_small"),
+                       RowResult(1, "1", Status.FAILED, reason="upload_failed")])
+        j.mark_presigned(2, "2", "w/k/a.jpg")
+        j.record(RowResult(2, "2", Status.UPLOADED, thumbnail_key="w/k/a.jpg"))
+        for retry in (True, False):
+            assert j.done_count(retry_failed=retry) == len(j.done_indices(0, 5, retry_failed=retry))
+        assert j.done_count(retry_failed=True) == 2 and j.done_count(retry_failed=False) == 3

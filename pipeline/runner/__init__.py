@@ -77,19 +77,16 @@ async def run_async(
     info = await asyncio.to_thread(manifest.scan)
     manifest_path = Path(source) if isinstance(source, (str, Path)) else None
     out, journal_path = default_paths(settings, manifest_path)
-    tmp = tempfile.TemporaryDirectory(prefix="thumbnail-ingest-") if journal_path is None else None
-    jpath = journal_path or Path(tmp.name if tmp else ".") / "journal.sqlite"
     with contextlib.ExitStack() as stack:
-        if tmp is not None:
-            stack.enter_context(tmp)
+        # No journal path (dry run, in-memory input without --out): a throwaway journal, removed at the end.
+        jpath = journal_path or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="thumbnail-ingest-"))) / "journal.sqlite"
         journal = stack.enter_context(
             Journal.open(jpath, fingerprint=info.fingerprint, rows=info.rows,
                          workspace=settings.api.workspace, manifest_name=manifest.name)
         )
         orphaned = journal.mark_orphans_from_inflight()
-        before = journal.counts()
-        already = sum(n for st, n in before.items() if st in ("uploaded", "rejected", "skipped")) + (
-            0 if settings.retry_failed else before.get("failed", 0))
+        already = journal.done_count(retry_failed=settings.retry_failed)
         log.info("run_started", manifest=manifest.name, rows=info.rows, already_done=already,
                  redo_in_flight=orphaned, dry_run=settings.dry_run, journal=str(journal_path) if journal_path else None)
         progress = Progress(info.rows, enabled=settings.progress, initial=already)
