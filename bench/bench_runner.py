@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import runner
-from pipeline.api import make_settings
 from pipeline.config import Credentials
 from pipeline.emulator import (
     DEFAULT_ACCESS_KEY,
@@ -32,6 +31,7 @@ from pipeline.emulator import (
     emulator_process,
     fetch_state,
 )
+from pipeline.python_api import make_settings
 from pipeline.samples import make_jpeg
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"

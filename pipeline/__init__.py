@@ -9,7 +9,6 @@ Notebook use::
 Inside a running event loop, ``await ingest_async(...)``.
 """
 
-from pipeline.api import ingest, ingest_async, make_settings
 from pipeline.config import ApiSettings, ColumnMap, Credentials, Settings
 from pipeline.errors import (
     ApiError,
@@ -20,6 +19,7 @@ from pipeline.errors import (
     ManifestError,
 )
 from pipeline.models import ImagePolicy, Prepared, Rejected, RowResult, Status, Summary
+from pipeline.python_api import ingest, ingest_async, make_settings
 
 __all__ = [
     "ApiError",

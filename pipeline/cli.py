@@ -19,7 +19,10 @@ from pipeline.errors import ConfigError, IngestError
 
 __all__ = ["build_parser", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from pipeline.models import ExitCode
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = (
+    ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.FATAL, ExitCode.INTERRUPTED)
 ENV_PREFIX = "THUMBNAIL_INGEST_"
 
 
@@ -133,8 +136,8 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
 
 def _ingest(ns: argparse.Namespace) -> int:
     from pipeline import runner
-    from pipeline.api import make_settings
     from pipeline.progress import render_summary
+    from pipeline.python_api import make_settings
 
     if not ns.workspace:
         raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE.")

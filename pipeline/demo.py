@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import runner, samples
-from pipeline.api import make_settings
 from pipeline.emulator import EmulatorConfig, emulator_in_thread
 from pipeline.progress import render_summary
+from pipeline.python_api import make_settings
 
 __all__ = ["build_archive", "run_demo"]
 

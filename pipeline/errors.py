@@ -8,6 +8,7 @@ Exceptions are for what stops a run or must be handled by the caller::
     │   ├── ManifestError            unreadable manifest, missing column, ...    -> exit 2
     │   └── JournalMismatchError     journal belongs to another manifest         -> exit 2
     ├── JournalStateError            a write would re-upload an uploaded row: a bug, never data
+    ├── LocalWriteError              the journal or the results could not be written (disk full) -> exit 1
     ├── FatalApiError                the API says no for every row               -> exit 3
     │   ├── AuthenticationError      401 code 200 (key, signature, clock)
     │   ├── PermissionDeniedError    401/403 code 210/230
@@ -32,6 +33,7 @@ __all__ = [
     "IngestError",
     "JournalMismatchError",
     "JournalStateError",
+    "LocalWriteError",
     "ManifestError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -61,6 +63,11 @@ class JournalMismatchError(ConfigError):
 
 class JournalStateError(IngestError):
     """A journal write that would break its promises (re-uploading an uploaded row): a bug, not data."""
+
+
+class LocalWriteError(IngestError):
+    """Writing the journal or the results failed mid-run (disk full, read-only mount): the run stops cleanly,
+    the state committed so far is kept, and the message is one sentence naming the file."""
 
 
 class FatalApiError(IngestError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MIN_SIDE",
+    "Credentials",
+    "ExitCode",
     "ImagePolicy",
     "Prepared",
     "Presigned",
@@ -32,6 +34,21 @@ MIN_SIDE = 256
 """The API's minimum resolution, required on both sides."""
 
 
+class ExitCode(IntEnum):
+    """The process exit codes: one table shared by the CLI, the runner and the Python API."""
+
+    OK = 0
+    """Every row ended uploaded, attached, rejected or skipped."""
+    FAILED = 1
+    """Some rows failed (or the run stopped on a local problem such as a full disk); a re-run resumes."""
+    USAGE = 2
+    """Usage, manifest or configuration error: nothing was uploaded."""
+    FATAL = 3
+    """The run stopped on a fatal API answer (credentials, permission, workspace, quota, endpoint)."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C, SIGTERM, a kernel interrupt): state saved, a re-run resumes."""
+
+
 class Status(str, Enum):
     """A row's state in the journal and in the results (terminal: uploaded, rejected, failed, skipped)."""
 
@@ -46,6 +63,14 @@ class Status(str, Enum):
     def terminal(self) -> bool:
         """Whether a re-run leaves this row alone (``failed`` is terminal but retried by default)."""
         return self in (Status.UPLOADED, Status.REJECTED, Status.FAILED, Status.SKIPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An NCP access key pair. ``secret_key`` is excluded from ``repr``."""
+
+    access_key: str
+    secret_key: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,12 +215,19 @@ class Summary:
     rows_per_s: float
     results_path: Path | None
     journal_path: Path | None
-    exit_code: int
+    exit_code: ExitCode
     interrupted: bool = False
     retries: dict[str, int] = field(default_factory=dict)
     results: pa.Table | None = field(default=None, repr=False)
     error: str | None = None
     """The fatal API answer that stopped the run (exit code 3), as one sentence."""
+    this_run: dict[str, int] = field(default_factory=dict)
+    """Rows per status finished by this run only (``by_status`` counts the whole manifest)."""
+    planned: dict[str, int] = field(default_factory=dict)
+    """What the run found to do when it started: ``new``, ``changed``, ``recheck``, ``retry``, ``redo_in_flight``,
+    ``finished`` (left alone). A dry run stops there: this is what a real run would do now."""
+    fatal_type: str | None = None
+    """The class name of the fatal API error, when ``error`` is set."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (no results table)."""
@@ -211,4 +243,6 @@ class Summary:
             "interrupted": self.interrupted,
             "retries": dict(self.retries),
             "error": self.error,
+            "this_run": dict(self.this_run),
+            "planned": dict(self.planned),
         }

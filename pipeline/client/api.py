@@ -17,7 +17,7 @@ from yarl import URL
 
 from pipeline.client.limiter import AdaptiveRate, Slot, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, redact_url, s3_error
-from pipeline.config import ApiSettings
+from pipeline.client.settings import ApiSettings
 from pipeline.errors import (
     FatalApiError,
     RateLimitedError,

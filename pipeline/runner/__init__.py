@@ -23,7 +23,7 @@ from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest, results_table, write_results
-from pipeline.models import RowResult, Status, Summary
+from pipeline.models import ExitCode, RowResult, Status, Summary
 from pipeline.progress import Progress
 from pipeline.runner.stages import Stages
 
@@ -139,7 +139,7 @@ async def run_async(
         summary = Summary(
             total=info.rows, by_status=dict(counts), by_reason=dict(reasons), duration_s=elapsed,
             rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=out, journal_path=journal_path,
-            exit_code=code, interrupted=run.interrupted, retries=retries,
+            exit_code=ExitCode(code), interrupted=run.interrupted, retries=retries,
             results=table, error=str(run.fatal) if run.fatal else None,
         )
         # People on a console get the summary table from the CLI instead; cron (JSON) gets this event.

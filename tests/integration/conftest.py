@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from helpers import write_manifest
 
-from pipeline.api import make_settings
 from pipeline.config import Settings
 from pipeline.emulator import Emulator
+from pipeline.python_api import make_settings
 from pipeline.samples import make_corpus, make_jpeg
 
 FAST = {"rate": 0.0, "confirm_rate": 0.0}
