@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("images", "client", "manifest", "runner")
+BENCHES = tuple(sorted(path.stem.removeprefix("bench_") for path in Path(__file__).parent.glob("bench_*.py")))
+"""Every ``bench_<name>.py`` beside this file, in name order."""
 
 
 def machine() -> dict[str, Any]:
