@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from pipeline.errors import FatalApiError
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MIN_SIDE",
+    "RESULT_FIELDS",
     "Credentials",
     "ExitCode",
     "ImagePolicy",
     "Prepared",
     "Presigned",
     "Rejected",
+    "ResultField",
     "Row",
     "RowResult",
     "Status",
@@ -202,6 +206,38 @@ class RowResult:
     """UTC ISO-8601 timestamp of the confirmed upload."""
     duplicate_of: str | None = None
     """Key of the first row with byte-identical source content, if any."""
+    source_stamp: str | None = None
+    """A cheap identity of the source's version (local: ``size:mtime_ns``): an unchanged stamp on a re-run
+    means the content is unchanged and needs no hashing. Journal only, never in the results."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultField:
+    """One column shared by the journal and the results: its name (a ``RowResult`` attribute) and its kind."""
+
+    name: str
+    kind: str
+    """``text``, ``int32``, ``int64`` or ``timestamp`` (UTC; ISO-8601 text in the journal and in CSV)."""
+    in_results: bool = True
+    """False for journal-only bookkeeping (``source_stamp``)."""
+
+
+RESULT_FIELDS: tuple[ResultField, ...] = (
+    ResultField("status", "text"),
+    ResultField("thumbnail_key", "text"),
+    ResultField("reason", "text"),
+    ResultField("detail", "text"),
+    ResultField("action", "text"),
+    ResultField("width", "int32"),
+    ResultField("height", "int32"),
+    ResultField("bytes", "int64"),
+    ResultField("source_sha256", "text"),
+    ResultField("attempts", "int32"),
+    ResultField("uploaded_at", "timestamp"),
+    ResultField("duplicate_of", "text"),
+    ResultField("source_stamp", "text", in_results=False),
+)
+"""The one field list the journal's columns and the results' columns are derived from, in results order."""
 
 
 @dataclass(frozen=True)
@@ -228,6 +264,8 @@ class Summary:
     ``finished`` (left alone). A dry run stops there: this is what a real run would do now."""
     fatal_type: str | None = None
     """The class name of the fatal API error, when ``error`` is set."""
+    fatal: FatalApiError | None = field(default=None, repr=False, compare=False)
+    """The fatal API error itself (the Python API raises it, keeping its type, ``status`` and ``code``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (no results table)."""

@@ -1,0 +1,340 @@
+"""The SQLite journal: the state of row keys for one workspace, and the source of truth of every run.
+
+A row's key is its ``id``, else its path as written. The journal is not a copy of one manifest: a re-run with
+an edited or grown manifest looks its keys up here and does only what is new, unfinished or changed. States
+and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
+through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
+nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
+``PRAGMA user_version``. The file is held with an exclusive lock while open: two runs never share a journal.
+It stores keys, reasons and digests only; never a URL or a signature. Use it from one thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+from pipeline.errors import ConfigError, JournalMismatchError, JournalStateError, LocalWriteError
+from pipeline.journal import states
+from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION, ensure_schema
+from pipeline.models import RowResult, Status
+
+__all__ = ["SCHEMA_VERSION", "Entry", "Journal", "JournalStateError", "Orphan"]
+
+_CHUNK = 500  # keys per IN (...) query: far below SQLite's variable limit, large enough to be cheap
+_COLS = ", ".join(COLUMNS)
+_UPSERT = (
+    f"INSERT OR REPLACE INTO rows (key, {_COLS}, updated_at) "  # noqa: S608 (constants)
+    f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
+)
+_ORPHAN = "INSERT OR IGNORE INTO orphans (key, thumbnail_key, reason, recorded_at) VALUES (?, ?, ?, ?)"
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A key presigned (and maybe uploaded) that is not its row's key; it may exist server-side until it
+    expires. ``reason``: see ``states.orphans_of``, or ``retried`` (a round the client gave up on)."""
+
+    key: str
+    thumbnail_key: str
+    reason: str
+    recorded_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a run needs to know about a key before deciding what to do with its row."""
+
+    status: Status
+    thumbnail_key: str | None
+    reason: str | None
+    source_sha256: str | None
+    source_stamp: str | None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _write_error(path: Path, exc: BaseException) -> LocalWriteError:
+    return LocalWriteError(
+        f"The journal {path} could not be written ({exc}); the state committed so far is kept: free some "
+        "space (or fix the folder's permissions) and run the same command again."
+    )
+
+
+class Journal:
+    """An open journal. Build with ``Journal.open`` (or ``Journal.scratch`` for a dry run); close with
+    ``close()`` or a ``with`` block."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, created: bool, migrated_from: int) -> None:
+        self._conn = conn
+        self.path = path
+        self.created = created
+        self.migrated_from = migrated_from
+        """The format version found on open when it was upgraded (0: none)."""
+        (legacy,) = conn.execute("SELECT EXISTS(SELECT 1 FROM rows WHERE legacy_idx IS NOT NULL)").fetchone()
+        self.has_legacy = bool(legacy)
+
+    @classmethod
+    def open(cls, path: Path, *, workspace: str) -> Journal:
+        """Open (creating or upgrading) the journal at ``path`` for ``workspace``, and lock it.
+
+        Raises ``JournalMismatchError`` when it belongs to another workspace, ``ConfigError`` when the file is
+        not a journal, is newer than this release, or another run holds it.
+        """
+        path = Path(path)
+        conn: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+            # EXCLUSIVE: the first write takes a lock this connection keeps until close, so two runs can
+            # never work on one journal (each would upload the other's pending rows).
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process death, cheap commits
+            found = ensure_schema(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
+            created = "workspace" not in meta
+            if created:
+                conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+                                 [("workspace", workspace), ("created_at", _now())])
+                meta["workspace"] = workspace
+            elif meta["workspace"] != workspace and not _any_key(conn):
+                # Nothing was ever presigned under the old name (a mistyped --workspace stopped at its first
+                # call): no key is tied to it, so the corrected run may adopt the journal.
+                conn.execute("UPDATE meta SET v = ? WHERE k = 'workspace'", (workspace,))
+                meta["workspace"] = workspace
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            if conn is not None:
+                conn.close()
+            if "locked" in str(exc):
+                hint = ("is in use by another run or program (a sqlite3 shell counts); wait for it to end "
+                        "or use another --journal path.")
+            else:
+                hint = f"is not a usable journal ({exc}); use another --journal path."
+            raise ConfigError(f"The journal {path} {hint}") from exc
+        if meta["workspace"] != workspace:
+            conn.close()
+            raise JournalMismatchError(
+                f"The journal {path} belongs to workspace {meta['workspace']!r}, not {workspace!r}: its keys "
+                f"exist only there. Use --workspace {meta['workspace']} or another --journal path."
+            )
+        return cls(conn, path, created, found if 0 < found < SCHEMA_VERSION else 0)
+
+    @classmethod
+    def scratch(cls, source: Path | None, dest: Path, *, workspace: str) -> Journal:
+        """A private copy of the journal at ``source`` (if it exists) at ``dest``, opened: what a dry run
+        works on, so it sees what a real run would see and changes nothing."""
+        if source is not None and Path(source).exists():
+            try:
+                src = sqlite3.connect(f"{Path(source).absolute().as_uri()}?mode=ro", uri=True, timeout=0.5)
+                try:
+                    with sqlite3.connect(dest) as copy:
+                        src.backup(copy)
+                finally:
+                    src.close()
+            except sqlite3.Error as exc:
+                raise ConfigError(f"The journal {source} cannot be read for a dry run ({exc}).") from exc
+        return cls.open(dest, workspace=workspace)
+
+    def close(self) -> None:
+        """Close the connection (committed writes are already durable); idempotent."""
+        self._conn.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _write_error(self.path, exc) from exc
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.OperationalError, OSError)):
+                raise _write_error(self.path, exc) from exc
+            raise
+
+    # -- reading -----------------------------------------------------------------------------------
+    def lookup(self, keys: Sequence[str]) -> dict[str, Entry]:
+        """The journaled entries of those ``keys`` that have one (a few indexed queries per thousand keys)."""
+        found: dict[str, Entry] = {}
+        for part in _chunks(keys):
+            query = ("SELECT key, status, thumbnail_key, reason, source_sha256, source_stamp FROM rows "  # noqa: S608
+                     f"WHERE key IN ({_marks(len(part))})")
+            for key, status, thumb, reason, sha, stamp in self._conn.execute(query, tuple(part)):
+                found[key] = Entry(Status(status), thumb, reason, sha, stamp)
+        return found
+
+    def records(self, keys: Sequence[str]) -> dict[str, RowResult]:
+        """The full journaled records of those ``keys`` that have one (``index`` is 0: the caller's to set)."""
+        found: dict[str, RowResult] = {}
+        for part in _chunks(keys):
+            query = f"SELECT key, {_COLS} FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
+            for record in self._conn.execute(query, tuple(part)):
+                found[record[0]] = _result(record)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        """Journaled rows per status (every ``Status`` value is a key)."""
+        found = dict(self._conn.execute("SELECT status, COUNT(*) FROM rows GROUP BY status").fetchall())
+        return {status.value: int(found.get(status.value, 0)) for status in Status}
+
+    def find_by_sha256(self, sha256: str) -> tuple[str, str | None] | None:
+        """``(key, thumbnail_key)`` of a row with this content that is uploaded or being uploaded
+        (``thumbnail_key`` is ``None`` until it is uploaded), preferring an uploaded one. Indexed."""
+        found = self._conn.execute(
+            "SELECT key, status, thumbnail_key FROM rows WHERE source_sha256 = ? "
+            "AND status IN ('uploaded', 'presigned') ORDER BY status = 'uploaded' DESC, key LIMIT 1",
+            (sha256,),
+        ).fetchone()
+        if found is None:
+            return None
+        key, status, thumbnail_key = found
+        return key, thumbnail_key if status == Status.UPLOADED.value else None
+
+    def orphans(self) -> list[Orphan]:
+        """Every orphaned key, by row key then key."""
+        query = "SELECT key, thumbnail_key, reason, recorded_at FROM orphans ORDER BY key, thumbnail_key"
+        return [Orphan(*record) for record in self._conn.execute(query)]
+
+    # -- writing: every public writer below goes through _write ------------------------------------
+    def _write(
+        self, results: Sequence[RowResult], *, orphans: Sequence[tuple[str, str, str]] = (),
+        drop: Sequence[str] = (),
+    ) -> None:
+        """The one writer: check each transition, derive its orphans, upsert, all in one transaction.
+
+        ``orphans`` are extra ``(row key, thumbnail key, reason)`` facts from the caller (rounds the client gave
+        up on); ``drop`` are keys whose records leave (a legacy record adopted under a new key).
+        """
+        if not results and not orphans:
+            return
+        now = _now()
+        with self._transaction() as conn:
+            prior = self._priors(conn, [r.key for r in results])
+            found = [(k, t, reason, now) for k, t, reason in orphans]
+            for result in results:
+                before = prior.get(result.key)
+                states.check(result.key, before, result.status, result.thumbnail_key)
+                found.extend((result.key, key, why, now)
+                             for key, why in states.orphans_of(before, result.status, result.thumbnail_key))
+            for part in _chunks(drop):
+                conn.execute(f"DELETE FROM rows WHERE key IN ({_marks(len(part))})", tuple(part))  # noqa: S608
+            conn.executemany(_UPSERT, (_values(r, now) for r in results))
+            if found:
+                conn.executemany(_ORPHAN, found)
+
+    @staticmethod
+    def _priors(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, states.Prior]:
+        prior: dict[str, states.Prior] = {}
+        for part in _chunks(keys):
+            query = f"SELECT key, status, thumbnail_key FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
+            for key, status, thumb in conn.execute(query, tuple(part)):
+                prior[key] = states.Prior(Status(status), thumb)
+        return prior
+
+    def mark_presigned(self, key: str, thumbnail_key: str, *, source_sha256: str | None = None,
+                       source_stamp: str | None = None) -> None:
+        """Journal (committed) that ``thumbnail_key`` was presigned for the row, before its PUT starts.
+
+        Raises ``JournalStateError`` if the row is uploaded: presigning it again would upload it twice.
+        """
+        self._write([RowResult(0, key, Status.PRESIGNED, thumbnail_key=thumbnail_key, source_sha256=source_sha256,
+                               source_stamp=source_stamp)])
+
+    def record(self, result: RowResult, *, retried: Sequence[str] = ()) -> None:
+        """Journal one finished row in its own commit; ``retried`` are keys of rounds the client gave up on."""
+        self.record_many((result,), retried=retried)
+
+    def record_many(self, results: Sequence[RowResult], *, retried: Sequence[str] = ()) -> None:
+        """Journal finished rows in one transaction: all of them or, on error, none.
+
+        Only terminal states are accepted, and ``uploaded`` needs a ``thumbnail_key`` (``ValueError``). An
+        uploaded row may only be re-recorded with its own key (``JournalStateError``).
+        """
+        for result in results:
+            if not result.status.terminal:
+                raise ValueError(f"Row {result.key!r}: only finished rows are recorded, not {result.status.value!r}.")
+            if result.status is Status.UPLOADED and not result.thumbnail_key:
+                raise ValueError(f"Row {result.key!r} is uploaded but has no thumbnail_key.")
+        extra = [(results[0].key, key, "retried") for key in retried] if results else []
+        self._write(results, orphans=extra)
+
+    def reopen(self, key: str) -> None:
+        """An uploaded row whose source content changed goes back to ``pending``; its key is kept as an
+        orphan (``replaced``) and the row will get a new upload."""
+        self._write([RowResult(0, key, Status.PENDING)])
+
+    def restamp(self, key: str, stamp: str) -> None:
+        """Remember a new source stamp for a finished row whose content was shown unchanged."""
+        record = self.records([key]).get(key)
+        if record is not None and record.source_stamp != stamp:
+            self._write([replace(record, source_stamp=stamp)])
+
+    def reset_inflight(self) -> int:
+        """For a resumed run: rows left ``presigned`` go back to ``pending``; their keys become orphans
+        (``interrupted``: the PUT may or may not have happened). Returns how many rows."""
+        keys = [key for (key,) in self._conn.execute("SELECT key FROM rows WHERE status = 'presigned'")]
+        self._write([RowResult(0, key, Status.PENDING) for key in keys])
+        return len(keys)
+
+    def adopt_legacy(self, index: int, source_sha256: str, key: str) -> RowResult | None:
+        """A row of a version-1 journal (keyed by position ``index``) whose content is ``source_sha256`` and
+        that was uploaded is this run's row ``key``: move its record to ``key`` and return it; else ``None``."""
+        if not self.has_legacy:
+            return None
+        found = self._conn.execute(
+            f"SELECT key, {_COLS} FROM rows WHERE legacy_idx = ? AND source_sha256 = ? "  # noqa: S608
+            "AND status = 'uploaded'", (index, source_sha256),
+        ).fetchone()
+        if found is None or found[0] == key or self.lookup([key]):
+            return None
+        adopted = replace(_result(found), key=key)
+        self._write([adopted], drop=[found[0]])
+        return adopted
+
+
+def _any_key(conn: sqlite3.Connection) -> bool:
+    """Whether any row or orphan holds a thumbnail key (one issued under the journal's workspace)."""
+    row = conn.execute(
+        "SELECT EXISTS(SELECT 1 FROM rows WHERE thumbnail_key IS NOT NULL) OR EXISTS(SELECT 1 FROM orphans)"
+    ).fetchone()
+    return bool(row[0])
+
+
+def _values(r: RowResult, now: str) -> tuple[object, ...]:
+    return (r.key, *(r.status.value if c == "status" else getattr(r, c) for c in COLUMNS), now)
+
+
+def _result(record: Sequence[object]) -> RowResult:
+    fields = dict(zip(COLUMNS, record[1:], strict=True))
+    fields["status"] = Status(str(fields["status"]))
+    return RowResult(0, str(record[0]), **fields)  # type: ignore[arg-type]

@@ -1,0 +1,84 @@
+"""The journal's state machine: which status may follow which, and which keys a transition orphans.
+
+A row with no record is ``None`` (never seen). Keys are the server's ``thumbnailKey``s. An *orphan* is a key
+that was presigned (and may exist server-side until it expires) but is not the row's current key; orphans are
+derived here and nowhere else, from the row's prior state and the state it moves to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.errors import JournalStateError
+from pipeline.models import Status
+
+__all__ = ["TRANSITIONS", "Prior", "check", "orphans_of"]
+
+P, PS, U, R, F, S = (Status.PENDING, Status.PRESIGNED, Status.UPLOADED, Status.REJECTED, Status.FAILED,
+                     Status.SKIPPED)
+_WORK = frozenset({PS, U, R, F, S})
+"""Where a row that needs work may go: presigned before its PUT, or straight to an end (a reused key, a
+rejection, a failure, a dry run's skip)."""
+
+TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: _WORK,
+    P: _WORK,
+    PS: frozenset({PS, P, U, F}),
+    U: frozenset({U, P}),
+    R: _WORK,
+    F: _WORK,
+    S: _WORK,
+}
+"""``from -> allowed targets``. ``presigned -> pending`` is a resumed run redoing a row left in flight;
+``uploaded -> pending`` is a row whose source content changed (its old key is kept as an orphan);
+``uploaded -> uploaded`` only re-records the same key (e.g. a new source stamp for unchanged content)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """A row's journaled state before a write."""
+
+    status: Status
+    thumbnail_key: str | None
+
+
+def check(key: str, prior: Prior | None, target: Status, thumbnail_key: str | None) -> None:
+    """Raise ``JournalStateError`` unless ``prior -> target`` is allowed (with ``thumbnail_key`` as the new key).
+
+    The one rule that guards "never upload twice": an uploaded row keeps its key until its content changes.
+    """
+    source = prior.status if prior is not None else None
+    if target not in TRANSITIONS[source]:
+        raise JournalStateError(
+            f"Row {key!r} cannot go from {source.value if source else 'new'} to {target.value}."
+        )
+    if prior is not None and prior.status is U and target is U and thumbnail_key != prior.thumbnail_key:
+        raise JournalStateError(
+            f"Row {key!r} is already uploaded as {prior.thumbnail_key}; refusing to record it again with "
+            f"key {thumbnail_key}."
+        )
+
+
+def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -> list[tuple[str, str]]:
+    """``(orphaned key, reason)`` pairs that ``prior -> target`` (new key ``thumbnail_key``) leaves behind.
+
+    Reasons: ``superseded`` (a presigned key replaced by a newer one), ``interrupted`` (a run stopped with the
+    row in flight: its PUT may or may not have happened), ``abandoned`` (the row ended without using its
+    presigned key), ``failed`` (the row failed holding a key), ``replaced`` (an uploaded key whose source
+    changed).
+    """
+    found: list[tuple[str, str]] = []
+    old = prior.thumbnail_key if prior is not None else None
+    if prior is not None and old:
+        if prior.status is PS and old != thumbnail_key:
+            if target is P:
+                found.append((old, "interrupted"))
+            elif target is F and thumbnail_key is None:
+                found.append((old, "abandoned"))
+            else:
+                found.append((old, "superseded" if thumbnail_key else "abandoned"))
+        elif prior.status is U and target is P:
+            found.append((old, "replaced"))
+    if target is F and thumbnail_key:
+        found.append((thumbnail_key, "failed"))
+    return found
