@@ -1,0 +1,348 @@
+"""The ``ingest`` options, defined once: generated from the settings dataclasses, validated by them.
+
+Every user-facing field of ``Settings``, ``ColumnMap``, ``ApiSettings`` and ``ImagePolicy`` is one ``Option``:
+its keyword (what the Python API accepts), its flag (what the CLI accepts), its default (read from the
+dataclass, never repeated here) and its help. A field is user-facing when its ``metadata`` carries ``help``
+(``flag`` and ``metavar`` optional) or when ``_TABLE`` below supplies the help for it, so a field added later
+with ``help`` metadata gets a flag without touching this module.
+
+``build_settings`` turns flat keyword values (from argparse or from ``make_settings(**kw)``) into validated
+``Settings``; its ``ConfigError`` names the flag (``--path-column``) or the keyword (``path_column=``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import math
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.client.settings import ApiSettings
+from pipeline.config import ColumnMap, Settings, load_credentials
+from pipeline.errors import ConfigError
+from pipeline.models import Credentials, ImagePolicy
+
+__all__ = [
+    "ENV_PREFIX",
+    "OPTIONS",
+    "Option",
+    "add_options",
+    "build_settings",
+    "concurrency_cap",
+    "python_message",
+]
+
+ENV_PREFIX = "THUMBNAIL_INGEST_"
+Style = Literal["cli", "python"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """Help (and flag/metavar/env/choices) for a field whose owner put no ``help`` metadata on it."""
+
+    help: str
+    flag: str | None = None
+    metavar: str | None = None
+    env: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+_TABLE: dict[tuple[type, str], _Spec] = {
+    (ApiSettings, "workspace"): _Spec("Media Intelligence workspace name (required)", metavar="NAME",
+                                      env="WORKSPACE"),
+    (ApiSettings, "endpoint"): _Spec("API base URL", metavar="URL", env="ENDPOINT"),
+    (ApiSettings, "rate"): _Spec("presign calls per second, never exceeded in any 1 s window; 0 = unlimited",
+                                 metavar="PER_SECOND"),
+    (ApiSettings, "confirm_rate"): _Spec(
+        "upload-status calls per minute, never exceeded in any 60 s window; 0 = unlimited", metavar="PER_MINUTE"),
+    (ApiSettings, "concurrency"): _Spec("rows uploading at once", metavar="N"),
+    (Settings, "out"): _Spec("results manifest, .parquet or .csv (default: <manifest>.results.parquet)",
+                             metavar="RESULTS"),
+    (Settings, "journal"): _Spec("SQLite journal of row states (default: <manifest>.journal.sqlite)",
+                                 metavar="PATH"),
+    (Settings, "root"): _Spec("resolve relative paths here and refuse paths outside it (default: the manifest's "
+                              "folder, no containment check)", metavar="DIR"),
+    (Settings, "confirm"): _Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
+    (Settings, "workers"): _Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
+    (Settings, "use_processes"): _Spec("prepare images in processes instead of threads", flag="--processes"),
+    (Settings, "dry_run"): _Spec("read and prepare only: no API call; writes <manifest>.dryrun.parquet"),
+    (Settings, "retry_failed"): _Spec("on a re-run, leave rows that failed before alone"),
+    (Settings, "dedupe"): _Spec("upload byte-identical sources once and share the key"),
+    (Settings, "limit"): _Spec("take at most N rows that need work (new, changed, to re-check or to retry)",
+                               metavar="N"),
+    (Settings, "log_format"): _Spec("console for people, json (one object per line) for cron; auto = console",
+                                    env="LOG_FORMAT", choices=("auto", "console", "json")),
+    (Settings, "progress"): _Spec("no progress bar"),
+    (ColumnMap, "path"): _Spec("manifest column with the image path", metavar="NAME"),
+    (ColumnMap, "id"): _Spec("manifest column with the row key, used when present ('' = none)", metavar="NAME"),
+    (ColumnMap, "file_name"): _Spec("manifest column overriding the uploaded file name ('' = none)",
+                                    metavar="NAME"),
+    (ImagePolicy, "max_side"): _Spec("downscale so the long side is at most PX pixels (default: only what "
+                                     "5 MB requires)", metavar="PX"),
+    (ImagePolicy, "keep_metadata"): _Spec("keep EXIF/XMP (GPS!) in uploaded files"),
+    (ImagePolicy, "verify_pixels"): _Spec("fully decode pass-through images"),
+}
+
+_KIND_METAVAR: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}
+_UNIT_METAVAR = {"s": "SECONDS", "calls/s": "PER_SECOND", "calls/min": "PER_MINUTE", "kB/s": "KB_PER_S"}
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One user-facing setting: ``keyword`` for the Python API, ``flag`` for the CLI, ``default`` from the
+    dataclass ``owner`` (field ``field``), and ``kind`` the value's type (``bool``, ``int``, ``float``,
+    ``str`` or ``Path``; ``optional`` when ``None`` is allowed)."""
+
+    keyword: str
+    owner: type
+    field: str
+    flag: str
+    help: str
+    kind: type
+    optional: bool
+    default: Any
+    metavar: str | None = None
+    env: str | None = None
+    choices: tuple[str, ...] = ()
+
+    @property
+    def negated(self) -> bool:
+        """Whether the flag switches a default-on setting off (``--no-confirm`` sets ``confirm=False``)."""
+        return self.kind is bool and self.default is True
+
+
+def _keyword(owner: type, name: str) -> str:
+    return f"{name}_column" if owner is ColumnMap else name
+
+
+def _kind(hint: Any) -> tuple[type, bool]:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if args:
+        hint = next(a for a in args if a is not type(None))
+    return (hint if isinstance(hint, type) else str), optional
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def _collect(owner: type) -> list[Option]:
+    hints = typing.get_type_hints(owner)
+    found: list[Option] = []
+    for f in dataclasses.fields(owner):
+        kind, optional = _kind(hints[f.name])
+        if dataclasses.is_dataclass(kind) and kind is not Credentials:
+            found.extend(_collect(kind))
+            continue
+        spec = _TABLE.get((owner, f.name))
+        help_text = str(f.metadata.get("help") or (spec.help if spec else ""))
+        if not help_text:
+            continue
+        keyword = _keyword(owner, f.name)
+        default = _default(f)
+        flag = str(f.metadata.get("flag") or (spec.flag if spec and spec.flag else "")) or (
+            "--no-" if kind is bool and default is True else "--") + keyword.replace("_", "-")
+        unit = str(f.metadata.get("unit", ""))
+        metavar = f.metadata.get("metavar") or (spec.metavar if spec else None) or _UNIT_METAVAR.get(unit)
+        if unit and unit not in help_text:
+            help_text = f"{help_text} [{unit}]"
+        found.append(Option(keyword, owner, f.name, flag, help_text, kind, optional, default,
+                            None if kind is bool else (metavar or _KIND_METAVAR.get(kind, "VALUE")),
+                            spec.env if spec else None,
+                            spec.choices if spec else ()))
+    return found
+
+
+OPTIONS: tuple[Option, ...] = tuple(_collect(Settings))
+"""Every ``ingest`` option, in the dataclasses' field order."""
+
+_BY_KEYWORD = {o.keyword: o for o in OPTIONS}
+_BY_FLAG = {o.flag: o for o in OPTIONS}
+_EXTRA_KEYWORDS = ("credentials",)
+
+CONCURRENCY_FLOOR = 256
+"""Rows in flight that always make sense: at 50 presigns/s a row spends a few seconds between presign and
+its confirmed upload, so a few hundred rows keep the presign cap busy; more only wait in line."""
+
+
+def concurrency_cap(rate: float) -> int:
+    """The most rows in flight that can help at ``rate`` presign calls/s (0 = unlimited): five seconds' worth
+    of presigns, at least ``CONCURRENCY_FLOOR``; 4096 when unlimited (past that, sockets and memory run out)."""
+    if rate <= 0:
+        return 4096
+    return max(CONCURRENCY_FLOOR, math.ceil(rate * 5))
+
+
+def _cli_value(option: Option) -> Any:
+    def convert(text: str) -> Any:
+        if option.kind is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if option.kind is float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+            if not math.isfinite(value):
+                raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+            return value
+        if option.kind is Path:
+            return Path(text)
+        return text
+
+    convert.__name__ = option.kind.__name__
+    return convert
+
+
+def add_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
+    """Add one argparse option per ``Option`` (``dest`` = its keyword; defaults from the dataclasses, or from
+    ``THUMBNAIL_INGEST_<ENV>`` in ``env`` where the option names one)."""
+    for o in OPTIONS:
+        help_text = o.help
+        default = o.default
+        if o.env is not None:
+            help_text += f" [env {ENV_PREFIX}{o.env}]"
+            default = env.get(ENV_PREFIX + o.env) or default
+        if o.kind is bool:
+            parser.add_argument(o.flag, dest=o.keyword, action="store_false" if o.negated else "store_true",
+                                default=o.default, help=help_text)
+            continue
+        kwargs: dict[str, Any] = {"dest": o.keyword, "default": default, "help": help_text}
+        if o.choices:
+            kwargs["choices"] = o.choices
+        else:
+            kwargs.update(type=_cli_value(o), metavar=o.metavar)
+        parser.add_argument(o.flag, **kwargs)
+
+
+def python_message(message: str) -> str:
+    """``message`` with CLI flags replaced by Python keywords: ``--path-column`` -> ``path_column=``,
+    ``--no-confirm`` -> ``confirm=False``, ``--processes`` -> ``use_processes=``."""
+
+    def swap(m: re.Match[str]) -> str:
+        option = _BY_FLAG.get(m.group(0))
+        if option is None:
+            return m.group(0)[2:].replace("-", "_") + "="
+        return f"{option.keyword}=False" if option.negated else f"{option.keyword}="
+
+    return re.sub(r"(?<![\w-])--[a-z][a-z0-9-]*", swap, message)
+
+
+def _name(option: Option, style: Style) -> str:
+    return option.flag if style == "cli" else f"{option.keyword}="
+
+
+def _check_type(option: Option, value: Any, style: Style) -> Any:
+    """Coerce what the Python API may pass (``str`` paths) and refuse values of the wrong type in one sentence."""
+    if value is None:
+        if option.optional or option.kind is bool:
+            return option.default if option.kind is bool else None
+        raise ConfigError(f"{_name(option, style)} may not be None.")
+    if option.kind is Path and isinstance(value, (str, Path)):
+        return Path(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(option.kind, True)
+    if not ok:
+        raise ConfigError(f"{_name(option, style)} must be {option.kind.__name__}; got {value!r}.")
+    return float(value) if option.kind is float else value
+
+
+def _check_bounds(values: Mapping[str, Any], style: Style) -> None:
+    """Bounds the dataclasses do not know: the concurrency the caps can use, a positive ``limit``."""
+    concurrency = values.get("concurrency")
+    rate = values.get("rate", _BY_KEYWORD["rate"].default)
+    if isinstance(concurrency, int) and isinstance(rate, (int, float)) and concurrency > concurrency_cap(rate):
+        cap = concurrency_cap(rate)
+        why = (f"at {rate:g} presign calls/s more than {cap} rows in flight cannot help (they only wait in line)"
+               if rate > 0 else f"more than {cap} rows in flight exhaust sockets and memory")
+        raise ConfigError(f"{_name(_BY_KEYWORD['concurrency'], style)} must be at most {cap}: {why}; "
+                          f"got {concurrency}.")
+    limit = values.get("limit")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"{_name(_BY_KEYWORD['limit'], style)} must be at least 1 (or left out for all rows); "
+                          f"got {limit}.")
+    max_side = values.get("max_side")
+    if max_side is not None and max_side < 0:
+        raise ConfigError(f"{_name(_BY_KEYWORD['max_side'], style)} must be a positive number of pixels; "
+                          f"got {max_side}.")
+
+
+def _unknown(names: Sequence[str]) -> ConfigError:
+    known = [*_BY_KEYWORD, *_EXTRA_KEYWORDS]
+    name = names[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}=?" if close else ""
+    return ConfigError(f"Unknown option {name}={hint}")
+
+
+def _build(values: Mapping[str, Any], style: Style, env: Mapping[str, str] | None) -> Settings:
+    unknown = [k for k in values if k not in _BY_KEYWORD and k not in _EXTRA_KEYWORDS]
+    if unknown:
+        raise _unknown(unknown)
+    given = {k: _check_type(_BY_KEYWORD[k], v, style) for k, v in values.items() if k in _BY_KEYWORD}
+    if style == "cli":
+        # On the command line an empty column name means "no such column".
+        for key in ("id_column", "file_name_column"):
+            if given.get(key) == "":
+                given[key] = None
+    if not given.get("workspace"):
+        raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE."
+                          if style == "cli" else "A workspace is required: pass workspace='NAME'.")
+    _check_bounds(given, style)
+    if isinstance(given.get("endpoint"), str):
+        given["endpoint"] = given["endpoint"].rstrip("/")
+    credentials = values.get("credentials")
+    if credentials is None:
+        credentials = Credentials("dry-run", "dry-run") if given.get("dry_run") else load_credentials(env)
+    by_owner: dict[type, dict[str, Any]] = {ApiSettings: {"credentials": credentials}}
+    for key, value in given.items():
+        option = _BY_KEYWORD[key]
+        by_owner.setdefault(option.owner, {})[option.field] = value
+    built = _construct(Settings, by_owner)
+    assert isinstance(built, Settings)
+    return built
+
+
+def _construct(owner: type, by_owner: Mapping[type, Mapping[str, Any]]) -> Any:
+    """``owner(...)`` from the values given for its fields, nested settings dataclasses built the same way."""
+    hints = typing.get_type_hints(owner)
+    kwargs = dict(by_owner.get(owner, {}))
+    for f in dataclasses.fields(owner):
+        kind, _ = _kind(hints[f.name])
+        if dataclasses.is_dataclass(kind) and kind is not Credentials and f.name not in kwargs:
+            kwargs[f.name] = _construct(kind, by_owner)
+    return owner(**kwargs)
+
+
+def build_settings(values: Mapping[str, Any], *, style: Style, env: Mapping[str, str] | None = None) -> Settings:
+    """Validated ``Settings`` from flat keyword values (``workspace``, ``endpoint``, ``rate``, ``concurrency``,
+    ``path_column``, ``use_processes``, ``confirm``, ... and ``credentials``); omitted ones take the dataclass
+    defaults. Credentials default to ``env`` (or the process environment), then ``~/.ncloud/configure``; a dry
+    run needs none.
+
+    Raises ``ConfigError`` with one sentence naming the culprit as a flag (``style="cli"``) or as a keyword
+    (``style="python"``: ``path_column=``, ``confirm=False``).
+    """
+    try:
+        return _build(values, style, env)
+    except ConfigError as exc:
+        if style == "python":
+            raise type(exc)(python_message(str(exc))) from None
+        raise
