@@ -1,0 +1,212 @@
+"""One pass over a results file: totals, per-reason samples, changed-photo samples, throughput, persons,
+and the dry-run estimate, all in memory bounded by the number of distinct values tracked (not by rows)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.report.reading import ColumnNames, ResultsReader
+from pipeline.report.records import (
+    ChangedSample,
+    DryRunEstimate,
+    PersonsSummary,
+    ReasonCount,
+    ReportCaps,
+    ReportData,
+    SampleRow,
+    Series,
+)
+from pipeline.report.sampling import BottomK, BoundedCounter
+
+__all__ = ["CHANGE_KINDS", "MAX_REASONS", "aggregate"]
+
+CHANGE_KINDS = ("reoriented", "resized", "converted")
+MAX_REASONS = 64
+"""Distinct reasons given their own contact sheet; rows of further reasons share one "other reasons" sheet."""
+OTHER_REASONS = "(other reasons)"
+NO_REASON = "(no reason)"
+_MAX_PERSONS = 200_000  # a set of ~200k ids is ~30 MB: enough for real archives, bounded for hostile files
+_MAX_BUCKETS = 50_000  # per-second buckets before they are merged into coarser ones
+_PER_CALL = 100  # thumbnails one create or set-thumbnail call carries at most (API.md, section 3)
+_TEXT = 400  # characters of a path, key or detail kept for the page
+
+
+def _clip(value: object) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= _TEXT else text[: _TEXT - 1] + "…"
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int) else None
+
+
+class _Timeline:
+    """Rows per time bucket; buckets start at one second and double in width whenever there are too many,
+    so a run spread over months stays a few thousand numbers."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.width = 1
+        self.counts: dict[int, int] = {}
+
+    def add(self, stamps: pa.Array) -> None:
+        stamps = stamps.drop_null()
+        if len(stamps) == 0:
+            return
+        seconds = pc.divide(stamps.cast(pa.int64()), 1_000_000 * self.width)
+        counted = pc.value_counts(seconds)
+        for bucket, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True):
+            self.counts[bucket] = self.counts.get(bucket, 0) + count
+        while len(self.counts) > _MAX_BUCKETS:
+            merged: dict[int, int] = {}
+            for bucket, count in self.counts.items():
+                merged[bucket // 2] = merged.get(bucket // 2, 0) + count
+            self.counts, self.width = merged, self.width * 2
+
+    def series(self) -> Series | None:
+        if not self.counts:
+            return None
+        first, last = min(self.counts), max(self.counts)
+        return Series(self.label, float(first * self.width), float(self.width),
+                      tuple(self.counts.get(b, 0) for b in range(first, last + 1)))
+
+
+class _Pass:
+    """The running state of one pass (what ``aggregate`` folds every batch into)."""
+
+    def __init__(self, reader: ResultsReader, names: ColumnNames, per_section: int) -> None:
+        self.reader, self.names, self.per_section = reader, names, per_section
+        self.rows = 0
+        self.status = BoundedCounter(MAX_REASONS)
+        self.reasons = BoundedCounter(4 * MAX_REASONS)
+        self.samples: dict[str, BottomK[SampleRow]] = {}
+        self.changed = {kind: BottomK[SampleRow](per_section, seed=11 + i) for i, kind in enumerate(CHANGE_KINDS)}
+        self.uploads, self.attaches = _Timeline("uploaded"), _Timeline("attached")
+        self.skipped = self.to_upload = self.rejected = 0
+        self.plan_persons = BoundedCounter(_MAX_PERSONS)
+        self.persons = BoundedCounter(_MAX_PERSONS)
+        self.persons_by_id = BoundedCounter(_MAX_PERSONS)
+        self.attached = 0
+
+    def sample(self, row: dict[str, object]) -> SampleRow:
+        names = self.names
+        path = row.get(names.path)
+        key = row.get(names.id) if row.get(names.id) is not None else path
+        return SampleRow(key=_clip(key), path=_clip(path), status=_clip(row.get("status")),
+                         reason=_clip(row.get("reason")), detail=_clip(row.get("detail")),
+                         action=_clip(row.get("action")), width=_int(row.get("width")),
+                         height=_int(row.get("height")), bytes=_int(row.get("bytes")))
+
+    def fold(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        status = pc.fill_null(batch.column("status"), "(none)")
+        self.status.add_counts(status)
+        self.rejected += pc.sum(pc.equal(status, "rejected").cast(pa.int64())).as_py() or 0
+        if self.reader.has("reason"):
+            self.reasons.add_counts(pc.binary_join_element_wise(status, batch.column("reason"), "\x1f"))
+        self._fold_samples(batch, status)
+        if self.reader.has("uploaded_at"):
+            self.uploads.add(batch.column("uploaded_at"))
+        if self.reader.has("attached_at"):
+            self.attaches.add(batch.column("attached_at"))
+        self._fold_dry_run(batch, status)
+        if self.reader.has("person_id") and self.reader.has("attached_at"):
+            self._fold_persons(batch)
+
+    def _fold_samples(self, batch: pa.RecordBatch, status: pa.Array) -> None:
+        bad = pc.is_in(status, pa.array(["rejected", "failed"]))
+        failed = batch.filter(bad)
+        if failed.num_rows:
+            reason = (pc.fill_null(failed.column("reason"), NO_REASON) if self.reader.has("reason")
+                      else pa.array([NO_REASON] * failed.num_rows))
+            for value in pc.unique(reason).to_pylist():
+                group = value if value in self.samples or len(self.samples) < MAX_REASONS else OTHER_REASONS
+                sampler = self.samples.setdefault(group, BottomK[SampleRow](self.per_section, len(self.samples) + 1))
+                sampler.offer(failed.filter(pc.equal(reason, value)), self.sample)
+        if not self.reader.has("action"):
+            return
+        good = batch.filter(pc.and_kleene(pc.invert(bad), pc.is_valid(batch.column("action"))))
+        for kind, sampler in self.changed.items():
+            sampler.offer(good.filter(pc.match_substring(good.column("action"), kind)), self.sample)
+
+    def _fold_dry_run(self, batch: pa.RecordBatch, status: pa.Array) -> None:
+        skipped = batch.filter(pc.equal(status, "skipped"))
+        if skipped.num_rows == 0:
+            return
+        self.skipped += skipped.num_rows
+        if self.reader.has("duplicate_of"):  # a duplicate rides on its first copy's upload
+            skipped = skipped.filter(pc.is_null(skipped.column("duplicate_of")))
+        self.to_upload += skipped.num_rows
+        for column, tag in ((self.names.person, "name:"), ("input_person_id", "id:")):
+            if self.reader.has(column):
+                values = skipped.column(column).drop_null()
+                self.plan_persons.add_counts(pc.binary_join_element_wise(tag, values, ""))
+
+    def _fold_persons(self, batch: pa.RecordBatch) -> None:
+        attached = batch.filter(pc.is_valid(batch.column("attached_at")))
+        self.attached += attached.num_rows
+        self.persons.add_counts(attached.column("person_id"))
+        if self.reader.has("input_person_id"):
+            named = attached.filter(pc.is_valid(attached.column("input_person_id")))
+            self.persons_by_id.add_counts(named.column("person_id"))
+
+    def result(self, name: str, caps: ReportCaps) -> ReportData:
+        reasons = []
+        for joined, count in self.reasons.most_common():
+            status, _, reason = joined.partition("\x1f")
+            reasons.append(ReasonCount(status, reason, count))
+        samples = sorted(((reason, s.seen, tuple(s.items())) for reason, s in self.samples.items()),
+                         key=lambda entry: (entry[0] == OTHER_REASONS, -entry[1], entry[0]))
+        changed = tuple(ChangedSample(kind, s.seen, tuple(s.items())) for kind, s in self.changed.items() if s.seen)
+        series = tuple(s for s in (self.uploads.series(), self.attaches.series()) if s is not None)
+        return ReportData(
+            name=name, rows=self.rows, by_status=tuple(self.status.most_common()), reasons=tuple(reasons),
+            reasons_exact=self.reasons.exact, samples=tuple(samples), changed=changed, throughput=series,
+            dry_run=self._estimate(caps) if self.skipped else None, persons=self._persons(),
+            named_by=tuple(c for c in (self.names.id, self.names.path) if self.reader.has(c)),
+        )
+
+    def _estimate(self, caps: ReportCaps) -> DryRunEstimate:
+        n = self.to_upload
+        calls = sum(math.ceil(count / _PER_CALL) for count in self.plan_persons.counts.values())
+        calls += math.ceil(self.plan_persons.overflow / _PER_CALL)  # untracked persons: at least this many
+
+        def at(count: int, per_s: float) -> float | None:
+            return count / per_s if per_s > 0 else None
+
+        return DryRunEstimate(
+            to_upload=n, rejected=self.rejected, total=self.rows, presign_s=at(n, caps.presign_per_s),
+            status_s=at(n, caps.status_per_min / 60.0) if caps.status_checks else None,
+            attach_s=at(calls, caps.attach_per_s) if calls else None, attach_calls=calls,
+            persons=len(self.plan_persons.counts), persons_exact=self.plan_persons.exact,
+        )
+
+    def _persons(self) -> PersonsSummary | None:
+        if not (self.reader.has("person_id") and self.reader.has("attached_at")):
+            return None
+        buckets = (("1", 1, 1), ("2-5", 2, 5), ("6-20", 6, 20), ("21-50", 21, 50), ("51-100", 51, 100),
+                   ("over 100", 101, math.inf))
+        histogram = tuple((label, sum(1 for c in self.persons.counts.values() if low <= c <= high))
+                          for label, low, high in buckets)
+        by_id = len(self.persons_by_id.counts)
+        return PersonsSummary(
+            attached=self.attached, persons=len(self.persons.counts), by_id=by_id,
+            by_name=len(self.persons.counts) - by_id, exact=self.persons.exact and self.persons_by_id.exact,
+            histogram=histogram, top=tuple(self.persons.most_common(self.per_section)),
+        )
+
+
+def aggregate(path: Path, *, names: ColumnNames, per_section: int, caps: ReportCaps) -> ReportData:
+    """Read ``path`` once, in batches, and return everything the page shows (``ConfigError`` if unreadable).
+
+    Samples are uniform over the rows of their reason (or change kind) and the same for the same file.
+    """
+    reader = ResultsReader(path, names)
+    state = _Pass(reader, names, per_section)
+    for batch in reader.batches():
+        state.fold(batch)
+    return state.result(Path(path).name, caps)

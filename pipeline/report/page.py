@@ -1,0 +1,205 @@
+"""The HTML page: one self-contained file with no script, inline CSS and SVG, and ``data:`` thumbnails.
+
+Its Content-Security-Policy forbids scripts and any network load (``default-src 'none'``), so even a string
+that slipped past escaping could neither run nor call home. Everything from the data goes through ``_e``.
+Numbers carry ``data-count`` attributes so tests (and scripts users write) can read them exactly.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from pipeline.report import charts
+from pipeline.report.records import DryRunEstimate, JournalInfo, PersonsSummary, ReportCaps, ReportData, SampleRow
+from pipeline.report.thumbs import SIDE, ThumbMaker
+
+__all__ = ["render"]
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
+color:#1c2833;padding:0 16px}h1{font-size:24px;margin:0 0 4px}h2{margin-top:36px;border-bottom:1px solid #cfd8dc}
+h3{margin:22px 0 6px}code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+.meta{color:#546e7a}table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid
+#eceff1;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.chart text{font-size:12px;
+fill:#37474f}.sheet{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:190px;border:1px solid #cfd8dc;
+border-radius:4px;padding:6px;font-size:11px;overflow:hidden}figure img,.ph{width:SIDEpx;height:SIDEpx;
+object-fit:contain;display:block;margin:0 auto 4px;background:#f5f7f8}.ph{display:flex;align-items:center;
+justify-content:center;text-align:center;color:#78909c;border:1px dashed #b0bec5;box-sizing:border-box;
+padding:6px}figcaption div{overflow-wrap:anywhere}.pair{display:flex;gap:4px}.pair figure{width:auto;border:0;
+padding:0}figure.change{width:290px}.note{color:#546e7a;font-size:12px}
+""".replace("SIDE", str(SIDE))
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _n(count: int) -> str:
+    return f'<td class="n" data-count="{int(count)}">{int(count):,}</td>'
+
+
+def _share(count: int, total: int) -> str:
+    return f'<td class="n">{100.0 * count / total:.1f} %</td>' if total else "<td></td>"
+
+
+def _hms(seconds: float) -> str:
+    seconds = round(seconds)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours:d} h {minutes:02d} min {secs:02d} s"
+    return f"{days:d} d {text}" if days else text
+
+
+def _totals(data: ReportData) -> str:
+    rows = "".join(f'<tr data-status="{_e(s)}"><th>{_e(s)}</th>{_n(c)}{_share(c, data.rows)}</tr>'
+                   for s, c in data.by_status)
+    chart = charts.bar_chart("rows by status", list(data.by_status))
+    return (f'<section id="totals"><h2>Totals by status</h2><table><thead><tr><th>status</th><th>rows</th>'
+            f'<th>share</th></tr></thead><tbody>{rows}</tbody><tfoot><tr id="total-rows"><th>all rows</th>'
+            f"{_n(data.rows)}<td></td></tr></tfoot></table>{chart}</section>")
+
+
+def _reasons(data: ReportData) -> str:
+    if not data.reasons:
+        return '<section id="reasons"><h2>Totals by reason</h2><p>No row has a reason.</p></section>'
+    rows = "".join(f'<tr data-reason="{_e(r.reason)}" data-status="{_e(r.status)}"><th>{_e(r.reason)}</th>'
+                   f"<td>{_e(r.status)}</td>{_n(r.count)}{_share(r.count, data.rows)}</tr>" for r in data.reasons)
+    note = "" if data.reasons_exact else '<p class="note">More distinct reasons than the report lists one by one.</p>'
+    chart = charts.bar_chart("rows by reason", [(f"{r.reason} ({r.status})", r.count) for r in data.reasons],
+                             colour_by=[r.status for r in data.reasons])
+    return (f'<section id="reasons"><h2>Totals by reason</h2><table><thead><tr><th>reason</th><th>status</th>'
+            f"<th>rows</th><th>share</th></tr></thead><tbody>{rows}</tbody></table>{note}{chart}</section>")
+
+
+def _dry_run(est: DryRunEstimate | None, caps: ReportCaps) -> str:
+    if est is None:
+        return ""
+
+    def line(label: str, seconds: float | None, detail: str) -> str:
+        shown = _hms(seconds) if seconds is not None else "unlimited"
+        return f"<tr><th>{_e(label)}</th><td>{_e(shown)}</td><td>{_e(detail)}</td></tr>"
+
+    persons = f"{est.persons:,}" + ("" if est.persons_exact else "+")
+    rows = line("presign", est.presign_s, f"{est.to_upload:,} calls at {caps.presign_per_s:g}/s")
+    if caps.status_checks:
+        rows += line("status checks", est.status_s, f"{est.to_upload:,} calls at {caps.status_per_min:g}/min")
+    if est.attach_calls:
+        rows += line("attach", est.attach_s, f"at least {est.attach_calls:,} calls for {persons} persons "
+                     f"at {caps.attach_per_s:g}/s")
+    total = _hms(est.seconds) if est.seconds is not None else "no cap limits it"
+    rejected_share = 100.0 * est.rejected / est.total if est.total else 0.0
+    return (f'<section id="dry-run"><h2>Dry run: what the real run will do</h2><p>'
+            f'<span id="to-upload" data-count="{est.to_upload}">{est.to_upload:,}</span> photos to upload; '
+            f'<span id="rejected-share" data-count="{est.rejected}">{est.rejected:,} rows ({rejected_share:.1f} %)'
+            f"</span> will be rejected. At the caps below, the real run takes at least "
+            f'<strong id="estimate">{_e(total)}</strong> (the caps run side by side: the slowest decides; '
+            f"upload bandwidth not included).</p><table><tbody>{rows}</tbody></table></section>")
+
+
+def _throughput(data: ReportData, caps: ReportCaps) -> str:
+    if not data.throughput:
+        return ""
+    lines = [(f"presign cap {caps.presign_per_s:g}/s", caps.presign_per_s)]
+    if caps.status_checks:
+        lines.append((f"status cap {caps.status_per_min:g}/min", caps.status_per_min / 60.0))
+    if data.persons is not None:
+        lines.append((f"attach cap {caps.attach_per_s:g} calls/s", caps.attach_per_s))
+    chart = charts.throughput_chart(data.throughput, lines)
+    return (f'<section id="throughput"><h2>Throughput over time</h2>{chart}<p class="note">From '
+            "<code>uploaded_at</code> (and <code>attached_at</code>); rows finished by an earlier run keep "
+            "their time.</p></section>")
+
+
+def _persons(p: PersonsSummary | None) -> str:
+    if p is None:
+        return ""
+    plus = "" if p.exact else "+"
+    hist = "".join(f"<tr><th>{_e(label)}</th>{_n(count)}</tr>" for label, count in p.histogram)
+    top = "".join(f"<tr><td><code>{_e(pid)}</code></td>{_n(count)}</tr>" for pid, count in p.top)
+    return (f'<section id="persons"><h2>Persons</h2><table><tbody>'
+            f'<tr id="persons-total"><th>persons with thumbnails attached</th>{_n(p.persons)}<td>{plus}</td></tr>'
+            f'<tr id="persons-by-name"><th>reached by name (created, or found existing)</th>{_n(p.by_name)}</tr>'
+            f'<tr id="persons-by-id"><th>named by id (existing, extended)</th>{_n(p.by_id)}</tr>'
+            f'<tr id="thumbnails-attached"><th>thumbnails attached</th>{_n(p.attached)}</tr></tbody></table>'
+            f"<h3>Thumbnails per person</h3><table><thead><tr><th>thumbnails</th><th>persons</th></tr></thead>"
+            f"<tbody>{hist}</tbody></table><h3>Persons with the most thumbnails</h3><table><thead><tr>"
+            f"<th>person_id</th><th>thumbnails</th></tr></thead><tbody>{top}</tbody></table></section>")
+
+
+def _picture(maker: ThumbMaker, path: str, *, orient: bool, label: str = "") -> str:
+    thumb = maker.make(path, orient=orient)
+    if thumb.data is None:
+        return f'<div class="ph">{_e(label + thumb.why)}</div>'
+    return f'<img alt="{_e(label)}" src="{thumb.data}" width="{SIDE}" height="{SIDE}">'
+
+
+def _caption(row: SampleRow) -> str:
+    size = f"{row.width}×{row.height} px" if row.width and row.height else ""
+    weight = f"{row.bytes / 1000:,.0f} kB" if row.bytes else ""
+    facts = " · ".join(x for x in (row.action, size, weight) if x)
+    return (f'<figcaption><div><strong>{_e(row.key)}</strong></div><div><code>{_e(row.path)}</code></div>'
+            + (f"<div>{_e(row.detail)}</div>" if row.detail else "")
+            + (f'<div class="note">{_e(facts)}</div>' if facts else "") + "</figcaption>")
+
+
+def _sheets(data: ReportData, maker: ThumbMaker) -> str:
+    if not data.samples:
+        return ""
+    parts = ['<section id="sheets"><h2>Rejected and failed photos, by reason</h2>']
+    for i, (reason, count, rows) in enumerate(data.samples):
+        figures = "".join(f"<figure>{_picture(maker, r.path, orient=True)}{_caption(r)}</figure>" for r in rows)
+        parts.append(f'<h3 id="reason-{i}" data-reason="{_e(reason)}" data-count="{count}">{_e(reason)} '
+                     f'<span class="note">{count:,} rows; {len(rows):,} shown</span></h3>'
+                     f'<div class="sheet">{figures}</div>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _changed(data: ReportData, maker: ThumbMaker) -> str:
+    if not data.changed:
+        return ""
+    parts = ['<section id="changed"><h2>Changed photos: before and after</h2><p class="note">Before: the '
+             "source's stored pixels. After: as the policy turned it, with the uploaded size.</p>"]
+    for sample in data.changed:
+        figures = "".join(
+            f'<figure class="change"><div class="pair"><figure>{_picture(maker, r.path, orient=False)}'
+            f"<figcaption>before</figcaption></figure><figure>{_picture(maker, r.path, orient=True)}"
+            f"<figcaption>after</figcaption></figure></div>{_caption(r)}</figure>" for r in sample.rows)
+        parts.append(f'<h3 data-kind="{_e(sample.kind)}" data-count="{sample.count}">{_e(sample.kind)} '
+                     f'<span class="note">{sample.count:,} rows; {len(sample.rows):,} shown</span></h3>'
+                     f'<div class="sheet">{figures}</div>')
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _journal(info: JournalInfo | None) -> str:
+    if info is None:
+        return ""
+    if info.problem is not None:
+        return (f'<section id="journal"><h2>Journal</h2><p>The journal <code>{_e(info.path)}</code> was not read: '
+                f"{_e(info.problem)}.</p></section>")
+    states = "".join(f'<tr data-state="{_e(s)}"><th>{_e(s)}</th>{_n(c)}</tr>' for s, c in info.states)
+    return (f'<section id="journal"><h2>Journal</h2><p><code>{_e(info.path)}</code>, workspace '
+            f"<code>{_e(info.workspace or '?')}</code>, started {_e(info.created_at or '?')}. Uploaded keys "
+            f'recorded as possible orphans: <span id="orphans" data-count="{info.orphans}">{info.orphans:,}</span>.'
+            f"</p><table><thead><tr><th>journal state</th><th>rows</th></tr></thead><tbody>{states}</tbody></table>"
+            "</section>")
+
+
+def render(data: ReportData, maker: ThumbMaker, caps: ReportCaps, *, generated: str,
+           columns: Sequence[str]) -> str:
+    """The whole page. ``columns`` names the key and path columns used; ``generated`` is the time shown."""
+    body = "".join((_totals(data), _reasons(data), _dry_run(data.dry_run, caps), _throughput(data, caps),
+                    _persons(data.persons), _sheets(data, maker), _changed(data, maker), _journal(data.journal)))
+    photos = "Photos left out on request." if not maker.enabled else (
+        f"{maker.made:,} thumbnails made from the sources (pixels only, no metadata).")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
+            f'content="{_CSP}"><meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Run report: {_e(data.name)}</title><style>{_CSS}</style></head><body>"
+            f'<h1>Run report</h1><p class="meta">Results <code>{_e(data.name)}</code>, {data.rows:,} rows; '
+            f"written {_e(generated)}. Rows named by {', '.join(f'<code>{_e(c)}</code>' for c in columns)}.</p>"
+            f'{body}<footer><p class="note">{_e(photos)} Made by thumbnail-ingest report; this page loads nothing '
+            "from the network and runs no script.</p></footer></body></html>")

@@ -1,0 +1,178 @@
+"""The records the report's stages hand each other: what was counted, sampled and measured in one pass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.client.settings import ApiSettings
+
+__all__ = [
+    "ChangedSample",
+    "DryRunEstimate",
+    "JournalInfo",
+    "PersonsSummary",
+    "ReasonCount",
+    "ReportCaps",
+    "ReportData",
+    "ReportInfo",
+    "SampleRow",
+    "Series",
+]
+
+_API_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ApiSettings) if f.name in ("rate", "confirm_rate")}
+
+
+def _default(name: str) -> float:
+    value = _API_DEFAULTS[name]
+    assert isinstance(value, float)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ReportCaps:
+    """The rate caps a run used (or a real run will use): drawn on the throughput chart and used for the
+    dry-run estimate. Defaults are the client's own defaults; 0 means unlimited."""
+
+    presign_per_s: float = field(default_factory=lambda: _default("rate"))
+    status_per_min: float = field(default_factory=lambda: _default("confirm_rate"))
+    attach_per_s: float = 10.0
+    status_checks: bool = True
+    """Whether each upload is confirmed with the status call (``--no-confirm`` turns it off)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInfo:
+    """What ``write_report`` wrote: where, how big, and what it counted and embedded."""
+
+    path: Path
+    size_bytes: int
+    rows: int
+    by_status: tuple[tuple[str, int], ...]
+    """``(status, rows)``, most frequent first."""
+    thumbnails: int
+    """Photos embedded as thumbnails."""
+    placeholders: int
+    """Sampled photos shown as a placeholder (unreadable, remote, outside the root, over the size budget, or
+    left out on request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    """How many rows ended with ``status`` for ``reason``."""
+
+    status: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """One sampled row, with the columns the page shows (texts as in the results file, unescaped)."""
+
+    key: str
+    path: str
+    status: str
+    reason: str
+    detail: str
+    action: str
+    width: int | None
+    height: int | None
+    bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedSample:
+    """The sample of photos the policy changed in one way (``kind``: reoriented, resized or converted)."""
+
+    kind: str
+    count: int
+    rows: tuple[SampleRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """Rows finished per time bucket: ``counts[i]`` rows in ``[start + i*width, start + (i+1)*width)``."""
+
+    label: str
+    start: float
+    """Epoch seconds (UTC) of the first bucket."""
+    width: float
+    """Bucket width in seconds."""
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DryRunEstimate:
+    """How long the real run will take at the caps, from a dry run's rows (each cap binds on its own; the
+    slowest decides)."""
+
+    to_upload: int
+    rejected: int
+    total: int
+    presign_s: float | None
+    status_s: float | None
+    attach_s: float | None
+    attach_calls: int
+    persons: int
+    persons_exact: bool
+    """False when there were more distinct persons than the report counts one by one (a lower bound)."""
+
+    @property
+    def seconds(self) -> float | None:
+        """The estimate: the slowest cap's time, ``None`` when every cap is unlimited."""
+        times = [t for t in (self.presign_s, self.status_s, self.attach_s) if t is not None]
+        return max(times) if times else None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonsSummary:
+    """Attachments to persons (present only when the results have ``person_id`` and ``attached_at``)."""
+
+    attached: int
+    persons: int
+    by_id: int
+    """Persons the manifest named by id: existing persons that were extended."""
+    by_name: int
+    """Persons reached by name: created by the run, or existing ones found by name."""
+    exact: bool
+    """False when there were more persons than the report counts one by one (counts are lower bounds)."""
+    histogram: tuple[tuple[str, int], ...]
+    """``(thumbnails per person, persons)`` buckets."""
+    top: tuple[tuple[str, int], ...]
+    """The persons with the most thumbnails: ``(person_id, thumbnails)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalInfo:
+    """What the run's journal adds: its workspace, rows by journal state, keys recorded as possible orphans."""
+
+    path: str
+    workspace: str | None
+    created_at: str | None
+    states: tuple[tuple[str, int], ...]
+    orphans: int
+    problem: str | None = None
+    """Why the journal could not be read (the other fields are then empty)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """Everything one pass over a results file found; the page is rendered from this alone."""
+
+    name: str
+    rows: int
+    by_status: tuple[tuple[str, int], ...]
+    reasons: tuple[ReasonCount, ...]
+    reasons_exact: bool
+    """False when the file held more distinct reasons than the report tracks (the rest are counted as other)."""
+    samples: tuple[tuple[str, int, tuple[SampleRow, ...]], ...]
+    """Per reason: ``(reason, rows, sampled rows)``, most frequent reason first."""
+    changed: tuple[ChangedSample, ...]
+    throughput: tuple[Series, ...]
+    dry_run: DryRunEstimate | None
+    persons: PersonsSummary | None
+    named_by: tuple[str, ...] = ()
+    """The columns a row is known by: the id column (when the file has one) and the path column."""
+    journal: JournalInfo | None = None
