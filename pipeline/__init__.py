@@ -9,6 +9,8 @@ Notebook use::
 Inside a running event loop, ``await ingest_async(...)``.
 """
 
+from importlib import metadata as _metadata
+
 from pipeline.config import ApiSettings, ColumnMap, Credentials, Settings
 from pipeline.errors import (
     ApiError,
@@ -20,6 +22,11 @@ from pipeline.errors import (
 )
 from pipeline.models import ImagePolicy, Prepared, Rejected, RowResult, Status, Summary
 from pipeline.python_api import ingest, ingest_async, make_settings
+
+try:
+    __version__ = _metadata.version("thumbnail-ingest")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
 
 __all__ = [
     "ApiError",
@@ -38,6 +45,7 @@ __all__ = [
     "Settings",
     "Status",
     "Summary",
+    "__version__",
     "ingest",
     "ingest_async",
     "make_settings",

@@ -1,13 +1,15 @@
-"""Progress display (tqdm on a terminal or in a notebook, nothing otherwise) and the end-of-run table."""
+"""The progress bar (on stderr when it is a terminal, a widget in a notebook, nothing otherwise) and the
+end-of-run summary text."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections import Counter
 from typing import Any, TextIO
 
 from pipeline import logs
-from pipeline.models import Summary
+from pipeline.models import ExitCode, Summary
 
 __all__ = ["Progress", "in_notebook", "render_summary"]
 
@@ -24,25 +26,43 @@ def in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
+def _widgets_available() -> bool:
+    # Without ipywidgets, tqdm.auto falls back to text and warns (TqdmWarning) on import: we choose first.
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 class Progress:
-    """Rows done/total, rows/s, ETA and counts per status. A no-op when disabled or not on a terminal."""
+    """Rows done/total, rows/s, ETA and counts per status. A no-op when disabled or when neither a
+    terminal nor a notebook would show it.
+
+    The bar is drawn on ``stream`` (default: stderr), never on stdout; while it is shown, log lines print
+    above it on the same stream. A broken stream turns the bar off instead of failing the run.
+    """
 
     def __init__(self, total: int, *, enabled: bool, stream: TextIO | None = None, initial: int = 0) -> None:
         self.counts: Counter[str] = Counter()
         self._bar: Any = None
-        out = stream if stream is not None else sys.stderr
+        out = logs.STDERR if stream is None else logs.SafeStream(stream)
+        self._out = out
         notebook = in_notebook()
-        if not enabled or not (notebook or bool(getattr(out, "isatty", lambda: False)())):
+        if not enabled or not (notebook or out.isatty()):
             return
-        import tqdm
-        import tqdm.auto
+        kwargs: dict[str, Any] = {"total": total, "initial": initial, "unit": "row", "desc": "ingest"}
+        if notebook and _widgets_available():
+            import tqdm.auto
 
-        factory: Any = tqdm.auto.tqdm if notebook else tqdm.tqdm
-        self._bar = factory(
-            total=total, initial=initial, unit="row", file=out, dynamic_ncols=True, smoothing=0.05,
-            desc="ingest",
-        )
-        logs.set_line_sink(self._bar.write)
+            self._bar = tqdm.auto.tqdm(**kwargs)
+        else:
+            import tqdm
+
+            self._bar = tqdm.tqdm(file=out, dynamic_ncols=True, smoothing=0.05, **kwargs)
+        logs.set_line_sink(self._write_line)
+
+    def _write_line(self, line: str) -> None:
+        import tqdm
+
+        # tqdm.write defaults to stdout: name the bar's stream so log lines stay on stderr.
+        tqdm.tqdm.write(line, file=self._out)
 
     def update(self, status: str, n: int = 1) -> None:
         """Count ``n`` rows that ended in ``status``."""
@@ -59,26 +79,57 @@ class Progress:
             self._bar = None
 
 
-def render_summary(summary: Summary) -> str:
-    """A short human table: per status, per reason, throughput, and where the results and journal are."""
-    lines = [f"{'rows':<22}{summary.total:>10}"]
+_PLAN_LABELS = (
+    ("new", "new rows to upload"),
+    ("changed", "changed sources to upload again"),
+    ("recheck", "rejections to check again"),
+    ("retry", "failed rows to retry"),
+    ("redo_in_flight", "rows in flight when stopped, to redo"),
+    ("finished", "finished rows left alone"),
+)
+
+
+def _count(n: int) -> str:
+    return f"{n:>10,}"
+
+
+def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
+    """A short human summary: each status over the whole manifest with how many this run finished, the
+    reasons, this run's duration and rows/s, what to do next, and where the results and journal are. For a
+    dry run (``dry_run`` or a ``skipped`` status) the plan is shown as what a real run would do now."""
+    this_run = summary.this_run
+    lines = [f"{'rows':<24}{_count(summary.total)}"]
     for status, n in sorted(summary.by_status.items()):
-        lines.append(f"  {status:<20}{n:>10}")
+        now = f"   ({this_run.get(status, 0):,} this run)"
+        lines.append(f"  {status:<22}{_count(n)}{now}")
     if summary.by_reason:
         lines.append("reasons")
         for reason, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {reason:<20}{n:>10}")
+            lines.append(f"  {reason:<22}{_count(n)}")
+    planned = {k: n for k, n in summary.planned.items() if n}
+    if planned:
+        dry = dry_run or "skipped" in summary.by_status
+        lines.append("what a real run would do now" if dry else "this run found")
+        for key, label in _PLAN_LABELS:
+            if planned.get(key):
+                lines.append(f"  {label:<36}{planned[key]:>8,}")
     retries = {kind: n for kind, n in summary.retries.items() if n}
     if retries:
         lines.append("retries")
         for kind, n in sorted(retries.items()):
-            lines.append(f"  {kind:<20}{n:>10}")
-    lines.append(f"{'duration':<22}{summary.duration_s:>9.1f}s")
-    lines.append(f"{'throughput':<22}{summary.rows_per_s:>8.1f}/s")
+            lines.append(f"  {kind:<22}{_count(n)}")
+    # "unchanged" rows were only looked up in the journal: they are not work done by this run.
+    done = sum(n for status, n in this_run.items() if status != "unchanged")
+    lines.append(f"this run: {done:,} rows in {summary.duration_s:.1f} s ({summary.rows_per_s:.1f} rows/s)")
     if summary.results_path is not None:
         lines.append(f"results   {summary.results_path}")
     if summary.journal_path is not None:
         lines.append(f"journal   {summary.journal_path}")
+    failed = summary.by_status.get("failed", 0)
+    if summary.error:
+        lines.append(f"stopped: {summary.error}")
     if summary.interrupted:
         lines.append("interrupted: state saved; run the same command again to resume")
+    elif summary.exit_code == ExitCode.FAILED and failed:
+        lines.append(f"{failed:,} rows failed; run the same command again to retry them")
     return "\n".join(lines)
