@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from emulator_tools import emulator_process, fetch_state
+
 from pipeline import runner
 from pipeline.config import Credentials
 from pipeline.emulator import (
@@ -28,8 +30,6 @@ from pipeline.emulator import (
     Emulator,
     EmulatorConfig,
     emulator_in_thread,
-    emulator_process,
-    fetch_state,
 )
 from pipeline.python_api import make_settings
 from pipeline.samples import make_jpeg

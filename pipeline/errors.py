@@ -13,7 +13,9 @@ Exceptions are for what stops a run or must be handled by the caller::
     │   ├── AuthenticationError      401 code 200 (key, signature, clock)
     │   ├── PermissionDeniedError    401/403 code 210/230
     │   ├── NotFoundError            404 code 300 (e.g. unknown workspace)
-    │   └── QuotaExhaustedError      429 code 400
+    │   ├── QuotaExhaustedError      429 code 400
+    │   ├── EndpointUnreachableError the endpoint cannot be reached: refused, DNS, TLS, redirect, silence
+    │   └── ServiceUnavailableError  only 5xx/429/no answer for longer than the run's outage budget
     └── ApiError                     one call failed; the client maps it to a row outcome
         ├── RateLimitedError         429 code 410/420 (carries retry_after)
         ├── TransientError           5xx, timeout, dropped connection
@@ -29,6 +31,7 @@ __all__ = [
     "ApiError",
     "AuthenticationError",
     "ConfigError",
+    "EndpointUnreachableError",
     "FatalApiError",
     "IngestError",
     "JournalMismatchError",
@@ -40,6 +43,7 @@ __all__ = [
     "QuotaExhaustedError",
     "RateLimitedError",
     "RequestRejectedError",
+    "ServiceUnavailableError",
     "TransientError",
     "UploadError",
 ]
@@ -93,6 +97,16 @@ class NotFoundError(FatalApiError):
 
 class QuotaExhaustedError(FatalApiError):
     """429 code 400: the account's quota is used up; hammering will not help."""
+
+
+class EndpointUnreachableError(FatalApiError):
+    """The API endpoint (or the storage host) cannot be talked to: connection refused, DNS failure, TLS
+    failure, a redirect, or no answer at all before any call has succeeded. The message names the host."""
+
+
+class ServiceUnavailableError(FatalApiError):
+    """The service answered nothing but 5xx, 429 or silence for longer than the run's outage budget: the
+    run stops in bounded time instead of failing row after row; a re-run resumes."""
 
 
 class ApiError(IngestError):

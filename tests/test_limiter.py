@@ -11,7 +11,6 @@ from aiolimiter import AsyncLimiter
 
 from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
 from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
-from pipeline.emulator import max_in_window
 from pipeline.errors import (
     AuthenticationError,
     NotFoundError,

@@ -1,12 +1,25 @@
-"""The MI API client: presign, PUT, confirm; strict limiters; retries; error mapping; redaction.
+"""The MI API client: preflight, presign, PUT, confirm; strict limiters; retries by time; error mapping.
 
 ``ApiClient`` is the public entry point (``async with ApiClient(settings) as client``). Layout:
-``limiter`` (StrictLimiter, AdaptiveRate), ``responses`` (answers -> exceptions, ``redact_url``,
-``ClientStats``), ``api`` (session and the three calls), ``rows`` (``upload``: one row end to end).
+``settings`` (``ApiSettings``: every knob, with its help text), ``limiter`` (StrictLimiter, AdaptiveRate),
+``responses`` (answers -> exceptions, ``redact_url``, ``ClientStats``), ``transport`` (the session, the
+no-resend guard, network errors -> ours, ``ClientState``), ``calls`` (signed MI calls retried by time),
+``storage`` (the PUT), ``rows`` (``ApiClient``: preflight, confirm, ``upload``: one row end to end).
 """
 
 from pipeline.client.limiter import AdaptiveRate, StrictLimiter
 from pipeline.client.responses import RETRY_KINDS, ClientStats, redact_url
 from pipeline.client.rows import ApiClient
+from pipeline.client.settings import ApiSettings
+from pipeline.client.transport import ClientState
 
-__all__ = ["RETRY_KINDS", "AdaptiveRate", "ApiClient", "ClientStats", "StrictLimiter", "redact_url"]
+__all__ = [
+    "RETRY_KINDS",
+    "AdaptiveRate",
+    "ApiClient",
+    "ApiSettings",
+    "ClientState",
+    "ClientStats",
+    "StrictLimiter",
+    "redact_url",
+]

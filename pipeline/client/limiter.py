@@ -16,12 +16,22 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["AdaptiveRate", "Slot", "StrictLimiter"]
+__all__ = ["AdaptiveRate", "Clock", "Sleep", "Slot", "StrictLimiter"]
+
+Clock = Callable[[], float]
+"""Monotonic seconds (``time.monotonic`` unless a test injects its own)."""
+Sleep = Callable[[float], Awaitable[None]]
+"""Waits that many seconds of the matching clock (``asyncio.sleep`` unless a test injects its own)."""
 
 _SPIN = 0.0012
 """Seconds before a deadline at which ``acquire`` stops sleeping on a timer and yields instead."""
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class Slot:
@@ -33,16 +43,17 @@ class Slot:
     yet sent counts as "now" (pessimistic) until it is.
     """
 
-    __slots__ = ("sent", "t")
+    __slots__ = ("_clock", "sent", "t")
 
-    def __init__(self, t: float) -> None:
+    def __init__(self, t: float, clock: Clock = time.monotonic) -> None:
         self.t = t
         self.sent = False
+        self._clock = clock
 
     def mark_sent(self) -> None:
         """Date the slot to now, the moment its request went out (first call wins; later calls are no-ops)."""
         if not self.sent:
-            self.t = max(self.t, time.monotonic())
+            self.t = max(self.t, self._clock())
             self.sent = True
 
 
@@ -56,11 +67,27 @@ class StrictLimiter:
     Promise: the send times of the slots (``Slot.mark_sent``; a slot not yet marked counts as sending now)
     never hold more than ``limit`` values in any half-open window ``(t - window, t]`` -- ``margin`` seconds
     of extra headroom are kept so that the server, which counts arrivals slightly after our sends, sees the
-    same. Times are ``time.monotonic()`` (the default event loop's clock).
+    same. Times are read from ``clock`` (default ``time.monotonic``) and waits use ``sleep`` (default
+    ``asyncio.sleep``): tests inject a fake pair and check windows without real time passing.
     ``set_rate`` (AIMD) only slows the pacing; it never raises the hard limit.
+
+    ``pace=False`` drops the even pacing and keeps only the window guard: calls go as fast as they come
+    while the window has room (the status cap, 1,000 in any 60 s, is then used fully from the first call).
+
+    Every wait ends at once when the waiting task is cancelled, or when ``close()`` is called (``take``
+    then returns ``None``); a cancelled waiter never holds the limiter.
     """
 
-    def __init__(self, rate: float, period: float, *, margin: float = 0.0) -> None:
+    def __init__(
+        self,
+        rate: float,
+        period: float,
+        *,
+        margin: float = 0.0,
+        pace: bool = True,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         if rate < 0 or period <= 0:
             raise ValueError("rate must be >= 0 and period > 0")
         self.configured_rate = rate
@@ -72,11 +99,58 @@ class StrictLimiter:
         else:
             self.limit, self.window = 1, period / rate
         self.margin = margin
-        self._interval = 0.0 if rate == 0 else period / rate
+        self.pace = pace
+        self._interval = 0.0 if rate == 0 or not pace else period / rate
+        self._clock = clock
+        self._sleep = sleep
+        # The spin only corrects the real loop's late timers; an injected sleep is exact.
+        self._spin = _SPIN if sleep is asyncio.sleep else 0.0
         self._slots: deque[Slot] = deque()
         self._next_slot = 0.0
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
+        self._closed = asyncio.Event()
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def close(self) -> None:
+        """End every wait now and refuse further slots (``take`` returns ``None``): a fatal stop."""
+        self._closed.set()
+        for waiter in list(self._waiters):
+            _resolve(waiter)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closed.is_set()
+
+    def now(self) -> float:
+        """The limiter's clock."""
+        return self._clock()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds`` (on the injected sleep), or less if ``close()`` is called meanwhile."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        if self._sleep is asyncio.sleep:
+            # The hot path (every paced slot): a timer on a future that close() can also resolve, no tasks.
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            timer = loop.call_later(seconds, _resolve, waiter)
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiters.discard(waiter)
+            return
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        closer = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait((sleeper, closer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            closer.cancel()
 
     @property
     def unlimited(self) -> bool:
@@ -90,14 +164,19 @@ class StrictLimiter:
 
     def set_rate(self, rate: float) -> None:
         """Pace at ``rate`` calls per ``period`` from the next slot on (clamped to the configured rate)."""
-        if self.unlimited:
+        if self.unlimited or not self.pace:
             return
         rate = min(max(rate, 1e-6), self.configured_rate)
         self._interval = self.period / rate
 
     def pause_until(self, deadline: float) -> None:
-        """Let no call through before ``deadline`` (``time.monotonic()`` seconds), e.g. a server's Retry-After."""
+        """Let no call through before ``deadline`` (seconds of the limiter's clock), e.g. a Retry-After."""
         self._paused_until = max(self._paused_until, deadline)
+
+    @property
+    def paused_until(self) -> float:
+        """The clock time before which no call goes through (0 when never paused)."""
+        return self._paused_until
 
     def _window_ready(self, now: float) -> float:
         """The earliest time the window has room for one more send (``now`` if it has room already)."""
@@ -128,16 +207,17 @@ class StrictLimiter:
         """Wait for a slot and return it; the caller calls ``mark_sent()`` on it when its request goes out.
 
         ``abort`` is polled after every wait: when it returns true the call gives up without taking a slot
-        and ``None`` is returned (the client uses this to stop at once after a fatal answer).
+        and ``None`` is returned; so it is after ``close()``, which also ends a wait in progress.
         """
         if self.unlimited and self._paused_until == 0.0:
-            return None if abort is not None and abort() else Slot(time.monotonic())
+            stop = self.closed or (abort is not None and abort())
+            return None if stop else Slot(self._clock(), self._clock)
         async with self._lock:
-            entered = time.monotonic()
+            entered = self._clock()
             while True:
-                if abort is not None and abort():
+                if self.closed or (abort is not None and abort()):
                     return None
-                now = time.monotonic()
+                now = self._clock()
                 ready = max(self._next_slot, self._paused_until)
                 if self.limit:
                     ready = max(ready, self._window_ready(now))
@@ -147,8 +227,8 @@ class StrictLimiter:
                 # wake pushes the window guard's next deadline back, so sleep to ~1 ms short of the deadline
                 # and cover the rest with zero-length yields (other tasks still run meanwhile).
                 wait = ready - now
-                await asyncio.sleep(wait - _SPIN if wait > _SPIN else 0)
-            slot = Slot(now)
+                await self._nap(wait - self._spin if wait > self._spin else 0)
+            slot = Slot(now, self._clock)
             if self.limit:
                 self._slots.append(slot)
             # The next slot follows the slot we *meant* to take, not the late wake-up, so timer lateness does

@@ -26,7 +26,7 @@ from pipeline.errors import (
     TransientError,
     UploadError,
 )
-from pipeline.logs import redact_text
+from pipeline.redaction import Redactor
 
 __all__ = [
     "RETRY_KINDS",
@@ -38,8 +38,9 @@ __all__ = [
     "s3_error",
 ]
 
-RETRY_KINDS = ("rate_limited", "transient", "expired", "put_failed", "file_not_exist")
+RETRY_KINDS = ("rate_limited", "transient", "expired", "put_failed", "file_not_exist", "in_progress")
 _MAX_MESSAGE = 200
+_PLAIN = Redactor()
 
 
 @dataclass
@@ -51,7 +52,8 @@ class ClientStats:
     confirm_calls: int = 0
     responses_429: int = 0
     retries: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RETRY_KINDS, 0))
-    """Retries by kind: ``rate_limited``, ``transient``, ``expired``, ``put_failed``, ``file_not_exist``."""
+    """Retries by kind: ``rate_limited``, ``transient``, ``expired``, ``put_failed``, ``file_not_exist``,
+    ``in_progress`` (a status asked again because it was not final yet)."""
     current_rate: float = 0.0
     """The presign rate (calls/s) the adaptive limiter is applying now; 0 = unlimited."""
 
@@ -83,19 +85,22 @@ def redact_url(url: str) -> str:
     return f"{base}?<redacted>" if parts.query else base
 
 
-def _clean(text: str | None) -> str | None:
-    """A server-supplied string made safe for messages: one line, bounded, secrets and queries cut."""
+def _clean(text: str | None, redactor: Redactor = _PLAIN) -> str | None:
+    """A server-supplied string made safe for messages: one line, secrets and signatures cut, bounded.
+
+    Redacted before it is cut, so a signature split by the cut cannot survive as a fragment."""
     if text is None:
         return None
-    text = " ".join(str(text).split())
+    text = redactor.text(" ".join(str(text).split()))
     if len(text) > _MAX_MESSAGE:
         text = text[: _MAX_MESSAGE - 1] + "…"
-    return redact_text(text)
+    return text
 
 
-def error_fields(body: bytes) -> tuple[str | None, str | None]:
+def error_fields(body: bytes, redactor: Redactor = _PLAIN) -> tuple[str | None, str | None]:
     """``(code, message)`` from an MI body ``{"code", "message"}`` or a gateway body
-    ``{"error": {"errorCode", "message", "details"}}``; ``(None, None)`` for anything else (HTML, empty)."""
+    ``{"error": {"errorCode", "message", "details"}}``; ``(None, None)`` for anything else (HTML, empty).
+    The message is redacted with ``redactor`` (servers echo signatures and keys back)."""
     try:
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -113,7 +118,7 @@ def error_fields(body: bytes) -> tuple[str | None, str | None]:
             message = details
     else:
         code, message = doc.get("code"), doc.get("message")
-    return (None if code is None else str(code)), _clean(None if message is None else str(message))
+    return (None if code is None else str(code)), _clean(None if message is None else str(message), redactor)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -135,26 +140,28 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def api_error(
-    what: str, status: int, body: bytes, retry_after: str | None = None
+    what: str, status: int, body: bytes, retry_after: str | None = None, *, redactor: Redactor = _PLAIN
 ) -> ApiError | FatalApiError:
-    """The exception for a non-success MI answer (``what`` names the call, e.g. ``presign``).
+    """The exception for a non-success MI answer (``what`` names the call: ``presign`` or ``status``).
 
-    Fatal (stop the run): 401 (code 200 or none) -> AuthenticationError, 401/403 code 210/230 and any 403
-    -> PermissionDeniedError, 404 -> NotFoundError, 429 code 400 -> QuotaExhaustedError.
-    Retryable: 429 (410/420/none) -> RateLimitedError, 5xx/408 -> TransientError. Other 4xx ->
-    RequestRejectedError (per row, no retry).
+    Fatal only when the answer is about the credentials, the workspace or the quota: 401 (code 200 or
+    none) -> AuthenticationError; 401 code 210/230 and 403 code 210/230 -> PermissionDeniedError; 404 on
+    presign -> NotFoundError (the workspace or the endpoint path); 429 code 400 -> QuotaExhaustedError.
+    Retryable: 429 (410/420/none) -> RateLimitedError, 5xx/408 -> TransientError. Everything else --
+    a 403 without those codes (a firewall rule on one file name), a 404 on a status call (one unknown
+    key), other 4xx -> RequestRejectedError: that row fails with its reason, no retry.
     """
-    code, message = error_fields(body)
+    code, message = error_fields(body, redactor)
     text = f"{what}: HTTP {status}" + (f" code {code}" if code else "") + (f": {message}" if message else "")
     if status == 401 and code not in ("210", "230"):
         return AuthenticationError(
             text + " (check the access key, the secret key and the clock)", status=status, code=code
         )
-    if status in (401, 403):
+    if status == 401 or (status == 403 and code in ("210", "230")):
         return PermissionDeniedError(
             text + " (check that this key may use Media Intelligence and this workspace)", status=status, code=code
         )
-    if status == 404:
+    if status == 404 and what == "presign":
         return NotFoundError(text + " (check the workspace name and the endpoint)", status=status, code=code)
     if status == 429 and code == "400":
         return QuotaExhaustedError(
@@ -171,7 +178,7 @@ def api_error(
 _XML_FIELD = re.compile(r"<(Code|Message)>(.*?)</\1>", re.DOTALL)
 
 
-def s3_error(status: int, body: bytes, url: str) -> UploadError:
+def s3_error(status: int, body: bytes, url: str, *, redactor: Redactor = _PLAIN) -> UploadError:
     """The ``UploadError`` for a failed storage PUT, from S3's ``<Error><Code/><Message/></Error>``.
 
     Only Code and Message are read: S3 also echoes StringToSign/CanonicalRequest/SignatureProvided, which
@@ -181,7 +188,7 @@ def s3_error(status: int, body: bytes, url: str) -> UploadError:
     text = body.decode("utf-8", "replace")
     found = {m.group(1): m.group(2).strip() for m in _XML_FIELD.finditer(text)}
     code = found.get("Code") or None
-    message = _clean(found.get("Message"))
+    message = _clean(found.get("Message"), redactor)
     expired = code == "AccessDenied" and "expired" in (message or "").lower()
     if code == "SignatureDoesNotMatch":
         retryable = False
@@ -191,6 +198,8 @@ def s3_error(status: int, body: bytes, url: str) -> UploadError:
         # 403s other than a signature mismatch (expired, already used) are cured by a fresh URL; other
         # 4xx (411 length, 413 too large, 400 bad request, 501 chunked) would fail the same way again.
         retryable = status == 403
+    if code is None and 300 <= status < 400:
+        code, retryable = "Redirect", False  # a storage redirect (another region, host) will not change
     detail = f"PUT {redact_url(url)}: HTTP {status}" + (f" {code}" if code else "")
     if message:
         detail += f": {message}"

@@ -1,4 +1,5 @@
-"""``ApiClient.upload``: one row end to end (presign -> PUT -> confirm) with every retry rule."""
+"""``ApiClient``: preflight, the confirm rule (ask again while not final), and ``upload``, one row end to end
+(presign -> PUT -> confirm) with every retry rule."""
 
 from __future__ import annotations
 
@@ -6,26 +7,31 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
+import aiohttp
 import structlog
 
-from pipeline.client.api import ApiClientBase
-from pipeline.errors import ApiError, RequestRejectedError, UploadError
-from pipeline.models import Presigned, UploadOutcome
+from pipeline.client.calls import SILENT_STRIKES, ApiClientBase
+from pipeline.client.transport import ClientState, PresignIncompleteError, map_network_error
+from pipeline.errors import ApiError, FatalApiError, RequestRejectedError, UploadError
+from pipeline.models import Presigned, UploadCheck, UploadOutcome
 
-__all__ = ["ApiClient"]
+__all__ = ["FINAL_STATUSES", "ApiClient"]
 
 log = structlog.get_logger(__name__)
 
 OnPresigned = Callable[[Presigned], Awaitable[None]]
 
+FINAL_STATUSES = ("COMPLETED", "FAILED")
+"""Upload statuses that are a verdict; any other (``IN_PROGRESS``, ...) means "ask again later"."""
+
 
 class ApiClient(ApiClientBase):
-    """The MI person-thumbnail client: ``presign``, ``put``, ``confirm`` and the row-level ``upload``.
+    """The MI person-thumbnail client: ``preflight``, ``presign``, ``put``, ``confirm`` and ``upload``.
 
     ``async with ApiClient(settings) as client`` owns one aiohttp session (pool of ``concurrency`` + 4,
-    TLS verified), a presign limiter (<= ``rate`` in any sliding 1 s window, adaptive on 429) and a status
-    limiter (<= ``confirm_rate`` in any sliding 60 s window). ``stats`` counts calls and retries; ``fatal``
-    is the first fatal answer, after which every call raises it without touching the network.
+    TLS verified), a presign limiter (<= ``rate`` in any sliding 1 s window, evenly paced, adaptive on
+    429) and a status limiter (<= ``confirm_rate`` in any sliding 60 s window, unpaced). ``stats`` counts
+    calls and retries; ``fatal`` is the first fatal answer, after which every call raises it without I/O.
     """
 
     async def __aenter__(self) -> ApiClient:
@@ -36,6 +42,57 @@ class ApiClient(ApiClientBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await super().__aexit__(exc_type, exc, tb)
+
+    async def preflight(self) -> None:
+        """Prove the endpoint answers before any upload: one unsigned GET of the presign path.
+
+        Any HTTP answer but a redirect proves DNS, TCP and TLS (a gateway answers 401/404/405 to it; no
+        quota is used). Raises ``EndpointUnreachableError`` -- one sentence naming the host -- on connection
+        refused, a DNS or TLS failure, a redirect, or no answer in ``SILENT_STRIKES`` tries.
+        """
+        self._raise_if_fatal()
+        for _ in range(SILENT_STRIKES):
+            try:
+                async with self.session.get(self._presign_url, allow_redirects=False,
+                                            timeout=self._api_timeout) as resp:
+                    await resp.read()
+                    status, location = resp.status, resp.headers.get("Location", "")
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                error = map_network_error(exc, "preflight", self._presign_url, answered=False)
+                if isinstance(error, FatalApiError):
+                    raise self._set_fatal(error, "preflight") from None
+                continue
+            self._check_redirect("preflight", status, location)
+            if self.state is ClientState.SILENT:
+                self.state = ClientState.ANSWERED
+            return
+        raise self._set_fatal(self._silence_error(), "preflight")
+
+    async def confirm(self, thumbnail_key: str) -> UploadCheck:
+        """The upload's verdict: ``completed`` for ``COMPLETED``; else ``message`` is ``uploadMessage``
+        (``FILE_NOT_EXIST``, ``OVER_SIZE_LIMIT``, ...), or the last status itself when it never became
+        final within ``settings.confirm_wait`` (see ``settle``). Same exceptions as ``presign``."""
+        status, message = await self.settle(thumbnail_key)
+        if status in FINAL_STATUSES:
+            return UploadCheck(completed=status == "COMPLETED", message=message)
+        return UploadCheck(completed=False, message=status or "NO_STATUS")
+
+    async def settle(self, thumbnail_key: str) -> tuple[str, str | None]:
+        """``(status, uploadMessage)`` once the status is final (``COMPLETED``/``FAILED``). A status that is
+        not final yet (``IN_PROGRESS``, ...) is asked again -- each time under the status limiter, after a
+        growing pause -- for up to ``settings.confirm_wait`` seconds; then the last one is returned."""
+        started, asks = self.clock(), 0
+        while True:
+            status, message = await self.status(thumbnail_key)
+            asks += 1
+            waited = self.clock() - started
+            if status in FINAL_STATUSES or waited >= self.settings.confirm_wait:
+                return status, message
+            self.stats.retries["in_progress"] += 1
+            delay = min(self.settings.backoff_base * 2 ** min(asks, 30), self.settings.backoff_max,
+                        self.settings.confirm_wait - waited)
+            log.debug("status_not_final", key=thumbnail_key, status=status, asks=asks, delay=round(delay, 3))
+            await self._wait(delay)
 
     async def upload(
         self,
@@ -50,17 +107,19 @@ class ApiClient(ApiClientBase):
 
         Promises: per-row problems come back as an ``UploadOutcome`` (reason ``request_rejected``,
         ``presign_failed``, ``upload_failed`` or ``confirm_failed``, with a ``detail`` that never holds a
-        URL query); only ``FatalApiError`` is raised. ``on_presigned`` is awaited after every successful
-        presign and before its PUT (the runner journals the key there). A failed, expired or unanswered PUT
-        and a ``FILE_NOT_EXIST`` verdict start a new round from a new presign -- at most
-        ``settings.max_row_attempts`` rounds -- and every key given up on is listed in ``orphans``.
+        secret, a signature or a URL query); only ``FatalApiError`` is raised. ``on_presigned`` is awaited
+        after every successful presign and before its PUT (the runner journals the key there). A failed,
+        expired or unanswered PUT, a presign answer without a url, and a ``FILE_NOT_EXIST`` verdict start a
+        new round -- at most ``settings.max_row_attempts`` rounds -- and every key given up on (including
+        one that came without its url) is listed in ``orphans``.
         """
         orphans: list[str] = []
         rounds = 0
         last_reason, last_detail = "upload_failed", "no attempt made"
 
         def failed(reason: str, detail: str) -> UploadOutcome:
-            log.warning("upload_failed", file_name=file_name, reason=reason, detail=detail, attempts=rounds)
+            detail = self.redactor.text(detail)
+            log.info("upload_failed", file_name=file_name, reason=reason, detail=detail, attempts=rounds)
             return UploadOutcome(None, rounds, reason=reason, detail=detail, orphans=tuple(orphans))
 
         while rounds < self.settings.max_row_attempts:
@@ -70,8 +129,15 @@ class ApiClient(ApiClientBase):
                 presigned = await self.presign(file_name)
             except RequestRejectedError as exc:
                 return failed("request_rejected", str(exc))
+            except PresignIncompleteError as exc:
+                if exc.thumbnail_key is not None:
+                    orphans.append(exc.thumbnail_key)
+                last_reason, last_detail = "presign_failed", str(exc)
+                self.stats.retries["transient"] += 1
+                await self._wait(self._backoff(rounds))
+                continue
             except ApiError as exc:
-                return failed("presign_failed", f"{exc} (after {self.settings.max_call_attempts} tries)")
+                return failed("presign_failed", str(exc))
             if on_presigned is not None:
                 await on_presigned(presigned)
             key = presigned.thumbnail_key
@@ -89,27 +155,27 @@ class ApiClient(ApiClientBase):
                     delay = 0.0 if exc.expired else self._backoff(rounds)
                     log.info("retrying", call="put", kind=kind, attempt=rounds, status=exc.status,
                              code=exc.code, error=str(exc), delay=round(delay, 3))
-                    await asyncio.sleep(delay)
+                    await self._wait(delay)
                 continue
             if not confirm:
                 return UploadOutcome(key, rounds, orphans=tuple(orphans))
             try:
-                check = await self.confirm(key)
-            except RequestRejectedError as exc:
-                orphans.append(key)
-                return failed("request_rejected", str(exc))
+                status, message = await self.settle(key)
             except ApiError as exc:
                 orphans.append(key)
-                return failed("confirm_failed", f"{exc} (after {self.settings.max_call_attempts} tries)")
-            if check.completed:
+                return failed("confirm_failed", str(exc))
+            if status == "COMPLETED":
                 return UploadOutcome(key, rounds, orphans=tuple(orphans))
             orphans.append(key)
-            if check.message == "FILE_NOT_EXIST":
+            if status not in FINAL_STATUSES:
+                wait = self.settings.confirm_wait
+                return failed("confirm_failed", f"upload status still {status or 'empty'} after {wait:g} s of asking")
+            if message == "FILE_NOT_EXIST":
                 last_reason = "confirm_failed"
                 last_detail = "upload status FAILED: FILE_NOT_EXIST after a PUT"
                 if rounds < self.settings.max_row_attempts:
                     self.stats.retries["file_not_exist"] += 1
                     log.info("retrying", call="confirm", kind="file_not_exist", attempt=rounds)
                 continue
-            return failed("confirm_failed", f"upload status FAILED: {check.message or 'no message'}")
+            return failed("confirm_failed", f"upload status FAILED: {message or 'no message'}")
         return failed(last_reason, f"gave up after {rounds} presign+PUT rounds; last: {last_detail}")

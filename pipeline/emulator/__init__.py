@@ -3,18 +3,18 @@
 An aiohttp application that is strict where the real service is: signature v2 and the 5-minute clock
 window, both presign and status URIs, MI/gateway error bodies and codes, the per-access-key caps (429 code
 410 with Retry-After), one-time expiring presigned PUT URLs with S3's rules and XML errors, and the status
-call's verdicts. ``Faults`` injects 5xx answers, dropped connections, latency, early expiry, 429 storms and
-an exhausted quota. ``objects`` and ``counters`` (also ``GET /_emulator/state``) let tests check every byte
-and every cap.
+call's verdicts. ``Faults`` injects 5xx answers, HTML 502 pages, dropped connections, stalls, latency,
+early expiry, 429 storms with any Retry-After (or none), IN_PROGRESS verdicts, per-row 403s, redirects and
+an exhausted quota; a TLS listener with a certificate the client does not trust is optional. ``objects``
+and ``counters`` (also ``GET /_emulator/state``) let tests check every byte and every cap; its clocks are
+injectable.
 
-Layout: ``settings`` (config, faults), ``state`` (windows, counters, objects), ``api`` (MI routes),
-``storage`` (the PUT), ``server`` (``Emulator``), ``runtime`` (thread, blocking run, CLI flags),
-``process`` (its own process, read over HTTP).
+Layout: ``settings`` (config, faults), ``state`` (windows, counters, objects), ``handlers`` (MI routes),
+``storage`` (the PUT), ``server`` (``Emulator``), ``runtime`` (thread, blocking run, CLI flags).
 """
 
 from pipeline.config import Credentials
-from pipeline.emulator.api import BUCKET
-from pipeline.emulator.process import emulator_process, fetch_state, max_in_window
+from pipeline.emulator.handlers import BUCKET
 from pipeline.emulator.runtime import (
     add_emulator_arguments,
     config_from_args,
@@ -48,8 +48,5 @@ __all__ = [
     "add_emulator_arguments",
     "config_from_args",
     "emulator_in_thread",
-    "emulator_process",
-    "fetch_state",
-    "max_in_window",
     "run_emulator",
 ]

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from pipeline.config import Credentials
@@ -24,19 +26,44 @@ from pipeline.emulator.settings import (
 )
 from pipeline.errors import ConfigError
 
-__all__ = ["add_emulator_arguments", "config_from_args", "emulator_in_thread", "run_emulator"]
+__all__ = [
+    "DESCRIPTION",
+    "EPILOG",
+    "add_emulator_arguments",
+    "banner",
+    "config_from_args",
+    "emulator_in_thread",
+    "run_emulator",
+]
 
 _START_TIMEOUT = 10.0
 
+DESCRIPTION = (
+    "Run a local emulator of the NAVER Cloud Media Intelligence person-thumbnail API and its object storage: "
+    "signature v2 checks, presign and upload-status calls, the rate caps (429 past them), one-time expiring "
+    "upload URLs with S3's rules, and injectable faults. Point `thumbnail-ingest ingest --endpoint` at it."
+)
+EPILOG = (
+    "Inspection: GET <base>/_emulator/state returns JSON with the configuration (no secrets), the faults, the "
+    "counters (calls by route, responses by status, 429s, PUTs per key, the most presign calls in any 1 s and "
+    "status calls in any 60 s, presign arrival times) and the stored objects; ?objects=0 and ?arrivals=0 leave "
+    "the bulky parts out. Faults, counters and inspection never touch each other. Ctrl-C prints the counters."
+)
+
 
 @contextlib.contextmanager
-def emulator_in_thread(config: EmulatorConfig | None = None) -> Iterator[Emulator]:
+def emulator_in_thread(
+    config: EmulatorConfig | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    wallclock: Callable[[], float] = time.time,
+) -> Iterator[Emulator]:
     """Run an emulator on its own event loop in a daemon thread; yield it once it is listening.
 
     On exit the emulator is stopped and the thread joined. A failure to start (e.g. the port is taken) is
-    raised here, in the caller's thread.
+    raised here, in the caller's thread. ``clock``/``wallclock`` are passed to ``Emulator``.
     """
-    emulator = Emulator(config)
+    emulator = Emulator(config, clock=clock, wallclock=wallclock)
     ready = threading.Event()
     failure: list[BaseException] = []
     holder: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
@@ -72,19 +99,39 @@ def emulator_in_thread(config: EmulatorConfig | None = None) -> Iterator[Emulato
 
 
 def banner(emulator: Emulator) -> str:
-    """The one line ``run_emulator`` prints; the secret appears only when it is the public default."""
+    """What ``run_emulator`` prints at start: one line with the base URL, key and workspaces, then the
+    ``export`` lines and an ingest command ready to paste. The secret appears only when it is the public
+    default; otherwise the export line says to set it (it came from the flags or the environment)."""
     creds = emulator.credentials
-    line = (
-        f"MI emulator listening on {emulator.base_url} "
-        f"access_key={creds.access_key} workspaces={','.join(emulator.config.workspaces)}"
-    )
-    if (creds.access_key, creds.secret_key) == (DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY):
+    workspaces = emulator.config.workspaces
+    line = (f"MI emulator listening on {emulator.base_url} access_key={creds.access_key} "
+            f"workspaces={','.join(workspaces)}")
+    public = (creds.access_key, creds.secret_key) == (DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
+    if public:
         line += f" secret_key={DEFAULT_SECRET_KEY}"
-    return line
+    secret = DEFAULT_SECRET_KEY if public else "<the secret you gave the emulator>"
+    return "\n".join([
+        line,
+        "To ingest against it, paste:",
+        f"  export NCLOUD_ACCESS_KEY={creds.access_key}",
+        f"  export NCLOUD_SECRET_KEY={secret}",
+        f"  .venv/bin/thumbnail-ingest ingest MANIFEST.csv --workspace {workspaces[0]} --endpoint {emulator.base_url}",
+        f"Counters: curl {emulator.base_url}/_emulator/state?objects=0&arrivals=0   (Ctrl-C stops and prints them)",
+    ])
+
+
+def counters_report(emulator: Emulator) -> str:
+    """The counters printed when the emulator stops: one line of totals and one of faults."""
+    c = emulator.counters.snapshot(arrivals=False)
+    totals = " ".join(f"{k}={c[k]}" for k in ("presign_calls", "status_calls", "put_calls", "puts_ok",
+                                               "urls_issued", "responses_429", "max_presign_per_1s",
+                                               "max_status_per_60s"))
+    faults = " ".join(f"{k}={v}" for k, v in sorted(c["faults"].items())) or "none"
+    return f"MI emulator stopped: {totals} objects={len(emulator.objects)}\nfaults injected: {faults}"
 
 
 def run_emulator(config: EmulatorConfig) -> None:
-    """Serve until SIGINT or SIGTERM, after printing one line with the base URL, key and workspaces.
+    """Serve until SIGINT or SIGTERM: print ``banner`` at start and ``counters_report`` at the end.
 
     Raises ``ConfigError`` when the address cannot be bound (e.g. the port is in use).
     """
@@ -106,6 +153,7 @@ def run_emulator(config: EmulatorConfig) -> None:
             await stop.wait()
         finally:
             await emulator.stop()
+            print(counters_report(emulator), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
@@ -133,13 +181,30 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", choices=STORAGE_MODES, default="memory", help="keep uploads in memory/disk/hash")
     parser.add_argument("--storage-dir", type=Path, default=none, help="directory for --storage disk")
     parser.add_argument("--sign-content-type", action="store_true", help="sign Content-Type into the URLs")
+    parser.add_argument("-v", "--verbose", dest="log_requests", action="store_true",
+                        help="log one line per request (method, path without query, status, ms)")
+    tls = parser.add_argument_group("TLS (optional second listener)")
+    tls.add_argument("--tls-cert", type=Path, default=none, help="PEM certificate for a TLS listener")
+    tls.add_argument("--tls-key", type=Path, default=none, help="its PEM private key")
+    tls.add_argument("--tls-port", type=int, default=0, help="port of the TLS listener; 0 picks a free one")
+    tls.add_argument("--urls-over-tls", action="store_true", help="issue upload URLs on the TLS listener")
     faults = parser.add_argument_group("faults")
     faults.add_argument("--error-rate", type=float, default=0.0, help="fraction of calls answered 500/503")
+    faults.add_argument("--html-error-rate", type=float, default=0.0,
+                        help="fraction of API calls answered 502 with an HTML page (a proxy)")
     faults.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
+    faults.add_argument("--stall-rate", type=float, default=0.0, help="fraction of calls accepted, never answered")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     faults.add_argument("--early-expiry-rate", type=float, default=0.0, help="fraction of URLs issued expired")
     faults.add_argument("--quota-exhausted", action="store_true", help="answer every API call 429 code 400")
     faults.add_argument("--storm", type=float, default=0.0, metavar="SECONDS", help="429 every API call at first")
+    faults.add_argument("--retry-after", default="auto",
+                        help="Retry-After of 429s: auto (until the window has room), '' (none), or sent verbatim")
+    faults.add_argument("--in-progress", type=int, default=0, metavar="N",
+                        help="answer the first N status calls of each key IN_PROGRESS")
+    faults.add_argument("--forbidden-names", default="", metavar="REGEX",
+                        help="answer presign 403 (HTML, no code) for file names matching REGEX")
+    faults.add_argument("--redirect-to", default="", metavar="URL", help="answer every API call 307 to URL")
     faults.add_argument("--seed", type=int, default=none, help="seed of the fault draws")
 
 
@@ -153,17 +218,30 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
     if bool(access) != bool(secret):
         raise ConfigError("Give both an access key and a secret key (flags or NCLOUD_* variables), or neither.")
     creds = Credentials(access, secret) if access else Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
-    for name in ("error_rate", "drop_rate", "early_expiry_rate"):
+    for name in ("error_rate", "html_error_rate", "drop_rate", "stall_rate", "early_expiry_rate"):
         if not 0.0 <= getattr(ns, name, 0.0) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1.")
     if getattr(ns, "latency", 0.0) < 0:
         raise ConfigError("--latency must not be negative.")
+    if getattr(ns, "in_progress", 0) < 0:
+        raise ConfigError("--in-progress must not be negative.")
+    forbidden = getattr(ns, "forbidden_names", "")
+    try:
+        re.compile(forbidden)
+    except re.error as exc:
+        raise ConfigError(f"--forbidden-names is not a regular expression: {exc}.") from None
     faults = Faults(
         error_rate=ns.error_rate,
+        html_error_rate=getattr(ns, "html_error_rate", 0.0),
         drop_rate=ns.drop_rate,
+        stall_rate=getattr(ns, "stall_rate", 0.0),
         latency=ns.latency,
         early_expiry_rate=ns.early_expiry_rate,
         quota_exhausted=ns.quota_exhausted,
+        retry_after=getattr(ns, "retry_after", "auto"),
+        in_progress=getattr(ns, "in_progress", 0),
+        forbidden_names=forbidden,
+        redirect_to=getattr(ns, "redirect_to", ""),
         seed=getattr(ns, "seed", None),
     )
     if ns.storm > 0:
@@ -180,12 +258,17 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
         storage_dir=getattr(ns, "storage_dir", None),
         sign_content_type=ns.sign_content_type,
         faults=faults,
+        tls_cert=getattr(ns, "tls_cert", None),
+        tls_key=getattr(ns, "tls_key", None),
+        tls_port=getattr(ns, "tls_port", 0),
+        urls_over_tls=getattr(ns, "urls_over_tls", False),
+        log_requests=getattr(ns, "log_requests", False),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.emulator``: the same as ``thumbnail-ingest emulator``."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.emulator", description="Run the local MI emulator.")
+    parser = argparse.ArgumentParser(prog="python -m pipeline.emulator", description=DESCRIPTION, epilog=EPILOG)
     add_emulator_arguments(parser)
     ns = parser.parse_args(argv)
     try:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
+import time
+from collections.abc import Callable
 from functools import partial
 from types import TracebackType
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from pipeline.config import Credentials
-from pipeline.emulator import api, storage
+from pipeline.emulator import handlers, storage
 from pipeline.emulator.settings import EmulatorConfig, Faults
 from pipeline.emulator.state import Counters, IssuedUrl, SlidingWindow, StoredObject
 
@@ -22,6 +26,8 @@ PRESIGN_ROUTES = {"presign": f"{_WS}/uploads/presigned-url", "presign_short": f"
 STATUS_ROUTES = {"status": f"{_WS}/uploads/complete", "status_short": f"{_WS}/complete"}
 STATE_PATH = "/_emulator/state"
 
+log = structlog.get_logger(__name__)
+
 
 class Emulator:
     """A local stand-in for the MI thumbnail API and its object storage, on one aiohttp app.
@@ -30,13 +36,27 @@ class Emulator:
     code use ``emulator_in_thread``. ``faults`` may be changed at any time; ``objects`` maps each uploaded
     thumbnailKey to its ``StoredObject``; ``counters`` counts every call. ``state()`` and
     ``counters.snapshot()`` are safe to call from another thread.
+
+    ``clock`` (monotonic seconds) times the rate windows, arrivals and storms; ``wallclock`` (epoch
+    seconds) the signature timestamps, URL expiry and upload times. Tests inject their own to move time.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
         # None rather than a shared default instance: each emulator must get its own mutable Faults.
         config = EmulatorConfig() if config is None else config
         self.config = config
+        self.clock, self.wallclock = clock, wallclock
         self.faults: Faults = config.faults
+        self.faults.clock = clock
+        self.status_asks: dict[str, int] = {}
+        self.tls_base_url = ""
+        self._closing = asyncio.Event()
         self.objects: dict[str, StoredObject] = {}
         self.counters = Counters()
         self.credentials: Credentials = config.credentials[0]
@@ -51,12 +71,15 @@ class Emulator:
 
     def _build_app(self) -> web.Application:
         # A PUT body may reach the storage limit; API bodies are bounded separately in api._json_body.
-        app = web.Application(client_max_size=self.config.put_max_bytes + 1)
+        middlewares = [self._log_request] if self.config.log_requests else []
+        app = web.Application(client_max_size=self.config.put_max_bytes + 1, middlewares=middlewares)
         for route, path in PRESIGN_ROUTES.items():
-            app.router.add_post(path, partial(api.api_call, self, route=route, kind="presign", handler=api.presign))
+            app.router.add_post(
+                path, partial(handlers.api_call, self, route=route, kind="presign", handler=handlers.presign))
+            app.router.add_get(path, partial(handlers.method_not_allowed, self))
         for route, path in STATUS_ROUTES.items():
             app.router.add_post(
-                path, partial(api.api_call, self, route=route, kind="status", handler=api.upload_status)
+                path, partial(handlers.api_call, self, route=route, kind="status", handler=handlers.upload_status)
             )
         app.router.add_put("/_storage/{bucket}/{key:.+}", partial(storage.put_object, self))
         app.router.add_get(STATE_PATH, self._state_route)
@@ -76,6 +99,7 @@ class Emulator:
         """Listen on ``config.host``/``config.port`` (0 picks a free port); sets ``base_url``."""
         if self._runner is not None:
             raise RuntimeError("The emulator is already running.")
+        self._closing = asyncio.Event()
         if self.config.storage == "disk" and self.config.storage_dir is not None:
             self.config.storage_dir.mkdir(parents=True, exist_ok=True)
         host = self.config.host
@@ -100,12 +124,44 @@ class Emulator:
         port = sock.getsockname()[1]
         url_host = "127.0.0.1" if host in ("", "0.0.0.0") else f"[{host}]" if family == socket.AF_INET6 else host
         self.base_url = f"http://{url_host}:{port}"
+        if self.config.tls_cert is not None and self.config.tls_key is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+            site = web.TCPSite(runner, host or "127.0.0.1", self.config.tls_port, ssl_context=context)
+            await site.start()
+            tls_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.tls_base_url = f"https://{url_host}:{tls_port}"
 
     async def stop(self) -> None:
-        """Stop listening and close every connection. Safe to call twice."""
+        """Stop listening and close every connection (stalled requests included). Safe to call twice."""
         runner, self._runner = self._runner, None
+        self._closing.set()
         if runner is not None:
             await runner.cleanup()
+
+    def storage_origin(self, request: web.Request) -> tuple[str, str]:
+        """``(scheme, host)`` that presigned URLs point at: the TLS listener with ``urls_over_tls``, else
+        the address the presign call came in on."""
+        if self.config.urls_over_tls and self.tls_base_url:
+            return "https", self.tls_base_url.removeprefix("https://")
+        return request.scheme, request.host
+
+    async def stall(self, request: web.Request) -> web.Response:
+        """Accept the request and never answer: wait until the emulator stops, then drop the connection."""
+        self.counters.bump("stalled")
+        await self._closing.wait()
+        return self.drop(request)
+
+    @web.middleware
+    async def _log_request(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        started = self.clock()
+        response: web.StreamResponse = await handler(request)
+        # The path only: the query of a storage URL is its credential.
+        log.info("emulator_request", method=request.method, path=request.path, status=response.status,
+                 ms=round((self.clock() - started) * 1000, 1))
+        return response
 
     def state(self, *, arrivals: bool = True, objects: bool = True) -> dict[str, Any]:
         """What ``GET /_emulator/state`` returns: config (no secrets), faults, counters, stored objects."""
@@ -124,6 +180,7 @@ class Emulator:
                 "put_max_bytes": cfg.put_max_bytes,
                 "min_side": cfg.min_side,
             },
+            "tls_base_url": self.tls_base_url,
             "faults": self.faults.as_dict(),
             "counters": self.counters.snapshot(arrivals=arrivals),
             "object_count": len(self.objects),
@@ -173,7 +230,7 @@ class Emulator:
 
     async def _unknown_route(self, request: web.Request) -> web.Response:
         self.counters.call("unknown")
-        return await self.answer(api.mi_error(404, "300", f"Not found: {request.method} {request.path}"))
+        return await self.answer(handlers.mi_error(404, "300", f"Not found: {request.method} {request.path}"))
 
     @property
     def running(self) -> bool:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,31 +36,51 @@ class Faults:
 
     Rates are fractions in [0, 1] drawn from one ``random.Random(seed)``. They apply to the API routes and
     the storage PUT, never to ``/_emulator/state``. Assigning a new ``seed`` restarts the random sequence.
+    ``clock`` (monotonic seconds) times storms; the ``Emulator`` sets it to its own clock.
     """
 
     error_rate: float = 0.0
     """Fraction of calls answered 500 or 503 (API: MI body code "500"; PUT: S3 InternalError/SlowDown)."""
+    html_error_rate: float = 0.0
+    """Fraction of API calls answered 502 with an HTML page, as a proxy in front of the gateway does."""
     drop_rate: float = 0.0
     """Fraction of calls whose connection is closed before the request is processed, without an answer."""
+    stall_rate: float = 0.0
+    """Fraction of calls (API and PUT) that are accepted and never answered (until the client gives up)."""
     latency: float = 0.0
     """Seconds added before every answer."""
     early_expiry_rate: float = 0.0
     """Fraction of issued URLs that are already expired when used."""
     quota_exhausted: bool = False
     """Answer every API call 429 code "400" (quota exceeded)."""
+    retry_after: str = "auto"
+    """The Retry-After of every 429: ``auto`` (seconds until the window has room), ``""`` (no header), or
+    any other text sent verbatim (``"3600"``, an HTTP date)."""
+    in_progress: int = 0
+    """Status calls per key answered ``IN_PROGRESS`` before the real verdict is given."""
+    forbidden_names: str = ""
+    """A regular expression: presign calls whose thumbnailFileName matches it are answered 403 with an HTML
+    page and no MI code (a firewall rule), for that row only."""
+    redirect_to: str = ""
+    """When set, every API call (and the preflight GET) is answered 307 to this base URL plus the path."""
     seed: int | None = None
     storm_until: float = 0.0
-    """``time.monotonic()`` until which every API call is answered 429 code "410"; set by ``storm()``."""
+    """``clock()`` time until which every API call is answered 429 code "410"; set by ``storm()``."""
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
     _rng: random.Random | None = field(default=None, init=False, repr=False, compare=False)
     _rng_seed: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def storm(self, seconds: float) -> None:
         """Answer every API call 429 code "410" (with Retry-After) for the next ``seconds`` seconds."""
-        self.storm_until = time.monotonic() + max(0.0, seconds)
+        self.storm_until = self.clock() + max(0.0, seconds)
 
     def storm_remaining(self) -> float:
         """Seconds left in the current storm (0 when there is none)."""
-        return max(0.0, self.storm_until - time.monotonic())
+        return max(0.0, self.storm_until - self.clock())
+
+    def forbids(self, file_name: str) -> bool:
+        """Whether ``forbidden_names`` matches ``file_name`` (anywhere in it)."""
+        return bool(self.forbidden_names) and re.search(self.forbidden_names, file_name) is not None
 
     def roll(self, rate: float) -> bool:
         """Draw once: ``True`` with probability ``rate``. Draws nothing when ``rate`` <= 0.
@@ -80,10 +102,16 @@ class Faults:
         """A JSON-friendly view (the storm as seconds remaining)."""
         return {
             "error_rate": self.error_rate,
+            "html_error_rate": self.html_error_rate,
             "drop_rate": self.drop_rate,
+            "stall_rate": self.stall_rate,
             "latency": self.latency,
             "early_expiry_rate": self.early_expiry_rate,
             "quota_exhausted": self.quota_exhausted,
+            "retry_after": self.retry_after,
+            "in_progress": self.in_progress,
+            "forbidden_names": self.forbidden_names,
+            "redirect_to": self.redirect_to,
             "seed": self.seed,
             "storm_remaining": round(self.storm_remaining(), 3),
         }
@@ -115,6 +143,14 @@ class EmulatorConfig:
     min_side: int = 256
     clock_skew: float = 300.0
     """Largest accepted distance, in seconds, between ``x-ncp-apigw-timestamp`` and the server clock."""
+    tls_cert: Path | None = None
+    """PEM certificate (with ``tls_key``): the emulator also listens with TLS, on ``tls_port``."""
+    tls_key: Path | None = None
+    tls_port: int = 0
+    urls_over_tls: bool = False
+    """Issue presigned URLs that point at the TLS listener (a storage host with its own certificate)."""
+    log_requests: bool = False
+    """Log one line per request (``-v``)."""
 
     def __post_init__(self) -> None:
         if self.rate < 0 or self.confirm_rate < 0:
@@ -131,6 +167,10 @@ class EmulatorConfig:
             raise ConfigError("--storage disk needs --storage-dir.")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be between 0 and 65535; got {self.port}.")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("Give both --tls-cert and --tls-key, or neither.")
+        if self.urls_over_tls and self.tls_cert is None:
+            raise ConfigError("--urls-over-tls needs --tls-cert and --tls-key.")
 
 
 def window_for(rate: float, period: float) -> tuple[int, float]:

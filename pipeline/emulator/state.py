@@ -165,7 +165,7 @@ class Counters:
         self.max_presign_per_1s = 0
         self.max_status_per_60s = 0
         self.presign_arrivals = array("d")
-        """``time.monotonic()`` of every authenticated presign call."""
+        """The emulator clock's time (``time.monotonic()`` by default) of every authenticated presign call."""
         self._presign_seen = SlidingWindow(1.0)
         self._status_seen = SlidingWindow(60.0)
 

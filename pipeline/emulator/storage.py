@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-import time
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
@@ -51,6 +50,8 @@ async def put_object(emu: Emulator, request: web.Request) -> web.Response:
     faults = emu.faults
     if faults.roll(faults.drop_rate):
         return emu.drop(request)
+    if faults.roll(faults.stall_rate):
+        return await emu.stall(request)
     if faults.roll(faults.error_rate):
         counters.bump("errors")
         if faults.rng().random() < 0.5:
@@ -95,7 +96,7 @@ def _refuse(emu: Emulator, request: web.Request, token: str | None, issued: Issu
     if issued.used:
         return s3_error(403, "AccessDenied", "This one-time URL has already been used.")
     issued.used = True
-    if time.time() >= issued.expires_at:
+    if emu.wallclock() >= issued.expires_at:
         return s3_error(403, "AccessDenied", "Request has expired")
     unsigned = sorted(h for h in headers if h.lower().startswith("x-amz-"))
     if unsigned:
@@ -124,7 +125,7 @@ async def _store(emu: Emulator, issued: IssuedUrl, content_type: str, data: byte
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         content_type=content_type,
-        uploaded_at=time.time(),
+        uploaded_at=emu.wallclock(),
         etag=f'"{md5}"',
         # Identified now (header only, cheap) so that "hash" mode, which keeps no bytes, can still answer
         # the status call; the verdict itself is given by the status call.

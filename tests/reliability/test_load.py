@@ -13,15 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from emulator_tools import emulator_process, fetch_state, max_in_window
 from relcommon import RssSampler, cli_env, events, photo_manifest, results
 
 from pipeline.emulator import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_SECRET_KEY,
     DEFAULT_WORKSPACE,
-    emulator_process,
-    fetch_state,
-    max_in_window,
 )
 
 CAP = 50

@@ -1,4 +1,5 @@
-"""The emulator in a process of its own, read over its JSON route; for benchmarks and load tests.
+"""Test-only tools: the emulator in a process of its own (read over its JSON route, for benchmarks and load
+tests), an independent recount of arrival windows, and a fake clock for deterministic timing tests.
 
 In a thread of the measuring process the emulator would share its GIL and event loop: its arrival stamps
 would lag the real arrivals and blur the sliding-window counts it is there to check.
@@ -6,6 +7,7 @@ would lag the real arrivals and blur the sliding-window counts it is there to ch
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,7 +19,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-__all__ = ["emulator_process", "fetch_state", "max_in_window"]
+__all__ = ["FakeClock", "emulator_process", "fetch_state", "max_in_window"]
 
 
 @contextlib.contextmanager
@@ -75,3 +77,25 @@ def max_in_window(times: Sequence[float], length: float = 1.0) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
+
+
+class FakeClock:
+    """Time that moves only when told: ``clock()`` reads it, ``await sleep(s)`` moves it ``s`` forward (and
+    yields once), ``advance(s)`` moves it from a test. Inject into limiters, the client and the emulator so
+    rates, windows, pauses and expiry are checked without real time passing."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def clock(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``."""
+        self.now += max(0.0, seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` and let other tasks run once."""
+        self.advance(seconds)
+        await asyncio.sleep(0)

@@ -1,4 +1,4 @@
-"""The Media Intelligence API routes: gateway auth and caps, presign, upload status."""
+"""The Media Intelligence API routes: gateway auth and caps, presign, upload status, and their faults."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from pipeline.signing import ACCESS_KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEAD
 if TYPE_CHECKING:
     from pipeline.emulator.server import Emulator
 
-__all__ = ["BUCKET", "MAX_FILE_NAME", "api_call", "mi_error", "presign", "upload_status"]
+__all__ = ["BUCKET", "MAX_FILE_NAME", "api_call", "html_error", "method_not_allowed", "mi_error", "presign",
+           "upload_status"]
 
 BUCKET = "mi-person-thumbnail"
 STORAGE_ACCESS_KEY = "EMULATOR-STORAGE"
@@ -35,6 +36,12 @@ Handler = Callable[["Emulator", web.Request], Awaitable[web.Response]]
 def mi_error(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
     """An MI-shaped error: ``{"code": ..., "message": ...}``."""
     return web.json_response({"code": code, "message": message}, status=status, headers=headers)
+
+
+def html_error(status: int, title: str) -> web.Response:
+    """An HTML error page with no MI code, as a proxy or a firewall in front of the gateway answers."""
+    body = f"<html><head><title>{status} {title}</title></head><body><h1>{title}</h1><hr>nginx</body></html>"
+    return web.Response(status=status, text=body, content_type="text/html")
 
 
 def _ok(result: dict[str, Any]) -> web.Response:
@@ -56,7 +63,7 @@ def _authenticate(emu: Emulator, request: web.Request) -> str | web.Response:
     timestamp, access_key = headers[TIMESTAMP_HEADER], headers[ACCESS_KEY_HEADER]
     if not timestamp.isdigit():
         return _auth_failed("The timestamp must be epoch milliseconds.")
-    if abs(time.time() * 1000 - int(timestamp)) > emu.config.clock_skew * 1000:
+    if abs(emu.wallclock() * 1000 - int(timestamp)) > emu.config.clock_skew * 1000:
         return _auth_failed("The timestamp is outside the allowed window of the server clock.")
     secret = emu.secret_for(access_key)
     if secret is None:
@@ -76,38 +83,64 @@ async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, h
     """
     counters = emu.counters
     counters.call(route)
-    now = time.monotonic()
+    now = emu.clock()
+    faults = emu.faults
+    if faults.redirect_to:
+        return await emu.answer(_redirect(faults.redirect_to, request))
     who = _authenticate(emu, request)
     if isinstance(who, web.Response):
         return await emu.answer(who)
     counters.arrival(kind, now)
-    faults = emu.faults
     if faults.roll(faults.drop_rate):
         return emu.drop(request)
+    if faults.roll(faults.stall_rate):
+        return await emu.stall(request)
     if faults.roll(faults.error_rate):
         counters.bump("errors")
         status = faults.rng().choice((500, 503))
         return await emu.answer(mi_error(status, "500", "Internal server error (injected)."))
+    if faults.roll(faults.html_error_rate):
+        counters.bump("html_errors")
+        return await emu.answer(html_error(502, "Bad Gateway"))
     if faults.quota_exhausted:
         return await emu.answer(mi_error(429, "400", "quota exceeded"))
     storm = faults.storm_remaining()
     if storm > 0:
-        return await emu.answer(_throttled(storm))
+        return await emu.answer(_throttled(storm, faults.retry_after))
     rate, period = (emu.config.rate, 1.0) if kind == "presign" else (emu.config.confirm_rate, 60.0)
     limit, length = window_for(rate, period)
     if limit:
         window = emu.window(kind, who, length)
         if window.count(now) >= limit:
-            return await emu.answer(_throttled(window.frees_in(now)))
+            return await emu.answer(_throttled(window.frees_in(now), faults.retry_after))
         window.add(now)
     return await emu.answer(await handler(emu, request))
 
 
-def _throttled(wait: float) -> web.Response:
+async def method_not_allowed(emu: Emulator, request: web.Request) -> web.Response:
+    """A GET (or other method) on an API path: 405 from the gateway, unsigned and uncapped -- what a client's
+    preflight sees. Redirect, drop and stall faults apply, so a preflight meets them too."""
+    emu.counters.call("other_method")
+    faults = emu.faults
+    if faults.redirect_to:
+        return await emu.answer(_redirect(faults.redirect_to, request))
+    if faults.roll(faults.drop_rate):
+        return emu.drop(request)
+    if faults.roll(faults.stall_rate):
+        return await emu.stall(request)
+    return await emu.answer(mi_error(405, "100", f"Method not allowed: {request.method}."))
+
+
+def _redirect(base: str, request: web.Request) -> web.Response:
+    return web.Response(status=307, headers={"Location": base.rstrip("/") + request.raw_path})
+
+
+def _throttled(wait: float, retry_after: str) -> web.Response:
     # Retry-After is sent as whole seconds (rounded up, at least 1) because HTTP's delay-seconds is an
     # integer; a client honouring it therefore never retries before the window has room again.
-    retry_after = str(max(1, math.ceil(wait)))
-    return mi_error(429, "410", "Too many requests: rate limit exceeded.", headers={"Retry-After": retry_after})
+    value = str(max(1, math.ceil(wait))) if retry_after == "auto" else retry_after
+    headers = {"Retry-After": value} if value else None
+    return mi_error(429, "410", "Too many requests: rate limit exceeded.", headers=headers)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
@@ -160,6 +193,9 @@ async def presign(emu: Emulator, request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     workspace, name = parsed
+    if emu.faults.forbids(name):
+        emu.counters.bump("forbidden")
+        return html_error(403, "Forbidden")
     ext = _extension(name)
     if ext is None:
         return mi_error(400, "10001", "thumbnailFileName must end in .jpg, .jpeg, .png or .webp.")
@@ -181,11 +217,12 @@ def _issue(emu: Emulator, request: web.Request, workspace: str, name: str, conte
         if key not in emu.issued_by_key:
             break
     token = secrets.token_hex(32)
-    issued_at = time.time()
+    issued_at = emu.wallclock()
     ttl = math.ceil(emu.config.url_ttl)
     stamp = time.gmtime(issued_at)
     credential = f"{STORAGE_ACCESS_KEY}/{time.strftime('%Y%m%d', stamp)}/kr-standard/s3/aws4_request"
     signed = "content-type;host" if emu.config.sign_content_type else "host"
+    scheme, host = emu.storage_origin(request)
     # S3 URI-encodes every key byte except unreserved ones and '/', and every reserved query byte.
     target = (
         f"/_storage/{BUCKET}/{quote(key, safe='/-_.~')}"
@@ -201,14 +238,14 @@ def _issue(emu: Emulator, request: web.Request, workspace: str, name: str, conte
         workspace=workspace,
         file_name=name,
         target=target,
-        host=request.host,
+        host=host,
         content_type=content_type,
         expires_at=issued_at - 1.0 if early else issued_at + emu.config.url_ttl,
     )
     emu.issued_by_token[token] = record
     emu.issued_by_key[key] = record
     emu.counters.bump("urls_issued")
-    return record, f"{request.scheme}://{request.host}{target}"
+    return record, f"{scheme}://{host}{target}"
 
 
 async def upload_status(emu: Emulator, request: web.Request) -> web.Response:
@@ -217,6 +254,9 @@ async def upload_status(emu: Emulator, request: web.Request) -> web.Response:
     if isinstance(parsed, web.Response):
         return parsed
     workspace, key = parsed
+    asks = emu.status_asks[key] = emu.status_asks.get(key, 0) + 1
+    if asks <= emu.faults.in_progress:
+        return _ok({"uploadStatus": "IN_PROGRESS"})
     message = _verdict(emu, workspace, key)
     if message is None:
         return _ok({"uploadStatus": "COMPLETED"})

@@ -1,0 +1,138 @@
+"""The HTTP transport under the client: the session, per-call timeouts, the PUT's no-resend guard, and the
+one place foreign (aiohttp/asyncio) exceptions are mapped to ours (httpx's ``map_exceptions`` idea).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from enum import Enum
+from types import SimpleNamespace
+
+import aiohttp
+from yarl import URL
+
+from pipeline.client.limiter import Slot
+from pipeline.client.responses import redact_url
+from pipeline.errors import ApiError, EndpointUnreachableError, TransientError
+
+__all__ = [
+    "ClientState",
+    "ConnectionLostError",
+    "NoAnswerError",
+    "PresignIncompleteError",
+    "host_of",
+    "map_network_error",
+    "new_session",
+    "no_resend",
+]
+
+
+class ClientState(Enum):
+    """Where the client stands with the endpoint; moves forward only (httpx's ``ClientState`` idea)."""
+
+    SILENT = "silent"
+    """Nothing answered yet: refused, DNS, TLS and redirects are fatal, and so is repeated silence."""
+    ANSWERED = "answered"
+    """The endpoint answered HTTP; calls still go one at a time until one passes authentication."""
+    VERIFIED = "verified"
+    """A call passed the gateway's signature check: calls go concurrently."""
+    FATAL = "fatal"
+    """A fatal answer was given: every call raises it without I/O."""
+
+
+class PresignIncompleteError(TransientError):
+    """Presign answered 200 without a usable ``url``; ``thumbnail_key`` (if any) is an orphan to journal."""
+
+    def __init__(self, message: str, thumbnail_key: str | None) -> None:
+        super().__init__(message, status=200)
+        self.thumbnail_key = thumbnail_key
+
+
+class NoAnswerError(TransientError):
+    """A timeout: the server accepted (or never accepted) the connection and said nothing in time."""
+
+
+class ConnectionLostError(aiohttp.ClientConnectionError):
+    """The connection broke while a PUT was under way. Raised by ``no_resend`` in place of aiohttp's
+    ``ServerDisconnectedError``/``ClientOSError`` so that aiohttp does not send the PUT again by itself."""
+
+
+async def no_resend(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """aiohttp client middleware for PUTs to one-time URLs: a broken connection is never re-sent.
+
+    aiohttp (3.14, ``ClientSession._request``) re-sends an idempotent request (PUT) once when the send
+    fails with ``ClientOSError`` or ``ServerDisconnectedError``; other ``ClientError``s are raised as they
+    are. Middlewares run inside that retry loop, so re-raising those two as ``ConnectionLostError`` (a
+    ``ClientConnectionError`` that is neither) makes aiohttp give up, and the client starts over from a
+    new presign instead. Connect errors (nothing was sent) pass unchanged.
+    """
+    try:
+        return await handler(request)
+    except aiohttp.ClientConnectorError:
+        raise
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        raise ConnectionLostError(f"{type(exc).__name__}: the connection broke during the PUT") from exc
+
+
+async def _headers_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    """aiohttp trace hook: the request's headers are on the wire, so its limiter slot counts from now."""
+    slot = getattr(ctx, "trace_request_ctx", None)
+    if isinstance(slot, Slot):
+        slot.mark_sent()
+
+
+def new_session(pool: int) -> aiohttp.ClientSession:
+    """A session with a pool of ``pool`` connections, TLS verified (aiohttp's default context), no
+    cookies, no automatic raising, and the trace hook that dates limiter slots to the real send time.
+    Timeouts are given per request (API calls and PUTs differ)."""
+    connector = aiohttp.TCPConnector(limit=pool, limit_per_host=0)
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_headers_sent)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar(),
+        raise_for_status=False, trace_configs=[trace],
+    )
+
+
+def host_of(url: URL | str) -> str:
+    """``host[:port]`` of ``url`` (what a message may name: never a path's secrets or a query)."""
+    u = url if isinstance(url, URL) else URL(url, encoded=True)
+    port = f":{u.port}" if u.port is not None and not u.is_default_port() else ""
+    return f"{u.host or '?'}{port}"
+
+
+def map_network_error(
+    exc: BaseException, what: str, url: URL | str, *, answered: bool
+) -> ApiError | EndpointUnreachableError:
+    """Our exception for a call that got no HTTP answer (``what`` names the call, e.g. ``presign``).
+
+    TLS failures are deterministic: always ``EndpointUnreachableError``. Connection refused and DNS
+    failures are too while the endpoint has never ``answered`` (afterwards they are a restart or a blip:
+    ``TransientError``). Timeouts are ``NoAnswerError``; broken connections ``TransientError``.
+    """
+    host = host_of(url)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        return EndpointUnreachableError(
+            f"TLS with {host} failed ({_short(reason)}); the certificate must verify (verification stays on)."
+        )
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return NoAnswerError(f"{what}: no answer from {host} in time ({type(exc).__name__})")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        if not answered:
+            return EndpointUnreachableError(f"The host {host} cannot be resolved (DNS); check --endpoint.")
+        return TransientError(f"{what}: DNS lookup of {host} failed")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if not answered:
+            why = "connection refused" if exc.os_error.errno == errno.ECONNREFUSED else _short(exc.os_error)
+            return EndpointUnreachableError(f"Cannot connect to {host} ({why}); check --endpoint and the network.")
+        return TransientError(f"{what}: cannot connect to {host}")
+    return TransientError(f"{what}: {type(exc).__name__} talking to {redact_url(str(url))}")
+
+
+def _short(reason: object) -> str:
+    text = " ".join(str(reason).split())
+    return text if len(text) <= 160 else text[:159] + "…"
