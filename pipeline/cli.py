@@ -1,41 +1,74 @@
 """``thumbnail-ingest`` / ``python -m pipeline``: argv -> Settings -> run -> exit code. No business logic.
 
-Exit codes: 0 every row uploaded, rejected or skipped; 1 some rows failed (a re-run resumes); 2 usage or
-configuration error; 3 a fatal API answer stopped the run; 130 interrupted (state saved).
+The ``ingest`` options are generated from the settings dataclasses (``pipeline.options``). Everything this
+command writes goes to stderr (``--help`` and ``--version`` excepted); with ``--log-format json`` every line,
+errors included, is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from pipeline import logs
+from pipeline import __version__, logs, options
 from pipeline.errors import ConfigError, IngestError
+from pipeline.models import ExitCode
+from pipeline.redaction import redact_text
 
 __all__ = ["build_parser", "main"]
 
-from pipeline.models import ExitCode
+ENV_PREFIX = options.ENV_PREFIX
+PROG = "thumbnail-ingest"
+log = structlog.get_logger("pipeline.cli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = (
-    ExitCode.OK, ExitCode.FAILED, ExitCode.USAGE, ExitCode.FATAL, ExitCode.INTERRUPTED)
-ENV_PREFIX = "THUMBNAIL_INGEST_"
+ENVIRONMENT = (
+    ("NCLOUD_ACCESS_KEY", "API access key (else ~/.ncloud/configure)"),
+    ("NCLOUD_SECRET_KEY", "API secret key (else ~/.ncloud/configure); never a flag"),
+    (f"{ENV_PREFIX}WORKSPACE", "default of --workspace"),
+    (f"{ENV_PREFIX}ENDPOINT", "default of --endpoint"),
+    (f"{ENV_PREFIX}LOG_FORMAT", "default of --log-format"),
+    (f"{ENV_PREFIX}LOG_LEVEL", "default of --log-level"),
+    ("NO_COLOR", "set to anything: no colours in console logs"),
+)
+
+
+EXIT_MEANINGS = {
+    ExitCode.OK: "every row ended uploaded, attached, rejected or skipped",
+    ExitCode.FAILED: "some rows failed (or a local write failed); run the same command again to retry them",
+    ExitCode.USAGE: "usage, manifest or configuration error; nothing was uploaded",
+    ExitCode.FATAL: "a fatal API answer (credentials, permission, workspace, quota, endpoint) stopped the run",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); state saved, a re-run resumes",
+}
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code.value:<5}{EXIT_MEANINGS[code]}" for code in ExitCode)
+    env = "\n".join(f"  {name:<30}{what}" for name, what in ENVIRONMENT)
+    return f"exit codes:\n{codes}\n\nenvironment:\n{env}"
+
+
+class UsageError(ConfigError):
+    """A command line argparse refused (unknown flag, bad value): exit 2 like every configuration error."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2 (no usage dump for cron mail)."""
+    """argparse whose usage errors are raised as ``UsageError``, so ``main`` reports them like every other
+    error: one sentence in console mode, one JSON line in json mode, exit 2, no usage dump for cron mail."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
-        raise SystemExit(EXIT_USAGE)
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-class _Help(argparse.HelpFormatter):
-    """Shows each option's default, except for on/off switches where it would only confuse."""
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default, except for on/off switches where it would only confuse; keeps the
+    epilog's tables as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
@@ -46,142 +79,186 @@ class _Help(argparse.HelpFormatter):
         return text + " (default: %(default)s)"
 
 
-def _positive_int(text: str) -> int:
+def _level(text: str) -> str:
+    try:
+        logs.level_number(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.lower()
+
+
+def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected zero or more, got {value}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"expected zero (unlimited) or a positive number, got {text}")
-    return value
+def _add_log_flags(p: argparse.ArgumentParser, env: Mapping[str, str], *, with_format: bool) -> None:
+    if with_format:
+        p.add_argument("--log-format", choices=("auto", "console", "json"),
+                       default=env.get(f"{ENV_PREFIX}LOG_FORMAT") or "auto",
+                       help=f"console for people, json (one object per line) for cron [env {ENV_PREFIX}LOG_FORMAT]")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--log-level", type=_level, default=env.get(f"{ENV_PREFIX}LOG_LEVEL") or "info",
+                       metavar="LEVEL", help=f"debug, info, warning or error [env {ENV_PREFIX}LOG_LEVEL]")
+    group.add_argument("-q", "--quiet", dest="log_level", action="store_const", const="warning",
+                       help="only warnings and errors (same as --log-level warning)")
+    group.add_argument("-v", "--verbose", dest="log_level", action="store_const", const="debug",
+                       help="every event, each retry included (same as --log-level debug)")
 
 
 def _add_ingest(sub: argparse._SubParsersAction[_Parser], env: Mapping[str, str]) -> None:
     p = sub.add_parser(
-        "ingest", help="upload the photos of a manifest", formatter_class=_Help,
-        description="Read MANIFEST (.csv or .parquet; column 'path' required, 'id' and 'file_name' optional), make "
-        "each photo acceptable to the API or reject it with a reason, upload each accepted photo exactly once, and "
-        "write a results manifest. Credentials: NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY, else ~/.ncloud/configure. "
-        "Re-running the same command resumes from the journal.",
+        "ingest", help="upload the photos of a manifest", formatter_class=_Help, epilog=_epilog(),
+        description="Read MANIFEST (.csv or .parquet; column 'path' required, 'id' and 'file_name' optional),\n"
+        "make each photo acceptable to the API or reject it with a reason, upload each accepted photo\n"
+        "exactly once, and write a results manifest. Re-running the same command resumes from the journal.\n"
+        "Credentials: NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY, else ~/.ncloud/configure.",
     )
-
-    def e(name: str, default: str | None = None) -> str | None:
-        return env.get(ENV_PREFIX + name, default)
-
     p.add_argument("manifest", type=Path, help="the manifest file (.csv, .parquet)")
-    p.add_argument("--workspace", default=e("WORKSPACE"), help="MI workspace name [env THUMBNAIL_INGEST_WORKSPACE]")
-    p.add_argument("--endpoint", default=e("ENDPOINT", "https://mi.apigw.ntruss.com"), help="API base URL")
-    p.add_argument("--out", type=Path, help="results manifest, .parquet or .csv (default: <manifest>.results.parquet)")
-    p.add_argument("--journal", type=Path, help="SQLite journal (default: beside the results)")
-    p.add_argument("--root", type=Path, help="resolve relative paths here and refuse paths outside it "
-                   "(default: the manifest's folder, no containment check)")
-    p.add_argument("--rate", type=_rate, default=50.0, metavar="PER_SECOND",
-                   help="presign calls per second, never exceeded in any 1 s window; 0 = unlimited")
-    p.add_argument("--confirm-rate", type=_rate, default=1000.0, metavar="PER_MINUTE",
-                   help="upload-status calls per minute, never exceeded in any 60 s window; 0 = unlimited")
-    p.add_argument("--no-confirm", dest="confirm", action="store_false", help="skip the upload-status check")
-    p.add_argument("--concurrency", type=_positive_int, default=16, metavar="N", help="rows uploading at once")
-    p.add_argument("--workers", type=_positive_int, default=0, metavar="N", help="image workers, 0 = one per CPU")
-    p.add_argument("--processes", action="store_true", help="prepare images in processes instead of threads")
-    p.add_argument("--max-side", type=_positive_int, metavar="PX",
-                   help="downscale so the long side is at most PX pixels (default: only what 5 MB requires)")
-    p.add_argument("--keep-metadata", action="store_true", help="keep EXIF/XMP (GPS!) in uploaded files")
-    p.add_argument("--verify-pixels", action="store_true", help="fully decode pass-through images")
-    p.add_argument("--dedupe", action="store_true", help="upload byte-identical sources once, share the key")
-    p.add_argument("--no-retry-failed", dest="retry_failed", action="store_false",
-                   help="on a re-run, leave rows that failed before alone")
-    p.add_argument("--dry-run", action="store_true", help="read and prepare only; no API call, no journal")
-    p.add_argument("--path-column", default="path", help="manifest column with the image path")
-    p.add_argument("--id-column", default="id", help="manifest column with the row id (used if present)")
-    p.add_argument("--file-name-column", default="file_name", help="column overriding the uploaded file name")
-    p.add_argument("--presign-path", default="/api/v1/workspaces/{workspace}/person-thumbnail/uploads/presigned-url",
-                   help="presign URI template")
-    p.add_argument("--status-path", default="/api/v1/workspaces/{workspace}/person-thumbnail/uploads/complete",
-                   help="upload-status URI template")
-    p.add_argument("--log-format", choices=("console", "json"), default=e("LOG_FORMAT", "console"),
-                   help="console for people, json (one object per line) for cron")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    options.add_options(p, env)
+    _add_log_flags(p, env, with_format=False)
+
+
+def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:
+    help_text = "write a self-contained HTML page of a run's results"
+    add_arguments = getattr(_report_module(), "add_report_arguments", None)
+    p = sub.add_parser("report", help=help_text, formatter_class=_Help)
+    if add_arguments is None:
+        # This build has no report module: the subcommand exists and says so when run.
+        p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        return
+    add_arguments(p)
+
+
+def _report_module() -> Any:
+    """``pipeline.report`` imported on demand (it pulls in the HTML renderer), or ``None`` if absent."""
+    try:
+        return importlib.import_module("pipeline.report")
+    except ImportError:
+        return None
 
 
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The full parser: ``ingest``, ``emulator`` and ``demo`` subcommands."""
+    """The full parser: ``ingest``, ``emulator``, ``demo`` and ``report`` subcommands, and ``--version``.
+
+    Usage errors raise ``UsageError`` (a ``ConfigError``) instead of exiting."""
     from pipeline.emulator import add_emulator_arguments
 
     env = os.environ if env is None else env
-    parser = _Parser(prog="thumbnail-ingest", description="Bulk-load person photos into NAVER Cloud Media "
-                     "Intelligence. Start with `thumbnail-ingest demo`.")
+    parser = _Parser(prog=PROG, formatter_class=_Help, epilog=_epilog(),
+                     description="Bulk-load person photos into NAVER Cloud Media Intelligence.\n"
+                     "Start with `thumbnail-ingest demo`; `thumbnail-ingest ingest --help` lists every option.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_ingest(sub, env)
-    em = sub.add_parser("emulator", help="run the local emulator of the API",
-                        formatter_class=_Help)
+    em = sub.add_parser("emulator", help="run the local emulator of the API", formatter_class=_Help,
+                        description="Run a local emulator of the Media Intelligence API until stopped.")
     add_emulator_arguments(em)
     demo = sub.add_parser("demo", help="generate a sample archive and ingest it against the in-process emulator",
-                          formatter_class=_Help)
+                          formatter_class=_Help, epilog=_epilog())
     demo.add_argument("--dir", type=Path, default=Path("demo-output"), help="where the archive and results go")
-    demo.add_argument("--count", type=_positive_int, default=300, help="photos in the sample archive")
-    demo.add_argument("--log-format", choices=("console", "json"), default="console")
+    demo.add_argument("--count", type=_count, default=300, help="photos in the sample archive")
     demo.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _add_log_flags(demo, env, with_format=True)
+    _add_report(sub)
     return parser
 
 
-def _ingest(ns: argparse.Namespace) -> int:
+def _early_format(args: Sequence[str], env: Mapping[str, str]) -> str:
+    """The log format asked for, found before parsing so that even a usage error is reported in it."""
+    fmt = env.get(f"{ENV_PREFIX}LOG_FORMAT") or "auto"
+    for i, arg in enumerate(args):
+        if arg == "--log-format" and i + 1 < len(args):
+            fmt = args[i + 1]
+        elif arg.startswith("--log-format="):
+            fmt = arg.split("=", 1)[1]
+    return fmt if fmt in ("auto", "console", "json") else "auto"
+
+
+class _Out:
+    """The CLI's own messages: plain sentences on stderr in console mode, structlog events in json mode."""
+
+    def __init__(self, fmt: str) -> None:
+        self.json = fmt == "json"
+
+    def error(self, event: str, message: str, **fields: Any) -> None:
+        if self.json:
+            log.error(event, error=message, **fields)
+        else:
+            logs.STDERR.write(f"{PROG}: error: {redact_text(message)}\n")
+
+    def text(self, text: str) -> None:
+        logs.STDERR.write(text + "\n")
+
+
+def _ingest(ns: argparse.Namespace, out: _Out) -> int:
     from pipeline import runner
     from pipeline.progress import render_summary
-    from pipeline.python_api import make_settings
 
-    if not ns.workspace:
-        raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE.")
-    settings = make_settings(
-        workspace=ns.workspace, endpoint=ns.endpoint, out=ns.out, journal=ns.journal, root=ns.root,
-        rate=ns.rate, confirm_rate=ns.confirm_rate, confirm=ns.confirm, concurrency=max(1, ns.concurrency),
-        workers=ns.workers, use_processes=ns.processes, max_side=ns.max_side, dry_run=ns.dry_run,
-        retry_failed=ns.retry_failed, dedupe=ns.dedupe, keep_metadata=ns.keep_metadata,
-        verify_pixels=ns.verify_pixels, path_column=ns.path_column, id_column=ns.id_column or None,
-        file_name_column=ns.file_name_column or None, presign_path=ns.presign_path, status_path=ns.status_path,
-        progress=ns.progress, log_format=ns.log_format,
-    )
+    settings = options.build_settings({o.keyword: getattr(ns, o.keyword) for o in options.OPTIONS}, style="cli")
+    # Configured again now that the secret is known: from here on it is redacted from every event.
+    logs.configure_logging(settings.log_format, level=ns.log_level, secrets=[settings.api.credentials.secret_key])
     summary = runner.run(settings, ns.manifest, handle_signals=True)
-    if ns.log_format != "json":
-        sys.stderr.write(render_summary(summary) + "\n")
-    if summary.error:
-        sys.stderr.write(f"thumbnail-ingest: stopped: {summary.error}\n")
-    return summary.exit_code
+    logs.flush_retry_summary()
+    if out.json:
+        if summary.error:
+            log.error("run_stopped", error=summary.error, error_type=summary.fatal_type,
+                      exit_code=int(summary.exit_code))
+        log.info("run_finished", **summary.as_dict())
+    else:
+        out.text(render_summary(summary, dry_run=settings.dry_run))
+    return int(summary.exit_code)
+
+
+def _report(ns: argparse.Namespace) -> int:
+    run_report = getattr(_report_module(), "run_report", None)
+    if run_report is None:
+        raise ConfigError("The report subcommand is not part of this build.")
+    return int(run_report(ns))
+
+
+def _dispatch(ns: argparse.Namespace, out: _Out) -> int:
+    fmt = getattr(ns, "log_format", "auto")
+    logs.configure_logging(fmt, level=getattr(ns, "log_level", "info"))
+    if ns.command == "ingest":
+        return _ingest(ns, out)
+    if ns.command == "emulator":
+        from pipeline.emulator import config_from_args, run_emulator
+
+        run_emulator(config_from_args(ns, os.environ))
+        return int(ExitCode.OK)
+    if ns.command == "report":
+        return _report(ns)
+    from pipeline.demo import run_demo
+
+    return run_demo(ns.dir, count=ns.count, progress=ns.progress, log_format=fmt)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run the subcommand, and return the exit code (never a traceback for user errors)."""
+    """Parse ``argv``, run the subcommand, and return the exit code (``ExitCode``; never a traceback for a
+    user error). Every message goes to stderr: one sentence each in console mode, JSON in json mode."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logs.configure_logging("console")
+    out = _Out(_early_format(args, os.environ))
+    logs.configure_logging("json" if out.json else "auto")
     try:
         ns = build_parser().parse_args(args)
-        logs.configure_logging(getattr(ns, "log_format", "console"))
-        if ns.command == "ingest":
-            return _ingest(ns)
-        if ns.command == "emulator":
-            from pipeline.emulator import config_from_args, run_emulator
-
-            run_emulator(config_from_args(ns, os.environ))
-            return EXIT_OK
-        from pipeline.demo import run_demo
-
-        return run_demo(ns.dir, count=ns.count, progress=ns.progress, log_format=ns.log_format)
+        out = _Out(getattr(ns, "log_format", "auto"))
+        return _dispatch(ns, out)
     except ConfigError as exc:
-        sys.stderr.write(f"thumbnail-ingest: error: {exc}\n")
-        return EXIT_USAGE
+        out.error("config_error", str(exc), error_type=type(exc).__name__)
+        return int(ExitCode.USAGE)
     except KeyboardInterrupt:
-        sys.stderr.write("thumbnail-ingest: interrupted; state saved, run the same command again to resume\n")
-        return EXIT_INTERRUPTED
+        message = "interrupted; state saved, run the same command again to resume"
+        if out.json:
+            log.warning("interrupted", action=message)
+        else:
+            out.text(f"{PROG}: {message}")
+        return int(ExitCode.INTERRUPTED)
     except IngestError as exc:
-        structlog.get_logger("pipeline.cli").error("run_error", error=str(exc))
-        sys.stderr.write(f"thumbnail-ingest: error: {exc}\n")
-        return EXIT_FAILED
+        out.error("run_error", str(exc), error_type=type(exc).__name__)
+        return int(ExitCode.FAILED)

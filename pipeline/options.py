@@ -296,15 +296,15 @@ def _build(values: Mapping[str, Any], style: Style, env: Mapping[str, str] | Non
     unknown = [k for k in values if k not in _BY_KEYWORD and k not in _EXTRA_KEYWORDS]
     if unknown:
         raise _unknown(unknown)
+    if not values.get("workspace"):
+        raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE."
+                          if style == "cli" else "A workspace is required: pass workspace='NAME'.")
     given = {k: _check_type(_BY_KEYWORD[k], v, style) for k, v in values.items() if k in _BY_KEYWORD}
     if style == "cli":
         # On the command line an empty column name means "no such column".
         for key in ("id_column", "file_name_column"):
             if given.get(key) == "":
                 given[key] = None
-    if not given.get("workspace"):
-        raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE."
-                          if style == "cli" else "A workspace is required: pass workspace='NAME'.")
     _check_bounds(given, style)
     if isinstance(given.get("endpoint"), str):
         given["endpoint"] = given["endpoint"].rstrip("/")
