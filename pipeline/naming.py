@@ -1,11 +1,12 @@
 """The file name sent to the API for a row (pure).
 
 The server may echo the name into the ``thumbnailKey``, so it must be unique per row: by default it is the
-source file's stem plus the row key. The extension always follows the uploaded format.
+source file's stem plus the row key (a digest of it when the key is the path itself). The extension always follows the uploaded format.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import PurePath
 
@@ -29,4 +30,8 @@ def upload_name(row: Row, prepared: Prepared) -> str:
         return f"{stem[:200]}{prepared.extension}"
     source_stem = PurePath(row.path.replace("\\", "/")).stem if row.path else ""
     stem = _safe(source_stem, 64) or "image"
-    return f"{stem}-{_safe(row.key, 64) or row.index}{prepared.extension}"
+    if row.key == row.path:  # keyed by its path: the stem says it already; a digest keeps folders apart
+        tag = hashlib.sha256(row.key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    else:
+        tag = _safe(row.key, 64) or str(row.index)
+    return f"{stem}-{tag}{prepared.extension}"

@@ -7,10 +7,15 @@ Both accept a manifest path, a pyarrow Table or a pandas DataFrame and return a 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 import structlog
 
 from pipeline import logs, runner
@@ -24,10 +29,13 @@ from pipeline.config import (
     Settings,
     load_credentials,
 )
-from pipeline.errors import FatalApiError
-from pipeline.models import ImagePolicy, Summary
+from pipeline.errors import ManifestError
+from pipeline.models import ExitCode, ImagePolicy, Summary
+from pipeline.runner import RunControl
 
-__all__ = ["ingest", "ingest_async", "make_settings"]
+__all__ = ["ingest", "ingest_async", "make_settings", "notebook_journal"]
+
+log = structlog.get_logger("pipeline")
 
 
 def make_settings(
@@ -57,6 +65,7 @@ def make_settings(
     status_path: str = DEFAULT_STATUS_PATH,
     progress: bool = True,
     log_format: str = "auto",
+    limit: int | None = None,
 ) -> Settings:
     """Build validated ``Settings``; credentials default to the environment, then ``~/.ncloud/configure``.
 
@@ -76,49 +85,111 @@ def make_settings(
         columns=ColumnMap(path=path_column, id=id_column, file_name=file_name_column),
         policy=ImagePolicy(max_side=max_side, keep_metadata=keep_metadata, verify_pixels=verify_pixels),
         confirm=confirm, workers=workers, use_processes=use_processes, dry_run=dry_run,
-        retry_failed=retry_failed, dedupe=dedupe, log_format=log_format, progress=progress,
+        retry_failed=retry_failed, dedupe=dedupe, log_format=log_format, progress=progress, limit=limit,
     )
 
 
-def _raise_if_fatal(summary: Summary) -> Summary:
-    if summary.exit_code == 3:
-        exc = FatalApiError(summary.error or "the API refused the run")
+def notebook_journal(workspace: str, source: Any, columns: ColumnMap) -> Path:
+    """Where the Python API keeps the journal of an in-memory input given without ``out=``/``journal=``: the
+    user's state folder, keyed by workspace and the input's identity (its column names and the keys of its
+    first rows), so running the same cell again resumes instead of uploading everything again."""
+    import pyarrow as pa
+
+    table = source if isinstance(source, pa.Table) else None
+    if table is None:
+        head = source.head(_IDENTITY_ROWS)
+        names = [str(c) for c in source.columns]
+        key_column = columns.id if columns.id is not None and columns.id in names else columns.path
+        keys = [str(v) for v in head[key_column]] if key_column in names else []
+    else:
+        names = table.schema.names
+        key_column = columns.id if columns.id is not None and columns.id in names else columns.path
+        keys = ([str(v) for v in table.column(key_column).slice(0, _IDENTITY_ROWS).to_pylist()]
+                if key_column in names else [])
+    digest = hashlib.sha256(json.dumps([workspace, names, keys]).encode("utf-8", "surrogatepass")).hexdigest()
+    folder = Path(platformdirs.user_state_dir("thumbnail-ingest", appauthor=False)) / "journals"
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in workspace)[:40]
+    return folder / f"{safe}-{digest[:16]}.sqlite"
+
+
+_IDENTITY_ROWS = 100
+
+
+def _settle(summary: Summary) -> Summary:
+    """Raise what the run ended on, keeping its type: the original ``FatalApiError`` subclass (with
+    ``status``, ``code`` and ``.summary``), or ``ManifestError`` when no photo path exists."""
+    if summary.exit_code == ExitCode.FATAL and summary.fatal is not None:
+        exc = summary.fatal
         exc.summary = summary  # type: ignore[attr-defined]
         raise exc
+    if summary.exit_code == ExitCode.USAGE and summary.error:
+        raise ManifestError(summary.error)
+    if summary.interrupted:
+        log.warning("interrupted", action="state saved; run the same cell again to resume",
+                    journal=str(summary.journal_path) if summary.journal_path else None)
     return summary
 
 
-async def ingest_async(source: Any, **options: Any) -> Summary:
-    """Ingest ``source`` from inside a running event loop (e.g. ``await ingest_async(df, workspace=...)`` in
-    Jupyter). Options are those of ``make_settings``. Raises ``FatalApiError`` (with ``.summary``) when the
-    API refused the run (auth, permission, workspace, quota), ``ConfigError`` for bad input."""
+async def _run(source: Any, control_box: list[RunControl] | None, options: dict[str, Any]) -> Summary:
     settings = make_settings(**options)
     if not structlog.is_configured():
         # Without this, structlog's default prints debug events (one per rejected row) into the notebook.
         # A caller who configured structlog keeps their configuration.
         logs.configure_logging(settings.log_format)
-    return _raise_if_fatal(await runner.run_async(settings, source, collect_results=True))
+    if settings.journal is None and settings.out is None and not isinstance(source, (str, os.PathLike)):
+        settings = replace(settings, journal=notebook_journal(settings.api.workspace, source, settings.columns))
+    on_control = control_box.append if control_box is not None else None
+    in_main = threading.current_thread() is threading.main_thread()
+    return await runner.run_async(settings, source, collect_results=True, on_control=on_control,
+                                  handle_signals=in_main and control_box is None)
+
+
+async def ingest_async(source: Any, **options: Any) -> Summary:
+    """Ingest ``source`` from inside a running event loop (e.g. ``await ingest_async(df, workspace=...)`` in
+    Jupyter). Options are those of ``make_settings``. A cancellation (a kernel interrupt) stops the run like
+    Ctrl-C: rows in flight finish, the results are written and the journal is released before it returns.
+    Raises the ``FatalApiError`` subclass the API answered (with ``.summary``), ``ConfigError`` for bad input."""
+    box: list[RunControl] = []
+    task = asyncio.ensure_future(_run(source, box, options))
+    while True:
+        try:
+            return _settle(await asyncio.shield(task))
+        except asyncio.CancelledError:
+            if task.done() or not box:
+                raise
+            box[0].on_signal()  # first: finish rows in flight; a second cancellation abandons them
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 def ingest(source: Any, **options: Any) -> Summary:
-    """Synchronous ``ingest_async``. Works in a plain script and inside a running loop (a Jupyter cell): there
-    it runs on a helper thread and blocks until done."""
+    """Synchronous ``ingest_async``. In a plain script it runs here, with Ctrl-C handled like the CLI; inside a
+    running loop (a Jupyter cell) on a helper thread, and a kernel interrupt stops it like Ctrl-C (rows in
+    flight finish, the state is saved, the journal is released) before this returns."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(ingest_async(source, **options))
+        return _settle(asyncio.run(_run(source, None, options)))
     box: dict[str, Any] = {}
+    controls: list[RunControl] = []
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(ingest_async(source, **options))
+            box["value"] = asyncio.run(_run(source, controls, options))
         except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="thumbnail-ingest", daemon=True)
     thread.start()
-    thread.join()
+    interrupts = 0
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+        except KeyboardInterrupt:
+            interrupts += 1
+            if controls:
+                controls[0].request_stop_threadsafe(abandon=interrupts > 1)
     if "error" in box:
         raise box["error"]
-    result: Summary = box["value"]
-    return result
+    return _settle(box["value"])

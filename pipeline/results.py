@@ -1,51 +1,58 @@
-"""The results manifest: every input row with its outcome, in input order (the schema is a contract).
+"""The results manifest: every row read in this run with its outcome, in input order (the schema is a contract).
 
-Columns: all input columns (one whose name clashes with a results column is renamed ``input_<name>``),
-then ``status, thumbnail_key, reason, detail, action, width, height, bytes, source_sha256, attempts,
-uploaded_at, duplicate_of``. ``uploaded_at`` is ``timestamp[us, tz=UTC]`` in Parquet and in tables, ISO-8601
-text in CSV. Writing streams batch by batch (memory flat) into a temporary file beside the target that
-replaces it only when complete, so a reader never sees half a results file.
+Columns: all input columns (one whose name clashes with a results column is renamed ``input_<name>``), then
+the results columns of ``models.RESULT_FIELDS`` (``status, thumbnail_key, reason, detail, action, width, height,
+bytes, source_sha256, attempts, uploaded_at, duplicate_of``). ``uploaded_at`` is ``timestamp[us, tz=UTC]`` in
+Parquet and in tables, ISO-8601 text in CSV. The rows come as ``ResultChunk``s (input columns + results,
+paired by the caller by row key, never by position in a second read of the manifest). Writing streams batch by
+batch into a temporary file beside the target that replaces it only when complete: a reader never sees half a
+file, and a stopped write leaves the previous file intact. Temporary files left by a killed run are removed by
+``remove_stale_temps``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import io
 import os
+import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from pipeline.errors import ConfigError
-from pipeline.models import RowResult
+from pipeline.errors import ConfigError, LocalWriteError
+from pipeline.models import RESULT_FIELDS, RowResult
 
-if TYPE_CHECKING:
-    from pipeline.manifest import Manifest
-
-__all__ = ["RESULT_COLUMNS", "result_schema", "results_table", "write_results"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "ResultChunk",
+    "check_results_target",
+    "remove_stale_temps",
+    "result_schema",
+    "results_format",
+    "results_table",
+    "write_results",
+]
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
-RESULT_COLUMNS: tuple[pa.Field, ...] = (
-    pa.field("status", pa.string()),
-    pa.field("thumbnail_key", pa.string()),
-    pa.field("reason", pa.string()),
-    pa.field("detail", pa.string()),
-    pa.field("action", pa.string()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("bytes", pa.int64()),
-    pa.field("source_sha256", pa.string()),
-    pa.field("attempts", pa.int32()),
-    pa.field("uploaded_at", _TIMESTAMP),
-    pa.field("duplicate_of", pa.string()),
-)
+_ARROW = {"text": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "timestamp": _TIMESTAMP}
+_FIELDS = tuple(f for f in RESULT_FIELDS if f.in_results)
+RESULT_COLUMNS: tuple[pa.Field, ...] = tuple(pa.field(f.name, _ARROW[f.kind]) for f in _FIELDS)
 """The results columns as Parquet and tables hold them (CSV: ``uploaded_at`` as text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultChunk:
+    """Input columns of some rows, and one ``RowResult`` per row in the same order."""
+
+    columns: pa.RecordBatch
+    results: Sequence[RowResult]
 
 
 def result_schema(input_schema: pa.Schema, *, csv: bool = False) -> pa.Schema:
@@ -66,6 +73,87 @@ def result_schema(input_schema: pa.Schema, *, csv: bool = False) -> pa.Schema:
     return pa.schema(fields)  # no metadata: pandas' index notes would describe the input, not this
 
 
+def results_format(path: Path, fmt: str | None = None) -> str:
+    """``parquet`` or ``csv``, from ``fmt`` or the extension; ``ConfigError`` otherwise."""
+    kind = (fmt or Path(path).suffix.lstrip(".")).lower()
+    if kind in ("parquet", "pq"):
+        return "parquet"
+    if kind == "csv":
+        return "csv"
+    raise ConfigError(f"The results file {path} must end in .parquet or .csv.")
+
+
+def check_results_target(path: Path, input_schema: pa.Schema, *, manifest: Path | None = None) -> None:
+    """Everything about writing results to ``path`` that can be known before the first upload.
+
+    Raises ``ConfigError`` (one sentence) when ``path`` is the manifest itself, a folder, in a folder that
+    cannot be created or written, or of a format that cannot hold the input columns (nested or binary columns
+    in CSV).
+    """
+    path = Path(path)
+    kind = results_format(path)
+    if manifest is not None and path.absolute().resolve() == Path(manifest).absolute().resolve():
+        raise ConfigError(f"The results file {path} is the manifest itself; choose another --out.")
+    if path.is_dir():
+        raise ConfigError(f"The results path {path} is a folder; name a .parquet or .csv file.")
+    _check_folder(path.parent, "results")
+    if kind == "csv":
+        schema = result_schema(input_schema, csv=True)
+        try:  # the CSV writer refuses nested and binary types; find out now, not after the uploads
+            with pcsv.CSVWriter(io.BytesIO(), schema) as writer:
+                writer.write_batch(pa.RecordBatch.from_pylist([], schema=schema))
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            odd = [f"{f.name} ({f.type})" for f in input_schema
+                   if pa.types.is_nested(f.type) or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+            what = ", ".join(odd[:5]) or str(exc).splitlines()[0]
+            raise ConfigError(
+                f"A CSV results file cannot hold the column(s) {what}; use a .parquet --out."
+            ) from exc
+
+
+def _check_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".thumbnail-ingest-probe-{os.getpid()}-{secrets.token_hex(4)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"The {what} folder {folder} cannot be written ({exc.strerror or exc}); choose another location."
+        ) from exc
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Remove temporary files that a killed earlier write of ``path`` left beside it (those of processes that
+    are gone); return how many."""
+    removed = 0
+    folder = Path(path).parent
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            m = _TEMP.match(entry.name)
+            if m is None or m["name"] != Path(path).name or _alive(int(m["pid"])):
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process is not writing it yet: anything under our pid is a leftover
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _utc(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -74,88 +162,54 @@ def _utc(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _result_arrays(chunk: list[RowResult], *, csv: bool) -> list[pa.Array]:
-    def text(values: Iterable[str | None]) -> pa.Array:
-        return pa.array(values, pa.string())
-
-    uploaded = [r.uploaded_at for r in chunk]
-    return [
-        text(r.status.value for r in chunk),
-        text(r.thumbnail_key for r in chunk),
-        text(r.reason for r in chunk),
-        text(r.detail for r in chunk),
-        text(r.action for r in chunk),
-        pa.array([r.width for r in chunk], pa.int32()),
-        pa.array([r.height for r in chunk], pa.int32()),
-        pa.array([r.bytes for r in chunk], pa.int64()),
-        text(r.source_sha256 for r in chunk),
-        pa.array([r.attempts for r in chunk], pa.int32()),
-        text(uploaded) if csv else pa.array([_utc(u) for u in uploaded], _TIMESTAMP),
-        text(r.duplicate_of for r in chunk),
-    ]
+def _column(results: Sequence[RowResult], name: str, kind: str, *, csv: bool) -> pa.Array:
+    values = [getattr(r, name) for r in results]
+    if name == "status":
+        values = [v.value for v in values]
+    if kind == "timestamp":
+        return pa.array(values, pa.string()) if csv else pa.array([_utc(v) for v in values], _TIMESTAMP)
+    return pa.array(values, _ARROW[kind])
 
 
-def _result_batches(
-    manifest: Manifest, results: Iterable[RowResult], schema: pa.Schema, *, csv: bool
-) -> Iterator[pa.RecordBatch]:
-    """Zip input batches with results; raises ``ValueError`` when the results do not line up one to one."""
-    iterator = iter(results)
-    start = 0
-    for batch in manifest.batches():
-        chunk = list(itertools.islice(iterator, batch.num_rows))
-        if len(chunk) < batch.num_rows:
-            raise ValueError(f"The results end at row {start + len(chunk)}; the manifest has more rows.")
-        for offset, result in enumerate(chunk):
-            if result.index != start + offset:  # misalignment is a caller bug: never write a shifted file
-                expected = start + offset
-                raise ValueError(f"Result for row {result.index} arrived where row {expected} was expected.")
-        yield pa.RecordBatch.from_arrays(list(batch.columns) + _result_arrays(chunk, csv=csv), schema=schema)
-        start += batch.num_rows
-    extra = next(iterator, None)
-    if extra is not None:
-        raise ValueError(f"There is a result for row {extra.index}, but the manifest has {start} rows.")
+def _batches(chunks: Iterable[ResultChunk], schema: pa.Schema, *, csv: bool) -> Iterator[pa.RecordBatch]:
+    for chunk in chunks:
+        if chunk.columns.num_rows != len(chunk.results):  # a caller bug: never write a shifted file
+            raise ValueError(f"{chunk.columns.num_rows} input rows arrived with {len(chunk.results)} results.")
+        arrays = [_column(chunk.results, f.name, f.kind, csv=csv) for f in _FIELDS]
+        yield pa.RecordBatch.from_arrays(list(chunk.columns.columns) + arrays, schema=schema)
 
 
-def results_table(manifest: Manifest, results: Iterable[RowResult]) -> pa.Table:
+def results_table(input_schema: pa.Schema, chunks: Iterable[ResultChunk]) -> pa.Table:
     """The results as an in-memory Table (for the Python API); same columns and types as the Parquet file."""
-    schema = result_schema(manifest.schema)
-    return pa.Table.from_batches(list(_result_batches(manifest, results, schema, csv=False)), schema=schema)
-
-
-def _format_of(path: Path, fmt: str | None) -> str:
-    fmt = (fmt or path.suffix.lstrip(".")).lower()
-    if fmt in ("parquet", "pq"):
-        return "parquet"
-    if fmt == "csv":
-        return "csv"
-    raise ConfigError(f"The results file {path} must end in .parquet or .csv.")
+    schema = result_schema(input_schema)
+    return pa.Table.from_batches(list(_batches(chunks, schema, csv=False)), schema=schema)
 
 
 def write_results(
-    path: Path, manifest: Manifest, results: Iterable[RowResult], *, fmt: str | None = None
+    path: Path, input_schema: pa.Schema, chunks: Iterable[ResultChunk], *, fmt: str | None = None
 ) -> int:
     """Write the results file atomically and return the number of rows written.
 
-    ``results`` must yield exactly one ``RowResult`` per manifest row, in index order (``ValueError``
-    otherwise, and the target is left untouched). ``fmt`` (``parquet``/``csv``) overrides the extension.
+    On any error (or a ``BaseException`` such as a cancellation) the temporary file is removed and the
+    previous file at ``path`` is left as it was. Raises ``LocalWriteError`` when the disk refuses the write.
     """
     path = Path(path)
-    kind = _format_of(path, fmt)
-    schema = result_schema(manifest.schema, csv=kind == "csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with O_EXCL honours the umask (mkstemp would force 0600) and never follows a planted file.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    kind = results_format(path, fmt)
+    schema = result_schema(input_schema, csv=kind == "csv")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     rows = 0
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # os.open with O_EXCL honours the umask (mkstemp would force 0600) and never follows a planted file.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as fh:
             writer: pq.ParquetWriter | pcsv.CSVWriter | None = None
             try:
                 writer = pq.ParquetWriter(fh, schema) if kind == "parquet" else pcsv.CSVWriter(fh, schema)
-                for batch in _result_batches(manifest, results, schema, csv=kind == "csv"):
+                for batch in _batches(chunks, schema, csv=kind == "csv"):
                     writer.write_batch(batch)
                     rows += batch.num_rows
-            except (pa.ArrowNotImplementedError, pa.ArrowInvalid) as exc:
+            except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
                 raise ConfigError(
                     f"The results cannot be written as {kind} ({exc}); use a .parquet results path."
                 ) from exc
@@ -165,8 +219,15 @@ def write_results(
             fh.flush()
             os.fsync(fh.fileno())  # the rename below must not publish a file whose bytes are still in cache
         temp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise LocalWriteError(
+            f"The results file {path} could not be written ({exc.strerror or exc}); the journal holds every "
+            "row's state: free some space and run the same command again to write it."
+        ) from exc
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             temp.unlink()
         raise
     return rows

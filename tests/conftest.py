@@ -23,6 +23,12 @@ from helpers import MakeEmulator
 from pipeline.emulator import Emulator, EmulatorConfig, emulator_in_thread
 
 
+@pytest.fixture(autouse=True)
+def _private_state_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Python API keeps notebook journals in the user's state folder: each test gets its own."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture
 async def make_emulator() -> AsyncIterator[MakeEmulator]:
     """A factory: ``await make_emulator(config=None)`` returns a started emulator, stopped at teardown."""

@@ -6,7 +6,7 @@ and transitions live in ``states`` (one table, and the only place orphans are de
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
 nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
 ``PRAGMA user_version``. The file is held with an exclusive lock while open: two runs never share a journal.
-It stores keys, reasons and digests only; never a URL or a signature. Use it from one thread.
+It stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ class Journal:
         conn: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+            # check_same_thread off: the results are written from a worker thread once the stages are done;
+            # the journal is still used by one thread at a time.
+            conn = sqlite3.connect(path, isolation_level=None, timeout=0.5, check_same_thread=False)
             # EXCLUSIVE: the first write takes a lock this connection keeps until close, so two runs can
             # never work on one journal (each would upload the other's pending rows).
             conn.execute("PRAGMA locking_mode=EXCLUSIVE")

@@ -1,57 +1,155 @@
-"""The stages of one run, wired with bounded asyncio queues (see ``pipeline.runner`` for the whole).
+"""The stages of one run, each a small object with ``async run()``, joined by bounded ``Pipe``s of frozen
+records: read (manifest -> ``RowBatch``) -> plan (-> ``Job``) -> prepare (-> ``Ready``) -> upload.
 
-Memory stays flat whatever the manifest size: rows are read in chunks, at most ``4 x workers`` rows are
-being prepared and at most ``concurrency`` prepared images wait for an upload worker. A row is only ever
-uploaded by a worker that first journaled its presigned key, and finished rows are committed one by one.
+Memory stays flat whatever the manifest's size: every pipe is bounded, at most ``4 x workers`` rows are being
+prepared and at most ``concurrency`` prepared images wait for an upload worker. A row is only uploaded by a
+worker that first journaled its presigned key. A new stage (fetch, attach) is one more object and one more
+pipe, wired in ``session``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
-from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from collections import Counter
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from itertools import islice
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from pipeline.client import ApiClient
 from pipeline.config import Settings
-from pipeline.errors import FatalApiError
+from pipeline.errors import FatalApiError, IngestError
 from pipeline.images import prepare
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Prepared, Presigned, Rejected, Row, RowResult, Status
 from pipeline.naming import upload_name
-from pipeline.progress import Progress
+from pipeline.runner.control import RunControl
+from pipeline.runner.plan import Why, decide, stamp_of
+from pipeline.runner.recorder import Recorder
+from pipeline.runner.records import Job, Pipe, Ready
+from pipeline.runner.spill import Spill
 
-__all__ = ["Stages"]
+if TYPE_CHECKING:
+    from pipeline.manifest import RowBatch
+
+__all__ = ["PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "hash_source"]
 
 log = structlog.get_logger("pipeline.runner")
 
-_FLUSH_EVERY = 512
-_MAX_DETAIL = 400
+
+class Stage(Protocol):
+    """One stage: ``run`` consumes its inbox to the end (or to a stop) and then closes its outbox."""
+
+    async def run(self) -> None:
+        """Process until the inbox ends; never returns with work half handed on."""
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
-    while chunk := list(islice(rows, size)):
-        yield chunk
+def hash_source(source: Path) -> str | None:
+    """sha256 of a local file (streamed, 1 MiB at a time), or ``None`` when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
-def _clipped(result: RowResult) -> RowResult:
-    """The result with a ``detail`` short enough for a log line and a results cell (a hostile manifest can
-    hold a path of megabytes, and details quote paths)."""
-    if result.detail is None or len(result.detail) <= _MAX_DETAIL:
-        return result
-    cut = _MAX_DETAIL // 2
-    return replace(result, detail=f"{result.detail[:cut]}...{result.detail[-cut:]}")
+class ReadStage:
+    """Reads the manifest once, tees every batch to the spill (the results are written from it) and hands
+    batches on while the run goes on. After a stop it still reads to the end, for the spill only, so the
+    results list every row."""
+
+    def __init__(self, manifest: Manifest, spill: Spill, out: Pipe[RowBatch], control: RunControl) -> None:
+        self.manifest, self.spill, self.out, self.control = manifest, spill, out, control
+
+    async def run(self) -> None:
+        batches = self.manifest.row_batches()
+
+        def step() -> RowBatch | None:
+            batch = next(batches, None)
+            if batch is not None:
+                self.spill.write(batch)
+            return batch
+
+        try:
+            while (batch := await asyncio.to_thread(step)) is not None:
+                if not self.control.stopping.is_set():
+                    await self.out.put(batch)
+        finally:
+            await self.out.close()
+
+
+class PlanStage:
+    """Looks every row's key up in the journal and decides: leave it (finished, unchanged), reject it now
+    (no usable path, missing file), or hand it on as a ``Job``. Honours ``--limit``."""
+
+    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
+                 inbox: Pipe[RowBatch], out: Pipe[Job]) -> None:
+        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        self.inbox, self.out = inbox, out
+        self.planned: Counter[str] = Counter()
+        self.limited = False
+        self.with_path = 0
+        self._jobs = 0
+
+    async def run(self) -> None:
+        try:
+            while (batch := await self.inbox.get()) is not None:
+                if not self.control.stopping.is_set() and not self.limited:
+                    await self._plan(batch)
+        finally:
+            self.recorder.flush()
+            await self.out.close()
+
+    async def _plan(self, batch: RowBatch) -> None:
+        rows = batch.rows
+        stamps, missing = await asyncio.to_thread(_stat_rows, rows)
+        entries = self.journal.lookup([r.key for r in rows])
+        finished = 0
+        for row, stamp, gone in zip(rows, stamps, missing, strict=True):
+            if self.control.stopping.is_set():
+                break
+            self.with_path += bool(row.path and row.path.strip())
+            entry = entries.get(row.key)
+            decision = decide(entry, stamp, retry_failed=self.s.retry_failed)
+            if decision.why is None:
+                finished += 1
+                continue
+            if self.s.limit is not None and self._jobs >= self.s.limit:
+                self.limited = True
+                break
+            self._jobs += 1
+            self.planned[decision.why.value] += 1
+            if row.source is None or gone:
+                reason, detail = row.problem or ("not_found", f"no such file: {row.source}")
+                self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=reason,
+                                                     detail=detail), row.path)
+                continue
+            uploaded = entry is not None and entry.status is Status.UPLOADED
+            await self.out.put(Job(row, decision.why, stamp, decision.verify_sha256, uploaded))
+        self.planned["finished"] += finished
+        if finished:
+            self.recorder.progress.update("finished", finished)
+
+
+def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
+    """Each row's source stamp, and whether its source is missing altogether (rejected without the pool)."""
+    stamps = [stamp_of(r.source) if r.source else None for r in rows]
+    missing = [s is None and r.source is not None and not os.path.lexists(r.source)
+               for r, s in zip(rows, stamps, strict=True)]
+    return stamps, missing
 
 
 @dataclass
@@ -62,128 +160,100 @@ class _Content:
     key: asyncio.Future[str | None]
 
 
-class Stages:
-    """One run's stages and their shared state; ``execute()`` drives them to the end or to a stop."""
+class PrepareStage:
+    """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
+    (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
+    same sha256, nothing to do."""
 
-    def __init__(
-        self, settings: Settings, manifest: Manifest, journal: Journal, progress: Progress, client: ApiClient | None
-    ) -> None:
-        self.s = settings
-        self.manifest = manifest
-        self.journal = journal
-        self.progress = progress
-        self.client = client
-        self.stop = asyncio.Event()
-        self.fatal: FatalApiError | None = None
-        self.interrupted = False
-        self.queue: asyncio.Queue[tuple[Row, Prepared, str | None] | None] = asyncio.Queue(
-            maxsize=settings.api.concurrency
-        )
+    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
+                 pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready]) -> None:
+        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        self.pool, self.inbox, self.out = pool, inbox, out
+        self.slots = asyncio.Semaphore(max(2, slots))
         self.content: dict[str, _Content] = {}
-        self.pending_rejects: list[RowResult] = []
-        self.workers: list[asyncio.Task[None]] = []
-        self.prep_tasks: set[asyncio.Task[None]] = set()
-        self.main_task = asyncio.current_task()
-        self.abandoned = False
-        self.json_rows = settings.log_format == "json"
+        self.tasks: set[asyncio.Task[None]] = set()
 
-    # -- recording ---------------------------------------------------------------------------------
-    def _log_row(self, result: RowResult) -> None:
-        if result.status in (Status.REJECTED, Status.FAILED):
-            event = "row_rejected" if result.status is Status.REJECTED else "row_failed"
-            emit = log.info if self.json_rows or result.status is Status.FAILED else log.debug
-            emit(event, row=result.key, reason=result.reason, detail=result.detail)
-
-    def record(self, result: RowResult) -> None:
-        result = _clipped(result)
-        self.journal.record(result)
-        self.progress.update(result.status.value)
-        self._log_row(result)
-
-    def record_reject(self, result: RowResult) -> None:
-        """Rejections are cheap to redo, so they are committed in groups (see the 1M-row benchmark)."""
-        result = _clipped(result)
-        self.pending_rejects.append(result)
-        self.progress.update(result.status.value)
-        self._log_row(result)
-        if len(self.pending_rejects) >= _FLUSH_EVERY:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending_rejects:
-            self.journal.record_many(self.pending_rejects)
-            self.pending_rejects = []
-
-    # -- stages ------------------------------------------------------------------------------------
-    async def produce(self, pool: Executor) -> None:
-        loop = asyncio.get_running_loop()
-        slots = asyncio.Semaphore(max(2, 4 * _pool_size(self.s)))
-        tasks = self.prep_tasks
-        chunks = _chunks(self.manifest.rows(), self.s.batch_size)
-        while not self.stop.is_set():
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
-                break
-            done = self.journal.done_indices(chunk[0].index, chunk[-1].index + 1, retry_failed=self.s.retry_failed)
-            for row in chunk:
-                if row.index in done:
-                    continue
-                if self.stop.is_set():
-                    break
-                if row.source is None:
-                    reason, detail = row.problem or ("missing_path", "the path cell is empty")
-                    self.record_reject(RowResult(row.index, row.key, Status.REJECTED, reason=reason, detail=detail))
-                    continue
-                await slots.acquire()
-                task = loop.create_task(self.prepare_row(pool, row, slots))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks)
-        self.flush()
-
-    async def prepare_row(self, pool: Executor, row: Row, slots: asyncio.Semaphore) -> None:
+    async def run(self) -> None:
         try:
-            assert row.source is not None
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(pool, prepare, row.source, self.s.policy)
-            if isinstance(out, Rejected):
-                self.record_reject(
-                    RowResult(row.index, row.key, Status.REJECTED, reason=out.reason, detail=out.detail,
-                              bytes=out.source_bytes, source_sha256=out.source_sha256)
-                )
-                return
-            duplicate_of, reuse = await self.check_content(row, out)
-            if reuse is not None:
-                self.record(self._uploaded(row, out, reuse, 0, duplicate_of))
-            elif self.s.dry_run:
-                self.record(self._result(row, out, Status.SKIPPED, duplicate_of=duplicate_of))
-                self._release_content(row, out, None)
-            elif self.stop.is_set():
-                self._release_content(row, out, None)
-            else:
-                await self.queue.put((row, out, duplicate_of))
+            while (job := await self.inbox.get()) is not None:
+                if self.control.stopping.is_set():
+                    continue
+                await self.slots.acquire()
+                task = asyncio.create_task(self._one(job))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if self.tasks:
+                await asyncio.gather(*self.tasks)
         finally:
-            slots.release()
+            for task in self.tasks:
+                task.cancel()
+            self.recorder.flush()
+            await self.out.close()
 
-    async def check_content(self, row: Row, prepared: Prepared) -> tuple[str | None, str | None]:
+    async def _pooled(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def _one(self, job: Job) -> None:
+        row = job.row
+        assert row.source is not None
+        try:
+            if job.verify_sha256 is not None or (self.journal.has_legacy and job.why is Why.NEW):
+                digest = await self._pooled(hash_source, row.source)
+                if digest is not None and self._unchanged(job, digest):
+                    return
+            out = await self._pooled(prepare, row.source, self.s.policy)
+            if job.uploaded and getattr(out, "source_sha256", None) != job.verify_sha256:
+                self.journal.reopen(row.key)  # its old key stays in the journal, as an orphan
+            if isinstance(out, Rejected):
+                self.recorder.record_later(RowResult(
+                    row.index, row.key, Status.REJECTED, reason=out.reason, detail=out.detail,
+                    bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp), row.path)
+                return
+            duplicate_of, reuse = await self._content(row, out)
+            if reuse is not None:
+                self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse,
+                                               uploaded_at=_now(), duplicate_of=duplicate_of), row.path)
+            elif self.s.dry_run or self.control.stopping.is_set():
+                if self.s.dry_run:
+                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of), row.path)
+                self.release(row, out, None)
+            else:
+                await self.out.put(Ready(job, out, duplicate_of))
+        finally:
+            self.slots.release()
+
+    def _unchanged(self, job: Job, digest: str) -> bool:
+        """Whether the hashed source is the journaled content (or, for a version-1 journal, a row adopted
+        under its new key); then only the stamp is updated."""
+        row = job.row
+        if job.verify_sha256 is not None and digest == job.verify_sha256:
+            if job.stamp is not None:
+                self.journal.restamp(row.key, job.stamp)
+            self.recorder.unchanged()
+            return True
+        if job.why is Why.NEW and self.journal.adopt_legacy(row.index, digest, row.key) is not None:
+            if job.stamp is not None:
+                self.journal.restamp(row.key, job.stamp)
+            self.recorder.unchanged()
+            return True
+        return False
+
+    async def _content(self, row: Row, prepared: Prepared) -> tuple[str | None, str | None]:
         """(duplicate_of, key to reuse): byte-identical sources are reported; with --dedupe uploaded once."""
         sha = prepared.source_sha256
         entry = self.content.get(sha)
         if entry is not None:
             if not self.s.dedupe:
                 return entry.first_key, None
-            # None when the first row did not end uploaded: then this row uploads on its own.
-            return entry.first_key, await asyncio.shield(entry.key)
+            return entry.first_key, await asyncio.shield(entry.key)  # None: the first did not end uploaded
         found = self.journal.find_by_sha256(sha)
         if found is not None and found[0] != row.key:
             return found[0], (found[1] if self.s.dedupe else None)
         self.content[sha] = _Content(row.key, asyncio.get_running_loop().create_future())
         return None, None
 
-    def _release_content(self, row: Row, prepared: Prepared, key: str | None) -> None:
-        """Hand ``key`` to the rows waiting on this content; only the row that registered it may (a duplicate
-        uploading alongside must not end the first row's entry early)."""
+    def release(self, row: Row, prepared: Prepared, key: str | None) -> None:
+        """Hand ``key`` to the rows waiting on this content; only the row that registered it may."""
         entry = self.content.get(prepared.source_sha256)
         if entry is None or entry.first_key != row.key:
             return
@@ -191,17 +261,36 @@ class Stages:
         if not entry.key.done():
             entry.key.set_result(key)
 
-    async def upload_worker(self) -> None:
-        assert self.client is not None
-        while (item := await self.queue.get()) is not None:
-            row, prepared, duplicate_of = item
-            if self.stop.is_set():
-                self._release_content(row, prepared, None)
+
+def result_of(job: Job, p: Prepared, status: Status, **extra: Any) -> RowResult:
+    """The ``RowResult`` of a prepared row (what was or would be uploaded)."""
+    row = job.row
+    return RowResult(row.index, row.key, status, action=p.action, width=p.width, height=p.height,
+                     bytes=len(p.data), source_sha256=p.source_sha256, source_stamp=job.stamp, **extra)
+
+
+class UploadStage:
+    """``concurrency`` workers: presign -> PUT -> confirm through the client, each row journaled as presigned
+    before its PUT and recorded when it ends. After a stop, prepared rows not yet started are left."""
+
+    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
+                 client: ApiClient, prepare_stage: PrepareStage, inbox: Pipe[Ready]) -> None:
+        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        self.client, self.prep, self.inbox = client, prepare_stage, inbox
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.s.api.concurrency)))
+
+    async def _worker(self) -> None:
+        while (item := await self.inbox.get()) is not None:
+            job, prepared = item.job, item.prepared
+            row = job.row
+            if self.control.stopping.is_set():
+                self.prep.release(row, prepared, None)
                 continue
-            async def on_presigned(
-                p: Presigned, row: Row = row, journal: Journal = self.journal, sha: str = prepared.source_sha256
-            ) -> None:
-                journal.mark_presigned(row.index, row.key, p.thumbnail_key, source_sha256=sha)
+
+            async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
+                self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp)
 
             try:
                 outcome = await self.client.upload(
@@ -209,81 +298,25 @@ class Stages:
                     confirm=self.s.confirm, on_presigned=on_presigned,
                 )
             except FatalApiError as exc:
-                self._release_content(row, prepared, None)
-                if self.fatal is None:
-                    self.fatal = exc
-                    log.error("fatal_api_error", error=str(exc), status=exc.status, code=exc.code)
-                self.stop.set()
+                self.prep.release(row, prepared, None)
+                self.control.fail(exc)
                 continue
-            except asyncio.CancelledError:
-                self._release_content(row, prepared, None)
+            except (IngestError, asyncio.CancelledError):  # a full disk, a journal rule: the run's business
+                self.prep.release(row, prepared, None)
                 raise
-            except Exception as exc:
-                # A bug, not an API answer: the row fails with a reason instead of killing the run.
-                self._release_content(row, prepared, None)
-                log.exception("internal_error", row=row.key)
-                self.record(self._result(row, prepared, Status.FAILED, reason="internal_error",
-                                         detail=f"{type(exc).__name__}: {exc}"))
+            except Exception as exc:  # a bug, not an API answer: the row fails instead of the run
+                self.prep.release(row, prepared, None)
+                log.exception("internal_error", row=row.key, path=row.path)
+                self.recorder.record(result_of(job, prepared, Status.FAILED, reason="internal_error",
+                                               detail=f"{type(exc).__name__}: {exc}"), row.path)
                 continue
-            for orphan in outcome.orphans:
-                self.journal.add_orphan(row.index, orphan, "retried")
+            key = outcome.thumbnail_key if outcome.ok else None
             if outcome.ok:
-                assert outcome.thumbnail_key is not None
-                self.record(self._uploaded(row, prepared, outcome.thumbnail_key, outcome.attempts, duplicate_of))
+                result = result_of(job, prepared, Status.UPLOADED, thumbnail_key=key, attempts=outcome.attempts,
+                                   uploaded_at=_now(), duplicate_of=item.duplicate_of)
             else:
-                self.record(
-                    self._result(row, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
-                                 attempts=outcome.attempts, duplicate_of=duplicate_of)
-                )
-            self._release_content(row, prepared, outcome.thumbnail_key)
-
-    def _result(self, row: Row, p: Prepared, status: Status, **extra: Any) -> RowResult:
-        return RowResult(
-            row.index, row.key, status, action=p.action, width=p.width, height=p.height,
-            bytes=len(p.data), source_sha256=p.source_sha256, **extra,
-        )
-
-    def _uploaded(self, row: Row, p: Prepared, key: str, attempts: int, duplicate_of: str | None) -> RowResult:
-        return self._result(row, p, Status.UPLOADED, thumbnail_key=key, attempts=attempts,
-                            uploaded_at=_now(), duplicate_of=duplicate_of)
-
-    def on_signal(self) -> None:
-        if self.stop.is_set():
-            log.warning("interrupt_again", action="abandoning rows in flight; they are redone on the next run")
-            self.abandoned = True
-            if self.main_task is not None:
-                self.main_task.cancel()
-            return
-        self.interrupted = True
-        self.stop.set()
-        log.warning("interrupted", action="finishing rows in flight, then writing results (Ctrl-C again to abandon)")
-
-    async def execute(self) -> None:
-        """Run the stages to completion, or until stopped; never leaves a task behind."""
-        pool = _make_pool(self.s)
-        if self.client is not None:
-            self.workers = [asyncio.create_task(self.upload_worker()) for _ in range(self.s.api.concurrency)]
-        try:
-            await self.produce(pool)
-            for _ in self.workers:
-                await self.queue.put(None)
-            await asyncio.gather(*self.workers)
-        finally:
-            # Normal end: everything is already done and these are no-ops. Error or abandon: rows in flight
-            # stay 'presigned' in the journal and are redone (their key recorded as an orphan) next run.
-            leftovers = [*self.workers, *self.prep_tasks]
-            for task in leftovers:
-                task.cancel()
-            await asyncio.gather(*leftovers, return_exceptions=True)
-            self.flush()
-            pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _pool_size(settings: Settings) -> int:
-    return settings.workers or os.cpu_count() or 2
-
-
-def _make_pool(settings: Settings) -> Executor:
-    if settings.use_processes:
-        return ProcessPoolExecutor(max_workers=_pool_size(settings))
-    return ThreadPoolExecutor(max_workers=_pool_size(settings), thread_name_prefix="prepare")
+                result = result_of(job, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
+                                   attempts=outcome.attempts, duplicate_of=item.duplicate_of)
+            retried = [k for k in outcome.orphans if k != key]
+            self.recorder.record(result, row.path, retried=retried)
+            self.prep.release(row, prepared, key)

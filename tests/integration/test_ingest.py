@@ -15,7 +15,6 @@ from helpers import write_manifest
 from pipeline import runner
 from pipeline.config import Credentials, Settings
 from pipeline.emulator import Emulator, EmulatorConfig
-from pipeline.errors import JournalMismatchError
 from pipeline.images import prepare
 from pipeline.models import ImagePolicy, Prepared
 
@@ -100,15 +99,15 @@ async def test_dedupe_uploads_identical_content_once(
     make_jpeg(tmp_path / "a.jpg", 400, 300, seed=1)
     make_jpeg(tmp_path / "b.jpg", 400, 300, seed=2)
     (tmp_path / "a_copy.jpg").write_bytes((tmp_path / "a.jpg").read_bytes())
-    manifest = write_manifest(tmp_path / "m.csv", [{"path": p} for p in
-                                                   ["a.jpg", "b.jpg", "a_copy.jpg", "a.jpg", "b.jpg"]])
+    manifest = write_manifest(tmp_path / "m.csv", [{"id": f"r{i}", "path": p} for i, p in
+                                                   enumerate(["a.jpg", "b.jpg", "a_copy.jpg", "a.jpg", "b.jpg"])])
     summary = await runner.run_async(settings_for(emulator, dedupe=True), manifest)
     rows = pq.read_table(summary.results_path).to_pylist()
     assert [r["status"] for r in rows] == ["uploaded"] * 5
     assert emulator.counters.snapshot(arrivals=False)["put_calls"] == 2
     assert rows[2]["thumbnail_key"] == rows[3]["thumbnail_key"] == rows[0]["thumbnail_key"]
     assert rows[4]["thumbnail_key"] == rows[1]["thumbnail_key"] != rows[0]["thumbnail_key"]
-    assert [r["duplicate_of"] for r in rows] == [None, None, "0", "0", "1"]
+    assert [r["duplicate_of"] for r in rows] == [None, None, "r0", "r0", "r1"]
 
 
 async def test_fatal_answer_stops_once_with_exit_3(
@@ -126,16 +125,26 @@ async def test_fatal_answer_stops_once_with_exit_3(
     assert statuses["pending"] > 0 and statuses["uploaded"] == 0
 
 
-async def test_journal_of_another_manifest_is_refused(
+async def test_one_journal_follows_the_user_to_another_manifest(
     emulator: Emulator, settings_for: SettingsFor, archive: tuple[Path, list[tuple[str, str]]], tmp_path: Path
 ) -> None:
-    manifest, _ = archive
-    await runner.run_async(settings_for(emulator), manifest)
-    calls = emulator.counters.snapshot(arrivals=False)["presign_calls"]
-    other = write_manifest(tmp_path / "other.csv", [{"path": "x.jpg"}])
-    with pytest.raises(JournalMismatchError, match="another manifest"):
-        await runner.run_async(settings_for(emulator), other)
-    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == calls
+    """The journal is the state of row keys, not a copy of one manifest: a manifest holding some of the same
+    rows (by id) skips them, and does its own new rows."""
+    manifest, expected = archive
+    first = await runner.run_async(settings_for(emulator), manifest)
+    calls = emulator.counters.snapshot(arrivals=False)["put_calls"]
+    done = pq.read_table(first.results_path).to_pylist()
+    from pipeline.samples import make_jpeg
+
+    make_jpeg(tmp_path / "fresh.jpg", 300, 300, seed=77)
+    kept = [{"id": r["id"], "path": str(manifest.parent / expected[i][0])} for i, r in enumerate(done[:40])
+            if r["status"] == "uploaded"]
+    other = write_manifest(tmp_path / "other.csv", [*kept, {"id": "brand-new", "path": "fresh.jpg"}])
+    second = await runner.run_async(settings_for(emulator, out=tmp_path / "other.results.parquet"), other)
+    assert emulator.counters.snapshot(arrivals=False)["put_calls"] == calls + 1
+    rows = pq.read_table(second.results_path).to_pylist()
+    assert [r["thumbnail_key"] for r in rows[:-1]] == [r["thumbnail_key"] for r in done[:40] if r["status"] == "uploaded"]
+    assert rows[-1]["status"] == "uploaded" and second.exit_code == 0
 
 
 async def test_process_pool_prepares_like_the_thread_pool(

@@ -70,7 +70,7 @@ def test_sigkill_then_rerun_finishes_without_double_upload(
     assert counters["put_calls"] <= 120 + CONCURRENCY              # extra PUTs bounded by rows in flight
     with sqlite3.connect(tmp_path / "j.sqlite") as db:
         per_row = db.execute("select count(distinct thumbnail_key) from rows where status='uploaded' "
-                             "group by idx having count(distinct thumbnail_key) > 1").fetchall()
+                             "group by key having count(distinct thumbnail_key) > 1").fetchall()
         orphans = {k for (k,) in db.execute("select thumbnail_key from orphans")}
     assert per_row == []
     # Every object the server holds beyond the committed keys is accounted for as an orphan.

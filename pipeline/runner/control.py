@@ -1,0 +1,97 @@
+"""``RunControl``: the one place that knows whether a run goes on, and if not, why.
+
+States: ``running`` -> ``stopping`` (Ctrl-C once, a kernel interrupt, a fatal API answer, a local write
+failure, ``--limit`` reached) -> ``abandoned`` (a second signal: rows in flight are given up and redone next
+run). Stages read ``stopping``; only this object changes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from enum import Enum
+
+import structlog
+
+from pipeline.errors import FatalApiError, LocalWriteError
+
+__all__ = ["RunControl", "StopCause"]
+
+log = structlog.get_logger("pipeline.runner")
+
+
+class StopCause(str, Enum):
+    """Why a run stopped before reading every row; decides the reason given to rows not finished."""
+
+    INTERRUPTED = "interrupted"
+    FATAL = "fatal"
+    LOCAL = "local"
+    LIMIT = "limit"
+
+
+class RunControl:
+    """Stop, interrupt and fatal state of one run. Use from the event loop's thread (``request_stop_threadsafe``
+    from any other)."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.cause: StopCause | None = None
+        self.fatal: FatalApiError | None = None
+        self.local_error: LocalWriteError | None = None
+        self.abandoned = False
+        self.signals = 0
+        self.writing_results = False
+        self._main = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether a signal or an interrupt stopped the run."""
+        return self.cause is StopCause.INTERRUPTED
+
+    def stop(self, cause: StopCause) -> None:
+        """Stop taking new rows; the first cause is kept (a fatal answer after Ctrl-C stays an interrupt)."""
+        if self.cause is None:
+            self.cause = cause
+        self.stopping.set()
+
+    def fail(self, exc: FatalApiError) -> None:
+        """A fatal API answer: stop, and remember the first one (logged once, here)."""
+        if self.fatal is None:
+            self.fatal = exc
+            log.error("fatal_api_error", error=str(exc), error_type=type(exc).__name__, status=exc.status,
+                      code=exc.code)
+        self.stop(StopCause.FATAL)
+
+    def fail_local(self, exc: LocalWriteError) -> None:
+        """The journal or the results could not be written: stop cleanly with the state kept so far."""
+        if self.local_error is None:
+            self.local_error = exc
+            log.error("local_write_failed", error=str(exc))
+        self.stop(StopCause.LOCAL)
+
+    def on_signal(self) -> None:
+        """SIGINT/SIGTERM: the first stops taking rows (rows in flight finish, results are written); the
+        second abandons the rows in flight (they are redone on the next run)."""
+        self.signals += 1
+        if self.signals > 1:
+            self.abandon()
+            return
+        if self.cause in (None, StopCause.LIMIT):
+            self.cause = StopCause.INTERRUPTED  # a fatal answer or a full disk stays the cause it is
+        self.stopping.set()
+        action = ("finishing the results file" if self.writing_results else
+                  "finishing rows in flight, then writing results (Ctrl-C again to abandon them)")
+        log.warning("interrupted", action=action)
+
+    def abandon(self) -> None:
+        """Give up the rows in flight now (they stay ``presigned`` and are redone next run)."""
+        if self.abandoned:
+            return
+        self.abandoned = True
+        log.warning("interrupt_again", action="abandoning rows in flight; they are redone on the next run")
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+
+    def request_stop_threadsafe(self, *, abandon: bool = False) -> None:
+        """From another thread (a notebook's kernel interrupt): like one signal, or two with ``abandon``."""
+        self._loop.call_soon_threadsafe(self.abandon if abandon else self.on_signal)

@@ -1,0 +1,73 @@
+"""``Recorder``: every finished row goes through here: journal, progress bar, row log line, this run's counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+import structlog
+
+from pipeline.journal import Journal
+from pipeline.models import RowResult, Status
+from pipeline.progress import Progress
+
+__all__ = ["Recorder"]
+
+log = structlog.get_logger("pipeline.runner")
+
+_FLUSH_EVERY = 512
+_MAX_DETAIL = 400
+
+
+def _clipped(result: RowResult) -> RowResult:
+    """The result with a ``detail`` short enough for a log line and a results cell (a hostile manifest can
+    hold a path of megabytes, and details quote paths)."""
+    if result.detail is None or len(result.detail) <= _MAX_DETAIL:
+        return result
+    cut = _MAX_DETAIL // 2
+    return replace(result, detail=f"{result.detail[:cut]}...{result.detail[-cut:]}")
+
+
+class Recorder:
+    """Journals finished rows (rejections in groups: they are cheap to redo), counts them for this run's
+    summary, moves the bar and logs one line per rejected or failed row (with its key and path)."""
+
+    def __init__(self, journal: Journal, progress: Progress) -> None:
+        self.journal = journal
+        self.progress = progress
+        self.this_run: Counter[str] = Counter()
+        self._pending: list[tuple[RowResult, str]] = []
+
+    def _finish(self, result: RowResult, path: str) -> None:
+        self.this_run[result.status.value] += 1
+        self.progress.update(result.status.value)
+        if result.status is Status.REJECTED:
+            log.info("row_rejected", row=result.key, path=path, reason=result.reason, detail=result.detail)
+        elif result.status is Status.FAILED:
+            log.warning("row_failed", row=result.key, path=path, reason=result.reason, detail=result.detail)
+
+    def record(self, result: RowResult, path: str, *, retried: Sequence[str] = ()) -> None:
+        """Journal one finished row now (its own commit); raises ``LocalWriteError`` when the disk refuses."""
+        result = _clipped(result)
+        self.journal.record(result, retried=retried)
+        self._finish(result, path)
+
+    def record_later(self, result: RowResult, path: str) -> None:
+        """Journal a rejection with the next group (at most ``_FLUSH_EVERY`` rows wait)."""
+        self._pending.append((_clipped(result), path))
+        if len(self._pending) >= _FLUSH_EVERY:
+            self.flush()
+
+    def unchanged(self) -> None:
+        """A row found unchanged after all (its stamp moved, its content did not)."""
+        self.this_run["unchanged"] += 1
+        self.progress.update(Status.UPLOADED.value)
+
+    def flush(self) -> None:
+        """Journal the waiting rejections in one transaction."""
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.journal.record_many([r for r, _ in batch])
+            for result, path in batch:
+                self._finish(result, path)

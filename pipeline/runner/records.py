@@ -1,0 +1,60 @@
+"""The records the runner's stages pass along, and ``Pipe``, the bounded queue that joins two stages."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from pipeline.models import Prepared, Row
+from pipeline.runner.plan import Why
+
+__all__ = ["Job", "Pipe", "Ready"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A row that needs work in this run, with what the plan knew about it."""
+
+    row: Row
+    why: Why
+    stamp: str | None
+    """The source's stamp when planned: journaled with the row's outcome."""
+    verify_sha256: str | None = None
+    """Hash the source first; equal to this means unchanged and nothing to upload."""
+    uploaded: bool = False
+    """The row is uploaded in the journal (a changed source must reopen it before a new upload)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """A prepared image waiting for an upload worker."""
+
+    job: Job
+    prepared: Prepared
+    duplicate_of: str | None
+
+
+class Pipe(Generic[T]):
+    """A bounded FIFO between stages that can be closed: ``get`` returns ``None`` once it is closed and
+    drained, for every consumer (the end-of-stream mark is put back for the next one)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize=max(1, maxsize))
+
+    async def put(self, item: T) -> None:
+        """Wait for room, then add ``item``."""
+        await self._queue.put(item)
+
+    async def close(self) -> None:
+        """Mark the end of the stream (after every item already put)."""
+        await self._queue.put(None)
+
+    async def get(self) -> T | None:
+        """The next item, or ``None`` at the end of the stream."""
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # room is certain: this get just freed a place
+        return item

@@ -1,0 +1,330 @@
+"""``RunSession``: one run from start-up to shut-down.
+
+Start-up checks everything that can be checked before the first upload: the manifest (format, columns,
+duplicate keys), where results and journal go (writable, a format that holds the columns, not the manifest
+itself, a dry run never over a results file holding keys), the journal (lock, workspace, format upgrade) and
+the endpoint (it answers). Then the stages run under one supervisor (a stage that fails stops the others; no
+wait is left hanging), and shut-down always writes the results from the spill and the journal, on success,
+interrupt, fatal answer or full disk alike, with signal handlers still in place so a signal during the write
+either lets it finish or leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import structlog
+
+from pipeline.client import ApiClient
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, FatalApiError, LocalWriteError
+from pipeline.journal import Journal
+from pipeline.manifest import Manifest
+from pipeline.models import ExitCode, Summary
+from pipeline.progress import Progress
+from pipeline.results import (
+    ResultChunk,
+    check_results_target,
+    remove_stale_temps,
+    results_table,
+    write_results,
+)
+from pipeline.runner.control import RunControl
+from pipeline.runner.recorder import Recorder
+from pipeline.runner.records import Pipe
+from pipeline.runner.spill import ResultCounts, Spill, WriteAborted
+from pipeline.runner.stages import PlanStage, PrepareStage, ReadStage, Stage, UploadStage
+
+__all__ = ["RunPaths", "RunSession", "run_paths"]
+
+log = structlog.get_logger("pipeline.runner")
+
+
+@dataclass(frozen=True, slots=True)
+class RunPaths:
+    """Where a run reads and writes. ``journal`` is the real journal (a dry run reads a copy of it)."""
+
+    manifest: Path | None
+    out: Path | None
+    journal: Path | None
+
+
+def run_paths(settings: Settings, manifest_path: Path | None) -> RunPaths:
+    """Defaults: results ``<manifest>.results.parquet`` (a dry run: ``<manifest>.dryrun.parquet``) and journal
+    ``<manifest>.journal.sqlite``, both beside the manifest; never derived from ``--out``, so changing ``--out``
+    never re-uploads. In-memory input has no default (the Python API picks a journal for it)."""
+    out, journal = settings.out, settings.journal
+    if manifest_path is not None:
+        stem = manifest_path.name
+        for suffix in (".csv.gz", ".tsv.gz", manifest_path.suffix):
+            if suffix and stem.lower().endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        if out is None:
+            out = manifest_path.with_name(stem + (".dryrun.parquet" if settings.dry_run else ".results.parquet"))
+        if journal is None:
+            journal = manifest_path.with_name(stem + ".journal.sqlite")
+    return RunPaths(manifest_path, out, journal)
+
+
+def _holds_keys(path: Path) -> bool:
+    """Whether an existing results file holds any thumbnail key (a dry run must not replace it)."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(encoding="utf-8", errors="replace") as fh:
+                header = fh.readline()
+                return "thumbnail_key" in header and any(line.strip() for line in fh)
+        column = pq.read_table(path, columns=["thumbnail_key"]).column(0)
+        return bool(column.null_count < len(column))
+    except (OSError, KeyError, pa.ArrowException):
+        return False
+
+
+def _ignore_sigint() -> None:
+    """Pool processes leave Ctrl-C to the parent (else one Ctrl-C in a terminal counts once per process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _make_pool(settings: Settings) -> tuple[Executor, int]:
+    size = settings.workers or os.cpu_count() or 2
+    if settings.use_processes:
+        return ProcessPoolExecutor(max_workers=size, initializer=_ignore_sigint), size
+    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="prepare"), size
+
+
+class RunSession:
+    """One run of ``source`` (a manifest path, a pyarrow Table or a pandas DataFrame) with ``settings``."""
+
+    def __init__(self, settings: Settings, source: Any, *, handle_signals: bool = False,
+                 collect_results: bool = False, clock: Callable[[], float] = time.monotonic,
+                 on_control: Callable[[RunControl], None] | None = None) -> None:
+        self.s = settings
+        self.source = source
+        self.handle_signals = handle_signals
+        self.collect_results = collect_results
+        self.clock = clock
+        self.on_control = on_control
+        self.client: ApiClient | None = None
+
+    async def run(self) -> Summary:
+        """Check, run, write results, summarise. Raises ``ConfigError`` (and subclasses) before any upload
+        when the input or the settings are unusable; everything after start-up ends in a ``Summary``."""
+        started = self.clock()
+        s = self.s
+        manifest = Manifest.open(self.source, s.columns, root=s.root, batch_size=s.batch_size)
+        info = await asyncio.to_thread(manifest.scan)
+        manifest_path = Path(self.source) if isinstance(self.source, (str, os.PathLike)) else None
+        paths = run_paths(s, manifest_path)
+        if paths.out is not None:
+            check_results_target(paths.out, manifest.schema, manifest=manifest_path)
+            if s.dry_run and paths.out.exists() and _holds_keys(paths.out):
+                raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
+                                  "choose another --out.")
+            remove_stale_temps(paths.out)
+        with contextlib.ExitStack() as stack:
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="thumbnail-ingest-")))
+            if s.dry_run:
+                journal = Journal.scratch(paths.journal, scratch / "journal.sqlite", workspace=s.api.workspace)
+            elif paths.journal is not None:
+                journal = Journal.open(paths.journal, workspace=s.api.workspace)
+            else:
+                journal = Journal.open(scratch / "journal.sqlite", workspace=s.api.workspace)
+            stack.callback(journal.close)
+            redo = journal.reset_inflight()
+            spill_dir = (paths.out or paths.journal or scratch / "x").parent
+            spill_name = (paths.out or scratch / "results").name
+            spill = Spill(spill_dir / f".{spill_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp", manifest.schema)
+            stack.callback(spill.remove)
+            control = RunControl()
+            if self.on_control is not None:
+                self.on_control(control)
+            log.info("run_started", manifest=manifest.name, rows=info.rows, dry_run=s.dry_run,
+                     journal=str(paths.journal) if paths.journal else None, redo_in_flight=redo,
+                     migrated_from=journal.migrated_from or None)
+            progress = Progress(info.rows, enabled=s.progress)
+            recorder = Recorder(journal, progress)
+            loop = asyncio.get_running_loop()
+            if self.handle_signals:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, control.on_signal)
+                    stack.callback(loop.remove_signal_handler, sig)
+            client = self.client = None if s.dry_run else ApiClient(s.api)
+            plan: PlanStage | None = None
+            try:
+                if client is not None:
+                    async with client:
+                        await client.preflight()
+                        plan = await self._stages(manifest, journal, recorder, control, spill, client)
+                else:
+                    plan = await self._stages(manifest, journal, recorder, control, spill, None)
+            except FatalApiError as exc:
+                control.fail(exc)
+            except LocalWriteError as exc:
+                control.fail_local(exc)
+            except asyncio.CancelledError:
+                if not control.abandoned:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+            finally:
+                progress.close()
+            counts = ResultCounts()
+            table = await self._write_results(paths, manifest.schema, journal, spill, control, plan, counts)
+            return self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo)
+
+    async def _stages(self, manifest: Manifest, journal: Journal, recorder: Recorder, control: RunControl,
+                      spill: Spill, client: ApiClient | None) -> PlanStage:
+        s = self.s
+        pool, size = _make_pool(s)
+        try:
+            batches: Pipe[Any] = Pipe(2)
+            jobs: Pipe[Any] = Pipe(4 * size)
+            ready: Pipe[Any] = Pipe(s.api.concurrency)
+            plan = PlanStage(s, journal, recorder, control, batches, jobs)
+            prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, jobs, ready)
+            stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan, prep]
+            if client is not None:
+                stages.append(UploadStage(s, journal, recorder, control, client, prep, ready))
+            else:
+                stages.append(_Drain(ready))
+            await _supervise(stages)
+            return plan
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _write_results(self, paths: RunPaths, schema: pa.Schema, journal: Journal, spill: Spill,
+                             control: RunControl, plan: PlanStage | None, counts: ResultCounts) -> pa.Table | None:
+        """Write the results (and/or build the table) from the spill; a second signal during the write stops
+        it with the previous file intact."""
+        if control.abandoned:
+            log.warning("results_not_written", reason="abandoned; the previous results file is unchanged")
+            return None
+        unfinished = _unfinished_reason(control, plan, self.s.limit)
+        abort = threading.Event()
+        control.writing_results = True
+        keep = self.collect_results or paths.out is None
+
+        def write() -> pa.Table | None:
+            if keep:
+                chunks: list[ResultChunk] = list(spill.chunks(journal, unfinished, counts, abort))
+                if paths.out is not None:
+                    write_results(paths.out, schema, chunks)
+                return results_table(schema, chunks)
+            assert paths.out is not None
+            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort))
+            return None
+
+        task = asyncio.ensure_future(asyncio.to_thread(write))
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                abort.set()  # a second signal: stop between batches; the temp file goes, the old file stays
+                control.abandoned = True
+                task_ = asyncio.current_task()
+                if task_ is not None:
+                    task_.uncancel()
+            except WriteAborted:
+                log.warning("results_not_written", reason="interrupted; the previous results file is unchanged")
+                return None
+            except LocalWriteError as exc:
+                control.fail_local(exc)
+                return None
+            finally:
+                control.writing_results = False
+
+    def _summary(self, total: int, started: float, paths: RunPaths, control: RunControl, recorder: Recorder,
+                 plan: PlanStage | None, counts: ResultCounts, table: pa.Table | None, redo: int) -> Summary:
+        elapsed = self.clock() - started
+        done_now = sum(n for status, n in recorder.this_run.items() if status != "unchanged")
+        error, code = None, ExitCode.OK
+        if control.fatal is not None:
+            code, error = ExitCode.FATAL, str(control.fatal)
+        elif control.local_error is not None:
+            code, error = ExitCode.FAILED, str(control.local_error)
+        elif control.interrupted or control.abandoned:
+            code = ExitCode.INTERRUPTED
+        elif counts.with_path and counts.with_path_not_found == counts.with_path:
+            code, error = ExitCode.USAGE, _nothing_found(counts.with_path, self.s, paths)
+        elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
+            code = ExitCode.FAILED
+        planned = dict(plan.planned) if plan is not None else {}
+        if redo:
+            planned["redo_in_flight"] = redo
+        return Summary(
+            total=total, by_status=dict(counts.by_status), by_reason=dict(counts.by_reason), duration_s=elapsed,
+            rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out,
+            journal_path=paths.journal, exit_code=code, interrupted=control.interrupted or control.abandoned,
+            retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
+            error=error, this_run=dict(recorder.this_run), planned=planned,
+            fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
+        )
+
+
+class _Drain:
+    """A dry run's last stage: nothing is uploaded, so nothing should arrive; consume to the end."""
+
+    def __init__(self, inbox: Pipe[Any]) -> None:
+        self.inbox = inbox
+
+    async def run(self) -> None:
+        while await self.inbox.get() is not None:
+            pass
+
+
+async def _supervise(stages: list[Stage]) -> None:
+    """Run the stages together; when one fails, cancel the others and raise its error (no stage is left
+    waiting on a pipe that nobody feeds)."""
+    tasks = [asyncio.create_task(stage.run()) for stage in stages]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
+
+
+def _unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int | None) -> tuple[str, str]:
+    if control.fatal is not None:
+        return ("not_reached", "the run stopped on a fatal API answer before this row was done "
+                f"({type(control.fatal).__name__}); fix the cause and run the same command again")
+    if control.local_error is not None:
+        return ("interrupted", "the run stopped (the journal or results could not be written) before this row "
+                "was done; run the same command again")
+    if plan is not None and plan.limited and not control.interrupted:
+        return ("not_reached", f"past --limit {limit}; run the same command again to go on")
+    return ("interrupted", "the run stopped before this row finished; run the same command again to resume")
+
+
+def _nothing_found(rows: int, settings: Settings, paths: RunPaths) -> str:
+    if settings.root is not None:
+        base = f"--root {Path(settings.root).absolute()}"
+    elif paths.manifest is not None:
+        base = f"the manifest's folder {paths.manifest.absolute().parent}"
+    else:
+        base = f"the current folder {Path.cwd()}"
+    return (f"None of the {rows} photo paths exists: they were resolved against {base}; pass --root with "
+            "the folder they are relative to (nothing was uploaded).")
+
