@@ -1,7 +1,8 @@
 """The file name sent to the API for a row (pure).
 
 The server may echo the name into the ``thumbnailKey``, so it must be unique per row: by default it is the
-source file's stem plus the row key (a digest of it when the key is the path itself). The extension always follows the uploaded format.
+source file's stem plus the row key (a digest of it when the key is the path itself). The extension always
+follows the uploaded format.
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ async def test_one_journal_follows_the_user_to_another_manifest(
     second = await runner.run_async(settings_for(emulator, out=tmp_path / "other.results.parquet"), other)
     assert emulator.counters.snapshot(arrivals=False)["put_calls"] == calls + 1
     rows = pq.read_table(second.results_path).to_pylist()
-    assert [r["thumbnail_key"] for r in rows[:-1]] == [r["thumbnail_key"] for r in done[:40] if r["status"] == "uploaded"]
+    before = [r["thumbnail_key"] for r in done[:40] if r["status"] == "uploaded"]
+    assert [r["thumbnail_key"] for r in rows[:-1]] == before
     assert rows[-1]["status"] == "uploaded" and second.exit_code == 0
 
 

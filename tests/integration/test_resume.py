@@ -13,6 +13,7 @@ from helpers import MakeEmulator
 
 from pipeline import runner
 from pipeline.emulator import EmulatorConfig
+from pipeline.errors import ManifestError
 from pipeline.python_api import make_settings
 from pipeline.samples import make_jpeg
 
@@ -111,5 +112,5 @@ async def test_without_ids_a_row_is_its_path(tmp_path: Path, make_emulator: Make
     assert emu.counters.snapshot(arrivals=False)["put_calls"] == 1
     assert again.by_status == {"uploaded": 12}
     _manifest(manifest, [{"path": "a1.jpg"}, {"path": "a1.jpg"}], ["path"])
-    with pytest.raises(Exception, match="a1.jpg"):
+    with pytest.raises(ManifestError, match=r"a1\.jpg"):
         await runner.run_async(s, manifest)  # two rows with one path are one key: refused before any upload
