@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
+from typing import Any
 
 import pytest
 from aiolimiter import AsyncLimiter
+from emulator_tools import FakeClock, max_in_window
 
 from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
 from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
@@ -22,80 +24,107 @@ from pipeline.errors import (
 )
 
 
+def fake_limiter(rate: float, period: float, **kw: Any) -> tuple[StrictLimiter, FakeClock]:
+    """A limiter on a fake clock: its waits move time instead of taking it, so windows are exact."""
+    fake = FakeClock()
+    return StrictLimiter(rate, period, clock=fake.clock, sleep=fake.sleep, **kw), fake
+
+
 async def _acquire_all(limiter: StrictLimiter, n: int) -> list[float]:
-    loop = asyncio.get_running_loop()
+    """Acquire ``n`` slots concurrently; the limiter's clock at each grant, in grant order."""
     times: list[float] = []
 
     async def one() -> None:
-        await limiter.acquire()
-        times.append(loop.time())
+        slot = await limiter.take()
+        assert slot is not None
+        slot.mark_sent()
+        times.append(slot.t)
 
     await asyncio.gather(*(one() for _ in range(n)))
     return times
 
 
 async def test_plain_asynclimiter_bursts_in_first_second() -> None:
-    # Why StrictLimiter exists: AsyncLimiter(50, 1) starts with a full bucket.
+    # Why StrictLimiter exists: AsyncLimiter(50, 1) starts with a full bucket, 50 calls at once...
     limiter = AsyncLimiter(50, 1)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    count = 0
-    while loop.time() - start < 0.95:
+    granted = 0
+    while limiter.has_capacity() and granted < 200:
         await limiter.acquire()
-        count += 1
-    assert count > 80
+        granted += 1
+    assert granted >= 50
+    # ...where StrictLimiter grants one and paces the rest.
+    strict, fake = fake_limiter(50, 1.0)
+    times = await _acquire_all(strict, 50)
+    assert times.count(times[0]) == 1 and times[-1] - times[0] == pytest.approx(49 / 50)
 
 
 async def test_strict_limiter_never_exceeds_window_and_keeps_rate() -> None:
-    # The promise is on recorded times; the caller observes them a little later (and later still when the
-    # OS preempts the process), so the margin absorbs that here as it absorbs network jitter in the client.
-    limiter = StrictLimiter(100, 1.0, margin=0.005)
+    limiter, _ = fake_limiter(100, 1.0, margin=0.005)
     times = await _acquire_all(limiter, 250)
-    assert max_in_window(times, 1.0) <= 100
+    assert max_in_window(times, 1.0 + 0.005) <= 100
     assert max_in_window(times[:101], 1.0) <= 100  # the first second included
-    achieved = (len(times) - 1) / (max(times) - min(times))
-    assert 95 <= achieved <= 100.5
-    recorded = limiter.recorded()
-    # the slots still in the window (plus margin): about one second of them, evenly paced, not bunched
-    assert 98 <= len(recorded) <= 101 and recorded[-1] - recorded[0] >= 0.95
+    assert (len(times) - 1) / (max(times) - min(times)) == pytest.approx(100, rel=0.01)
 
 
 async def test_guard_holds_even_when_pacing_is_defeated() -> None:
     # Pacing interval 0 would let everything through at once; the window guard alone must cap it.
-    limiter = StrictLimiter(20, 0.5, margin=0.005)
+    limiter, _ = fake_limiter(20, 0.5, margin=0.005)
     limiter._interval = 0.0
     times = await _acquire_all(limiter, 45)
     assert max_in_window(times, 0.5) <= 20
     assert max(times) - min(times) >= 1.0  # three windows' worth
 
 
+async def test_unpaced_limiter_uses_the_whole_window_at_once() -> None:
+    """pace=False (the status cap): the full window goes at once, the next call waits for the window."""
+    limiter, fake = fake_limiter(1000, 60.0, margin=0.05, pace=False)
+    start = fake.clock()
+    times = await _acquire_all(limiter, 1001)
+    assert times[:1000] == [start] * 1000
+    assert times[1000] == pytest.approx(start + 60.05)
+    assert max_in_window(times, 60.0) <= 1000
+
+
 async def test_unlimited_never_waits_and_abort_gives_up() -> None:
-    free = StrictLimiter(0, 1.0)
-    started = time.monotonic()
+    free, fake = fake_limiter(0, 1.0)
+    start = fake.clock()
     for _ in range(1000):
         assert await free.acquire()
-    assert time.monotonic() - started < 0.5
-    slow = StrictLimiter(1, 1.0)
+    assert fake.clock() == start
+    slow, _ = fake_limiter(1, 1.0)
     assert await slow.acquire()
     assert await slow.acquire(abort=lambda: True) is False
     assert len(slow.recorded()) == 1
 
 
 async def test_pause_until_delays_every_call() -> None:
-    limiter = StrictLimiter(1000, 1.0)
-    loop = asyncio.get_running_loop()
-    limiter.pause_until(loop.time() + 0.3)
-    started = loop.time()
-    await limiter.acquire()
-    assert loop.time() - started >= 0.29
+    limiter, fake = fake_limiter(1000, 1.0)
+    limiter.pause_until(fake.clock() + 0.3)
+    times = await _acquire_all(limiter, 3)
+    assert min(times) >= limiter.paused_until
+
+
+async def test_close_ends_a_long_wait_at_once_and_cancel_releases_the_limiter() -> None:
+    """Real time: a 1-hour pause ends the moment the limiter is closed, or the waiter is cancelled."""
+    limiter = StrictLimiter(50, 1.0)
+    limiter.pause_until(limiter.now() + 3600)
+    waiter = asyncio.ensure_future(limiter.take())
+    other = asyncio.ensure_future(limiter.take())
+    await asyncio.sleep(0)
+    waiter.cancel()  # the lock holder goes away: the next waiter must get the lock, not hang
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    limiter.close()
+    assert await asyncio.wait_for(other, timeout=30) is None
+    assert await limiter.take() is None and limiter.recorded() == []
 
 
 async def test_set_rate_slows_pacing_but_never_raises_the_cap() -> None:
-    limiter = StrictLimiter(100, 1.0)
+    limiter, _ = fake_limiter(100, 1.0)
     limiter.set_rate(20)
     assert limiter.rate == pytest.approx(20)
     times = await _acquire_all(limiter, 11)
-    assert max(times) - min(times) >= 0.49
+    assert max(times) - min(times) == pytest.approx(0.5)
     limiter.set_rate(500)
     assert limiter.rate == pytest.approx(100)
 
@@ -195,23 +224,19 @@ def test_s3_error_classification_reads_only_code_and_message() -> None:
 
 async def test_window_counts_real_send_times_not_slot_times() -> None:
     """A request that waited between its slot and the wire is counted from when it really went out."""
-    limiter = StrictLimiter(5, 0.5)  # at most 5 sends in any 0.5 s, paced 100 ms apart
+    limiter, fake = fake_limiter(5, 0.5)  # at most 5 sends in any 0.5 s, paced 100 ms apart
     first = await limiter.take()
     assert first is not None
     t0 = first.t
-
-    async def stalled_send() -> None:  # the first request reaches the wire 0.3 s after its slot
-        await asyncio.sleep(0.3)
-        first.mark_sent()
-
-    stall = asyncio.create_task(stalled_send())
-    for _ in range(4):  # four more, each sent as soon as its slot comes (t0 + 0.1 ... t0 + 0.4)
+    for i in range(4):  # four more, each sent as soon as its slot comes (t0 + 0.1 ... t0 + 0.4)
         slot = await limiter.take()
         assert slot is not None
         slot.mark_sent()
-    await stall
+        if i == 2:  # at t0 + 0.3 the first request finally reaches the wire
+            first.mark_sent()
+    assert first.t == pytest.approx(t0 + 0.3)
     sixth = await limiter.take()
     assert sixth is not None
     # Counting slot times, the sixth could go at t0 + 0.5 (the first slot leaving the window). Counting real
     # sends (t0+0.3, +0.1, +0.2, +0.3, +0.4), it must wait for the one at t0+0.1 to leave: t0 + 0.6.
-    assert sixth.t - t0 >= 0.6 - 0.002
+    assert sixth.t == pytest.approx(t0 + 0.6)

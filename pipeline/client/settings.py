@@ -53,7 +53,7 @@ class ApiSettings:
     concurrency: int = field(default=16, metadata={
         "help": "rows in flight between presign and confirm (also the connection-pool size)", "unit": "rows"})
     connect_timeout: float = _knob(5.0, "seconds to open a connection (TCP and TLS) for any call", "s")
-    read_timeout: float = _knob(10.0, "seconds to wait for the answer to an API call (small JSON)", "s")
+    read_timeout: float = _knob(8.0, "seconds to wait for the answer to an API call (small JSON)", "s")
     put_timeout_floor: float = _knob(30.0, "seconds every upload (PUT) may take, whatever its size", "s")
     put_min_rate: float = _knob(
         50.0, "slowest upload speed still waited for: a PUT may take floor + size / this rate", "kB/s")
