@@ -31,13 +31,15 @@ OTHER_REASONS = "(other reasons)"
 NO_REASON = "(no reason)"
 _MAX_PERSONS = 200_000  # a set of ~200k ids is ~30 MB: enough for real archives, bounded for hostile files
 _MAX_BUCKETS = 50_000  # per-second buckets before they are merged into coarser ones
+_MAX_SERIES = 4_000  # buckets handed to the chart, which draws at most a few hundred
 _PER_CALL = 100  # thumbnails one create or set-thumbnail call carries at most (API.md, section 3)
-_TEXT = 400  # characters of a path, key or detail kept for the page
+_TEXT = 400  # characters of a key or detail kept for the page
+_PATH_MAX = 4096  # a path is kept whole (it is opened for the thumbnail) up to the OS's own limit
 
 
-def _clip(value: object) -> str:
+def _clip(value: object, limit: int = _TEXT) -> str:
     text = "" if value is None else str(value)
-    return text if len(text) <= _TEXT else text[: _TEXT - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _int(value: object) -> int | None:
@@ -68,11 +70,16 @@ class _Timeline:
             self.counts, self.width = merged, self.width * 2
 
     def series(self) -> Series | None:
+        """The counts as consecutive buckets, at most ``_MAX_SERIES`` of them (a gap of a year between two
+        rows must not become 31 million empty seconds)."""
         if not self.counts:
             return None
         first, last = min(self.counts), max(self.counts)
-        return Series(self.label, float(first * self.width), float(self.width),
-                      tuple(self.counts.get(b, 0) for b in range(first, last + 1)))
+        factor = math.ceil((last - first + 1) / _MAX_SERIES)
+        merged = [0] * ((last - first) // factor + 1)
+        for bucket, count in self.counts.items():
+            merged[(bucket - first) // factor] += count
+        return Series(self.label, float(first * self.width), float(self.width * factor), tuple(merged))
 
 
 class _Pass:
@@ -96,7 +103,7 @@ class _Pass:
         names = self.names
         path = row.get(names.path)
         key = row.get(names.id) if row.get(names.id) is not None else path
-        return SampleRow(key=_clip(key), path=_clip(path), status=_clip(row.get("status")),
+        return SampleRow(key=_clip(key), path=_clip(path, _PATH_MAX), status=_clip(row.get("status")),
                          reason=_clip(row.get("reason")), detail=_clip(row.get("detail")),
                          action=_clip(row.get("action")), width=_int(row.get("width")),
                          height=_int(row.get("height")), bytes=_int(row.get("bytes")))
@@ -180,7 +187,7 @@ class _Pass:
 
         return DryRunEstimate(
             to_upload=n, rejected=self.rejected, total=self.rows, presign_s=at(n, caps.presign_per_s),
-            status_s=at(n, caps.status_per_min / 60.0) if caps.status_checks else None,
+            status_s=at(n * 60, caps.status_per_min) if caps.status_checks else None,
             attach_s=at(calls, caps.attach_per_s) if calls else None, attach_calls=calls,
             persons=len(self.plan_persons.counts), persons_exact=self.plan_persons.exact,
         )

@@ -36,8 +36,10 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _n(count: int) -> str:
-    return f'<td class="n" data-count="{int(count)}">{int(count):,}</td>'
+def _n(count: int, ident: str = "", **data: str) -> str:
+    """A number cell; ``ident`` and ``data-*`` attributes say what it counts, for readers of the page's data."""
+    attrs = (f' id="{_e(ident)}"' if ident else "") + "".join(f' data-{k}="{_e(v)}"' for k, v in data.items())
+    return f'<td class="n"{attrs} data-count="{int(count)}">{int(count):,}</td>'
 
 
 def _share(count: int, total: int) -> str:
@@ -54,19 +56,20 @@ def _hms(seconds: float) -> str:
 
 
 def _totals(data: ReportData) -> str:
-    rows = "".join(f'<tr data-status="{_e(s)}"><th>{_e(s)}</th>{_n(c)}{_share(c, data.rows)}</tr>'
+    rows = "".join(f'<tr><th>{_e(s)}</th>{_n(c, status=s)}{_share(c, data.rows)}</tr>'
                    for s, c in data.by_status)
     chart = charts.bar_chart("rows by status", list(data.by_status))
     return (f'<section id="totals"><h2>Totals by status</h2><table><thead><tr><th>status</th><th>rows</th>'
-            f'<th>share</th></tr></thead><tbody>{rows}</tbody><tfoot><tr id="total-rows"><th>all rows</th>'
-            f"{_n(data.rows)}<td></td></tr></tfoot></table>{chart}</section>")
+            f'<th>share</th></tr></thead><tbody>{rows}</tbody><tfoot><tr><th>all rows</th>'
+            f"{_n(data.rows, 'total-rows')}<td></td></tr></tfoot></table>{chart}</section>")
 
 
 def _reasons(data: ReportData) -> str:
     if not data.reasons:
         return '<section id="reasons"><h2>Totals by reason</h2><p>No row has a reason.</p></section>'
-    rows = "".join(f'<tr data-reason="{_e(r.reason)}" data-status="{_e(r.status)}"><th>{_e(r.reason)}</th>'
-                   f"<td>{_e(r.status)}</td>{_n(r.count)}{_share(r.count, data.rows)}</tr>" for r in data.reasons)
+    rows = "".join(f"<tr><th>{_e(r.reason)}</th><td>{_e(r.status)}</td>"
+                   f"{_n(r.count, reason=r.reason, status=r.status)}"
+                   f"{_share(r.count, data.rows)}</tr>" for r in data.reasons)
     note = "" if data.reasons_exact else '<p class="note">More distinct reasons than the report lists one by one.</p>'
     chart = charts.bar_chart("rows by reason", [(f"{r.reason} ({r.status})", r.count) for r in data.reasons],
                              colour_by=[r.status for r in data.reasons])
@@ -120,10 +123,10 @@ def _persons(p: PersonsSummary | None) -> str:
     hist = "".join(f"<tr><th>{_e(label)}</th>{_n(count)}</tr>" for label, count in p.histogram)
     top = "".join(f"<tr><td><code>{_e(pid)}</code></td>{_n(count)}</tr>" for pid, count in p.top)
     return (f'<section id="persons"><h2>Persons</h2><table><tbody>'
-            f'<tr id="persons-total"><th>persons with thumbnails attached</th>{_n(p.persons)}<td>{plus}</td></tr>'
-            f'<tr id="persons-by-name"><th>reached by name (created, or found existing)</th>{_n(p.by_name)}</tr>'
-            f'<tr id="persons-by-id"><th>named by id (existing, extended)</th>{_n(p.by_id)}</tr>'
-            f'<tr id="thumbnails-attached"><th>thumbnails attached</th>{_n(p.attached)}</tr></tbody></table>'
+            f'<tr><th>persons with thumbnails attached</th>{_n(p.persons, "persons-total")}<td>{plus}</td></tr>'
+            f'<tr><th>reached by name (created, or found existing)</th>{_n(p.by_name, "persons-by-name")}</tr>'
+            f'<tr><th>named by id (existing, extended)</th>{_n(p.by_id, "persons-by-id")}</tr>'
+            f'<tr><th>thumbnails attached</th>{_n(p.attached, "thumbnails-attached")}</tr></tbody></table>'
             f"<h3>Thumbnails per person</h3><table><thead><tr><th>thumbnails</th><th>persons</th></tr></thead>"
             f"<tbody>{hist}</tbody></table><h3>Persons with the most thumbnails</h3><table><thead><tr>"
             f"<th>person_id</th><th>thumbnails</th></tr></thead><tbody>{top}</tbody></table></section>")
@@ -136,11 +139,15 @@ def _picture(maker: ThumbMaker, path: str, *, orient: bool, label: str = "") -> 
     return f'<img alt="{_e(label)}" src="{thumb.data}" width="{SIDE}" height="{SIDE}">'
 
 
+def _short(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _caption(row: SampleRow) -> str:
     size = f"{row.width}×{row.height} px" if row.width and row.height else ""
     weight = f"{row.bytes / 1000:,.0f} kB" if row.bytes else ""
     facts = " · ".join(x for x in (row.action, size, weight) if x)
-    return (f'<figcaption><div><strong>{_e(row.key)}</strong></div><div><code>{_e(row.path)}</code></div>'
+    return (f'<figcaption><div><strong>{_e(row.key)}</strong></div><div><code>{_e(_short(row.path))}</code></div>'
             + (f"<div>{_e(row.detail)}</div>" if row.detail else "")
             + (f'<div class="note">{_e(facts)}</div>' if facts else "") + "</figcaption>")
 
@@ -181,7 +188,7 @@ def _journal(info: JournalInfo | None) -> str:
     if info.problem is not None:
         return (f'<section id="journal"><h2>Journal</h2><p>The journal <code>{_e(info.path)}</code> was not read: '
                 f"{_e(info.problem)}.</p></section>")
-    states = "".join(f'<tr data-state="{_e(s)}"><th>{_e(s)}</th>{_n(c)}</tr>' for s, c in info.states)
+    states = "".join(f"<tr><th>{_e(s)}</th>{_n(c, state=s)}</tr>" for s, c in info.states)
     return (f'<section id="journal"><h2>Journal</h2><p><code>{_e(info.path)}</code>, workspace '
             f"<code>{_e(info.workspace or '?')}</code>, started {_e(info.created_at or '?')}. Uploaded keys "
             f'recorded as possible orphans: <span id="orphans" data-count="{info.orphans}">{info.orphans:,}</span>.'

@@ -67,7 +67,10 @@ class ThumbMaker:
         if self.root is not None and not (real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)):
             return "outside the root"
         found = Path(real)
-        return found if found.is_file() else "not found"
+        try:
+            return found if found.is_file() else "not found"
+        except OSError:  # a name too long for the file system, a permission problem on a parent folder
+            return "cannot be read"
 
     def make(self, text: str, *, orient: bool = True) -> Thumb:
         """A thumbnail of the photo at ``text`` (EXIF orientation applied when ``orient``), or a placeholder."""
