@@ -180,7 +180,7 @@ def test_thumbnails_carry_pixels_only_and_can_be_left_out(tmp_path: Path) -> Non
     make_jpeg(photos / "gps.jpg", 300, 200, exif_gps=True, xmp=True, seed=1)
     rows = [{"id": "a", "path": "photos/gps.jpg", "status": "rejected", "reason": "too_small", "detail": "d"}]
     results = results_file(tmp_path / "r.parquet", rows)
-    text, page = render(tmp_path, results)
+    _, page = render(tmp_path, results)
     (src,) = page.images
     data = base64.b64decode(src.split(",", 1)[1])
     assert GPS_MARKER not in data and MAKE_MARKER.encode() not in data and b"Exif" not in data
