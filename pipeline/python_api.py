@@ -66,6 +66,7 @@ def make_settings(
     progress: bool = True,
     log_format: str = "auto",
     limit: int | None = None,
+    batch_size: int = 4096,
 ) -> Settings:
     """Build validated ``Settings``; credentials default to the environment, then ``~/.ncloud/configure``.
 
@@ -86,6 +87,7 @@ def make_settings(
         policy=ImagePolicy(max_side=max_side, keep_metadata=keep_metadata, verify_pixels=verify_pixels),
         confirm=confirm, workers=workers, use_processes=use_processes, dry_run=dry_run,
         retry_failed=retry_failed, dedupe=dedupe, log_format=log_format, progress=progress, limit=limit,
+        batch_size=batch_size,
     )
 
 
