@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 import structlog
 from aiohttp import web
+from emulator_tools import FakeClock, max_in_window
 from helpers import make_image
 
 from pipeline.client import ApiClient, redact_url
 from pipeline.config import ApiSettings, Credentials
-from emulator_tools import FakeClock, max_in_window
-
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import (
     AuthenticationError,
@@ -359,3 +358,49 @@ async def test_client_must_be_opened(emulator: Emulator) -> None:
     client = ApiClient(settings_for(emulator))
     with pytest.raises(RuntimeError, match="async with"):
         await client.presign("a.jpg")
+
+
+async def test_presign_without_url_is_a_new_round_and_its_key_an_orphan(scripted: Script) -> None:
+    scripted.answers += [
+        web.json_response({"code": "0", "result": {"thumbnailKey": "k-no-url"}}),
+        web.json_response({"code": "0", "result": {"thumbnailKey": "k2", "url": f"{scripted.base}/b/k2?X-Amz-S=1"}}),
+        web.Response(status=200),
+    ]
+    async with ApiClient(_settings(scripted.base)) as client:
+        outcome = await client.upload("a.jpg", JPEG, "image/jpeg", confirm=False)
+    assert outcome.ok and outcome.thumbnail_key == "k2" and outcome.attempts == 2
+    assert outcome.orphans == ("k-no-url",)  # the runner journals it as a possible orphan
+
+
+async def test_echoed_signatures_are_redacted_in_every_shape(scripted: Script) -> None:
+    """A gateway that echoes request headers back: no signature or secret reaches a detail or a log line."""
+    sig = "NPILVRmXxYku1LSAEOwxULdtiLygmPbwQ+LYcT0sIMI="
+    bodies = [
+        {"code": "100", "message": f'bad request {{"x-ncp-apigw-signature-v2": "{sig}"}} key SECRET-KEY-123'},
+        {"error": {"errorCode": "100", "message": "dump", "details": f"x-ncp-apigw-signature-v2: {sig}"}},
+        {"code": "100", "message": f"signature {sig} did not match"},
+    ]
+    scripted.answers += [web.json_response(b, status=400) for b in bodies]
+    async with ApiClient(_settings(scripted.base)) as client:
+        with structlog.testing.capture_logs() as logs:
+            outcomes = [await client.upload(f"r{i}.jpg", JPEG, "image/jpeg") for i in range(3)]
+    assert [o.reason for o in outcomes] == ["request_rejected"] * 3
+    for text in [o.detail or "" for o in outcomes] + [repr(logs)]:
+        assert sig not in text and "SECRET-KEY-123" not in text and sig[:20] not in text
+    assert all("<redacted>" in (o.detail or "") for o in outcomes)
+
+
+async def test_status_404_fails_the_row_not_the_run(scripted: Script) -> None:
+    scripted.answers += [
+        web.json_response({"code": "0", "result": {"thumbnailKey": "k1", "url": f"{scripted.base}/b/k1?X-Amz-S=1"}}),
+        web.Response(status=200),
+        web.json_response({"code": "300", "message": "thumbnail not found"}, status=404),
+        web.json_response({"code": "0", "result": {"thumbnailKey": "k2", "url": f"{scripted.base}/b/k2?X-Amz-S=1"}}),
+        web.Response(status=200),
+        web.json_response({"code": "0", "result": {"uploadStatus": "COMPLETED"}}),
+    ]
+    async with ApiClient(_settings(scripted.base)) as client:
+        lost = await client.upload("a.jpg", JPEG, "image/jpeg")
+        fine = await client.upload("b.jpg", JPEG, "image/jpeg")
+    assert lost.reason == "confirm_failed" and "HTTP 404" in (lost.detail or "") and lost.orphans == ("k1",)
+    assert fine.ok and client.fatal is None

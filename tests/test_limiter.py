@@ -53,7 +53,7 @@ async def test_plain_asynclimiter_bursts_in_first_second() -> None:
         granted += 1
     assert granted >= 50
     # ...where StrictLimiter grants one and paces the rest.
-    strict, fake = fake_limiter(50, 1.0)
+    strict, _fake = fake_limiter(50, 1.0)
     times = await _acquire_all(strict, 50)
     assert times.count(times[0]) == 1 and times[-1] - times[0] == pytest.approx(49 / 50)
 
@@ -224,7 +224,7 @@ def test_s3_error_classification_reads_only_code_and_message() -> None:
 
 async def test_window_counts_real_send_times_not_slot_times() -> None:
     """A request that waited between its slot and the wire is counted from when it really went out."""
-    limiter, fake = fake_limiter(5, 0.5)  # at most 5 sends in any 0.5 s, paced 100 ms apart
+    limiter, _fake = fake_limiter(5, 0.5)  # at most 5 sends in any 0.5 s, paced 100 ms apart
     first = await limiter.take()
     assert first is not None
     t0 = first.t
