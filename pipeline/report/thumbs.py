@@ -83,7 +83,7 @@ class ThumbMaker:
             return self._placeholder(found)
         data = _render(found, orient)
         if data is None:
-            return self._placeholder("cannot be read")
+            return self._placeholder("cannot be decoded")
         uri = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
         self.used += len(uri)
         self.made += 1
