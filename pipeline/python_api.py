@@ -19,18 +19,10 @@ import platformdirs
 import structlog
 
 from pipeline import logs, runner
-from pipeline.config import (
-    DEFAULT_ENDPOINT,
-    DEFAULT_PRESIGN_PATH,
-    DEFAULT_STATUS_PATH,
-    ApiSettings,
-    ColumnMap,
-    Credentials,
-    Settings,
-    load_credentials,
-)
+from pipeline.config import ColumnMap, Settings
 from pipeline.errors import ManifestError
-from pipeline.models import ExitCode, ImagePolicy, Summary
+from pipeline.models import ExitCode, Summary
+from pipeline.options import build_settings
 from pipeline.runner import RunControl
 
 __all__ = ["ingest", "ingest_async", "make_settings", "notebook_journal"]
@@ -38,57 +30,14 @@ __all__ = ["ingest", "ingest_async", "make_settings", "notebook_journal"]
 log = structlog.get_logger("pipeline")
 
 
-def make_settings(
-    *,
-    workspace: str,
-    endpoint: str = DEFAULT_ENDPOINT,
-    credentials: Credentials | None = None,
-    out: str | Path | None = None,
-    journal: str | Path | None = None,
-    root: str | Path | None = None,
-    rate: float = 50.0,
-    confirm_rate: float = 1000.0,
-    confirm: bool = True,
-    concurrency: int = 16,
-    workers: int = 0,
-    use_processes: bool = False,
-    max_side: int | None = None,
-    dry_run: bool = False,
-    retry_failed: bool = True,
-    dedupe: bool = False,
-    keep_metadata: bool = False,
-    verify_pixels: bool = False,
-    path_column: str = "path",
-    id_column: str | None = "id",
-    file_name_column: str | None = "file_name",
-    presign_path: str = DEFAULT_PRESIGN_PATH,
-    status_path: str = DEFAULT_STATUS_PATH,
-    progress: bool = True,
-    log_format: str = "auto",
-    limit: int | None = None,
-    batch_size: int = 4096,
-) -> Settings:
-    """Build validated ``Settings``; credentials default to the environment, then ``~/.ncloud/configure``.
-
-    A dry run needs no credentials. Raises ``ConfigError`` with one sentence on any bad value.
-    """
-    if credentials is None:
-        credentials = Credentials("dry-run", "dry-run") if dry_run else load_credentials()
-    api = ApiSettings(
-        workspace=workspace, credentials=credentials, endpoint=endpoint.rstrip("/"), presign_path=presign_path,
-        status_path=status_path, rate=rate, confirm_rate=confirm_rate, concurrency=concurrency,
-    )
-    return Settings(
-        api=api,
-        out=Path(out) if out is not None else None,
-        journal=Path(journal) if journal is not None else None,
-        root=Path(root) if root is not None else None,
-        columns=ColumnMap(path=path_column, id=id_column, file_name=file_name_column),
-        policy=ImagePolicy(max_side=max_side, keep_metadata=keep_metadata, verify_pixels=verify_pixels),
-        confirm=confirm, workers=workers, use_processes=use_processes, dry_run=dry_run,
-        retry_failed=retry_failed, dedupe=dedupe, log_format=log_format, progress=progress, limit=limit,
-        batch_size=batch_size,
-    )
+def make_settings(**options: Any) -> Settings:
+    """Validated ``Settings`` from keyword options: every ``ingest`` flag as a keyword (``workspace``,
+    ``endpoint``, ``rate``, ``path_column``, ``confirm=False``, ``use_processes``, ...; see
+    ``pipeline.options``), plus ``credentials`` (default: the environment, then ``~/.ncloud/configure``; a dry
+    run needs none). Raises ``ConfigError`` with one sentence naming the keyword (``path_column=``)."""
+    batch_size = options.pop("batch_size", None)  # a tuning knob for tests and benchmarks, not a user option
+    settings = build_settings(options, style="python")
+    return settings if batch_size is None else replace(settings, batch_size=int(batch_size))
 
 
 def notebook_journal(workspace: str, source: Any, columns: ColumnMap) -> Path:
