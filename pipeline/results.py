@@ -17,6 +17,7 @@ import io
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -83,12 +84,14 @@ def results_format(path: Path, fmt: str | None = None) -> str:
     raise ConfigError(f"The results file {path} must end in .parquet or .csv.")
 
 
-def check_results_target(path: Path, input_schema: pa.Schema, *, manifest: Path | None = None) -> None:
+def check_results_target(
+    path: Path, input_schema: pa.Schema, *, manifest: Path | None = None, rows: int = 0
+) -> None:
     """Everything about writing results to ``path`` that can be known before the first upload.
 
     Raises ``ConfigError`` (one sentence) when ``path`` is the manifest itself, a folder, in a folder that
-    cannot be created or written, or of a format that cannot hold the input columns (nested or binary columns
-    in CSV).
+    cannot be created or written or without room for ``rows`` results (and the run's spill beside them), or of
+    a format that cannot hold the input columns (nested or binary columns in CSV).
     """
     path = Path(path)
     kind = results_format(path)
@@ -97,6 +100,13 @@ def check_results_target(path: Path, input_schema: pa.Schema, *, manifest: Path 
     if path.is_dir():
         raise ConfigError(f"The results path {path} is a folder; name a .parquet or .csv file.")
     _check_folder(path.parent, "results")
+    need = (1 << 20) + rows * _BYTES_PER_ROW
+    free = shutil.disk_usage(path.parent).free
+    if free < need:
+        raise ConfigError(
+            f"The results folder {path.parent} has {free >> 20} MiB free; about {need >> 20} MiB are needed "
+            f"for {rows} rows: free some space or choose another --out."
+        )
     if kind == "csv":
         schema = result_schema(input_schema, csv=True)
         try:  # the CSV writer refuses nested and binary types; find out now, not after the uploads
@@ -122,6 +132,9 @@ def _check_folder(folder: Path, what: str) -> None:
             f"The {what} folder {folder} cannot be written ({exc.strerror or exc}); choose another location."
         ) from exc
 
+
+_BYTES_PER_ROW = 1024
+"""Room to ask for per row before a run: the spill and the results (and its temporary copy), generously."""
 
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 

@@ -130,7 +130,7 @@ class RunSession:
         manifest_path = Path(self.source) if isinstance(self.source, (str, os.PathLike)) else None
         paths = run_paths(s, manifest_path)
         if paths.out is not None:
-            check_results_target(paths.out, manifest.schema, manifest=manifest_path)
+            check_results_target(paths.out, manifest.schema, manifest=manifest_path, rows=info.rows)
             if s.dry_run and paths.out.exists() and _holds_keys(paths.out):
                 raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
                                   "choose another --out.")
@@ -167,7 +167,10 @@ class RunSession:
             try:
                 if client is not None:
                     async with client:
-                        await client.preflight()
+                        try:
+                            await client.preflight()
+                        except FatalApiError as exc:
+                            control.fail(exc)  # the stages still read every row, so the results list them
                         plan = await self._stages(manifest, journal, recorder, control, spill, client)
                 else:
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)

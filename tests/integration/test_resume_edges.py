@@ -157,6 +157,16 @@ async def test_a_journal_disk_filling_up_stops_cleanly(emu: Emulator, tmp_path: 
     assert pq.read_table(summary.results_path).num_rows == 3000  # results still written, from what was kept
 
 
+async def test_a_results_disk_without_room_is_refused_before_any_upload(
+    emu: Emulator, tmp_path: Path, tiny_disk: Path
+) -> None:
+    rows = [{"id": f"r{i}", "path": f"p{i}.jpg"} for i in range(1000)]
+    manifest = _manifest(tmp_path / "m.csv", rows)
+    with pytest.raises(ConfigError, match="MiB free"):
+        await runner.run_async(_settings(emu, out=tiny_disk / "r.parquet"), manifest)
+    assert _puts(emu) == 0
+
+
 async def test_stale_temp_files_of_killed_runs_are_removed(emu: Emulator, archive: Path, tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f".people.results.parquet.{dead.stdout.strip()}.0badcafe.tmp"
@@ -287,3 +297,23 @@ def test_a_kernel_interrupt_stops_like_ctrl_c_and_releases_the_journal(
         assert _puts(emu) == puts + 40 - done
         with sqlite3.connect(tmp_path / "m.journal.sqlite") as db:
             assert db.execute("select count(*) from rows where status = 'uploaded'").fetchone() == (40,)
+
+
+async def test_a_dead_endpoint_is_fatal_before_any_row(archive: Path, tmp_path: Path) -> None:
+    """Connection refused before any call succeeded: one sentence naming the host, exit 3, no row by row."""
+    import socket
+
+    from pipeline.config import Credentials
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = make_settings(workspace="ws", endpoint=f"http://127.0.0.1:{port}",
+                             credentials=Credentials("a", "b" * 10), **FAST)
+    with capture_logs() as events:
+        summary = await asyncio.wait_for(runner.run_async(settings, archive), 60)
+    assert summary.exit_code == ExitCode.FATAL and summary.fatal_type == "EndpointUnreachableError"
+    assert summary.error is not None and f"127.0.0.1:{port}" in summary.error
+    assert summary.by_reason == {"not_reached": 12}
+    assert [e["event"] for e in events].count("fatal_api_error") == 1
+    assert not [e for e in events if e["event"] in ("retrying", "row_failed")]
