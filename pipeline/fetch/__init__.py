@@ -1,0 +1,32 @@
+"""Stage 2, fetch: a row's source bytes from a local file, ``s3://``, ``gs://`` or ``http(s)://``.
+
+``SourceParser``/``parse_source`` turn a manifest cell into a ``SourceRef`` (or a ``Problem``);
+``Fetcher`` fetches refs under the run's bounds (``FetchSettings``), answering ``Fetched`` or
+``FetchRejected`` per source, ``stat`` answers a ``SourceStamp`` without the bytes; a store that refuses
+everything raises ``SourceAccessError`` (a ``FatalApiError``: exit 3). ``open_remote_manifest`` downloads
+a remote manifest to a temporary file the manifest reader can open.
+"""
+
+from pipeline.fetch.fetcher import Fetcher
+from pipeline.fetch.limits import ByteBudget, SourceAccessError
+from pipeline.fetch.manifest_file import is_remote_manifest, open_remote_manifest
+from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
+from pipeline.fetch.refs import Problem, SourceParser, SourceRef, parse_source
+from pipeline.fetch.settings import FetchSettings
+
+__all__ = [
+    "ByteBudget",
+    "FetchRejected",
+    "FetchSettings",
+    "FetchStats",
+    "Fetched",
+    "Fetcher",
+    "Problem",
+    "SourceAccessError",
+    "SourceParser",
+    "SourceRef",
+    "SourceStamp",
+    "is_remote_manifest",
+    "open_remote_manifest",
+    "parse_source",
+]

@@ -1,0 +1,67 @@
+"""One attempt's failure, as the transports report it to the ``Fetcher``'s retry loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from pipeline.fetch.limits import ByteBudget
+
+__all__ = ["Failure", "Sink", "reserve", "status_failure", "too_large"]
+
+Sink = Callable[[bytes], object]
+"""Receives a body's chunks in order (a collector in memory, or a file's ``write``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An attempt that did not produce the bytes.
+
+    ``reason``/``detail`` become the row's ``FetchRejected`` if this is the last attempt; ``retryable``
+    says whether another attempt may help (5xx, 429, a dropped connection); ``retry_after`` is the
+    server's Retry-After in seconds; ``refusal`` (e.g. ``403 AccessDenied``) marks an answer that counts
+    toward stopping the run, ``proves_access`` one that shows the credentials and bucket work.
+    """
+
+    reason: str
+    detail: str
+    retryable: bool = False
+    retry_after: float | None = None
+    refusal: str | None = None
+    proves_access: bool = False
+
+
+def status_failure(status: int, code: str | None, where: str, retry_after: float | None = None) -> Failure:
+    """The failure an HTTP ``status`` (with an object-store error ``code``) means for the source ``where``."""
+    answer = f"HTTP {status}" + (f" {code}" if code else "")
+    if status == 404:
+        if code == "NoSuchBucket":
+            return Failure("not_found", f"{where}: the bucket does not exist ({answer})", refusal=answer)
+        return Failure("not_found", f"{where} does not exist ({answer})", proves_access=code == "NoSuchKey")
+    if status in (401, 403):
+        return Failure("access_denied", f"{where}: access denied ({answer})", refusal=answer)
+    if status == 429 or status >= 500:
+        return Failure("fetch_failed", f"{where}: {answer}", retryable=True, retry_after=retry_after)
+    return Failure("fetch_failed", f"{where}: {answer}")
+
+
+def too_large(where: str, max_bytes: int, size: int | None) -> Failure:
+    """``source_too_large``: by its announced ``size``, or (``None``) a body that grew past ``max_bytes``.
+    Proves access: the store answered with the object."""
+    limit = f"{max_bytes / 1e6:.1f} MB"
+    if size is None:
+        return Failure("source_too_large", f"{where}: more than {limit}, the limit for source files",
+                       proves_access=True)
+    return Failure("source_too_large", f"{where}: {size / 1e6:.1f} MB; the limit for source files is {limit}",
+                   proves_access=True)
+
+
+@asynccontextmanager
+async def reserve(budget: ByteBudget | None, nbytes: int) -> AsyncIterator[None]:
+    """Hold ``nbytes`` of ``budget`` for the block; no budget (a download to disk) holds nothing."""
+    if budget is None:
+        yield
+        return
+    async with budget.reserve(nbytes):
+        yield

@@ -1,0 +1,166 @@
+"""``Fetcher``: the fetch stage. One per run; ``async with Fetcher(settings) as f: await f.fetch(ref)``.
+
+Bounds, all from ``FetchSettings``: at most ``fetch_concurrency`` sources in flight; at most
+``fetch_max_bytes_in_flight`` bytes being received at once (a ``ByteBudget`` reserved from the announced
+size before a body is read, so memory stays flat whatever the concurrency); ``source_max_bytes`` per
+source, refused from its size before reading and cut off if the body grows past it; ``fetch_timeout``
+per remote source, retries included; ``fetch_retries`` retries after 5xx, 429 (honouring Retry-After),
+timeouts of a connection and dropped connections, with exponential backoff and jitter. A store that
+refuses the first ``fatal_after`` requests (401/403, unknown bucket) with no success stops the run with
+``SourceAccessError``. Per-source problems are data (``FetchRejected``); nothing else is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+from pipeline.fetch.attempt import Failure
+from pipeline.fetch.limits import AccessGuard, ByteBudget
+from pipeline.fetch.local import local_stamp, read_local
+from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
+from pipeline.fetch.refs import SourceRef
+from pipeline.fetch.settings import FetchSettings
+from pipeline.fetch.stores import ObjectStores
+from pipeline.fetch.web import WebClient
+
+__all__ = ["Fetcher"]
+
+T = TypeVar("T", Fetched, SourceStamp)
+Out = TypeVar("Out")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Fetcher:
+    """Fetches sources under the run's bounds. ``sleep`` (the backoff wait) can be injected by tests."""
+
+    def __init__(self, settings: FetchSettings | None = None, *, sleep: Sleep = asyncio.sleep) -> None:
+        self.settings = settings or FetchSettings()
+        self.stats = FetchStats()
+        self.budget = ByteBudget(self.settings.fetch_max_bytes_in_flight)
+        self._sleep = sleep
+        self._slots = asyncio.Semaphore(self.settings.fetch_concurrency)
+        self._guard = AccessGuard(self.settings.fatal_after)
+        self._stores = ObjectStores(self.settings)
+        self._web: WebClient | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        self._web = WebClient(self.settings.fetch_concurrency)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._web is not None:
+            await self._web.close()
+            self._web = None
+
+    async def fetch(self, ref: SourceRef) -> Fetched | FetchRejected:
+        """The source's bytes and stamp, or why not. Raises only ``SourceAccessError`` (stop the run)."""
+        async with self._slots:
+            if ref.is_local:
+                outcome = await self._fetch_local(ref)
+            else:
+                outcome = await self._remote(ref, lambda: self._get(ref))
+        if isinstance(outcome, Fetched):
+            self.stats.fetched += 1
+            self.stats.bytes += outcome.size
+        return outcome
+
+    async def stat(self, ref: SourceRef) -> SourceStamp | FetchRejected:
+        """The source's stamp without its bytes (one HEAD, or a local ``stat``), or why not. Raises only
+        ``SourceAccessError``."""
+        async with self._slots:
+            if ref.is_local:
+                return self._count(await asyncio.to_thread(local_stamp, ref.key, self.settings.source_max_bytes))
+            return await self._remote(ref, lambda: self._head(ref))
+
+    def _count(self, outcome: Out) -> Out:
+        if isinstance(outcome, FetchRejected):
+            self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
+        return outcome
+
+    async def _fetch_local(self, ref: SourceRef) -> Fetched | FetchRejected:
+        limit = self.settings.source_max_bytes
+        stamp = await asyncio.to_thread(local_stamp, ref.key, limit)
+        if isinstance(stamp, FetchRejected):
+            return self._count(stamp)
+        async with self.budget.reserve(stamp.size or 0):
+            return self._count(await asyncio.to_thread(read_local, ref.key, limit, stamp))
+
+    async def download(self, ref: SourceRef, path: Path, max_bytes: int) -> SourceStamp | FetchRejected:
+        """Stream a remote source into the file ``path`` (rewritten on each attempt), at most ``max_bytes``;
+        the same retries, timeout and guard as ``fetch``, outside the byte budget (the bytes go to disk)."""
+        async with self._slots:
+            return await self._remote(ref, lambda: self._to_file(ref, path, max_bytes))
+
+    async def _to_file(self, ref: SourceRef, path: Path, max_bytes: int) -> SourceStamp | Failure:
+        with path.open("wb") as fh:  # a fresh file per attempt: a retry never appends to a torn body
+            return await self._transport(ref).stream(ref, fh.write, None, max_bytes)
+
+    async def _get(self, ref: SourceRef) -> Fetched | Failure:
+        chunks: list[bytes] = []
+        stamp = await self._transport(ref).stream(ref, chunks.append, self.budget, self.settings.source_max_bytes)
+        if isinstance(stamp, Failure):
+            return stamp
+        data = b"".join(chunks)
+        chunks.clear()
+        return Fetched(data, len(data), stamp)
+
+    def _transport(self, ref: SourceRef) -> WebClient | ObjectStores:
+        return self._client() if ref.scheme in ("http", "https") else self._stores
+
+    def _head(self, ref: SourceRef) -> Awaitable[SourceStamp | Failure]:
+        if ref.scheme in ("http", "https"):
+            return self._client().head(ref)
+        return self._stores.head(ref)
+
+    def _client(self) -> WebClient:
+        if self._web is None:
+            raise RuntimeError("use the Fetcher as `async with Fetcher(settings) as fetcher:`")
+        return self._web
+
+    async def _remote(self, ref: SourceRef, attempt: Callable[[], Awaitable[T | Failure]]) -> T | FetchRejected:
+        timeout = self.settings.fetch_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return self._count(await self._attempts(ref, attempt))
+        except TimeoutError:
+            late = FetchRejected("fetch_failed", f"{ref.display}: no complete answer within {timeout:g} s")
+            return self._count(late)
+
+    async def _attempts(self, ref: SourceRef, attempt: Callable[[], Awaitable[T | Failure]]) -> T | FetchRejected:
+        guarded = ref.scheme in ("s3", "gs")  # a web host's 403 is about one URL, never the run
+        retries = self.settings.fetch_retries
+        for number in range(retries + 1):
+            if guarded:
+                self._guard.check(ref.store)
+            self.stats.requests += 1
+            outcome = await attempt()
+            if not isinstance(outcome, Failure):
+                if guarded:
+                    self._guard.succeeded(ref.store)
+                return outcome
+            if guarded and outcome.proves_access:
+                self._guard.succeeded(ref.store)
+            if guarded and outcome.refusal is not None:
+                self._guard.refused(ref.store, outcome.refusal)
+            if not outcome.retryable:
+                return FetchRejected(outcome.reason, outcome.detail)
+            if number == retries:
+                tries = "1 attempt" if number == 0 else f"{number + 1} attempts"
+                return FetchRejected(outcome.reason, f"{outcome.detail}, after {tries}")
+            self.stats.retries += 1
+            await self._sleep(self._backoff(number, outcome.retry_after))
+        raise AssertionError("unreachable: the last attempt returns")
+
+    def _backoff(self, number: int, retry_after: float | None) -> float:
+        """Seconds before retry ``number + 1``: the server's Retry-After when given, else exponential with
+        full jitter's upper half (so concurrent retries spread out); never above ``max_backoff``."""
+        if retry_after is not None:
+            return min(retry_after, self.settings.max_backoff)
+        ceiling = self.settings.retry_backoff * (1 << number)
+        return min(ceiling * (0.5 + random.random() / 2), self.settings.max_backoff)

@@ -1,0 +1,147 @@
+"""Object stores (``s3://``, ``gs://``) read through obstore: one store per bucket, reused for the run.
+
+Credentials come the way each ecosystem expects, read by obstore itself: ``AWS_ACCESS_KEY_ID`` /
+``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (or
+``--s3-endpoint``, which wins); ``AWS_PROFILE`` with ``~/.aws/credentials`` is read here (obstore does not);
+Google application default credentials for ``gs://``. obstore's own retries are off: the ``Fetcher``
+retries every transport the same way (obstore does not retry 429 or a body cut off mid-stream).
+Errors are turned into ``Failure`` from their status and S3 error code only: obstore's messages hold
+URLs and response bodies, which never reach a detail.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import obstore
+from obstore.store import GCSStore, S3Store
+
+from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
+from pipeline.fetch.limits import ByteBudget
+from pipeline.fetch.outcomes import SourceStamp
+from pipeline.fetch.refs import SourceRef
+from pipeline.fetch.settings import FetchSettings
+
+__all__ = ["ObjectStores", "profile_credentials", "s3_endpoint"]
+
+_STATUS = re.compile(r"status code: (\d{3})")
+_CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
+_CHUNK = 1 << 20
+
+
+def s3_endpoint(settings: FetchSettings) -> str | None:
+    """The S3 endpoint in force: ``--s3-endpoint``, else ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``, else AWS."""
+    return settings.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+def profile_credentials() -> dict[str, str]:
+    """Keys of ``AWS_PROFILE`` (default ``default``) from the shared credentials file, when the environment
+    holds no access key; ``{}`` otherwise. The region comes from ``~/.aws/config`` when not in the env."""
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        return {}
+    profile = os.environ.get("AWS_PROFILE", "default")
+    home = Path.home() / ".aws"
+    found: dict[str, str] = {}
+    creds = configparser.ConfigParser()
+    creds.read(os.environ.get("AWS_SHARED_CREDENTIALS_FILE", home / "credentials"))
+    if creds.has_section(profile):
+        section = creds[profile]
+        for ours, theirs in (("access_key_id", "aws_access_key_id"), ("secret_access_key", "aws_secret_access_key"),
+                             ("session_token", "aws_session_token")):
+            if section.get(theirs):
+                found[ours] = section[theirs]
+    if found and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        config = configparser.ConfigParser()
+        config.read(os.environ.get("AWS_CONFIG_FILE", home / "config"))
+        name = profile if profile == "default" else f"profile {profile}"
+        if config.has_section(name) and config[name].get("region"):
+            found["region"] = config[name]["region"]
+    return found
+
+
+def _failure(exc: Exception, where: str) -> Failure:
+    text = str(exc)
+    status = _STATUS.search(text)
+    code = _CODE.search(text)
+    if status is not None:
+        return status_failure(int(status.group(1)), code.group(1) if code else None, where)
+    if isinstance(exc, (FileNotFoundError, obstore.exceptions.NotFoundError)):
+        return status_failure(404, code.group(1) if code else None, where)
+    if isinstance(exc, (PermissionError, obstore.exceptions.PermissionDeniedError,
+                        obstore.exceptions.UnauthenticatedError)):
+        return Failure("access_denied", f"{where}: access denied", refusal=type(exc).__name__)
+    # No HTTP answer: refused, reset or cut off mid-body, or a credential lookup failing. Name the class only.
+    return Failure("fetch_failed", f"{where}: no complete answer ({type(exc).__name__})", retryable=True)
+
+
+def _stamp(meta: Any) -> SourceStamp:
+    size = int(meta["size"])
+    if meta.get("e_tag"):
+        return SourceStamp(f"etag:{meta['e_tag']}", size)
+    return SourceStamp(f"lm:{meta['last_modified'].isoformat()}:{size}", size)
+
+
+class ObjectStores:
+    """The obstore clients of one run, one per ``scheme://bucket``, created on first use."""
+
+    def __init__(self, settings: FetchSettings) -> None:
+        self._settings = settings
+        self._stores: dict[str, S3Store | GCSStore] = {}
+
+    def _store(self, ref: SourceRef) -> S3Store | GCSStore:
+        store = self._stores.get(ref.store)
+        if store is not None:
+            return store
+        timeout = timedelta(seconds=self._settings.fetch_timeout)
+        retry: Any = {"max_retries": 0, "retry_timeout": timeout}
+        connect = timedelta(seconds=min(10.0, self._settings.fetch_timeout))
+        client: Any = {"timeout": timeout, "connect_timeout": connect}
+        if ref.scheme == "s3":
+            config: Any = dict(profile_credentials())
+            endpoint = s3_endpoint(self._settings)
+            if endpoint:
+                config["endpoint"] = endpoint
+                # An explicit http:// endpoint is the user's choice (a local server); https stays verified.
+                client["allow_http"] = endpoint.startswith("http://")
+            store = S3Store(ref.bucket, config=config, client_options=client, retry_config=retry)
+        else:
+            store = GCSStore(ref.bucket, client_options=client, retry_config=retry)
+        self._stores[ref.store] = store
+        return store
+
+    async def head(self, ref: SourceRef) -> SourceStamp | Failure:
+        """The object's stamp from a HEAD request."""
+        try:
+            meta = await obstore.head_async(self._store(ref), ref.key)
+        except Exception as exc:  # obstore raises its own classes and builtins; all become a Failure
+            return _failure(exc, ref.display)
+        return _stamp(meta)
+
+    async def stream(self, ref: SourceRef, sink: Sink, budget: ByteBudget | None,
+                     max_bytes: int) -> SourceStamp | Failure:
+        """Hand the object's bytes to ``sink`` in order and answer its stamp. Its size (from the response
+        head) is checked against ``max_bytes`` before the body is read, and the body is read only once
+        ``budget`` (when given) holds that many bytes."""
+        try:
+            result = await obstore.get_async(self._store(ref), ref.key)
+            stamp = _stamp(result.meta)
+            size = stamp.size or 0
+            if size > max_bytes:
+                return too_large(ref.display, max_bytes, size)
+            async with reserve(budget, size):
+                received = 0
+                async for chunk in result.stream(min_chunk_size=_CHUNK):
+                    received += len(chunk)
+                    if received > max_bytes:
+                        return too_large(ref.display, max_bytes, None)
+                    sink(chunk)
+        except Exception as exc:  # as above: every obstore error becomes a Failure
+            return _failure(exc, ref.display)
+        if received != size:
+            return Failure("fetch_failed", f"{ref.display}: {received} of {size} bytes arrived", retryable=True)
+        return stamp

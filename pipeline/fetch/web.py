@@ -1,0 +1,172 @@
+"""``http(s)://`` sources through aiohttp, with the guards obstore's HTTP store cannot give.
+
+Redirects are followed here, hop by hop (at most ``MAX_REDIRECTS``), and only to ``http``/``https``: a
+redirect to ``file://`` or any other scheme is refused. No connection is ever made to a link-local
+address (169.254.0.0/16, fe80::/10: the cloud metadata services): a literal address is checked before
+any request, a host name by the resolver when the connection is made, every address it resolves to,
+so a DNS answer cannot slip one past a check made earlier. TLS verification stays on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+from yarl import URL
+
+from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
+from pipeline.fetch.limits import ByteBudget
+from pipeline.fetch.outcomes import SourceStamp
+from pipeline.fetch.refs import SourceRef
+
+__all__ = ["MAX_REDIRECTS", "LinkLocalRefused", "WebClient", "is_link_local"]
+
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CHUNK = 1 << 20
+
+
+class LinkLocalRefused(OSError):
+    """A host resolved to a link-local address; no connection was made."""
+
+
+def is_link_local(host: str) -> bool:
+    """Whether ``host`` is a literal link-local IPv4/IPv6 address (IPv4-mapped IPv6 included)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_link_local
+    return address.is_link_local
+
+
+class _SafeResolver(AbstractResolver):
+    """The threaded resolver, refusing a host when any of its addresses is link-local."""
+
+    def __init__(self) -> None:
+        self._inner = ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        if any(is_link_local(r["host"]) for r in results):
+            raise LinkLocalRefused(f"{host} resolves to a link-local address")
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def _url(text: str) -> URL:
+    # Keep a URL that is already valid byte for byte (a presigned query must not be re-encoded).
+    plain = all(33 <= ord(c) < 127 for c in text)
+    return URL(text, encoded=plain)
+
+
+def _shown(url: URL) -> str:
+    return str(url.with_query(None).with_fragment(None).with_user(None))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _stamp(headers: Any, size: int | None) -> SourceStamp:
+    if headers.get("ETag"):
+        return SourceStamp(f"etag:{headers['ETag']}", size)
+    if headers.get("Last-Modified") and size is not None:
+        return SourceStamp(f"lm:{headers['Last-Modified']}:{size}", size)
+    return SourceStamp(None, size)
+
+
+class WebClient:
+    """One aiohttp session for every ``http(s)://`` source of a run (connection pooling per host)."""
+
+    def __init__(self, connections: int) -> None:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections, resolver=_SafeResolver()),
+            auto_decompress=False,  # the bytes as stored: a gzip Content-Encoding is not ours to undo
+            headers={"Accept-Encoding": "identity"},
+        )
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._session.close()
+
+    async def head(self, ref: SourceRef) -> SourceStamp | Failure:
+        """The source's stamp from a HEAD request (redirects followed as for GET)."""
+        return await self._request("HEAD", ref, None, None, 0)
+
+    async def stream(self, ref: SourceRef, sink: Sink, budget: ByteBudget | None,
+                     max_bytes: int) -> SourceStamp | Failure:
+        """Hand the body to ``sink`` in order and answer its stamp: a Content-Length over ``max_bytes`` is
+        refused unread, a body growing past it is cut off; the body is read once ``budget`` (when given)
+        holds its size (``max_bytes`` when not announced)."""
+        return await self._request("GET", ref, sink, budget, max_bytes)
+
+    async def _request(self, method: str, ref: SourceRef, sink: Sink | None, budget: ByteBudget | None,
+                       max_bytes: int) -> SourceStamp | Failure:
+        url = _url(ref.url)
+        for _ in range(MAX_REDIRECTS + 1):
+            where = _shown(url)
+            if url.scheme not in ("http", "https"):
+                return Failure("unsupported_source", f"{ref.display} redirects to a {url.scheme}:// URL, "
+                               "which is never followed")
+            if url.host is None or is_link_local(url.host):
+                return Failure("unsupported_source", f"{where}: link-local addresses (cloud metadata "
+                               "services) are refused")
+            try:
+                async with self._session.request(method, url, allow_redirects=False) as response:
+                    if response.status in _REDIRECTS:
+                        location = response.headers.get("Location")
+                        if not location:
+                            return Failure("fetch_failed", f"{where}: HTTP {response.status} without a Location")
+                        url = url.join(_url(location))
+                        continue
+                    if response.status != 200:
+                        after = _retry_after(response.headers.get("Retry-After"))
+                        return status_failure(response.status, None, where, after)
+                    if sink is None:
+                        return _stamp(response.headers, response.content_length)
+                    return await _body(response, where, sink, budget, max_bytes)
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, LinkLocalRefused) or isinstance(exc.__cause__, LinkLocalRefused):
+                    return Failure("unsupported_source", f"{where}: resolves to a link-local address (cloud "
+                                   "metadata services are refused)")
+                return Failure("fetch_failed", f"{where}: cannot connect ({type(exc).__name__})", retryable=True)
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                return Failure("fetch_failed", f"{where}: no complete answer ({type(exc).__name__})", retryable=True)
+        return Failure("fetch_failed", f"{ref.display}: more than {MAX_REDIRECTS} redirects")
+
+
+async def _body(response: aiohttp.ClientResponse, where: str, sink: Sink, budget: ByteBudget | None,
+                max_bytes: int) -> SourceStamp | Failure:
+    size = response.content_length
+    if size is not None and size > max_bytes:
+        return too_large(where, max_bytes, size)
+    async with reserve(budget, size if size is not None else max_bytes):
+        received = 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            received += len(chunk)
+            if received > max_bytes:
+                return too_large(where, max_bytes, None)
+            sink(chunk)
+    if size is not None and received != size:
+        return Failure("fetch_failed", f"{where}: {received} of {size} bytes arrived", retryable=True)
+    return _stamp(response.headers, received)
