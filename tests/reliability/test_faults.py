@@ -67,8 +67,6 @@ def _fault_run(tmp_path: Path, rows: int, storm: float, *, latency: float = 0.2)
     assert retries["expired"] + retries["put_failed"] == counters["put_calls"] - counters["puts_ok"]
     assert retries.get("file_not_exist", 0) == 0
     assert counters["puts_ok"] == rows + len(set(objects) - set(keys))
-    # The 429s were logged as they happened.
-    assert sum(e["event"] == "rate_limited" for e in log) == retries["rate_limited"]
     assert summary["by_status"] == {"uploaded": rows} and summary["exit_code"] == 0
 
 
