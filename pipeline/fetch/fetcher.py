@@ -49,7 +49,7 @@ class Fetcher:
         self._web: WebClient | None = None
 
     async def __aenter__(self) -> Fetcher:
-        self._web = WebClient(self.settings.fetch_concurrency)
+        self._web = WebClient(self.settings.fetch_concurrency, self.stats)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -46,9 +46,11 @@ class FetchRejected:
 @dataclass(slots=True)
 class FetchStats:
     """Counters of one ``Fetcher`` (for logs, the summary and benchmarks): requests sent (HEAD and GET,
-    retries included), retries, sources fetched and their bytes, and rejections by reason."""
+    retries included), retries, new HTTP(S) connections opened, sources fetched and their bytes, and
+    rejections by reason."""
 
     requests: int = 0
+    connections: int = 0
     retries: int = 0
     fetched: int = 0
     bytes: int = 0

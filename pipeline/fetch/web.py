@@ -22,7 +22,7 @@ from yarl import URL
 
 from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
 from pipeline.fetch.limits import ByteBudget
-from pipeline.fetch.outcomes import SourceStamp
+from pipeline.fetch.outcomes import FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 
 __all__ = ["MAX_REDIRECTS", "LinkLocalRefused", "WebClient", "is_link_local"]
@@ -98,9 +98,16 @@ def _stamp(headers: Any, size: int | None) -> SourceStamp:
 class WebClient:
     """One aiohttp session for every ``http(s)://`` source of a run (connection pooling per host)."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, stats: FetchStats) -> None:
+        trace = aiohttp.TraceConfig()
+
+        async def counted(*_: object) -> None:
+            stats.connections += 1  # every new connection, so tests can prove a refusal made none
+
+        trace.on_connection_create_start.append(counted)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=connections, resolver=_SafeResolver()),
+            trace_configs=[trace],
             auto_decompress=False,  # the bytes as stored: a gzip Content-Encoding is not ours to undo
             headers={"Accept-Encoding": "identity"},
         )

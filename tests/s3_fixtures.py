@@ -1,0 +1,130 @@
+"""A real S3 server for tests: moto's server mode on loopback, and a fault-injecting proxy in front of it.
+
+``moto_s3()`` starts moto on a free 127.0.0.1 port with dummy AWS credentials in the environment (no
+internet involved) and yields a ``MotoS3`` with its endpoint, a boto3 client and one bucket.
+``FaultyProxy`` is a tiny aiohttp reverse proxy: it fails the first N requests per object path in the
+way asked (``503``, ``429``, ``drop`` = close the connection before answering, ``cut`` = close it
+halfway through the body), then forwards to moto, and counts every request per path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from aiohttp import web
+from botocore.config import Config  # type: ignore[import-untyped]
+from moto.server import ThreadedMotoServer
+
+BUCKET = "sources"
+DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@dataclass(frozen=True)
+class MotoS3:
+    """A running moto S3 server: ``endpoint`` (http://127.0.0.1:port), a boto3 ``client``, a ``bucket``."""
+
+    endpoint: str
+    client: Any
+    bucket: str
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key`` in the bucket."""
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+
+@contextmanager
+def moto_s3() -> Iterator[MotoS3]:
+    """moto on a free loopback port, with dummy credentials set in the environment for its lifetime."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in DUMMY_ENV.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+            patch.delenv(name, raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            endpoint = f"http://{host}:{port}"
+            client = boto3.client(
+                "s3", endpoint_url=endpoint, region_name="us-east-1",
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+            )
+            client.create_bucket(Bucket=BUCKET)
+            yield MotoS3(endpoint, client, BUCKET)
+        finally:
+            server.stop()
+
+
+class FaultyProxy:
+    """Forwards to ``upstream``, failing the first ``failures`` requests of each path with ``mode``."""
+
+    def __init__(self, upstream: str, mode: str, failures: int) -> None:
+        self.upstream = upstream
+        self.mode = mode
+        self.failures = failures
+        self.seen: dict[str, int] = {}
+        self.endpoint = ""
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> FaultyProxy:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        count = self.seen[request.path] = self.seen.get(request.path, 0) + 1
+        if count <= self.failures:
+            if self.mode in ("503", "429"):
+                body = f"<Error><Code>{'SlowDown' if self.mode == '503' else 'TooManyRequests'}</Code></Error>"
+                return web.Response(status=int(self.mode), text=body, headers={"Retry-After": "0"})
+            if self.mode == "drop":
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped on purpose")
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        body = await request.read()
+        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                         data=body, allow_redirects=False) as upstream:
+            payload = await upstream.read()
+            keep = {k: v for k, v in upstream.headers.items()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")}
+            response = web.StreamResponse(status=upstream.status, headers=keep)
+            response.content_length = len(payload) if request.method != "HEAD" else upstream.content_length
+            await response.prepare(request)
+            if request.method == "HEAD":
+                return response
+            if count <= self.failures and self.mode == "cut":
+                await response.write(payload[: len(payload) // 2])
+                assert request.transport is not None
+                request.transport.close()  # close() sends what is buffered first: half a body arrives
+                return response
+            await response.write(payload)
+            await response.write_eof()
+            return response
