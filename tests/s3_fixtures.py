@@ -109,9 +109,9 @@ class FaultyProxy:
                 raise ConnectionResetError("dropped on purpose")
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        body = await request.read()
+        sent = await request.read()
         async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=body, allow_redirects=False) as upstream:
+                                         data=sent, allow_redirects=False) as upstream:
             payload = await upstream.read()
             keep = {k: v for k, v in upstream.headers.items()
                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding")}

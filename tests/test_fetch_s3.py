@@ -12,8 +12,8 @@ from s3_fixtures import FaultyProxy, MotoS3, moto_s3
 from pipeline.errors import FatalApiError
 from pipeline.fetch import (
     Fetched,
-    FetchRejected,
     Fetcher,
+    FetchRejected,
     FetchSettings,
     SourceAccessError,
     SourceRef,
