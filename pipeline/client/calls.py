@@ -116,7 +116,8 @@ class ApiClientBase:
             self._stopped.set()
             self.presign_limiter.close()
             self.status_limiter.close()
-            log.error("fatal_api_error", call=call, status=exc.status, code=exc.code, error=str(exc))
+            # Logged at debug: the run logs the one fatal_api_error event a person acts on (RunControl.fail).
+            log.debug("client_stopped", call=call, status=exc.status, code=exc.code, error_type=type(exc).__name__)
         return self._fatal
 
     @property

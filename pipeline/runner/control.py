@@ -59,7 +59,7 @@ class RunControl:
         if self.fatal is None:
             self.fatal = exc
             log.error("fatal_api_error", error=str(exc), error_type=type(exc).__name__, status=exc.status,
-                      code=exc.code)
+                      code=exc.code)  # the one event for the whole run (the client logs its stop at debug)
         self.stop(StopCause.FATAL)
 
     def fail_local(self, exc: LocalWriteError) -> None:
