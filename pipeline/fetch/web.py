@@ -71,7 +71,9 @@ def _url(text: str) -> URL:
 
 
 def _shown(url: URL) -> str:
-    return str(url.with_query(None).with_fragment(None).with_user(None))
+    """The URL without query, fragment or credentials: what a detail may say."""
+    bare = url.with_query(None).with_fragment(None)
+    return str(bare.with_user(None) if bare.absolute else bare)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,0 +1,233 @@
+"""The fetch stage against a local HTTP server (an aiohttp app on loopback): bytes, redirects, the
+link-local refusal, reasons, size limits, timeouts and injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from pipeline.fetch import Fetched, Fetcher, FetchRejected, FetchSettings, SourceRef, SourceStamp, parse_source
+from pipeline.fetch.web import LinkLocalRefused, _SafeResolver, is_link_local
+
+OBJECTS = {f"p{n}.jpg": hashlib.sha256(bytes([n])).digest() * (4096 + 1000 * n) for n in range(6)}
+
+
+async def _no_wait(_: float) -> None:
+    """Backoff without waiting: tests count retries, they do not time them."""
+
+
+class Site:
+    """The test server's state: requests per path, the fault to inject, and an event that never fires
+    until teardown (for a server that stays silent)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.release = asyncio.Event()
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/img/{name}", self.image)
+        app.router.add_get("/hop/{n}/{name}", self.hop)
+        app.router.add_get("/to", self.to)
+        app.router.add_get("/status/{code}", self.status)
+        app.router.add_get("/flaky/{mode}/{name}", self.flaky)
+        app.router.add_get("/stream/{size}", self.stream)
+        app.router.add_get("/huge", self.huge)
+        app.router.add_get("/silent", self.silent)
+        return app
+
+    async def image(self, request: web.Request) -> web.StreamResponse:
+        self.seen[request.path] = self.seen.get(request.path, 0) + 1
+        data = OBJECTS[request.match_info["name"]]
+        return web.Response(body=data, headers={"ETag": f'"{hashlib.md5(data).hexdigest()}"'})
+
+    async def hop(self, request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        name = request.match_info["name"]
+        raise web.HTTPFound(f"/hop/{n - 1}/{name}" if n > 1 else f"/img/{name}")
+
+    async def to(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(request.query["where"])
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        self.seen[request.path] = self.seen.get(request.path, 0) + 1
+        return web.Response(status=int(request.match_info["code"]), text="nope")
+
+    async def flaky(self, request: web.Request) -> web.StreamResponse:
+        count = self.seen[request.path] = self.seen.get(request.path, 0) + 1
+        mode, data = request.match_info["mode"], OBJECTS[request.match_info["name"]]
+        if count <= 2 and mode in ("503", "429"):
+            return web.Response(status=int(mode), headers={"Retry-After": "0"})
+        if count <= 2 and mode == "drop":
+            assert request.transport is not None
+            request.transport.close()
+            raise ConnectionResetError("dropped on purpose")
+        response = web.StreamResponse()
+        response.content_length = len(data)
+        await response.prepare(request)
+        if count <= 2 and mode == "cut":
+            await response.write(data[: len(data) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write(data)
+        await response.write_eof()
+        return response
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        """A body without Content-Length (chunked), of the size asked."""
+        response = web.StreamResponse()
+        await response.prepare(request)
+        left = int(request.match_info["size"])
+        while left > 0:
+            piece = min(left, 64 * 1024)
+            await response.write(b"z" * piece)
+            left -= piece
+        await response.write_eof()
+        return response
+
+    async def huge(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(10**12)})
+        await response.prepare(request)
+        await self.release.wait()
+        return response
+
+    async def silent(self, request: web.Request) -> web.StreamResponse:
+        await self.release.wait()
+        return web.Response(text="late")
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    state = Site()
+    runner = web.AppRunner(state.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield state
+    finally:
+        state.release.set()
+        await runner.cleanup()
+
+
+def _ref(url: str) -> SourceRef:
+    ref = parse_source(url, base=None, root=None)
+    assert isinstance(ref, SourceRef), ref
+    return ref
+
+
+async def _fetch(url: str, settings: FetchSettings | None = None) -> tuple[Fetched | FetchRejected, Fetcher]:
+    async with Fetcher(settings or FetchSettings(fetch_retries=3), sleep=_no_wait) as fetcher:
+        return await fetcher.fetch(_ref(url)), fetcher
+
+
+async def test_bytes_arrive_identical_with_a_stamp_head_agrees_with(site: Site) -> None:
+    async with Fetcher(sleep=_no_wait) as fetcher:
+        for name, data in OBJECTS.items():
+            got = await fetcher.fetch(_ref(f"{site.url}/img/{name}"))
+            assert isinstance(got, Fetched) and got.data == data and got.size == len(data)
+            assert got.stamp.value == f'etag:"{hashlib.md5(data).hexdigest()}"'
+            assert await fetcher.stat(_ref(f"{site.url}/img/{name}")) == got.stamp
+        # aiohttp pools connections: six sources, twelve requests, one host
+        assert fetcher.stats.connections < fetcher.stats.requests
+
+
+async def test_five_redirects_are_followed_and_a_sixth_is_not(site: Site) -> None:
+    got, _ = await _fetch(f"{site.url}/hop/5/p1.jpg")
+    assert isinstance(got, Fetched) and got.data == OBJECTS["p1.jpg"]
+    got, _ = await _fetch(f"{site.url}/hop/6/p1.jpg")
+    assert isinstance(got, FetchRejected) and got.reason == "fetch_failed" and "5 redirects" in got.detail
+    assert site.seen["/img/p1.jpg"] == 1  # reached by the first chain only
+
+
+async def test_a_redirect_to_a_file_url_is_never_followed(site: Site) -> None:
+    got, _ = await _fetch(f"{site.url}/to?where=file:///etc/passwd")
+    assert isinstance(got, FetchRejected) and got.reason == "unsupported_source" and "file://" in got.detail
+
+
+@pytest.mark.parametrize("host", ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"])
+async def test_link_local_addresses_are_refused_without_a_connection(host: str) -> None:
+    got, fetcher = await _fetch(f"http://{host}/latest/meta-data/iam/security-credentials/")
+    assert isinstance(got, FetchRejected) and got.reason == "unsupported_source" and "link-local" in got.detail
+    assert fetcher.stats.connections == 0
+
+
+async def test_a_redirect_to_the_metadata_service_is_refused(site: Site) -> None:
+    got, fetcher = await _fetch(f"{site.url}/to?where=http://169.254.169.254/latest/meta-data/")
+    assert isinstance(got, FetchRejected) and got.reason == "unsupported_source"
+    assert fetcher.stats.connections == 1  # the test server only
+
+
+async def test_the_resolver_refuses_a_name_with_a_link_local_address() -> None:
+    resolver = _SafeResolver()
+    try:
+        with pytest.raises(LinkLocalRefused):
+            await resolver.resolve("169.254.169.254", 80)
+        assert (await resolver.resolve("127.0.0.1", 80))[0]["host"] == "127.0.0.1"
+    finally:
+        await resolver.close()
+    assert is_link_local("fe80::1%eth0") and not is_link_local("10.0.0.1") and not is_link_local("example.com")
+
+
+@pytest.mark.parametrize(("code", "reason"), [(404, "not_found"), (401, "access_denied"), (403, "access_denied"),
+                                              (410, "fetch_failed")])
+async def test_error_statuses_are_reasons_without_retries_or_secrets(site: Site, code: int, reason: str) -> None:
+    async with Fetcher(sleep=_no_wait) as fetcher:
+        for _ in range(10):  # a web host refusing is about those URLs: never stops the run
+            got = await fetcher.fetch(_ref(f"{site.url}/status/{code}?X-Amz-Signature=s3cr3t&token=abc"))
+            assert isinstance(got, FetchRejected) and got.reason == reason
+            assert f"HTTP {code}" in got.detail and "s3cr3t" not in got.detail and "token" not in got.detail
+    assert site.seen[f"/status/{code}"] == 10
+
+
+async def test_server_errors_past_the_retries_are_fetch_failed(site: Site) -> None:
+    got, fetcher = await _fetch(f"{site.url}/status/502", FetchSettings(fetch_retries=2))
+    assert isinstance(got, FetchRejected) and got.reason == "fetch_failed"
+    assert "HTTP 502" in got.detail and "3 attempts" in got.detail
+    assert site.seen["/status/502"] == 3 and fetcher.stats.retries == 2
+
+
+@pytest.mark.parametrize("mode", ["503", "429", "drop", "cut"])
+async def test_injected_faults_are_recovered(site: Site, mode: str) -> None:
+    got, fetcher = await _fetch(f"{site.url}/flaky/{mode}/p3.jpg")
+    assert isinstance(got, Fetched) and got.data == OBJECTS["p3.jpg"]
+    assert site.seen[f"/flaky/{mode}/p3.jpg"] == 3  # two failures, then the bytes
+    # aiohttp itself resends once when a pooled connection turns out closed: 1 or 2 retries are ours
+    assert fetcher.stats.retries >= 1 and fetcher.stats.requests == fetcher.stats.retries + 1
+
+
+async def test_announced_size_over_the_limit_is_refused_unread(site: Site) -> None:
+    got, fetcher = await _fetch(f"{site.url}/huge")
+    assert isinstance(got, FetchRejected) and got.reason == "source_too_large"
+    assert fetcher.budget.peak == 0
+
+
+async def test_a_body_growing_past_the_limit_is_cut_off(site: Site) -> None:
+    limit = FetchSettings(source_max_bytes=1_000_000)
+    got, fetcher = await _fetch(f"{site.url}/stream/5000000", limit)
+    assert isinstance(got, FetchRejected) and got.reason == "source_too_large"
+    got, fetcher = await _fetch(f"{site.url}/stream/1000000", limit)
+    assert isinstance(got, Fetched) and got.size == 1_000_000
+    assert got.stamp == SourceStamp(None, 1_000_000)  # nothing identifies the version: resume must fetch
+    assert fetcher.budget.peak == 1_000_000  # unannounced size: the limit is reserved
+
+
+async def test_a_silent_server_times_out(site: Site) -> None:
+    got, _ = await _fetch(f"{site.url}/silent", FetchSettings(fetch_timeout=0.2, fetch_retries=0))
+    assert isinstance(got, FetchRejected) and got.reason == "fetch_failed" and "within 0.2 s" in got.detail
+
+
+async def test_bytes_in_flight_stay_under_the_budget(site: Site) -> None:
+    budget = 3 * max(len(d) for d in OBJECTS.values())
+    settings = FetchSettings(fetch_concurrency=32, fetch_max_bytes_in_flight=budget)
+    async with Fetcher(settings, sleep=_no_wait) as fetcher:
+        refs = [_ref(f"{site.url}/img/{name}") for name in OBJECTS] * 20
+        results = await asyncio.gather(*(fetcher.fetch(ref) for ref in refs))
+    assert all(isinstance(r, Fetched) for r in results)
+    assert 0 < fetcher.budget.peak <= budget and fetcher.budget.in_use == 0
