@@ -387,3 +387,10 @@ def test_a_closed_log_pipe_never_stops_the_run(emulator_thread: Emulator, tmp_pa
     assert proc.wait(timeout=120) == 0
     rows = pq.read_table(tmp_path / "manifest.results.parquet").to_pylist()
     assert [r["status"] for r in rows] == ["uploaded"] * 8 + ["rejected"]
+
+
+def test_report_is_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pipeline.report.command")
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--help"])
+    assert exc.value.code == 0 and "results" in capsys.readouterr().out
