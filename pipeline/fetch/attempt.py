@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pipeline.fetch.limits import ByteBudget
 
-__all__ = ["Failure", "Sink", "reserve", "status_failure", "too_large"]
+__all__ = ["Failure", "Sink", "reserve", "size_text", "status_failure", "too_large"]
 
 Sink = Callable[[bytes], object]
 """Receives a body's chunks in order (a collector in memory, or a file's ``write``)."""
@@ -49,12 +49,15 @@ def status_failure(status: int, code: str | None, where: str, retry_after: float
 def too_large(where: str, max_bytes: int, size: int | None) -> Failure:
     """``source_too_large``: by its announced ``size``, or (``None``) a body that grew past ``max_bytes``.
     Proves access: the store answered with the object."""
-    limit = f"{max_bytes / 1e6:.1f} MB"
+    limit = size_text(max_bytes)
     if size is None:
-        return Failure("source_too_large", f"{where}: more than {limit}, the limit for source files",
-                       proves_access=True)
-    return Failure("source_too_large", f"{where}: {size / 1e6:.1f} MB; the limit for source files is {limit}",
-                   proves_access=True)
+        return Failure("source_too_large", f"{where}: more than {limit}, the limit", proves_access=True)
+    return Failure("source_too_large", f"{where}: {size_text(size)}; the limit is {limit}", proves_access=True)
+
+
+def size_text(nbytes: int) -> str:
+    """``1.5 MB`` (decimal, like the image stage), or ``1000 bytes`` below 0.1 MB."""
+    return f"{nbytes / 1e6:.1f} MB" if nbytes >= 100_000 else f"{nbytes} bytes"
 
 
 @asynccontextmanager

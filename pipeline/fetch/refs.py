@@ -81,7 +81,9 @@ class _Prefix:
     bucket: str
     prefix: str
 
-    def join(self, relative: str) -> SourceRef | Problem:
+    def join(self, relative: str, *, confined: bool) -> SourceRef | Problem:
+        """``relative`` under this prefix; climbing above the bucket is ``outside_root`` when the prefix is
+        the root (``confined``), else ``invalid_path`` (no such key can exist)."""
         query = ""
         if self.scheme in ("http", "https") and "?" in relative:
             relative, query = relative.split("?", 1)
@@ -89,6 +91,8 @@ class _Prefix:
         joined = posixpath.normpath(posixpath.join("/", self.prefix, relative)).lstrip("/")
         climbed = posixpath.normpath(posixpath.join(self.prefix, relative)).startswith("..")
         if climbed or not joined:
+            if confined:
+                return Problem("outside_root", f"{relative!r} climbs out of --root {self}")
             return Problem("invalid_path", f"{relative!r} climbs above {self.scheme}://{self.bucket}/")
         if self.scheme in ("http", "https"):
             return SourceRef(self.scheme, self.bucket, "/" + joined + query)
@@ -181,7 +185,7 @@ class SourceParser:
         ref: SourceRef | Problem
         if scheme is None:
             if self._base_remote is not None and not cell.startswith("/"):
-                ref = self._base_remote.join(cell)
+                ref = self._base_remote.join(cell, confined=self._root_remote is not None)
             else:
                 # os.path on str, not pathlib: several times cheaper per row, and a million rows add up.
                 ref = SourceRef("file", "", os.path.join(self._base_local, cell))  # noqa: PTH118
