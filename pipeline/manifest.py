@@ -1,19 +1,28 @@
-"""Stage 1: read a manifest in record batches (CSV, Parquet, a pyarrow Table or a pandas DataFrame).
+"""Stage 1: read a manifest in record batches (CSV or TSV, plain or gzip; Parquet; a pyarrow Table or a pandas
+DataFrame).
 
 Nothing here reads the image files: a row's path is only resolved (and, with ``root``, checked with
-``os.path.realpath``). Memory stays flat in the manifest's size: files are streamed batch by batch; the
-one whole-manifest structure, duplicate-id detection in ``scan``, keeps an 8-byte hash per row (about
-24 bytes per row while it sorts them at the end: ~25 MB for a million rows).
+``os.path.realpath``). Memory stays flat in the manifest's size: files are streamed batch by batch; the one
+whole-manifest structure, the duplicate-key check in ``scan``, keeps an 8-byte hash per row (about 24 bytes per
+row while it sorts them at the end: ~25 MB for a million rows).
 
-Column rules: the ``path`` column is required. The ``id`` and ``file_name`` columns are used when present;
-when absent they are ignored if the ``ColumnMap`` holds the default name, and an error if the caller
-named another column (the user asked for it, so its absence is a mistake). CSV cells are always read as
-text (no type inference: ``007`` stays ``007``), empty cells as NULL. The results side lives in
-``pipeline.results`` and is re-exported here.
+Row identity: a row's key is its id cell as text when the manifest has an id column, else its path cell exactly
+as written. A row with an empty path and no id column has no usable key: it gets ``#row-<n>`` (``n`` its 0-based
+position), is rejected ``missing_path`` and is never uploaded. Keys are unique within a manifest: ``scan`` refuses
+a repeat, before anything is uploaded.
+
+Column rules: the ``path`` column is required. The ``id`` and ``file_name`` columns are used when present; when
+absent they are ignored if the ``ColumnMap`` holds the default name, and an error if the caller named another
+column (the user asked for it, so its absence is a mistake). Types: Parquet, Table and DataFrame columns pass
+through as they are. In a CSV only an empty cell is missing, and a column whose every non-empty cell is a
+canonical integer (``-12``, not ``007`` or ``+5``) that fits int64 is int64; every other column is text. The
+rule is applied by ``scan``'s one streaming pass, so a CSV's ``schema`` is known after ``scan`` (reading
+``schema`` earlier runs it). The results side lives in ``pipeline.results``.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 from array import array
@@ -28,10 +37,12 @@ import pyarrow.compute as pc
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
 from pipeline.models import Row
-from pipeline.results import results_table, write_results
-from pipeline.sources import BatchFactory, arrow_message, open_source, rechunk
+from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
-__all__ = ["Manifest", "ManifestInfo", "results_table", "write_results"]
+__all__ = ["NO_PATH_KEY", "Manifest", "ManifestInfo", "RowBatch"]
+
+NO_PATH_KEY = "#row-"
+"""Prefix of the key of a row with neither an id column nor a path (``#row-7``)."""
 
 _DEFAULTS = ColumnMap()
 _MISSING_PATH = ("missing_path", "the path cell is empty")
@@ -40,20 +51,26 @@ _NUL_PATH = ("invalid_path", "the path contains a NUL character")
 
 @dataclass(frozen=True, slots=True)
 class ManifestInfo:
-    """What one streaming pass over the manifest found.
-
-    ``fingerprint`` is a sha256 over the ordered (key, path, file_name) of every row: equal for the same
-    content whatever the format or batching, different when any row's key, path or file name changes, or
-    when rows are added, removed or reordered. Pass-through columns do not count.
-    """
+    """What one streaming pass over the manifest found: its number of rows (keys all present and unique)."""
 
     rows: int
-    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """Some consecutive rows as read: their input columns (``Manifest.schema``) and their ``Row``s, same order."""
+
+    columns: pa.RecordBatch
+    rows: tuple[Row, ...]
 
 
 def _columns_text(names: list[str]) -> str:
     shown = ", ".join(names[:20])
     return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+
+
+def _no_path(text: str | None) -> bool:
+    return not text or text.isspace()
 
 
 class _Resolver:
@@ -72,8 +89,9 @@ class _Resolver:
         self._dirs: dict[str, str] = {}
 
     def __call__(self, text: str | None) -> tuple[Path | None, tuple[str, str] | None]:
-        if not text or text.isspace():
+        if _no_path(text):
             return None, _MISSING_PATH
+        assert text is not None  # _no_path is true for None
         if "\x00" in text:
             return None, _NUL_PATH
         # os.path on str, not pathlib: several times cheaper per row, and a million rows add up.
@@ -100,25 +118,17 @@ class _Resolver:
 
 
 class Manifest:
-    """A manifest opened for streaming. Re-iterable: every ``scan``/``rows``/``batches`` call reads anew.
+    """A manifest opened for streaming. Re-iterable: every ``scan``/``row_batches``/``rows`` call reads anew.
 
     Build with ``Manifest.open``. ``name`` is the file path as given, or ``<pyarrow.Table>`` /
-    ``<pandas.DataFrame>``; ``schema`` the input columns, which pass through to the results.
+    ``<pandas.DataFrame>``; ``schema`` the input columns as they pass through to the results.
     """
 
-    def __init__(
-        self,
-        name: str,
-        schema: pa.Schema,
-        source: BatchFactory,
-        columns: ColumnMap,
-        resolver: _Resolver,
-        batch_size: int,
-    ) -> None:
-        names = schema.names
-        self.name = name
-        self.schema = schema
+    def __init__(self, source: Source, columns: ColumnMap, resolver: _Resolver, batch_size: int) -> None:
+        names = source.schema.names
+        self.name = source.name
         self._source = source
+        self._schema: pa.Schema | None = None if source.csv else source.schema
         self._resolver = resolver
         self._batch_size = batch_size
         self._path_i = self._column_index(names, columns.path, "path", required=True)
@@ -128,18 +138,20 @@ class Manifest:
         )
         self._id_name = columns.id
 
-    def _column_index(self, names: list[str], column: str | None, flag: str, *, required: bool) -> int | None:
+    @staticmethod
+    def _column_index(names: list[str], column: str | None, flag: str, *, required: bool) -> int | None:
         if column is None or (column not in names and not required):
             return None
         if column not in names:
             role = "column" if flag == "path" else f"{flag} column"
+            advice = f"name the {role} with --{flag}-column."
+            lowered = {n.lower(): n for n in names}  # "Path" is as close to "path" as a name gets
+            close = difflib.get_close_matches(column.lower(), list(lowered), n=1)
+            if close:
+                advice = f"did you mean {lowered[close[0]]!r}? Name the {role} with --{flag}-column."
             raise ManifestError(
-                f"The manifest has no {column!r} column (columns: {_columns_text(names)}); "
-                f"name the {role} with --{flag}-column."
+                f"The manifest has no {column!r} column (columns: {_columns_text(names)}); {advice}"
             )
-        if names.count(column) > 1:
-            count = names.count(column)
-            raise ManifestError(f"The manifest has {count} columns named {column!r}; rename all but one.")
         return names.index(column)
 
     @classmethod
@@ -152,27 +164,50 @@ class Manifest:
         batch_size: int = 4096,
         block_size: int = 1 << 20,
     ) -> Manifest:
-        """Open ``source`` and check what is cheap to check: readable, known format, columns present.
+        """Open ``source`` and check what is cheap to check: readable, known format, column names.
 
         Only the header (CSV) or the schema (Parquet) is read here. Relative paths will resolve against
         ``root`` if given, else the manifest file's folder, else the current directory (in-memory input).
         Batches hold at most ``batch_size`` rows; ``block_size`` is the initial CSV read block (grown up
-        to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence.
-        ``columns.path`` must exist; ``columns.id``/``file_name`` must exist only when not the defaults.
+        to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence
+        for an unknown format (saying how to convert a spreadsheet or JSON), repeated column names, or a
+        missing column (with the closest name, if any). ``columns.path`` must exist;
+        ``columns.id``/``file_name`` must exist only when not the defaults.
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
         if root is not None and not Path(root).is_dir():
             raise ManifestError(f"--root {root} is not a folder.")
-        name, schema, factory, base = open_source(source, block_size=block_size, batch_size=batch_size)
-        if root is not None:
-            base = str(Path(root).absolute())
+        opened = open_source(source, block_size=block_size, batch_size=batch_size)
+        base = str(Path(root).absolute()) if root is not None else opened.base
         resolver = _Resolver(base, base if root is not None else None)
-        return cls(name, schema, factory, columns, resolver, batch_size)
+        return cls(opened, columns, resolver, batch_size)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The input columns, unchanged, in row order, at most ``batch_size`` rows per batch."""
-        return rechunk(self._source(), self._batch_size)
+    @property
+    def schema(self) -> pa.Schema:
+        """The pass-through schema that ``row_batches`` columns have (a CSV's types: see the module docstring)."""
+        while self._schema is None:
+            self.scan()
+        return self._schema
+
+    def _text_batches(self) -> Iterator[pa.RecordBatch]:
+        return rechunk(self._source.batches(), self._batch_size)
+
+    def _typed(self, batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+        if not self._source.csv:
+            return batch
+        arrays = list(batch.columns)
+        for i, field in enumerate(schema):
+            if field.type == pa.string():
+                continue
+            ints = canonical_ints(arrays[i])
+            if ints is None:  # scan saw only integers here: the file was rewritten since
+                raise ManifestError(
+                    f"The column {field.name!r} of {self.name} now holds text that is not an integer; "
+                    "the manifest changed during the run: run again."
+                )
+            arrays[i] = ints
+        return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def _text(self, batch: pa.RecordBatch, index: int | None, what: str) -> list[str | None] | None:
         if index is None:
@@ -189,87 +224,111 @@ class Manifest:
         cells: list[str | None] = column.to_pylist()
         return cells
 
-    def _keys(self, batch: pa.RecordBatch, start: int) -> list[str]:
+    def _keys(self, batch: pa.RecordBatch, start: int, paths: list[str | None]) -> list[str]:
         ids = self._text(batch, self._id_i, "id")
         if ids is None:
-            return [str(start + j) for j in range(batch.num_rows)]
+            return [f"{NO_PATH_KEY}{start + j}" if _no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
         for j, value in enumerate(ids):
             if not value:
                 raise ManifestError(
-                    f"Row {start + j} of {self.name} has an empty {self._id_name!r}; "
-                    "give every row an id, or map no id column."
+                    f"Row {start + j} of {self.name} has an empty {self._id_name!r}; give every row an id, "
+                    "or pass --id-column '' to key the rows by their path."
                 )
         return ids  # type: ignore[return-value]  # no None left: checked just above
 
-    def scan(self) -> ManifestInfo:
-        """One streaming pass: count rows, refuse duplicate or empty ids, compute the fingerprint.
+    def _paths(self, batch: pa.RecordBatch) -> list[str | None]:
+        return self._text(batch, self._path_i, "path") or []
 
-        Raises ``ManifestError`` naming the first repeated id (in row order) and both 0-based row numbers.
+    def scan(self) -> ManifestInfo:
+        """One streaming pass: count the rows, refuse empty ids and repeated keys, and (a CSV's first pass)
+        decide the column types.
+
+        Raises ``ManifestError`` naming the first repeated key (in row order) and both 0-based row numbers;
+        without an id column the key is the path, so the sentence suggests an id column.
         """
-        digest = hashlib.sha256(b"thumbnail-ingest manifest v1\n")
-        seen = array("Q")  # 8-byte id hashes, not the ids: 8 MB for a million rows
+        ints = IntColumns(self._source.schema) if self._schema is None else None
+        seen = array("Q")  # 8-byte key hashes, not the keys: 8 MB for a million rows
         rows = 0
-        for batch in self.batches():
-            keys = self._keys(batch, rows)
-            paths = self._text(batch, self._path_i, "path") or []
-            names = self._text(batch, self._name_i, "file-name") or [None] * batch.num_rows
-            parts = []
-            for key, path, file_name in zip(keys, paths, names, strict=True):
-                # Length-prefixed cells, no separators: unambiguous, and blind to where batches split.
-                for cell in (key, path, file_name):
-                    parts.append("-" if cell is None else f"{len(cell)}:{cell}")
-            digest.update("".join(parts).encode("utf-8", "surrogatepass"))
-            if self._id_i is not None:
-                seen.extend(_hash64(key) for key in keys)
+        for batch in self._text_batches():
+            if ints is not None:
+                ints.feed(batch)
+            seen.extend(map(_hash64, self._keys(batch, rows, self._paths(batch))))
             rows += batch.num_rows
-        if self._id_i is not None and rows > 1:
+        if rows > 1:
             hashes = pa.Array.from_buffers(pa.uint64(), len(seen), [None, pa.py_buffer(seen)])
             # Sorting needs 16 bytes a row; a hash table (count_distinct) needed ~100 MB per million.
             ordered = hashes.take(pc.sort_indices(hashes))
             same = pc.equal(ordered.slice(1), ordered.slice(0, rows - 1))
             if pc.any(same).as_py():
                 self._raise_duplicate(set(ordered.slice(1).filter(same).to_pylist()))
-        return ManifestInfo(rows=rows, fingerprint=digest.hexdigest())
+        if ints is not None:
+            self._schema = ints.schema()
+        return ManifestInfo(rows=rows)
 
     def _raise_duplicate(self, repeated: set[int]) -> None:
-        first: dict[str, int] = {}
+        first: dict[str, tuple[int, bool]] = {}
         index = 0
-        for batch in self.batches():  # second pass only over ids whose hash repeats
-            for key in self._keys(batch, index):
+        for batch in self._text_batches():  # second pass only over keys whose hash repeats
+            paths = self._paths(batch)
+            for j, key in enumerate(self._keys(batch, index, paths)):
                 if _hash64(key) in repeated:
                     if key in first:
-                        raise ManifestError(
-                            f"The id {key!r} appears more than once in {self.name} "
-                            f"(rows {first[key]} and {index}, counted from 0); ids must be unique."
-                        )
-                    first[key] = index
-                index += 1
-        # Only a 64-bit hash collision between different ids: nothing to report.
+                        raise ManifestError(self._duplicate(key, *first[key], index + j))
+                    first[key] = (index + j, self._id_i is None and _no_path(paths[j]))
+            index += batch.num_rows
+        # Only a 64-bit hash collision between different keys: nothing to report.
 
-    def rows(self, start: int = 0) -> Iterator[Row]:
-        """Stream ``Row``s from index ``start`` on, paths resolved (never opened).
+    def _duplicate(self, key: str, row: int, pathless: bool, again: int) -> str:
+        if self._id_i is not None:
+            return (
+                f"The id {key!r} appears more than once in {self.name} (rows {row} and {again}, counted from 0); "
+                "ids must be unique."
+            )
+        if pathless:  # a real path cell that happens to read "#row-3", and row 3 has no path
+            return (
+                f"Row {again} of {self.name} has the path {key!r}, which is the key of row {row} (a row without "
+                "a path); add an id column (--id-column) to key the rows."
+            )
+        return (
+            f"The path {key!r} appears more than once in {self.name} (rows {row} and {again}, counted from 0); "
+            "without an id column a row's key is its path: remove the repeated row, or add an id column "
+            "(--id-column) to list one file twice."
+        )
 
-        An empty path gives ``problem=("missing_path", ...)``; with a root, a path whose real location is
-        outside it gives ``("outside_root", ...)``; a NUL character gives ``("invalid_path", ...)``.
-        An empty id raises ``ManifestError`` (``scan`` finds it first).
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The input columns in row order, at most ``batch_size`` rows per batch, typed as ``schema``."""
+        schema = self.schema
+        for batch in self._text_batches():
+            yield self._typed(batch, schema)
+
+    def row_batches(self) -> Iterator[RowBatch]:
+        """The one read a run needs: each batch's input columns (typed as ``schema``) with its ``Row``s.
+
+        ``Row.index`` is the 0-based position in this read, ``Row.key`` as in the module docstring. An empty
+        path gives ``problem=("missing_path", ...)``; with a root, a path whose real location is outside it
+        gives ``("outside_root", ...)``; a NUL character gives ``("invalid_path", ...)``. Paths are resolved,
+        never opened. A CSV not yet scanned is scanned first (its types are decided by a whole pass).
         """
+        schema = self.schema
         resolve = self._resolver
         index = 0
-        for batch in self.batches():
-            if index + batch.num_rows <= start:
-                index += batch.num_rows
-                continue
-            if start > index:
-                batch = batch.slice(start - index)
-                index = start
-            keys = self._keys(batch, index)
-            paths = self._text(batch, self._path_i, "path") or []
+        for batch in self._text_batches():
+            paths = self._paths(batch)
+            keys = self._keys(batch, index, paths)
             names = self._text(batch, self._name_i, "file-name")
+            rows = []
             for j, text in enumerate(paths):
                 source, problem = resolve(text)
                 file_name = (names[j] or None) if names is not None else None
-                yield Row(index + j, keys[j], text or "", source, file_name, problem)
+                rows.append(Row(index + j, keys[j], text or "", source, file_name, problem))
+            yield RowBatch(self._typed(batch, schema), tuple(rows))
             index += batch.num_rows
+
+    def rows(self, start: int = 0) -> Iterator[Row]:
+        """The ``Row``s of ``row_batches`` from index ``start`` on."""
+        for batch in self.row_batches():
+            if batch.rows and batch.rows[-1].index >= start:
+                yield from (row for row in batch.rows if row.index >= start)
 
 
 def _hash64(key: str) -> int:

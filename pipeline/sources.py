@@ -1,20 +1,29 @@
-"""Where manifest batches come from: a CSV or Parquet file streamed from disk, or an in-memory table.
+"""Where manifest batches come from: a CSV/TSV (plain or gzip) or Parquet file streamed from disk, or an in-memory
+table.
 
-``open_source`` checks only what is cheap (extension, readability, header or schema) and returns a
-factory that streams the batches anew on every call. CSV cells are all read as text, empty cells as NULL;
-a CSV row longer than the read block restarts the stream with a bigger block (up to ``MAX_BLOCK_SIZE``)
-without handing any row on twice. Every pyarrow or OS error becomes a one-sentence ``ManifestError``.
+``open_source`` checks only what is cheap (extension, readability, header or schema, column names) and returns a
+``Source`` whose ``batches`` streams the rows anew on every call. CSV rules: leading blank lines are skipped; a
+header line without commas but with tabs, semicolons or pipes names its delimiter (``.tsv`` is always tab); every
+cell is read as text and only an empty cell is missing (``NA``, ``null``, ``NaN`` stay text); ``IntColumns``
+finds the columns that are int64 (see ``manifests/README.md``). A CSV row longer than the read block restarts the
+stream with a bigger block (up to ``MAX_BLOCK_SIZE``) without handing any row on twice. Every pyarrow or OS error
+becomes a one-sentence ``ManifestError``.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
+import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -25,19 +34,46 @@ __all__ = [
     "MAX_BLOCK_SIZE",
     "PARQUET_SUFFIXES",
     "BatchFactory",
+    "IntColumns",
+    "Source",
     "arrow_message",
     "open_source",
     "rechunk",
 ]
 
-CSV_SUFFIXES = (".csv",)
+CSV_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 MAX_BLOCK_SIZE = 16 << 20
 """Largest CSV block tried (a block must hold a whole row). A bigger row is almost always an unclosed
 quote swallowing the rest of the file, so it is refused rather than read: pyarrow's reader peaks at
 about 8 blocks of memory (16 MiB blocks: ~150 MB; 64 MiB blocks were measured at ~530 MB)."""
 
+_CONVERT = {
+    ".xlsx": ("an Excel workbook", "pandas.read_excel({name!r})"),
+    ".xls": ("an Excel workbook", "pandas.read_excel({name!r})"),
+    ".json": ("a JSON file", "pandas.read_json({name!r})"),
+    ".jsonl": ("a JSON-lines file", "pandas.read_json({name!r}, lines=True)"),
+    ".ndjson": ("a JSON-lines file", "pandas.read_json({name!r}, lines=True)"),
+}
+_SNIFFED = ("\t", ";", "|")
+_CANONICAL_INT = r"^(0|-?[1-9][0-9]{0,18})$"
+"""An integer exactly as ``str(int)`` writes it (no ``+``, no leading zero, no ``-0``, no spaces), so the
+int64 value and the cell's text are one and the same; 19 digits may still overflow, which the cast catches."""
+
 BatchFactory = Callable[[], Iterator[pa.RecordBatch]]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An opened manifest input: ``schema`` as read (CSV: every column text, before ``IntColumns``)."""
+
+    name: str
+    schema: pa.Schema
+    batches: BatchFactory
+    base: str
+    """The folder relative paths resolve against when no root is given."""
+    csv: bool
+    """Whether the column types are still to be inferred (``IntColumns``)."""
 
 
 def arrow_message(exc: Exception) -> str:
@@ -53,34 +89,100 @@ def rechunk(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordB
             yield batch.slice(offset, size) if batch.num_rows > size else batch
 
 
-def open_source(source: Any, *, block_size: int, batch_size: int) -> tuple[str, pa.Schema, BatchFactory, str]:
-    """``(name, schema, batches, base folder)`` for a path, a pyarrow Table or a pandas DataFrame."""
+def canonical_ints(column: pa.Array) -> pa.Array | None:
+    """``column`` (text) as int64 when every non-empty cell is a canonical integer that fits, else ``None``."""
+    if column.null_count == len(column):
+        return pa.nulls(len(column), pa.int64())
+    if not pc.all(pc.match_substring_regex(column, _CANONICAL_INT)).as_py():
+        return None
+    try:
+        ints: pa.Array = pc.cast(column, pa.int64())
+    except pa.ArrowInvalid:  # 19 digits past int64's range
+        return None
+    return ints
+
+
+class IntColumns:
+    """The CSV type rule, fed one text batch at a time: a column whose every non-empty cell is a canonical
+    integer that fits int64 (and that has at least one such cell) is int64; every other column stays text."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        self._candidates = set(range(len(schema)))
+        self._filled: set[int] = set()
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        """Look at one more batch of the text columns."""
+        for i in tuple(self._candidates):
+            column = batch.column(i)
+            if canonical_ints(column) is None:
+                self._candidates.discard(i)
+            elif column.null_count < len(column):
+                self._filled.add(i)
+
+    def schema(self) -> pa.Schema:
+        """The schema with the int64 columns found in all the batches fed so far."""
+        ints = self._candidates & self._filled
+        return pa.schema([f.with_type(pa.int64()) if i in ints else f for i, f in enumerate(self._schema)])
+
+
+def _check_names(name: str, names: list[str]) -> None:
+    counts = Counter(names)
+    repeated = [column for column in names if counts[column] > 1]
+    if not repeated:
+        return
+    column = repeated[0]
+    places = [str(i + 1) for i, n in enumerate(names) if n == column]
+    where = ", ".join(places[:-1]) + " and " + places[-1]
+    what = "with an empty name" if column == "" else f"named {column!r}"
+    raise ManifestError(
+        f"The manifest {name} has {len(places)} columns {what} (columns {where}, counted from 1); "
+        "give every column its own name."
+    )
+
+
+def open_source(source: Any, *, block_size: int, batch_size: int) -> Source:
+    """Open a path, a pyarrow Table or a pandas DataFrame; refuses repeated column names (results could not hold
+    them) and anything unreadable with a one-sentence ``ManifestError``."""
     if isinstance(source, pa.Table):
         table = source
-        return "<pyarrow.Table>", table.schema, lambda: iter(table.to_batches()), str(Path.cwd())
+        _check_names("<pyarrow.Table>", table.schema.names)
+        return Source("<pyarrow.Table>", table.schema, lambda: iter(table.to_batches()), str(Path.cwd()), False)
     if any(c.__name__ == "DataFrame" and c.__module__.startswith("pandas") for c in type(source).__mro__):
+        _check_names("<pandas.DataFrame>", [str(c) for c in source.columns])
         try:  # pyarrow imports pandas itself, only now: pandas stays optional
             frame = pa.Table.from_pandas(source, preserve_index=False)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
             message = arrow_message(exc)
             raise ManifestError(f"The DataFrame cannot be converted to Arrow: {message}.") from exc
         frame = frame.replace_schema_metadata(None)  # pandas' index notes describe the frame, not the rows
-        return "<pandas.DataFrame>", frame.schema, lambda: iter(frame.to_batches()), str(Path.cwd())
+        return Source("<pandas.DataFrame>", frame.schema, lambda: iter(frame.to_batches()), str(Path.cwd()), False)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        schema, factory = _open_file(path, str(source), block_size, batch_size)
-        return str(source), schema, factory, str(path.parent.absolute())
+        opened = _open_file(path, str(source), block_size, batch_size)
+        _check_names(opened.name, opened.schema.names)
+        return opened
     raise ManifestError(
-        "A manifest must be a .csv or .parquet path, a pyarrow Table or a pandas DataFrame; "
+        "A manifest must be a .csv, .tsv or .parquet path, a pyarrow Table or a pandas DataFrame; "
         f"got {type(source).__name__}."
     )
 
 
-def _open_file(path: Path, name: str, block_size: int, batch_size: int) -> tuple[pa.Schema, BatchFactory]:
-    suffix = path.suffix.lower()
-    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+def _open_file(path: Path, name: str, block_size: int, batch_size: int) -> Source:
+    lower = path.name.lower()
+    base = str(path.parent.absolute())
+    if not lower.endswith(CSV_SUFFIXES + PARQUET_SUFFIXES):
+        suffix = path.suffix.lower()
+        if suffix in _CONVERT:
+            kind, reader = _CONVERT[suffix]
+            raise ManifestError(
+                f"The manifest {name} is {kind}, which is not read directly; convert it once, e.g. with "
+                f"{reader.format(name=name)}.to_parquet('manifest.parquet'), and pass the .parquet file."
+            )
         got = repr(suffix) if suffix else "no extension"
-        raise ManifestError(f"The manifest {name} must end in .csv, .parquet or .pq; got {got}.")
+        raise ManifestError(
+            f"The manifest {name} must end in .csv, .tsv, .csv.gz, .tsv.gz, .parquet or .pq; got {got}."
+        )
     if path.is_dir():
         raise ManifestError(f"The manifest {name} is a folder, not a file.")
     try:
@@ -88,26 +190,51 @@ def _open_file(path: Path, name: str, block_size: int, batch_size: int) -> tuple
             pass
     except OSError as exc:
         raise ManifestError(f"The manifest {name} cannot be opened: {exc.strerror or exc}.") from exc
-    if suffix in PARQUET_SUFFIXES:
+    if lower.endswith(PARQUET_SUFFIXES):
         try:
             with pq.ParquetFile(path) as pf:
                 schema = pf.schema_arrow
         except (pa.ArrowException, OSError) as exc:
             message = arrow_message(exc)
             raise ManifestError(f"The manifest {name} is not a readable Parquet file: {message}.") from exc
-        return schema, lambda: _parquet_batches(path, name, batch_size)
+        return Source(name, schema, lambda: _parquet_batches(path, name, batch_size), base, False)
+    gz = lower.endswith(".gz")
+    header, delimiter, has_rows = _csv_header(path, name, gz=gz, tsv=lower.endswith((".tsv", ".tsv.gz")))
+    schema = pa.schema([pa.field(column, pa.string()) for column in header])
+    if not has_rows:  # header only, with or without a final newline: a valid manifest of 0 rows
+        return Source(name, schema, lambda: iter(()), base, True)
+    return Source(name, schema, lambda: _csv_batches(path, name, header, delimiter, block_size, gz), base, True)
+
+
+def _csv_header(path: Path, name: str, *, gz: bool, tsv: bool) -> tuple[list[str], str, bool]:
+    """The header's column names, the delimiter, and whether any non-blank line follows the header."""
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb") as raw:
+            fh: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if gz else raw
             # Decode line by line: csv pulls only the header's lines, so bad bytes further down are
             # reported by the streaming reader with a row number, not blamed on the header.
             lines = (line.decode("utf-8") for line in fh)
-            header = next(csv.reader(line.removeprefix("\ufeff") for line in lines), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            first = next(lines, "").removeprefix("\ufeff")
+            # Blank lines before the header are skipped, as pyarrow skips them (only truly empty lines).
+            nonblank = itertools.dropwhile(lambda line: not line.strip("\r\n"), itertools.chain([first], lines))
+            top = next(nonblank, None)
+            if top is None:
+                raise ManifestError(f"The manifest {name} is empty: a CSV manifest needs a header line.")
+            delimiter = "\t" if tsv else _sniff(top)
+            header = next(csv.reader(itertools.chain([top], lines), delimiter=delimiter))
+            has_rows = any(line.strip("\r\n") for line in lines)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(f"The manifest {name} has no readable CSV header line: {exc}.") from exc
-    if not header:
-        raise ManifestError(f"The manifest {name} is empty: a CSV manifest needs a header line.")
-    schema = pa.schema([pa.field(column, pa.string()) for column in header])
-    return schema, lambda: _csv_batches(path, name, header, block_size)
+    return header, delimiter, has_rows
+
+
+def _sniff(line: str) -> str:
+    """A comma, unless the header line has none but has tabs, semicolons or pipes (a spreadsheet's export)."""
+    if "," in line:
+        return ","
+    counts = {d: line.count(d) for d in _SNIFFED}
+    best = max(_SNIFFED, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def _parquet_batches(path: Path, name: str, batch_size: int) -> Iterator[pa.RecordBatch]:
@@ -119,18 +246,26 @@ def _parquet_batches(path: Path, name: str, batch_size: int) -> Iterator[pa.Reco
         raise ManifestError(f"The manifest {name} could not be read to the end: {message}.") from exc
 
 
-def _csv_batches(path: Path, name: str, header: list[str], block_size: int) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    path: Path, name: str, header: list[str], delimiter: str, block_size: int, gz: bool
+) -> Iterator[pa.RecordBatch]:
     emitted = 0
-    convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True)
+    # Text only, and only an empty cell is missing: pyarrow's default null list would turn a file named NA.jpg
+    # or an id "null" into a missing cell.
+    convert = pcsv.ConvertOptions(
+        column_types={c: pa.string() for c in header}, strings_can_be_null=True, null_values=[""]
+    )
     # Quoted newlines are legal CSV; a manifest with a free-text column may well have them.
-    parse = pcsv.ParseOptions(newlines_in_values=True)
+    parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     while True:
         skip = emitted  # after a restart with a bigger block, rows already handed on are re-read, not re-sent
         try:
             read = pcsv.ReadOptions(block_size=block_size)
-            reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
-            with reader:
-                for batch in reader:
+            stream = pa.input_stream(str(path), compression="gzip" if gz else None)
+            with stream, pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert) as rd:
+                if rd.schema.names != header:  # the file was replaced since open_source read its header
+                    raise ManifestError(f"The header of the manifest {name} changed while it was being read.")
+                for batch in rd:
                     if skip >= batch.num_rows:
                         skip -= batch.num_rows
                         continue
@@ -149,7 +284,7 @@ def _csv_batches(path: Path, name: str, header: list[str], block_size: int) -> I
                     f"{_rows(emitted)} (an unclosed quote?); fix the file."
                 ) from exc
             raise _read_error(name, emitted, exc) from exc
-        except (pa.ArrowException, OSError) as exc:
+        except (pa.ArrowException, OSError, EOFError) as exc:
             raise _read_error(name, emitted, exc) from exc
 
 

@@ -1,13 +1,13 @@
-"""Manifest reading (CSV, Parquet, Table, DataFrame) and results writing."""
+"""Manifest reading (CSV, Parquet, Table, DataFrame): streaming, row identity, path resolution, ``row_batches``.
+
+The CSV rules and the manifest help (issues 11 and 12) are in ``test_manifest_csv.py``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 from pipeline import manifest as manifest_module
 from pipeline import sources
 from pipeline.config import ColumnMap
-from pipeline.errors import ConfigError, ManifestError
-from pipeline.manifest import Manifest, results_table, write_results
+from pipeline.errors import ManifestError
+from pipeline.manifest import Manifest, RowBatch
 from pipeline.models import RowResult, Status
+from pipeline.results import ResultChunk, results_table
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -58,6 +59,7 @@ def test_csv_streams_in_several_batches_and_keeps_order(tmp_path: Path) -> None:
     assert rows[3].source == tmp_path / "img/3.jpg" and rows[3].problem is None
     assert m.scan().rows == 50
     assert m.schema == pa.schema([("id", pa.string()), ("path", pa.string()), ("note", pa.string())])
+    assert pa.Table.from_batches(list(m.batches())).schema == m.schema
 
 
 def test_csv_cells_are_text_even_when_they_look_like_numbers(tmp_path: Path) -> None:
@@ -95,12 +97,13 @@ def test_table_and_dataframe_inputs_resolve_against_cwd(
     m = Manifest.open(table)
     assert m.name == "<pyarrow.Table>"
     rows = list(m.rows())
-    assert rows[0].source == tmp_path / "a.jpg" and rows[0].file_name == "x.jpg" and rows[0].key == "0"
+    assert rows[0].source == tmp_path / "a.jpg" and rows[0].file_name == "x.jpg" and rows[0].key == "a.jpg"
     assert rows[1].problem == ("missing_path", "the path cell is empty") and rows[1].file_name is None
+    assert rows[1].key == "#row-1"
     frame = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "n": [1, 2]}, index=[10, 20])
     m = Manifest.open(frame)
     assert m.name == "<pandas.DataFrame>" and m.schema.names == ["path", "n"]
-    assert [r.key for r in m.rows()] == ["0", "1"]
+    assert [r.key for r in m.rows()] == ["a.jpg", "b.jpg"]
 
 
 def test_custom_column_names(tmp_path: Path) -> None:
@@ -120,7 +123,7 @@ def test_missing_path_column_names_the_columns_and_the_flag(tmp_path: Path) -> N
 
 def test_default_optional_columns_may_be_absent_but_named_ones_may_not(tmp_path: Path) -> None:
     csv_path = write_csv(tmp_path / "m.csv", "path\na.jpg\n")
-    assert [r.key for r in Manifest.open(csv_path).rows()] == ["0"]
+    assert [r.key for r in Manifest.open(csv_path).rows()] == ["a.jpg"]
     with pytest.raises(ManifestError, match=r"no 'pid' column .*--id-column"):
         Manifest.open(csv_path, ColumnMap(id="pid"))
     with pytest.raises(ManifestError, match=r"no 'fname' column .*--file-name-column"):
@@ -128,8 +131,9 @@ def test_default_optional_columns_may_be_absent_but_named_ones_may_not(tmp_path:
 
 
 def test_unsupported_extension_and_unreadable_files(tmp_path: Path) -> None:
-    with pytest.raises(ManifestError, match=r"must end in \.csv, \.parquet or \.pq; got '\.xlsx'\.$"):
-        Manifest.open(write_csv(tmp_path / "m.xlsx", "path\n"))
+    expected = r"must end in \.csv, \.tsv, \.csv\.gz, \.tsv\.gz, \.parquet or \.pq; got '\.txt'\.$"
+    with pytest.raises(ManifestError, match=expected):
+        Manifest.open(write_csv(tmp_path / "m.txt", "path\n"))
     with pytest.raises(ManifestError, match=r"cannot be opened: No such file or directory\.$"):
         Manifest.open(tmp_path / "absent.csv")
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
@@ -240,146 +244,6 @@ def test_empty_id_is_refused(tmp_path: Path) -> None:
         Manifest.open(csv_path).scan()
 
 
-def test_fingerprint_is_stable_across_formats_and_batching(tmp_path: Path) -> None:
-    csv_path = sample_csv(tmp_path)
-    table = pcsv.read_csv(csv_path)
-    pq.write_table(table, tmp_path / "m.parquet")
-    prints = {
-        Manifest.open(csv_path, batch_size=3, block_size=64).scan().fingerprint,
-        Manifest.open(csv_path).scan().fingerprint,
-        Manifest.open(tmp_path / "m.parquet", batch_size=11).scan().fingerprint,
-        Manifest.open(table.to_pandas()).scan().fingerprint,
-    }
-    assert len(prints) == 1
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        lambda t: t.set_column(1, "path", pa.array(["img/X.jpg", *t["path"].to_pylist()[1:]])),
-        lambda t: t.set_column(0, "id", pa.array(["zz", *t["id"].to_pylist()[1:]])),
-        lambda t: t.slice(0, t.num_rows - 1),
-        lambda t: pa.concat_tables([t.slice(1, 1), t.slice(0, 1), t.slice(2)]),
-        lambda t: t.append_column("file_name", pa.array(["n.jpg"] + [None] * (t.num_rows - 1))),
-    ],
-    ids=["path", "id", "row_removed", "rows_swapped", "file_name"],
-)
-def test_fingerprint_changes_with_any_row(tmp_path: Path, change: object) -> None:
-    table = pcsv.read_csv(sample_csv(tmp_path, n=10))
-    changed = change(table)  # type: ignore[operator]
-    assert Manifest.open(table).scan().fingerprint != Manifest.open(changed).scan().fingerprint
-    noted = table.set_column(2, "note", pa.array(["other"] * 10))
-    assert Manifest.open(table).scan().fingerprint == Manifest.open(noted).scan().fingerprint
-
-
-# -- writing ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
-def test_results_keep_input_columns_order_and_types(tmp_path: Path, suffix: str) -> None:
-    m = Manifest.open(sample_csv(tmp_path, n=23), batch_size=5)
-    results = [
-        uploaded(i)
-        if i % 2
-        else RowResult(i, f"r{i}", Status.REJECTED, reason="not_found", detail="no such file")
-        for i in range(23)
-    ]
-    out = tmp_path / "out" / f"results{suffix}"
-    assert write_results(out, m, iter(results)) == 23
-    got = pq.read_table(out) if suffix == ".parquet" else pcsv.read_csv(out)
-    assert got.column_names[:3] == ["id", "path", "note"]
-    assert got.column_names[3:] == [
-        "status",
-        "thumbnail_key",
-        "reason",
-        "detail",
-        "action",
-        "width",
-        "height",
-        "bytes",
-        "source_sha256",
-        "attempts",
-        "uploaded_at",
-        "duplicate_of",
-    ]
-    assert got["id"].to_pylist() == [f"r{i}" for i in range(23)]
-    assert got["status"].to_pylist()[:2] == ["rejected", "uploaded"]
-    assert got["thumbnail_key"].to_pylist()[1] == "tk1" and got["reason"].to_pylist()[0] == "not_found"
-    assert got["bytes"].to_pylist()[3] == 1003
-    if suffix == ".parquet":
-        assert got.schema.field("uploaded_at").type == pa.timestamp("us", tz="UTC")
-        assert got.schema.field("width").type == pa.int32()
-        assert got["uploaded_at"][1].as_py().isoformat() == "2026-01-02T03:04:05.123456+00:00"
-    else:
-        assert "2026-01-02T03:04:05.123456Z" in out.read_text()
-    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary file left behind
-
-
-def test_clashing_input_columns_are_prefixed(tmp_path: Path) -> None:
-    table = pa.table({"path": ["a"], "status": ["vip"], "input_status": ["x"], "width": [7]})
-    got = results_table(Manifest.open(table), [uploaded(0)])
-    assert got.column_names[:4] == ["path", "input_input_status", "input_status", "input_width"]
-    assert got["input_input_status"].to_pylist() == ["vip"] and got["status"].to_pylist() == ["uploaded"]
-
-
-def test_results_from_a_dataframe_keep_passthrough_types(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"path": ["a", "b"], "score": [0.5, 1.5]})
-    got = results_table(Manifest.open(frame), [uploaded(0), uploaded(1)])
-    assert got["score"].to_pylist() == [0.5, 1.5] and got.schema.metadata is None
-
-
-@pytest.mark.parametrize(
-    "results",
-    [
-        [uploaded(0), uploaded(2), uploaded(1)],
-        [uploaded(0), uploaded(1)],
-        [uploaded(0), uploaded(1), uploaded(2), uploaded(3)],
-    ],
-    ids=["misordered", "too_few", "too_many"],
-)
-def test_misaligned_results_leave_the_old_file_untouched(tmp_path: Path, results: list[RowResult]) -> None:
-    m = Manifest.open(pa.table({"path": ["a", "b", "c"]}), batch_size=2)
-    out = tmp_path / "results.parquet"
-    out.write_bytes(b"previous")
-    with pytest.raises(ValueError, match="row"):
-        write_results(out, m, results)
-    assert out.read_bytes() == b"previous"
-    assert sorted(os.listdir(tmp_path)) == ["results.parquet"]
-
-
-def test_results_format_errors(tmp_path: Path) -> None:
-    m = Manifest.open(pa.table({"path": ["a"], "tags": pa.array([["x", "y"]])}))
-    with pytest.raises(ConfigError, match=r"\.parquet"):
-        write_results(tmp_path / "r.txt", m, [uploaded(0)])
-    with pytest.raises(ConfigError, match="cannot be written as csv"):
-        write_results(tmp_path / "r.csv", m, [uploaded(0)])
-    assert os.listdir(tmp_path) == []
-    assert write_results(tmp_path / "r.out", m, [uploaded(0)], fmt="parquet") == 1
-    assert pq.read_table(tmp_path / "r.out")["tags"].to_pylist() == [["x", "y"]]
-
-
-def test_empty_manifest_writes_a_header_only_file(tmp_path: Path) -> None:
-    m = Manifest.open(write_csv(tmp_path / "m.csv", "path,id\n"))
-    assert m.scan().rows == 0
-    assert write_results(tmp_path / "r.csv", m, []) == 0
-    assert (tmp_path / "r.csv").read_text().startswith('"path","id","status"')
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    paths=st.lists(st.one_of(st.none(), st.text(min_size=1, max_size=12)), min_size=0, max_size=40),
-    batch_size=st.integers(1, 9),
-)
-def test_rows_and_results_follow_input_order(paths: list[str | None], batch_size: int) -> None:
-    table = pa.table({"path": pa.array(paths, pa.string()), "n": pa.array(range(len(paths)), pa.int64())})
-    m = Manifest.open(table, batch_size=batch_size)
-    rows = list(m.rows())
-    assert [r.index for r in rows] == list(range(len(paths)))
-    assert [r.path for r in rows] == [p or "" for p in paths]
-    got = results_table(m, (uploaded(r.index) for r in rows))
-    assert got["n"].to_pylist() == list(range(len(paths)))
-    assert got["thumbnail_key"].to_pylist() == [f"tk{i}" for i in range(len(paths))]
-    assert m.scan().fingerprint == Manifest.open(table, batch_size=batch_size + 3).scan().fingerprint
-
-
 def test_an_id_hash_collision_is_not_a_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(manifest_module, "_hash64", len)  # every id of the same length collides
     table = pa.table({"id": ["a", "b", "cc", "dd", "b"], "path": ["p"] * 5})
@@ -406,3 +270,115 @@ def test_a_200_mb_cell_is_refused_in_bounded_memory(tmp_path: Path) -> None:
         fh.write("\nc.jpg,end\n")
     with pytest.raises(ManifestError, match=r"has a row over 16 MiB after its first row"):
         Manifest.open(path).scan()
+
+
+# -- row identity (issue 10, item 1) ---------------------------------------------------------------
+def test_without_an_id_column_the_key_is_the_path_cell_as_written(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    csv_path = write_csv(tmp_path / "m.csv", "path,note\n./a.jpg,x\nsub/../b.jpg,y\n  c.jpg,z\n")
+    rows = list(Manifest.open(csv_path, root=tmp_path).rows())
+    # Not the row number, not the resolved path: the cell, spaces and all.
+    assert [r.key for r in rows] == ["./a.jpg", "sub/../b.jpg", "  c.jpg"]
+    assert rows[1].source == tmp_path / "b.jpg"
+
+
+def test_with_an_id_column_the_key_is_the_id_as_text(tmp_path: Path) -> None:
+    table = pa.table({"id": pa.array([10, 2], pa.int64()), "path": ["a.jpg", "a.jpg"]})
+    assert [r.key for r in Manifest.open(table).rows()] == ["10", "2"]
+    assert Manifest.open(table).scan().rows == 2  # the same file twice is fine under two ids
+
+
+def test_a_repeated_path_without_an_id_column_is_refused_suggesting_one(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "m.csv", "path\na.jpg\nb.jpg\nc.jpg\nb.jpg\n")
+    with pytest.raises(ManifestError) as err:
+        Manifest.open(csv_path, batch_size=2).scan()
+    assert str(err.value) == (
+        f"The path 'b.jpg' appears more than once in {csv_path} (rows 1 and 3, counted from 0); without an id "
+        "column a row's key is its path: remove the repeated row, or add an id column (--id-column) to list "
+        "one file twice."
+    )
+
+
+def test_rows_without_a_path_or_an_id_are_missing_path_and_never_collide() -> None:
+    table = pa.table({"path": ["a.jpg", None, "", " ", "b.jpg"], "note": ["1", "2", "3", "4", "5"]})
+    m = Manifest.open(table, batch_size=2)
+    assert m.scan().rows == 5  # three rows without a path are not duplicates of each other
+    rows = list(m.rows())
+    assert [r.key for r in rows] == ["a.jpg", "#row-1", "#row-2", "#row-3", "b.jpg"]
+    assert [r.problem[0] if r.problem else None for r in rows] == [
+        None, "missing_path", "missing_path", "missing_path", None
+    ]
+
+
+def test_a_path_that_reads_like_a_pathless_key_is_refused_not_merged() -> None:
+    table = pa.table({"path": ["a.jpg", None, "#row-1"]})
+    with pytest.raises(ManifestError) as err:
+        Manifest.open(table).scan()
+    assert str(err.value) == (
+        "Row 2 of <pyarrow.Table> has the path '#row-1', which is the key of row 1 (a row without a path); "
+        "add an id column (--id-column) to key the rows."
+    )
+
+
+def test_an_empty_id_names_the_way_to_key_by_path(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"pass --id-column '' to key the rows by their path\.$"):
+        Manifest.open(pa.table({"id": ["x", None], "path": ["a", "b"]})).scan()
+
+
+# -- row_batches: the one read of a run ------------------------------------------------------------
+@settings(max_examples=40, deadline=None)
+@given(
+    cells=st.lists(st.tuples(st.text(min_size=0, max_size=6), st.integers(-5, 5)), min_size=0, max_size=40),
+    batch_size=st.integers(1, 9),
+)
+def test_row_batches_pair_each_row_with_its_own_columns(cells: list[tuple[str, int]], batch_size: int) -> None:
+    table = pa.table(
+        {
+            "id": [f"k{i}" for i in range(len(cells))],
+            "path": [path for path, _ in cells],
+            "n": pa.array([n for _, n in cells], pa.int64()),
+        }
+    )
+    m = Manifest.open(table, batch_size=batch_size)
+    batches = list(m.row_batches())
+    assert all(isinstance(b, RowBatch) and 0 < b.columns.num_rows <= batch_size for b in batches)
+    assert all(b.columns.num_rows == len(b.rows) and b.columns.schema == m.schema for b in batches)
+    rows = [r for b in batches for r in b.rows]
+    assert [r.index for r in rows] == list(range(len(cells)))
+    for b in batches:
+        assert [r.key for r in b.rows] == b.columns.column(0).to_pylist()
+        assert [r.path for r in b.rows] == b.columns.column(1).to_pylist()
+    got = results_table(
+        m.schema, (ResultChunk(b.columns, [uploaded(r.index, r.key) for r in b.rows]) for b in batches)
+    )
+    assert got["n"].to_pylist() == [n for _, n in cells]
+    assert got["thumbnail_key"].to_pylist() == [f"tk{i}" for i in range(len(cells))]
+
+
+def test_row_batches_of_a_csv_carry_the_typed_columns_and_text_keys(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "m.csv", "id,path,n\n" + "".join(f"{i},{i}.jpg,0{i}\n" for i in range(9)))
+    m = Manifest.open(csv_path, batch_size=4, block_size=32)
+    batches = list(m.row_batches())  # no scan first: the types are still decided before the first batch
+    assert m.schema == pa.schema([("id", pa.int64()), ("path", pa.string()), ("n", pa.string())])
+    assert len(batches) > 1 and all(0 < b.columns.num_rows <= 4 for b in batches)
+    assert all(b.columns.schema == m.schema for b in batches)
+    assert [r.key for b in batches for r in b.rows] == [str(i) for i in range(9)]
+    assert pa.Table.from_batches([b.columns for b in batches])["id"].to_pylist() == list(range(9))
+
+
+def test_a_csv_rewritten_after_the_scan_with_text_in_an_int_column_is_refused(tmp_path: Path) -> None:
+    csv_path = write_csv(tmp_path / "m.csv", "id,path\n1,a.jpg\n2,b.jpg\n")
+    m = Manifest.open(csv_path)
+    assert m.scan().rows == 2 and m.schema.field("id").type == pa.int64()
+    write_csv(csv_path, "id,path\n1,a.jpg\nB,b.jpg\n")
+    with pytest.raises(ManifestError, match=r"column 'id' of .* now holds text .*changed during the run"):
+        list(m.row_batches())
+
+
+def test_clashing_input_columns_still_pass_through_renamed() -> None:
+    table = pa.table({"path": ["a"], "status": ["vip"], "input_status": ["x"], "width": [7]})
+    m = Manifest.open(table)
+    (batch,) = m.row_batches()
+    got = results_table(m.schema, [ResultChunk(batch.columns, [uploaded(0, "a")])])
+    assert got.column_names[:4] == ["path", "input_input_status", "input_status", "input_width"]
+    assert got["input_input_status"].to_pylist() == ["vip"] and got["status"].to_pylist() == ["uploaded"]
