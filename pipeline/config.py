@@ -104,12 +104,19 @@ class Settings:
     batch_size: int = 4096
     limit: int | None = None
     """Take at most this many rows that need work (new, changed, to re-check or to retry); ``None`` = all."""
+    report: Path | None = field(default=None, metadata={
+        "help": "write the run's HTML report here at the end (see `thumbnail-ingest report`)", "metavar": "HTML"})
+    """Where to write the HTML run report at the end of the run (``pipeline.report``); ``None`` = none."""
 
     def __post_init__(self) -> None:
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
         if self.log_format not in ("auto", "console", "json"):
             raise ConfigError("--log-format must be console or json.")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError("--limit must be at least 1 (leave it out to take every row).")
+        if self.report is not None and self.report.suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(f"--report must end in .html; got {self.report.name!r}.")
         if self.out is not None and self.out.suffix.lower() not in (".parquet", ".csv"):
             raise ConfigError(f"--out must end in .parquet or .csv; got {self.out.name!r}.")
         if self.policy.max_side is not None and self.policy.max_side < self.policy.min_side:

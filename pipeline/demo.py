@@ -96,7 +96,7 @@ def build_archive(directory: Path, count: int = 300, *, seed: int = 7) -> Path:
 def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_format: str = "console") -> int:
     """Build the archive, start the emulator in this process, ingest, print the summary; return the exit code."""
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in ("results.parquet", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"):
+    for stale in ("results.parquet", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "report.html"):
         (directory / stale).unlink(missing_ok=True)
     print(f"generating a sample archive of {count} photos in {directory / 'photos'} ...", file=sys.stderr)
     manifest = build_archive(directory, count)
@@ -105,7 +105,7 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
         settings = make_settings(
             workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
             out=directory / "results.parquet", journal=directory / "journal.sqlite",
-            progress=progress, log_format=log_format,
+            report=directory / "report.html", progress=progress, log_format=log_format,
         )
         summary = runner.run(settings, manifest, handle_signals=True)
         calls = emu.counters.snapshot(arrivals=False)
@@ -115,6 +115,8 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
         f"{calls.get('status_calls')} status calls, {calls.get('responses_429')} answered 429",
         file=sys.stderr,
     )
+    if (directory / "report.html").exists():
+        print(f"the run's report (open it in a browser): {(directory / 'report.html').absolute()}", file=sys.stderr)
     print(f"open the results: {sys.executable} -c \"import pyarrow.parquet as pq; "
           f"print(pq.read_table('{summary.results_path}').to_pandas())\"", file=sys.stderr)
     return summary.exit_code

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 
@@ -332,8 +333,12 @@ def _any_key(conn: sqlite3.Connection) -> bool:
     return bool(row[0])
 
 
+_FIELDS = attrgetter(*COLUMNS[1:])  # every column after ``status``
+assert COLUMNS[0] == "status"
+
+
 def _values(r: RowResult, now: str) -> tuple[object, ...]:
-    return (r.key, *(r.status.value if c == "status" else getattr(r, c) for c in COLUMNS), now)
+    return (r.key, r.status.value, *_FIELDS(r), now)
 
 
 def _result(record: Sequence[object]) -> RowResult:

@@ -51,7 +51,7 @@ class Decision:
 _SKIP = Decision(None)
 
 
-def stamp_of(source: Path) -> str | None:
+def stamp_of(source: Path | str) -> str | None:
     """``size:mtime_ns`` of a local file, or ``None`` when it cannot be stat'ed (missing, no permission)."""
     try:
         st = os.stat(source)  # noqa: PTH116  # str-friendly and cheaper than Path.stat per row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +19,10 @@ log = structlog.get_logger("pipeline.runner")
 
 _FLUSH_EVERY = 512
 _MAX_DETAIL = 400
+LOGGED_PER_REASON = 100
+"""Rejected rows logged one by one at INFO for each reason; later ones go to DEBUG and are counted in one
+``rows_rejected`` event per reason at the end (a million missing files must not mean a million log lines: the
+results file lists every one)."""
 
 
 def _clipped(result: RowResult) -> RowResult:
@@ -37,13 +42,20 @@ class Recorder:
         self.journal = journal
         self.progress = progress
         self.this_run: Counter[str] = Counter()
+        self.rejected: Counter[str] = Counter()
+        self._debug = log.bind().is_enabled_for(logging.DEBUG)
         self._pending: list[tuple[RowResult, str]] = []
 
     def _finish(self, result: RowResult, path: str) -> None:
         self.this_run[result.status.value] += 1
         self.progress.update(result.status.value)
         if result.status is Status.REJECTED:
-            log.info("row_rejected", row=result.key, path=path, reason=result.reason, detail=result.detail)
+            reason = result.reason or ""
+            self.rejected[reason] += 1
+            if self.rejected[reason] <= LOGGED_PER_REASON:
+                log.info("row_rejected", row=result.key, path=path, reason=reason, detail=result.detail)
+            elif self._debug:
+                log.debug("row_rejected", row=result.key, path=path, reason=reason, detail=result.detail)
         elif result.status is Status.FAILED:
             log.warning("row_failed", row=result.key, path=path, reason=result.reason, detail=result.detail)
 
@@ -63,6 +75,13 @@ class Recorder:
         """A row found unchanged after all (its stamp moved, its content did not)."""
         self.this_run["unchanged"] += 1
         self.progress.update(Status.UPLOADED.value)
+
+    def summarise(self) -> None:
+        """One ``rows_rejected`` event per reason whose rows were not all logged one by one."""
+        for reason, count in sorted(self.rejected.items()):
+            if count > LOGGED_PER_REASON:
+                log.info("rows_rejected", reason=reason, count=count, logged=LOGGED_PER_REASON,
+                         action="every row and its detail is in the results file")
 
     def flush(self) -> None:
         """Journal the waiting rejections in one transaction."""

@@ -31,7 +31,7 @@ import structlog
 
 from pipeline.client import ApiClient
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, FatalApiError, LocalWriteError
+from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import ExitCode, Summary
@@ -186,9 +186,30 @@ class RunSession:
                     task.uncancel()
             finally:
                 progress.close()
+                recorder.summarise()
             counts = ResultCounts()
             table = await self._write_results(paths, manifest.schema, journal, spill, control, plan, counts)
-            return self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo)
+            summary = self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo)
+        if s.report is not None and summary.results_path is not None and summary.results_path.exists():
+            await asyncio.to_thread(self._report, summary, paths)
+        return summary
+
+    def _report(self, summary: Summary, paths: RunPaths) -> None:
+        """The HTML report of this run (a failure to write it is logged, never the run's failure)."""
+        from pipeline.report import ColumnNames, ReportCaps, write_report
+
+        s = self.s
+        assert s.report is not None and summary.results_path is not None
+        root = s.root or (paths.manifest.parent if paths.manifest is not None else None)
+        caps = ReportCaps(presign_per_s=s.api.rate, status_per_min=s.api.confirm_rate, status_checks=s.confirm)
+        columns = ColumnNames(path=s.columns.path, id=s.columns.id or "id")
+        try:
+            info = write_report(summary.results_path, s.report, journal=None if s.dry_run else paths.journal,
+                                root=root, caps=caps, columns=columns)
+        except IngestError as exc:
+            log.warning("report_not_written", error=str(exc))
+            return
+        log.info("report_written", path=str(info.path), bytes=info.size_bytes)
 
     async def _stages(self, manifest: Manifest, journal: Journal, recorder: Recorder, control: RunControl,
                       spill: Spill, client: ApiClient | None) -> PlanStage:

@@ -145,10 +145,28 @@ class PlanStage:
 
 
 def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
-    """Each row's source stamp, and whether its source is missing altogether (rejected without the pool)."""
-    stamps = [stamp_of(r.source) if r.source else None for r in rows]
-    missing = [s is None and r.source is not None and not os.path.lexists(r.source)
-               for r, s in zip(rows, stamps, strict=True)]
+    """Each row's source stamp, and whether its source is missing altogether (rejected without the pool).
+
+    A folder that does not exist is looked up once per batch, not once per row: a manifest whose paths are
+    relative to the wrong folder costs one system call per folder."""
+    folders: dict[str, bool] = {}
+    stamps: list[str | None] = []
+    missing: list[bool] = []
+    for row in rows:
+        source = row.source
+        if source is None:
+            stamps.append(None)
+            missing.append(False)
+            continue
+        text = str(source)
+        folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
+        exists = folders.get(folder)
+        if exists is None:
+            exists = folders[folder] = os.path.isdir(folder)  # noqa: PTH112
+        stamp = stamp_of(text) if exists else None
+        stamps.append(stamp)
+        # A dangling symlink is not "missing": the image stage says what is wrong with it.
+        missing.append(stamp is None and (not exists or not os.path.lexists(text)))
     return stamps, missing
 
 
