@@ -128,3 +128,70 @@ class FaultyProxy:
             await response.write(payload)
             await response.write_eof()
             return response
+
+
+_CHILD = r"""
+import asyncio, json, sys, time
+from pipeline.fetch import Fetched, Fetcher, FetchSettings, parse_source
+
+args = json.loads(sys.argv[1])
+
+def peak_rss():
+    # VmHWM belongs to this address space; ru_maxrss would carry the parent's peak across fork and exec.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+async def main():
+    settings = FetchSettings(**args["settings"])
+    refs = [parse_source(cell, base=None, root=None) for cell in args["cells"]]
+    fetched = size = 0
+    async with Fetcher(settings) as fetcher:
+        async def one(ref):
+            nonlocal fetched, size
+            got = await fetcher.fetch(ref)
+            if isinstance(got, Fetched):  # the bytes are dropped at once, as the next stage would consume them
+                fetched += 1
+                size += got.size
+        baseline = peak_rss()
+        start, cpu = time.monotonic(), time.process_time()
+        await asyncio.gather(*(one(ref) for ref in refs))
+        return {"fetched": fetched, "bytes": size, "seconds": time.monotonic() - start,
+                "cpu_seconds": time.process_time() - cpu, "budget_peak": fetcher.budget.peak,
+                "retries": fetcher.stats.retries, "baseline_rss": baseline}
+
+report = asyncio.run(main())
+report["peak_rss"] = peak_rss()
+print(json.dumps(report))
+"""
+
+
+@dataclass(frozen=True)
+class ChildFetch:
+    """What a child process that fetched every source (and dropped the bytes) reports about itself:
+    ``baseline_rss`` is its peak RSS after imports, before fetching; ``peak_rss`` the peak at the end."""
+
+    fetched: int
+    bytes: int
+    seconds: float
+    cpu_seconds: float
+    budget_peak: int
+    retries: int
+    baseline_rss: int
+    peak_rss: int
+
+
+def fetch_in_child(cells: list[str], **settings: Any) -> ChildFetch:
+    """Fetch the sources ``cells`` name in a fresh Python process (all at once, bounded by ``settings``),
+    so its peak RSS is the fetch stage's alone, not the test servers'."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    args = {"cells": cells, "settings": settings}
+    env = {**os.environ, **DUMMY_ENV}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
+                          env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the fetch child failed ({done.returncode}): {done.stderr[-2000:]}")
+    return ChildFetch(**json.loads(done.stdout.strip().splitlines()[-1]))
