@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from pipeline.emulator.server import Emulator
 
 __all__ = ["BUCKET", "MAX_FILE_NAME", "api_call", "html_error", "method_not_allowed", "mi_error", "presign",
-           "upload_status"]
+           "upload_status", "verdict"]
 
 BUCKET = "mi-person-thumbnail"
 STORAGE_ACCESS_KEY = "EMULATOR-STORAGE"
@@ -78,7 +78,7 @@ def _authenticate(emu: Emulator, request: web.Request) -> str | web.Response:
 async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, handler: Handler) -> web.Response:
     """Run one API call through the gateway's stages: auth, faults, quota, caps, then ``handler``.
 
-    ``kind`` is ``presign`` or ``status`` (which cap applies). A call refused by a cap or a fault does not
+    ``kind`` is ``presign``, ``status`` or ``persons`` (which cap applies). A call refused by a cap or a fault does not
     enter the cap's window; every authenticated call is counted as an arrival.
     """
     counters = emu.counters
@@ -107,7 +107,7 @@ async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, h
     storm = faults.storm_remaining()
     if storm > 0:
         return await emu.answer(_throttled(storm, faults.retry_after))
-    rate, period = (emu.config.rate, 1.0) if kind == "presign" else (emu.config.confirm_rate, 60.0)
+    rate, period = _cap(emu, kind)
     limit, length = window_for(rate, period)
     if limit:
         window = emu.window(kind, who, length)
@@ -115,6 +115,15 @@ async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, h
             return await emu.answer(_throttled(window.frees_in(now), faults.retry_after))
         window.add(now)
     return await emu.answer(await handler(emu, request))
+
+
+def _cap(emu: Emulator, kind: str) -> tuple[float, float]:
+    """(calls allowed, per this many seconds) for the cap of ``kind``."""
+    if kind == "presign":
+        return emu.config.rate, 1.0
+    if kind == "persons":
+        return emu.config.persons_rate, 1.0
+    return emu.config.confirm_rate, 60.0
 
 
 async def method_not_allowed(emu: Emulator, request: web.Request) -> web.Response:
@@ -257,13 +266,13 @@ async def upload_status(emu: Emulator, request: web.Request) -> web.Response:
     asks = emu.status_asks[key] = emu.status_asks.get(key, 0) + 1
     if asks <= emu.faults.in_progress:
         return _ok({"uploadStatus": "IN_PROGRESS"})
-    message = _verdict(emu, workspace, key)
+    message = verdict(emu, workspace, key)
     if message is None:
         return _ok({"uploadStatus": "COMPLETED"})
     return _ok({"uploadStatus": "FAILED", "uploadMessage": message})
 
 
-def _verdict(emu: Emulator, workspace: str, key: str) -> str | None:
+def verdict(emu: Emulator, workspace: str, key: str) -> str | None:
     """``None`` when the object is acceptable, else the FAILED message (checks in the docs' order)."""
     issued = emu.issued_by_key.get(key)
     obj = emu.objects.get(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import ssl
 import time
@@ -15,9 +16,9 @@ import structlog
 from aiohttp import web
 
 from pipeline.config import Credentials
-from pipeline.emulator import handlers, storage
+from pipeline.emulator import handlers, persons, storage
 from pipeline.emulator.settings import EmulatorConfig, Faults
-from pipeline.emulator.state import Counters, IssuedUrl, SlidingWindow, StoredObject
+from pipeline.emulator.state import Counters, IssuedUrl, Person, SlidingWindow, StoredObject
 
 __all__ = ["PRESIGN_ROUTES", "STATUS_ROUTES", "Emulator"]
 
@@ -38,7 +39,9 @@ class Emulator:
     ``counters.snapshot()`` are safe to call from another thread.
 
     ``clock`` (monotonic seconds) times the rate windows, arrivals and storms; ``wallclock`` (epoch
-    seconds) the signature timestamps, URL expiry and upload times. Tests inject their own to move time.
+    seconds) the signature timestamps, URL expiry, upload times and key expiry. Tests inject their own to
+    move time. ``persons`` maps each person's id to its ``Person`` (keys included); ``attached_keys`` maps
+    every key ever attached to its person's id.
     """
 
     def __init__(
@@ -65,6 +68,10 @@ class Emulator:
         self.issued_by_token: dict[str, IssuedUrl] = {}
         self.issued_by_key: dict[str, IssuedUrl] = {}
         self.base_url = ""
+        self.persons: dict[int, Person] = {}
+        self.attached_keys: dict[str, int] = {}
+        self.person_ids = itertools.count(1001)
+        self.thumbnail_ids = itertools.count(1)
         self._windows: dict[tuple[str, str], SlidingWindow] = {}
         self._runner: web.AppRunner | None = None
         self.app = self._build_app()
@@ -81,6 +88,7 @@ class Emulator:
             app.router.add_post(
                 path, partial(handlers.api_call, self, route=route, kind="status", handler=handlers.upload_status)
             )
+        persons.add_routes(self, app)
         app.router.add_put("/_storage/{bucket}/{key:.+}", partial(storage.put_object, self))
         app.router.add_get(STATE_PATH, self._state_route)
         app.router.add_route("*", "/{tail:.*}", self._unknown_route)
@@ -164,7 +172,8 @@ class Emulator:
         return response
 
     def state(self, *, arrivals: bool = True, objects: bool = True) -> dict[str, Any]:
-        """What ``GET /_emulator/state`` returns: config (no secrets), faults, counters, stored objects."""
+        """What ``GET /_emulator/state`` returns: config (no secrets), faults, counters, stored objects and
+        persons (these two left out when ``objects`` is false)."""
         cfg = self.config
         snapshot: dict[str, Any] = {
             "base_url": self.base_url,
@@ -173,6 +182,8 @@ class Emulator:
             "config": {
                 "rate": cfg.rate,
                 "confirm_rate": cfg.confirm_rate,
+                "persons_rate": cfg.persons_rate,
+                "thumbnail_ttl": cfg.thumbnail_ttl,
                 "url_ttl": cfg.url_ttl,
                 "storage": cfg.storage,
                 "sign_content_type": cfg.sign_content_type,
@@ -184,10 +195,12 @@ class Emulator:
             "faults": self.faults.as_dict(),
             "counters": self.counters.snapshot(arrivals=arrivals),
             "object_count": len(self.objects),
+            "person_count": len(self.persons),
         }
         if objects:
             # list() copies the values in one step, so a reader in another thread sees no resize.
             snapshot["objects"] = {o.key: o.as_dict() for o in list(self.objects.values())}
+            snapshot["persons"] = {str(p.id): p.as_dict() for p in list(self.persons.values())}
         return snapshot
 
     def reset_counters(self) -> None:
@@ -199,7 +212,7 @@ class Emulator:
         return self._secrets.get(access_key)
 
     def window(self, kind: str, access_key: str, length: float) -> SlidingWindow:
-        """The cap window of ``kind`` (presign/status) for ``access_key``."""
+        """The cap window of ``kind`` (presign/status/persons) for ``access_key``."""
         key = (kind, access_key)
         window = self._windows.get(key)
         if window is None or window.length != length:

@@ -121,16 +121,20 @@ class Faults:
 class EmulatorConfig:
     """How the emulator is set up; fixed once it starts (``faults`` is the runtime-mutable part).
 
-    ``rate`` is presign calls accepted per sliding 1 s window and ``confirm_rate`` status calls per sliding
-    60 s window, per access key; 0 means unlimited. ``max_bytes`` is the size above which the status call
-    answers ``OVER_SIZE_LIMIT`` (5,000,000: the strict reading of the docs' "5 MB"); ``put_max_bytes`` the
-    size above which the PUT itself is refused with ``EntityTooLarge`` (5 MiB).
+    ``rate`` is presign calls accepted per sliding 1 s window, ``confirm_rate`` status calls per sliding
+    60 s window and ``persons_rate`` persons-API calls per sliding 1 s window, per access key; 0 means
+    unlimited. ``max_bytes`` is the size above which the status call answers ``OVER_SIZE_LIMIT``
+    (5,000,000: the strict reading of the docs' "5 MB"); ``put_max_bytes`` the size above which the PUT
+    itself is refused with ``EntityTooLarge`` (5 MiB).
     """
 
     host: str = "127.0.0.1"
     port: int = 0
     rate: float = 50.0
     confirm_rate: float = 1000.0
+    persons_rate: float = 10.0
+    thumbnail_ttl: float = 24 * 3600.0
+    """Seconds after its upload (on the wall clock) at which a key not attached to a person expires."""
     credentials: tuple[Credentials, ...] = (Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),)
     workspaces: tuple[str, ...] = (DEFAULT_WORKSPACE,)
     url_ttl: float = 900.0
@@ -153,8 +157,10 @@ class EmulatorConfig:
     """Log one line per request (``-v``)."""
 
     def __post_init__(self) -> None:
-        if self.rate < 0 or self.confirm_rate < 0:
-            raise ConfigError("--rate and --confirm-rate must be zero (unlimited) or positive.")
+        if self.rate < 0 or self.confirm_rate < 0 or self.persons_rate < 0:
+            raise ConfigError("--rate, --confirm-rate and --persons-rate must be zero (unlimited) or positive.")
+        if self.thumbnail_ttl <= 0:
+            raise ConfigError("The thumbnail lifetime must be positive.")
         if not self.credentials:
             raise ConfigError("The emulator needs at least one access key pair.")
         if not self.workspaces or not all(self.workspaces):

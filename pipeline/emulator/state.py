@@ -17,6 +17,8 @@ __all__ = [
     "Counters",
     "ImageInfo",
     "IssuedUrl",
+    "Person",
+    "PersonThumbnail",
     "SlidingWindow",
     "StoredObject",
     "inspect_image",
@@ -141,6 +143,51 @@ class StoredObject:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class PersonThumbnail:
+    """One thumbnail of a person: the id the API shows and the key it was attached with (never shown)."""
+
+    id: int
+    key: str
+
+
+@dataclass
+class Person:
+    """A registered person. ``thumbnails`` in attach order; ``primary_id`` is one of their ids."""
+
+    id: int
+    workspace: str
+    name: str | None
+    description: str | None
+    thumbnails: list[PersonThumbnail]
+    primary_id: int
+    created_at: float
+    """Epoch seconds (the emulator's wall clock), as ``updated_at``."""
+    updated_at: float
+
+    @property
+    def keys(self) -> list[str]:
+        """The attached keys, in attach order."""
+        return [t.key for t in self.thumbnails]
+
+    @property
+    def primary_key(self) -> str:
+        """The key of the primary thumbnail."""
+        return next(t.key for t in self.thumbnails if t.id == self.primary_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for inspection (keys included: this is the emulator's side)."""
+        return {
+            "id": self.id, "workspace": self.workspace, "name": self.name, "description": self.description,
+            "keys": self.keys, "primary_key": self.primary_key, "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+PERSON_ROUTES = ("person_create", "person_add", "person_list", "person_get", "person_edit", "person_delete")
+"""Route names of the persons API; each is counted as ``<route>_calls``."""
+
+
 class Counters:
     """Everything the emulator counts. Updates and ``snapshot()`` hold a lock, so another thread may read.
 
@@ -164,10 +211,16 @@ class Counters:
         self.responses_429 = 0
         self.max_presign_per_1s = 0
         self.max_status_per_60s = 0
+        self.max_persons_per_1s = 0
+        self.person_create_calls = self.person_add_calls = self.person_list_calls = 0
+        self.person_get_calls = self.person_edit_calls = self.person_delete_calls = 0
+        self.persons_arrivals = array("d")
+        """The emulator clock's time of every authenticated persons-API call."""
         self.presign_arrivals = array("d")
         """The emulator clock's time (``time.monotonic()`` by default) of every authenticated presign call."""
         self._presign_seen = SlidingWindow(1.0)
         self._status_seen = SlidingWindow(60.0)
+        self._persons_seen = SlidingWindow(1.0)
 
     @property
     def puts_per_token(self) -> Counter[str]:
@@ -184,13 +237,18 @@ class Counters:
                 self.status_calls += 1
             elif route == "put":
                 self.put_calls += 1
+            elif route in PERSON_ROUTES:
+                setattr(self, f"{route}_calls", getattr(self, f"{route}_calls") + 1)
 
     def arrival(self, kind: str, now: float) -> None:
-        """Record an authenticated ``presign`` or ``status`` call at ``now`` (monotonic seconds)."""
+        """Record an authenticated ``presign``, ``status`` or ``persons`` call at ``now`` (monotonic seconds)."""
         with self._lock:
             if kind == "presign":
                 self.presign_arrivals.append(now)
                 self.max_presign_per_1s = max(self.max_presign_per_1s, self._presign_seen.add(now))
+            elif kind == "persons":
+                self.persons_arrivals.append(now)
+                self.max_persons_per_1s = max(self.max_persons_per_1s, self._persons_seen.add(now))
             else:
                 self.max_status_per_60s = max(self.max_status_per_60s, self._status_seen.add(now))
 
@@ -230,7 +288,10 @@ class Counters:
                 "faults": dict(self.faults),
                 "max_presign_per_1s": self.max_presign_per_1s,
                 "max_status_per_60s": self.max_status_per_60s,
+                "max_persons_per_1s": self.max_persons_per_1s,
+                **{f"{route}_calls": getattr(self, f"{route}_calls") for route in PERSON_ROUTES},
             }
             if arrivals:
                 snap["presign_arrivals"] = self.presign_arrivals.tolist()
+                snap["persons_arrivals"] = self.persons_arrivals.tolist()
             return snap
