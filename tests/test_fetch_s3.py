@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import moto.settings
 import pytest
 from s3_fixtures import FaultyProxy, MotoS3, moto_s3
+from structlog.testing import capture_logs
 
 from pipeline.errors import FatalApiError
 from pipeline.fetch import (
@@ -20,6 +22,7 @@ from pipeline.fetch import (
     SourceStamp,
     parse_source,
 )
+from pipeline.fetch.stores import profile_credentials
 
 
 async def _no_wait(_: float) -> None:
@@ -125,19 +128,43 @@ async def test_wrong_credentials_stop_early_and_never_leak(
     assert all("wrong-secret-value" not in text and "testing" not in text for text in [*denied, str(raised)])
 
 
+async def test_keys_from_an_aws_profile_file(s3: MotoS3, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id = nope\n\n[archive]\n"
+                                          "aws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n")
+    (tmp_path / "config").write_text("[profile archive]\nregion = kr-standard\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+                 "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "archive")
+    assert profile_credentials() == {"access_key_id": "AKIDPROFILE", "secret_access_key": "profile-secret",
+                                     "region": "kr-standard"}
+    s3.put("profiled.jpg", b"via the profile")
+    with capture_logs() as logs:
+        async with Fetcher(FetchSettings(s3_endpoint=s3.endpoint)) as fetcher:
+            got = await fetcher.fetch(_ref(s3, "profiled.jpg"))
+    assert isinstance(got, Fetched) and got.data == b"via the profile"
+    assert "profile-secret" not in repr(logs)
+
+
 @pytest.mark.parametrize("mode", ["503", "429", "drop", "cut"])
 async def test_injected_faults_are_retried_and_recovered(s3: MotoS3, mode: str) -> None:
     objects = {f"flaky/{mode}-{n}.jpg": _blob(200_000 + n, n) for n in range(4)}
     for key, data in objects.items():
         s3.put(key, data)
     async with FaultyProxy(s3.endpoint, mode, failures=2) as proxy:
-        async with Fetcher(FetchSettings(s3_endpoint=proxy.endpoint, fetch_retries=3), sleep=_no_wait) as fetcher:
-            for key, data in objects.items():
-                got = await fetcher.fetch(_ref(s3, key))
-                assert isinstance(got, Fetched), got
-                assert got.data == data
+        settings = FetchSettings(s3_endpoint=proxy.endpoint, fetch_retries=3)
+        with capture_logs() as logs:
+            async with Fetcher(settings, sleep=_no_wait) as fetcher:
+                for key, data in objects.items():
+                    got = await fetcher.fetch(_ref(s3, key))
+                    assert isinstance(got, Fetched), got
+                    assert got.data == data
         assert all(proxy.seen[f"/{s3.bucket}/{key}"] == 3 for key in objects)  # 2 failures, then success
         assert fetcher.stats.retries == 2 * len(objects)
+    retries = [e for e in logs if e["event"] == "fetch_retry"]
+    assert len(retries) == 2 * len(objects) and all(e["source"].startswith("s3://") for e in retries)
 
 
 async def test_faults_past_the_retries_are_fetch_failed_with_the_status(s3: MotoS3) -> None:

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+import structlog
+
 from pipeline.fetch.attempt import Failure
 from pipeline.fetch.limits import AccessGuard, ByteBudget
 from pipeline.fetch.local import local_stamp, read_local
@@ -29,6 +31,8 @@ from pipeline.fetch.stores import ObjectStores
 from pipeline.fetch.web import WebClient
 
 __all__ = ["Fetcher"]
+
+log = structlog.get_logger("pipeline.fetch")
 
 T = TypeVar("T", Fetched, SourceStamp)
 Out = TypeVar("Out")
@@ -154,7 +158,11 @@ class Fetcher:
                 tries = "1 attempt" if number == 0 else f"{number + 1} attempts"
                 return FetchRejected(outcome.reason, f"{outcome.detail}, after {tries}")
             self.stats.retries += 1
-            await self._sleep(self._backoff(number, outcome.retry_after))
+            delay = self._backoff(number, outcome.retry_after)
+            # The detail names the source by its display form: never a query string or a signature.
+            log.info("fetch_retry", source=ref.display, attempt=number + 1, detail=outcome.detail,
+                     wait_s=round(delay, 3))
+            await self._sleep(delay)
         raise AssertionError("unreachable: the last attempt returns")
 
     def _backoff(self, number: int, retry_after: float | None) -> float:
