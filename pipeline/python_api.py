@@ -124,23 +124,31 @@ def ingest(source: Any, **options: Any) -> Summary:
         return _settle(asyncio.run(_run(source, None, options)))
     box: dict[str, Any] = {}
     controls: list[RunControl] = []
+    finished = threading.Event()
 
     def target() -> None:
         try:
             box["value"] = asyncio.run(_run(source, controls, options))
         except BaseException as exc:
             box["error"] = exc
+        finally:
+            finished.set()
 
     thread = threading.Thread(target=target, name="thumbnail-ingest", daemon=True)
     thread.start()
     interrupts = 0
-    while thread.is_alive():
+    # An Event, not Thread.join/is_alive: a join interrupted by KeyboardInterrupt can leave is_alive() False
+    # while the thread still runs (CPython gh-90882).
+    applied = 0
+    while True:
         try:
-            thread.join(0.2)
+            if finished.wait(0.2):
+                break
         except KeyboardInterrupt:
             interrupts += 1
-            if controls:
-                controls[0].request_stop_threadsafe(abandon=interrupts > 1)
+        while applied < interrupts and controls:  # an interrupt during start-up applies once the run exists
+            controls[0].request_stop_threadsafe(abandon=applied > 0)
+            applied += 1
     if "error" in box:
         raise box["error"]
     return _settle(box["value"])

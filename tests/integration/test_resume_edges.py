@@ -285,7 +285,13 @@ def test_a_kernel_interrupt_stops_like_ctrl_c_and_releases_the_journal(
             threading.Thread(target=interrupt_after_first_put, daemon=True).start()
             return ingest(manifest, **opts)
 
-        summary = asyncio.run(cell())
+        # Jupyter runs its loop without asyncio.Runner's own SIGINT handler: the interrupt arrives as
+        # KeyboardInterrupt in this thread, wherever it is.
+        loop = asyncio.new_event_loop()
+        try:
+            summary = loop.run_until_complete(cell())
+        finally:
+            loop.close()
         assert summary.interrupted and summary.exit_code == ExitCode.INTERRUPTED
         done = summary.by_status.get("uploaded", 0)
         assert 1 <= done < 40
