@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import itertools
 import os
 from collections import Counter
@@ -237,6 +238,34 @@ def _sniff(line: str) -> str:
     return best if counts[best] else ","
 
 
+class _HoldTrailingCR(io.RawIOBase):
+    """The bytes of ``raw``, read so that no chunk ends in ``\\r`` (except the very last).
+
+    Why: pyarrow's CSV reader (26.0 included) drops a ``\\n`` that starts a buffer when the previous buffer ended
+    in ``\\r``, taking the two for one line break even inside a quoted value (apache/arrow#51368): a note
+    ``"a\\r\\nb"`` that straddled a buffer boundary came back as ``"a\\rb"``. A trailing ``\\r`` is held back
+    and handed on at the start of the next chunk, so the reader never sees a buffer ending in one.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._held = b""
+
+    def readable(self) -> bool:
+        """Always: this is a read-only stream."""
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """At most ``size`` bytes (all with ``-1``); ``b""`` at the end."""
+        want = None if size is None or size < 0 else size - len(self._held)  # _held is always shorter than size
+        data: bytes = self._held + self._raw.read(want)
+        body = data.rstrip(b"\r")
+        # A chunk of nothing but CRs is handed on whole: holding it all back could not make progress.
+        self._held = data[len(body) :] if body else b""
+        return body if body else data
+
+
 def _parquet_batches(path: Path, name: str, batch_size: int) -> Iterator[pa.RecordBatch]:
     try:
         with pq.ParquetFile(path) as pf:
@@ -261,8 +290,10 @@ def _csv_batches(
         skip = emitted  # after a restart with a bigger block, rows already handed on are re-read, not re-sent
         try:
             read = pcsv.ReadOptions(block_size=block_size)
-            stream = pa.input_stream(str(path), compression="gzip" if gz else None)
-            with stream, pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert) as rd:
+            raw = pa.input_stream(str(path), compression="gzip" if gz else None)
+            stream = pa.PythonFile(_HoldTrailingCR(raw), mode="r")
+            options = {"read_options": read, "parse_options": parse, "convert_options": convert}
+            with raw, stream, pcsv.open_csv(stream, **options) as rd:
                 if rd.schema.names != header:  # the file was replaced since open_source read its header
                     raise ManifestError(f"The header of the manifest {name} changed while it was being read.")
                 for batch in rd:
