@@ -18,7 +18,7 @@ import difflib
 import math
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,11 +57,6 @@ _TABLE: dict[tuple[type, str], _Spec] = {
     (ApiSettings, "workspace"): _Spec("Media Intelligence workspace name (required)", metavar="NAME",
                                       env="WORKSPACE"),
     (ApiSettings, "endpoint"): _Spec("API base URL", metavar="URL", env="ENDPOINT"),
-    (ApiSettings, "rate"): _Spec("presign calls per second, never exceeded in any 1 s window; 0 = unlimited",
-                                 metavar="PER_SECOND"),
-    (ApiSettings, "confirm_rate"): _Spec(
-        "upload-status calls per minute, never exceeded in any 60 s window; 0 = unlimited", metavar="PER_MINUTE"),
-    (ApiSettings, "concurrency"): _Spec("rows uploading at once", metavar="N"),
     (Settings, "out"): _Spec("results manifest, .parquet or .csv (default: <manifest>.results.parquet)",
                              metavar="RESULTS"),
     (Settings, "journal"): _Spec("SQLite journal of row states (default: <manifest>.journal.sqlite)",
@@ -186,22 +181,16 @@ def concurrency_cap(rate: float) -> int:
 
 def _cli_value(option: Option) -> Any:
     def convert(text: str) -> Any:
-        if option.kind is int:
-            try:
-                return int(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if option.kind is float:
-            try:
-                value = float(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-            if not math.isfinite(value):
-                raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-            return value
-        if option.kind is Path:
-            return Path(text)
-        return text
+        if option.kind not in (int, float):
+            return Path(text) if option.kind is Path else text
+        what = "a whole number" if option.kind is int else "a finite number"
+        try:
+            value = option.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
 
     convert.__name__ = option.kind.__name__
     return convert
@@ -246,7 +235,7 @@ def _name(option: Option, style: Style) -> str:
 
 
 def _check_type(option: Option, value: Any, style: Style) -> Any:
-    """Coerce what the Python API may pass (``str`` paths) and refuse values of the wrong type in one sentence."""
+    """Coerce what the Python API may pass (``str`` paths, ``int`` rates); refuse a wrong type in one sentence."""
     if value is None:
         if option.optional or option.kind is bool:
             return option.default if option.kind is bool else None
@@ -278,24 +267,13 @@ def _check_bounds(values: Mapping[str, Any], style: Style) -> None:
     if limit is not None and limit < 1:
         raise ConfigError(f"{_name(_BY_KEYWORD['limit'], style)} must be at least 1 (or left out for all rows); "
                           f"got {limit}.")
-    max_side = values.get("max_side")
-    if max_side is not None and max_side < 0:
-        raise ConfigError(f"{_name(_BY_KEYWORD['max_side'], style)} must be a positive number of pixels; "
-                          f"got {max_side}.")
-
-
-def _unknown(names: Sequence[str]) -> ConfigError:
-    known = [*_BY_KEYWORD, *_EXTRA_KEYWORDS]
-    name = names[0]
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f"; did you mean {close[0]}=?" if close else ""
-    return ConfigError(f"Unknown option {name}={hint}")
 
 
 def _build(values: Mapping[str, Any], style: Style, env: Mapping[str, str] | None) -> Settings:
-    unknown = [k for k in values if k not in _BY_KEYWORD and k not in _EXTRA_KEYWORDS]
-    if unknown:
-        raise _unknown(unknown)
+    for name in values:
+        if name not in _BY_KEYWORD and name not in _EXTRA_KEYWORDS:
+            close = difflib.get_close_matches(name, [*_BY_KEYWORD, *_EXTRA_KEYWORDS], n=1)
+            raise ConfigError(f"Unknown option {name}=" + (f"; did you mean {close[0]}=?" if close else ""))
     if not values.get("workspace"):
         raise ConfigError("A workspace is required: pass --workspace NAME or set THUMBNAIL_INGEST_WORKSPACE."
                           if style == "cli" else "A workspace is required: pass workspace='NAME'.")
