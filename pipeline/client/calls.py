@@ -1,5 +1,6 @@
-"""``ApiClientBase``: one aiohttp session, the two limiters, preflight, signed MI calls retried by time,
-and the storage PUT. ``ApiClient`` (``rows``) adds the row-level ``upload``."""
+"""``ApiClientBase``: one aiohttp session, the two limiters, preflight, signed MI calls retried by time
+(presign, status, and any other ``Route`` through ``signed_call``), and the storage PUT. ``ApiClient``
+(``rows``) adds the row-level ``upload``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -41,7 +44,7 @@ from pipeline.models import Presigned
 from pipeline.redaction import Redactor
 from pipeline.signing import signed_headers
 
-__all__ = ["SILENT_STRIKES", "ApiClientBase"]
+__all__ = ["SILENT_STRIKES", "ApiClientBase", "Route"]
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +55,22 @@ SILENT_STRIKES = 2
 """Timeouts with no HTTP answer ever seen after which the endpoint counts as unreachable."""
 STATUS_404_STRIKES = 3
 """Status calls answered 404 in a row, with none ever answered 200, after which the path is wrong (fatal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How one kind of signed MI call is made (``ApiClientBase.signed_call``)."""
+
+    kind: str
+    """Names the call in logs and messages: ``presign``, ``status``, ``person_create``, ..."""
+    method: str
+    limiter: StrictLimiter
+    adaptive: AdaptiveRate | None = None
+    """AIMD on ``limiter``: lowered on a 429, raised back while calls succeed."""
+    classify: Callable[[ApiError | FatalApiError], ApiError | FatalApiError] | None = None
+    """Maps the exception of a non-success answer before the client acts on it (e.g. makes one fatal)."""
+    result_required: bool = True
+    """Whether a code-"0" answer must carry a ``result`` object (else it counts as transient)."""
 
 
 class ApiClientBase:
@@ -66,7 +85,7 @@ class ApiClientBase:
         self.clock, self._sleep = clock, sleep
         self.redactor = Redactor([settings.credentials.secret_key])
         ws = quote(settings.workspace, safe="")
-        base = settings.endpoint.rstrip("/")
+        base = self._base = settings.endpoint.rstrip("/")
         self._presign_url = URL(base + settings.presign_path.replace("{workspace}", ws), encoded=True)
         self._status_url = URL(base + settings.status_path.replace("{workspace}", ws), encoded=True)
         self.presign_limiter = StrictLimiter(settings.rate, 1.0, margin=PRESIGN_MARGIN, clock=clock, sleep=sleep)
@@ -74,6 +93,9 @@ class ApiClientBase:
         self.status_limiter = StrictLimiter(settings.confirm_rate, 60.0, margin=0.05, pace=False, clock=clock,
                                             sleep=sleep)
         self.adaptive = AdaptiveRate(self.presign_limiter, clock=clock) if settings.adaptive else None
+        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive)
+        self._status_route = Route("status", "POST", self.status_limiter)
+        self._more_limiters: list[StrictLimiter] = []
         self.stats = ClientStats(current_rate=settings.rate)
         self.state = ClientState.SILENT
         self._session: aiohttp.ClientSession | None = None
@@ -116,6 +138,8 @@ class ApiClientBase:
             self._stopped.set()
             self.presign_limiter.close()
             self.status_limiter.close()
+            for limiter in self._more_limiters:
+                limiter.close()
             # Logged at debug: the run logs the one fatal_api_error event a person acts on (RunControl.fail).
             log.debug("client_stopped", call=call, status=exc.status, code=exc.code, error_type=type(exc).__name__)
         return self._fatal
@@ -166,7 +190,7 @@ class ApiClientBase:
         ``RequestRejectedError`` (per row), ``PresignIncompleteError`` (200 without a url), or the last
         ``RateLimitedError``/``TransientError`` once the window is spent.
         """
-        result = await self._call("presign", {"thumbnailFileName": file_name})
+        result = await self._call(self._presign_route, self._presign_url, {"thumbnailFileName": file_name})
         key, url = result.get("thumbnailKey"), result.get("url")
         if not isinstance(key, str) or not key or not isinstance(url, str) or not url.startswith("http"):
             orphan = key if isinstance(key, str) and key else None
@@ -180,25 +204,48 @@ class ApiClientBase:
     async def status(self, thumbnail_key: str) -> tuple[str, str | None]:
         """One answered upload-status call: ``(uploadStatus upper-cased, uploadMessage)``; same retries and
         exceptions as ``presign``."""
-        result = await self._call("status", {"thumbnailKey": thumbnail_key})
+        result = await self._call(self._status_route, self._status_url, {"thumbnailKey": thumbnail_key})
         message = result.get("uploadMessage")
         return str(result.get("uploadStatus", "")).upper(), None if message is None else str(message)
 
-    async def _call(self, kind: str, payload: dict[str, str]) -> dict[str, Any]:
+    def new_limiter(self, rate: float, period: float, *, margin: float = 0.0) -> StrictLimiter:
+        """A paced ``StrictLimiter`` on this client's clock and sleep, closed with the client's own on a fatal
+        stop: the limiter of a further ``Route``."""
+        limiter = StrictLimiter(rate, period, margin=margin, clock=self.clock, sleep=self._sleep)
+        self._more_limiters.append(limiter)
+        if self._fatal is not None:
+            limiter.close()
+        return limiter
+
+    async def signed_call(
+        self, route: Route, path_and_query: str, payload: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One signed ``route.method`` call to the endpoint + ``path_and_query`` (already percent-encoded: sent
+        and signed byte for byte), ``payload`` as its JSON body when given; returns the ``result`` of a
+        code-"0" answer (``{}`` when absent and not ``route.result_required``).
+
+        Shares everything with ``presign``: the session, the first-call gate, the fatal state, the outage
+        budget and the retry rules (429 pauses ``route.limiter``; 429/5xx/timeouts/drops retried for up to
+        ``retry_window``). Raises what ``presign`` raises.
+        """
+        return await self._call(route, URL(self._base + path_and_query, encoded=True), payload)
+
+    async def _call(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """One signed MI call, retried by time; returns ``result`` of a code-"0" answer."""
+        kind = route.kind
         started, attempt = self.clock(), 0
         while True:
             self._raise_if_fatal()
             attempt += 1
             try:
                 if self.state is ClientState.VERIFIED:
-                    result = await self._attempt(kind, payload)
+                    result = await self._attempt(route, url, payload)
                 else:
                     # Until one call has passed authentication, calls go one at a time: a wrong key costs one
                     # request, not one per worker. Only the attempt is gated, never a backoff.
                     async with self._gate:
                         self._raise_if_fatal()
-                        result = await self._attempt(kind, payload)
+                        result = await self._attempt(route, url, payload)
                 self._trouble_since = None
                 return result
             except FatalApiError as exc:
@@ -206,12 +253,12 @@ class ApiClientBase:
             except RequestRejectedError:
                 raise
             except (RateLimitedError, TransientError) as exc:
-                await self._retry_or_raise(kind, exc, attempt, started)
+                await self._retry_or_raise(route, exc, attempt, started)
 
-    async def _retry_or_raise(self, kind: str, exc: ApiError, attempt: int, started: float) -> None:
+    async def _retry_or_raise(self, route: Route, exc: ApiError, attempt: int, started: float) -> None:
         """Wait before the next try of a failed call, or raise: the run's outage budget is spent (fatal), the
         endpoint never answered (fatal), or this call's retry window is spent (the last error, annotated)."""
-        now = self.clock()
+        now, kind = self.clock(), route.kind
         if isinstance(exc, NoAnswerError) and self.state is ClientState.SILENT:
             self._silent_strikes += 1
             if self._silent_strikes >= SILENT_STRIKES:
@@ -228,8 +275,9 @@ class ApiClientBase:
         if isinstance(exc, RateLimitedError):
             self.stats.retries["rate_limited"] += 1
             # The limiter was paused for everyone (_throttled): the next try waits there, not here.
+            shown = self.presign_limiter if kind in ("presign", "status") else route.limiter
             log.info("rate_limited", call=kind, attempt=attempt, code=exc.code, retry_after=exc.retry_after,
-                     rate=round(self.presign_limiter.rate, 2))
+                     rate=round(shown.rate, 2))
             await self._wait(0)
             return
         self.stats.retries["transient"] += 1
@@ -237,27 +285,26 @@ class ApiClientBase:
         log.info("retrying", call=kind, attempt=attempt, status=exc.status, error=str(exc), delay=round(delay, 3))
         await self._wait(delay)
 
-    async def _attempt(self, kind: str, payload: dict[str, str]) -> dict[str, Any]:
+    async def _attempt(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """Exactly one HTTP request (after a limiter slot); every outcome mapped to a result or exception."""
-        presign = kind == "presign"
-        limiter = self.presign_limiter if presign else self.status_limiter
-        url = self._presign_url if presign else self._status_url
+        kind, limiter = route.kind, route.limiter
         slot = await limiter.take()
         if slot is None:
             self._raise_if_fatal()
             raise AssertionError("the limiter was closed without a fatal answer")  # pragma: no cover
         # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
         creds = self.settings.credentials
-        headers = signed_headers("POST", url.raw_path_qs, creds.access_key, creds.secret_key)
-        if presign:
+        headers = signed_headers(route.method, url.raw_path_qs, creds.access_key, creds.secret_key)
+        if kind == "presign":
             self.stats.presign_calls += 1
-        else:
+        elif kind == "status":
             self.stats.confirm_calls += 1
+        data = None if payload is None else json.dumps(payload).encode()
         try:
             # trace_request_ctx: the trace hook dates the slot to the moment the request really goes out.
-            async with self.session.post(url, data=json.dumps(payload).encode(), headers=headers,
-                                         allow_redirects=False, timeout=self._api_timeout,
-                                         trace_request_ctx=slot) as resp:
+            async with self.session.request(route.method, url, data=data, headers=headers,
+                                            allow_redirects=False, timeout=self._api_timeout,
+                                            trace_request_ctx=slot) as resp:
                 body = await resp.read()
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
                 location = resp.headers.get("Location", "")
@@ -269,23 +316,26 @@ class ApiClientBase:
         if self.state is ClientState.SILENT:
             self.state = ClientState.ANSWERED
         if status == 200:
-            return self._success(kind, body, limiter)
+            return self._success(route, body)
         error = api_error(kind, status, body, retry_after, redactor=self.redactor)
+        if route.classify is not None:
+            error = route.classify(error)
         if not isinstance(error, FatalApiError) and status < 500 and self.state is ClientState.ANSWERED:
             self.state = ClientState.VERIFIED  # the gateway looked at our signature and let it pass
         if isinstance(error, RateLimitedError):
-            self._throttled(limiter, error)
-        if not presign and status == 404:
+            self._throttled(route, error)
+        if kind == "status" and status == 404:
             self._status_404s += 1
             if not self._status_ok and self._status_404s >= STATUS_404_STRIKES:
                 raise NotFoundError(f"{error} (every status call so far; check the status path)", status=404,
                                     code=error.code)
         raise error
 
-    def _success(self, kind: str, body: bytes, limiter: StrictLimiter) -> dict[str, Any]:
+    def _success(self, route: Route, body: bytes) -> dict[str, Any]:
+        kind = route.kind
         if self.state is not ClientState.FATAL:
             self.state = ClientState.VERIFIED
-        self._throttle_streak[id(limiter)] = 0
+        self._throttle_streak[id(route.limiter)] = 0
         try:
             doc = json.loads(body)
         except ValueError:
@@ -296,28 +346,32 @@ class ApiClientBase:
         if code != "0":
             raise RequestRejectedError(f"{kind}: HTTP 200 code {code}", status=200, code=code)
         result = doc.get("result")
+        if result is None and not route.result_required:
+            result = {}
         if not isinstance(result, dict):
             raise TransientError(f"{kind}: HTTP 200 without a result object")
         if kind == "status":
             self._status_ok, self._status_404s = True, 0
-        if kind == "presign" and self.adaptive is not None:
-            self.adaptive.on_success()
-            self.stats.current_rate = self.adaptive.rate
+        if route.adaptive is not None:
+            route.adaptive.on_success()
+            if route.adaptive is self.adaptive:
+                self.stats.current_rate = route.adaptive.rate
         return result
 
-    def _throttled(self, limiter: StrictLimiter, error: RateLimitedError) -> None:
+    def _throttled(self, route: Route, error: RateLimitedError) -> None:
         """A 429: pause this limiter for everyone (the cap is per key) -- for Retry-After capped at
         ``max_retry_after``, or, without one, a jittered backoff that grows while the 429s go on -- and, on
         presign, lower the pacing (AIMD) so a server whose real limit is lower stops answering 429."""
         self.stats.responses_429 += 1
-        streak = self._throttle_streak[id(limiter)] = self._throttle_streak[id(limiter)] + 1
+        limiter = route.limiter
+        streak = self._throttle_streak[id(limiter)] = self._throttle_streak.get(id(limiter), 0) + 1
         if error.retry_after is not None:
             pause = min(error.retry_after, self.settings.max_retry_after)
         else:
             pause = self.settings.backoff_base + self._backoff(streak)
         limiter.pause_until(self.clock() + pause)
-        if limiter is self.presign_limiter and self.adaptive is not None and self.adaptive.on_throttled():
-            self.stats.current_rate = self.adaptive.rate
+        if route.adaptive is not None and route.adaptive.on_throttled() and route.adaptive is self.adaptive:
+            self.stats.current_rate = route.adaptive.rate
 
     async def put(self, presigned: Presigned, data: bytes, content_type: str) -> None:
         """PUT ``data`` to the presigned URL exactly once (``storage.put_object``). Raises ``UploadError``
