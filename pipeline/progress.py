@@ -126,8 +126,8 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
     if summary.journal_path is not None:
         lines.append(f"journal   {summary.journal_path}")
     failed = summary.by_status.get("failed", 0)
-    if summary.error:
-        lines.append(f"stopped: {summary.error}")
+    if summary.error:  # on a line of its own, named: what cron mail shows when grepped
+        lines.append(f"thumbnail-ingest: stopped: {summary.error}")
     if summary.interrupted:
         lines.append("interrupted: state saved; run the same command again to resume")
     elif summary.exit_code == ExitCode.FAILED and failed:

@@ -86,13 +86,16 @@ async def _run(source: Any, control_box: list[RunControl] | None, options: dict[
     if not structlog.is_configured():
         # Without this, structlog's default prints debug events (one per rejected row) into the notebook.
         # A caller who configured structlog keeps their configuration.
-        logs.configure_logging(settings.log_format)
+        logs.configure_logging(settings.log_format, secrets=[settings.api.credentials.secret_key])
     if settings.journal is None and settings.out is None and not isinstance(source, (str, os.PathLike)):
         settings = replace(settings, journal=notebook_journal(settings.api.workspace, source, settings.columns))
     on_control = control_box.append if control_box is not None else None
     in_main = threading.current_thread() is threading.main_thread()
-    return await runner.run_async(settings, source, collect_results=True, on_control=on_control,
-                                  handle_signals=in_main and control_box is None)
+    try:
+        return await runner.run_async(settings, source, collect_results=True, on_control=on_control,
+                                      handle_signals=in_main and control_box is None)
+    finally:
+        logs.flush_retry_summary()
 
 
 async def ingest_async(source: Any, **options: Any) -> Summary:

@@ -119,7 +119,7 @@ class ApiClient(ApiClientBase):
 
         def failed(reason: str, detail: str) -> UploadOutcome:
             detail = self.redactor.text(detail)
-            log.info("upload_failed", file_name=file_name, reason=reason, detail=detail, attempts=rounds)
+            log.debug("upload_failed", file_name=file_name, reason=reason, detail=detail, attempts=rounds)
             return UploadOutcome(None, rounds, reason=reason, detail=detail, orphans=tuple(orphans))
 
         while rounds < self.settings.max_row_attempts:

@@ -97,7 +97,7 @@ def journal_rows(path: Path) -> list[dict[str, Any]]:
     # closing(): a connection left open (``with connect()`` does not close) would hold the journal's lock.
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
-        return [dict(r) for r in db.execute("select * from rows order by idx")]
+        return [dict(r) for r in db.execute("select * from rows order by key")]
 
 
 def orphans(path: Path) -> set[str]:
