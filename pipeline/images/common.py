@@ -92,7 +92,7 @@ def mb(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What the container says, before any decoding."""
+    """What the container says, from a walk of the whole file but without decoding a pixel."""
 
     format: str
     """``JPEG``, ``PNG`` or ``WEBP``."""
@@ -102,8 +102,13 @@ class Header:
     obstacles: tuple[str, ...]
     """Why the file cannot be uploaded as it is, in words (``EXIF orientation 6``...); empty if it can."""
     keep: tuple[tuple[int, int], ...]
-    """Byte spans that make up the file without its metadata (for WebP: the chunks after the RIFF header;
-    for JPEG the last span ends at -1, "end of image", until ``complete`` finds it)."""
+    """Byte spans that make up the picture without any metadata (a whitelist of what shows it; for WebP
+    the chunks after the RIFF header, reassembled by ``sniff.stripped``)."""
+    feed: tuple[tuple[int, int], ...]
+    """Byte spans to hand to the decoder: the file without the metadata a decoder could choke on (PNG
+    text chunks past Pillow's limits), everything else as it is."""
+    orientation: int = 1
+    """The EXIF orientation, 1..8, as Pillow reads it."""
 
 
 def merge_spans(spans: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -1,111 +1,162 @@
-"""JPEG header walk (the segments up to the first scan) and the search for the image's end.
+"""JPEG structure: a walk of every segment and every scan's entropy-coded data, start to end of image.
 
-``parse_jpeg`` reads the frame header (size, precision, components), the EXIF orientation, the ICC
-profile and the Adobe segment, and decides segment by segment what metadata stripping keeps: APP0 JFIF,
-APP2 ICC_PROFILE, APP14 Adobe and every non-APP segment; APP1 (EXIF, XMP), APP13 (IPTC), COM, JFXX
-thumbnails and other APPn are dropped. Nothing after the first scan's start is parsed here.
+``parse_jpeg`` reads the whole file the way a decoder does: segment by segment up to each start of
+scan, then through the scan's entropy-coded data (where FF is only ever followed by 00 or a restart
+marker) to the next marker, until the end-of-image marker that follows at least one scan. A file that
+stops earlier is truncated (``Reject("corrupt")``); a byte pattern is never searched for, so an FFD9
+inside a comment or an EXIF block cannot end the picture early.
+
+Stripping is a whitelist: what a decoder needs to show the picture (frame, Huffman and quantisation
+tables, restart interval, scans and their data, DNL, the end marker) plus two fixed-size segments that
+carry only numbers (a plain 16-byte JFIF APP0 without thumbnail, a plain 14-byte Adobe APP14, whose
+transform flag says how to read the colours). Every other segment goes, wherever it sits: APPn (EXIF,
+XMP, ICC, IPTC, MPF, non-JFIF APP0...), COM, and anything after the end-of-image marker.
 """
 
 from __future__ import annotations
 
-from pipeline.images.common import Header, Reject, merge_spans
-from pipeline.images.meta import exif_orientation, icc_is_srgb
+import re
 
-__all__ = ["jpeg_end", "parse_jpeg"]
+from pipeline.images.common import Header, Reject, merge_spans
+from pipeline.images.meta import icc_is_srgb
+
+__all__ = ["parse_jpeg"]
 
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # frame headers (C4/C8/CC are DHT/JPG/DAC)
 _SOF_PLAIN = frozenset({0xC0, 0xC1, 0xC2})  # Huffman baseline/extended/progressive: what everyone decodes
-_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # markers without a length field
+_RST = frozenset(range(0xD0, 0xD8))
+_TABLES = frozenset({0xC4, 0xDB, 0xDD, 0xCC})  # DHT, DQT, DRI, DAC: needed to decode the scans
+_DNL = 0xDC
+# Inside entropy-coded data an FF is followed by 00 (a stuffed FF byte) or a restart marker D0-D7;
+# any other byte after FF (including FF, a fill byte) is the start of the next marker segment.
+_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
 def parse_jpeg(data: bytes) -> Header:
-    """The ``Header`` of a JPEG (``data`` starts with FFD8FF); raises ``Reject("corrupt")`` when the
-    segments before the first scan are truncated or malformed. Its last ``keep`` span ends at -1."""
+    """The ``Header`` of a complete JPEG (``data`` starts with FFD8FF), its ``keep`` spans being the
+    whitelisted segments, scans and the end marker (never the bytes after it).
+
+    Raises ``Reject("corrupt")`` for a truncated or malformed structure and
+    ``Reject("unsupported_format")`` for sample precisions other than 8 bits, which no decoder we use
+    reads. Obstacles to passing the bytes through: non-Huffman or hierarchical coding, colour spaces
+    other than grey/YCbCr, a colour profile other than sRGB, more than one frame, odd JFIF/Adobe
+    segments (dropping them would change how the picture reads). EXIF orientation is not judged here
+    (``meta.orientation`` reads it as Pillow does).
+    """
     n = len(data)
     pos = 2
     keep: list[tuple[int, int]] = [(0, 2)]
-    frame: tuple[int, int, int, int, int] | None = None  # marker, precision, height, width, components
-    orientation = 1
+    frame: tuple[int, int, int, int, bytes] | None = None  # marker, precision, height, width, component ids
+    scanned: set[int] = set()
+    scans = 0
+    obstacles: list[str] = []
     icc: list[tuple[int, bytes]] = []
+    seen_jfif = seen_adobe = False
     while True:
-        if pos >= n or data[pos] != 0xFF:
-            raise Reject("corrupt", "JPEG header is truncated or damaged (no marker where one must be)")
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
+        if pos >= n:
+            raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+        if data[pos] != 0xFF:  # junk between segments: decoders skip to the next marker, and so do we
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+            obstacles.append("stray bytes between segments")
+        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker; they are not kept
             pos += 1
         if pos >= n:
-            raise Reject("corrupt", "JPEG file ends inside its header")
+            raise Reject("corrupt", "JPEG is truncated (it ends in fill bytes)")
         marker, start = data[pos], pos - 1
         pos += 1
-        if marker in _STANDALONE:
-            keep.append((start, pos))
-            continue
         if marker == 0xD9:
-            raise Reject("corrupt", "JPEG file ends before any image data")
+            if not scans:
+                raise Reject("corrupt", "JPEG file ends before any image data")
+            keep.append((start, pos))
+            break
+        if marker in _RST or marker == 0x01:  # stray standalone markers carry nothing: dropped
+            continue
+        if marker == 0xD8 or marker == 0x00:
+            raise Reject("corrupt", "JPEG structure is damaged (unexpected marker)")
         length = int.from_bytes(data[pos : pos + 2], "big")
         end = pos + length
         if length < 2 or end > n:
-            raise Reject("corrupt", "JPEG file is truncated inside its header")
-        if marker == 0xDA:
-            break
+            raise Reject("corrupt", "JPEG is truncated inside a segment")
         body = data[pos + 2 : end]
-        drop = False
-        if marker in _SOF and len(body) >= 6:
-            frame = (
-                marker,
-                body[0],
-                int.from_bytes(body[1:3], "big"),
-                int.from_bytes(body[3:5], "big"),
-                body[5],
-            )
-        elif marker == 0xE0:
-            drop = body.startswith(b"JFXX")  # extension segment: an embedded thumbnail, not needed
-        elif marker == 0xE1:
-            drop = True
-            if body.startswith(b"Exif\x00\x00"):
-                orientation = exif_orientation(body)
-        elif marker == 0xE2:
-            drop = not body.startswith(b"ICC_PROFILE\x00")
-            if not drop and len(body) > 14:
-                icc.append((body[12], body[14:]))
-        elif 0xE3 <= marker <= 0xEF:
-            drop = marker != 0xEE or not body.startswith(b"Adobe")  # APP14 Adobe says how to read colours
-        elif marker == 0xFE:
-            drop = True  # COM: free text, often "taken at..."
-        if not drop:
+        if marker == 0xDA:
+            if frame is None:
+                raise Reject("corrupt", "JPEG has image data but no frame header")
+            count = body[0] if body else 0
+            if count == 0 or len(body) < 1 + 2 * count:
+                raise Reject("corrupt", "JPEG scan header is damaged")
+            if len(body) != 4 + 2 * count:
+                obstacles.append("a scan header with extra bytes")
+            scanned.update(body[1 : 1 + 2 * count : 2])
+            found = _MARKER_IN_SCAN.search(data, end)
+            if found is None:
+                raise Reject("corrupt", "JPEG is truncated inside its image data")
+            keep.append((start, found.start()))
+            pos = found.start()
+            scans += 1
+            continue
+        if marker in _SOF:
+            if frame is not None:
+                obstacles.append("more than one frame")
+            elif len(body) >= 6 and len(body) >= 6 + 3 * body[5]:
+                if len(body) != 6 + 3 * body[5]:
+                    obstacles.append("a frame header with extra bytes")
+                ids = bytes(body[6 + 3 * i] for i in range(body[5]))
+                frame = (marker, body[0], int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), ids)
+            else:
+                raise Reject("corrupt", "JPEG frame header is damaged")
             keep.append((start, end))
+        elif marker in _TABLES or marker == _DNL:
+            if not _exact(marker, body):  # tables padded with extra bytes could carry anything
+                obstacles.append("a table segment with extra bytes")
+            keep.append((start, end))
+        elif marker == 0xE0 and body.startswith(b"JFIF\x00"):
+            # Kept only in its plain form (no thumbnail): 14 bytes of version and density, no payload.
+            if not seen_jfif and not scans and length == 16 and body[12:14] == b"\x00\x00":
+                keep.append((start, end))
+            seen_jfif = True
+        elif marker == 0xEE and body.startswith(b"Adobe"):
+            if seen_adobe or scans or length != 14:
+                obstacles.append("an unusual Adobe segment")
+            else:
+                keep.append((start, end))
+            seen_adobe = True
+        elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and not scans and len(body) > 14:
+            icc.append((body[12], body[14:]))  # read as Pillow does (before the first scan), never kept
+        elif 0xF0 <= marker <= 0xFD and frame is None:
+            raise Reject("unsupported_format", "a JPEG-LS or JPEG extension file; the API takes baseline JPEG")
         pos = end
     if frame is None:
-        raise Reject("corrupt", "JPEG has image data but no frame header")
-    scan = pos - 2
-    keep.append((scan, -1))  # -1: "to the end of the image", resolved by ``jpeg_end`` when needed
-    marker, precision, height, width, components = frame
-    obstacles: list[str] = []
+        raise Reject("corrupt", "JPEG has no frame header")
+    marker, precision, height, width, ids = frame
+    if precision != 8:
+        raise Reject("unsupported_format", f"a {precision}-bit JPEG; only 8-bit JPEGs can be read")
+    if not set(ids) <= scanned:
+        raise Reject("corrupt", "JPEG is incomplete (a colour component has no image data)")
     if marker not in _SOF_PLAIN:
         obstacles.append(f"JPEG coding SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
-    if precision != 8:
-        obstacles.append(f"{precision}-bit JPEG")
-    if components not in (1, 3):
-        obstacles.append("CMYK/YCCK colours" if components == 4 else f"{components} colour components")
-    if orientation != 1:
-        obstacles.append(f"EXIF orientation {orientation}")
-    if icc and components == 3 and not icc_is_srgb(b"".join(chunk for _, chunk in sorted(icc))):
+    if len(ids) not in (1, 3):
+        obstacles.append("CMYK/YCCK colours" if len(ids) == 4 else f"{len(ids)} colour components")
+    if icc and len(ids) == 3 and not icc_is_srgb(b"".join(chunk for _, chunk in sorted(icc))):
         obstacles.append("a colour profile other than sRGB")
     if width == 0 or height == 0:
         obstacles.append("size given after the image data (DNL)")
-    return Header("JPEG", width, height, tuple(obstacles), merge_spans(keep))
+    return Header("JPEG", width, height, tuple(dict.fromkeys(obstacles)), merge_spans(keep), ((0, n),))
 
 
-def jpeg_end(data: bytes, scan: int) -> int:
-    """The offset just past the end-of-image marker of the picture whose first scan starts at ``scan``.
-
-    Raises ``Reject("corrupt")`` when there is none (a truncated file). FFD9 cannot occur inside
-    entropy-coded data (FF is always followed by 00 or a restart marker there), so the first FFD9 after
-    the first scan ends the primary image. The search costs about 0.7 ms per MB and holds the GIL; it
-    cannot be skipped when the file already ends with FFD9, because an appended picture (MPF previews,
-    depth maps, cameras that concatenate) ends that way too and carries its own EXIF. ``parse_jpeg``
-    leaves it out: only pass-through candidates need it (Pillow notices truncation when decoding).
-    """
-    found = data.find(b"\xff\xd9", scan)
-    if found < 0:
-        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-    return found + 2
+def _exact(marker: int, body: bytes) -> bool:
+    """Whether a table segment's body is exactly its tables, with no bytes to spare."""
+    if marker == 0xDB:  # DQT: (precision/id, 64 one- or two-byte values)...
+        pos = 0
+        while pos < len(body):
+            pos += 1 + 64 * (1 + (body[pos] >> 4))
+        return pos == len(body)
+    if marker == 0xC4:  # DHT: (class/id, 16 counts, the symbols)...
+        pos = 0
+        while pos + 17 <= len(body):
+            pos += 17 + sum(body[pos + 1 : pos + 17])
+        return pos == len(body)
+    if marker == 0xCC:  # DAC: (class/id, value) pairs
+        return len(body) % 2 == 0
+    return len(body) == 2  # DRI, DNL

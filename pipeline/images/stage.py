@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import stat
-import warnings
 from pathlib import Path
-
-from PIL import Image
 
 from pipeline.images import sniff
 from pipeline.images.common import Reject, mb, px
-from pipeline.images.transform import transform
+from pipeline.images.transform import open_image, transform
 from pipeline.models import ImagePolicy, Prepared, Rejected
 
 __all__ = ["prepare"]
-
-# Pillow's own decompression-bomb guard, set once per process. Our header check (before any decoding)
-# enforces each policy's ``max_pixels``; Pillow's guard is the backstop for formats whose size we only
-# learn from Pillow. Its warning (between 1x and 2x the limit) is made an error so that it can never be
-# a mere log line: ``prepare`` maps both to ``too_many_pixels``. A policy can lower the limit at will;
-# one above this default is capped by it (such files are rejected as ``too_many_pixels`` too).
-Image.MAX_IMAGE_PIXELS = ImagePolicy().max_pixels
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 _TYPES = {"JPEG": ("image/jpeg", ".jpg"), "PNG": ("image/png", ".png"), "WEBP": ("image/webp", ".webp")}
 
@@ -32,11 +20,13 @@ def prepare(source: Path | bytes, policy: ImagePolicy | None = None) -> Prepared
     """Make ``source`` (a file path, or the file's bytes) acceptable to the thumbnail API, or say why not.
 
     Promises: never raises (any unexpected failure becomes ``Rejected("corrupt")``); a ``Prepared``
-    always holds JPEG, PNG or WebP data of at most ``policy.max_bytes`` bytes, 8-bit RGB or greyscale,
-    both sides at least ``policy.min_side``, long side within ``policy.max_side`` when set (unless that
-    would break the minimum), upright, and without EXIF/XMP/IPTC/comments unless
-    ``policy.keep_metadata``. Pure: reads the file once and touches nothing else, so it can run in any
-    thread or process. ``source_sha256`` is the hash of the bytes read.
+    always holds a complete JPEG, PNG or WebP picture of at most ``policy.max_bytes`` bytes, 8-bit RGB
+    or greyscale, both sides at least ``policy.min_side``, long side within ``policy.max_side`` when set
+    (unless that would break the minimum), upright as Pillow shows the source, and nothing of the
+    source but what shows the picture unless ``policy.keep_metadata`` (then the EXIF stays, without an
+    orientation that no longer applies). Pure: reads the file once and touches nothing else (no
+    process-wide setting either), so it can run in any thread or process. ``source_sha256`` and
+    ``source_bytes`` are of the bytes read.
     """
     policy = policy or ImagePolicy()
     try:
@@ -50,8 +40,6 @@ def prepare(source: Path | bytes, policy: ImagePolicy | None = None) -> Prepared
         return _prepare(data, policy, size, digest)
     except Reject as reject:
         return Rejected(reject.reason, reject.detail, size, digest)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return Rejected("too_many_pixels", f"refused by the decompression-bomb guard: {exc}", size, digest)
     except MemoryError:
         return Rejected("too_many_pixels", "ran out of memory decoding it", size, digest)
     except Exception as exc:  # Pillow and codec libraries raise many types for damaged files
@@ -92,6 +80,8 @@ def _read(source: Path | bytes, policy: ImagePolicy) -> bytes:
 
 
 def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepared:
+    # The header's size is checked before Pillow sees the file: the decompression-bomb limit is the
+    # policy's, per call, never Pillow's process-wide one.
     header = sniff.inspect(data)
     if header is not None and header.width and header.height:
         w, h = header.width, header.height
@@ -103,22 +93,24 @@ def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepar
         if min(w, h) < policy.min_side:  # orientation only swaps the sides: the check holds before it
             raise Reject("too_small", f"{px(w, h)}; the minimum is {policy.min_side} px on each side")
         if not header.obstacles and (not policy.max_side or max(w, h) <= policy.max_side):
-            header = sniff.complete(data, header)
             out = data if policy.keep_metadata else sniff.stripped(data, header)
             if len(out) <= policy.max_bytes:
+                sniff.prove(out, header)
                 if policy.verify_pixels:
                     _verify(out)
                 content_type, extension = _TYPES[header.format]
                 actions = ("passthrough",) if out is data else ("passthrough", "stripped")
                 return Prepared(out, header.format, content_type, extension, w, h, actions, size, digest)
-    enc = transform(data, policy)
+    enc = transform(data, policy, header)
     return Prepared(enc.data, "JPEG", "image/jpeg", ".jpg", enc.width, enc.height, enc.actions, size, digest)
 
 
 def _verify(data: bytes) -> None:
     """Decode every pixel (``policy.verify_pixels``): damage the structural check cannot see."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_image(data) as im:
             im.load()
+    except Reject:
+        raise Reject("corrupt", "the image data is damaged") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise Reject("corrupt", f"the image data is damaged ({exc})") from None

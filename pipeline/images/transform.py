@@ -3,47 +3,74 @@
 Everything that cannot be uploaded as it is comes here and leaves as a baseline JPEG (quality
 ``policy.jpeg_quality``, 4:2:0), because the API takes JPEG and photos of people compress best as JPEG.
 
-- Size: the target is the largest size that respects ``max_side`` (long side) and, for JPEG sources
-  larger than ``max_bytes``, a pixel budget estimated from the source's bytes per pixel. JPEG sources
-  are decoded with DCT scaling (``Image.draft``) at the largest 1/2, 1/4 or 1/8 scale that still covers
+- Size: the target is the largest size that respects ``max_side`` (long side). JPEG sources are
+  decoded with DCT scaling (``Image.draft``) at the largest 1/2, 1/4 or 1/8 scale that still covers
   the target, then resampled (BICUBIC, after an integer ``reduce`` for big factors). When a DCT scale
-  alone lands within 90 % of the target (e.g. 4032 px / 4 = 1008 px for a 1024 px target), or within
-  50 % of a byte-budget target (an estimate anyway; a 24 MP photo becomes 6 MP, ample for a thumbnail),
-  it is used as it is: no resampling at all, the fastest path and a good-quality one. Never upscaled;
-  never below ``min_side``.
+  alone lands within 90 % of the target (e.g. 4032 px / 4 = 1008 px for a 1024 px target) it is used
+  as it is: no resampling at all, the fastest path and a good-quality one. Never upscaled; never below
+  ``min_side``. The byte limit never sets the size up front: it is met by ``_fit``.
 - Colour: palette, 1-bit and 16-bit images become 8-bit; alpha is flattened onto white (transparent
   areas of portraits and scans are background, and white is what viewers show); CMYK, YCCK and images
   whose ICC profile is not sRGB are converted to sRGB with LittleCMS (perceptual intent). The output
   carries no ICC profile: untagged images are read as sRGB.
-- Orientation: EXIF orientation is applied (after resizing, on the smaller image); pillow-heif has
-  already applied HEIF's own rotation/mirroring when decoding.
-- Fitting: if the encoded JPEG is over ``max_bytes`` by a little, quality steps down by 5 (to 70 at
-  most); if by a lot, or at the floor, the image is downscaled by the square root of the excess.
-- Metadata: the encoder is given no EXIF, XMP or profile (and ``Image.info`` is cleared so nothing is
-  copied implicitly); with ``policy.keep_metadata`` the source EXIF goes along, minus its orientation.
+- Orientation: EXIF orientation (as Pillow reads it, from ``sniff``'s walk for JPEG/PNG/WebP) is
+  applied after any downscale, on the smaller image, and the unrotated image is released before
+  encoding so that at most two decoded copies of a picture are ever alive; pillow-heif has already
+  applied HEIF's own rotation/mirroring when decoding.
+- Fitting, the smallest step that works: quality steps down by 5 to 70 (steps that cannot be enough,
+  judged from the excess, are skipped); only at 70 does the size shrink, by the square root of the
+  remaining excess (plus 2 %), as often as needed. A file 1 byte over keeps all of its pixels.
+- Metadata: the decoder is fed the file without the PNG text chunks it could refuse (see
+  ``Header.feed``); the encoder is given no EXIF, XMP or profile (and ``Image.info`` is cleared so
+  nothing is copied implicitly); with ``policy.keep_metadata`` the source EXIF goes along, minus its
+  orientation.
+- Process-wide state: none is touched. Images are opened by instantiating the format plugins directly
+  (``Image.open`` would consult the global ``MAX_IMAGE_PIXELS`` and warning filters, and HEIF would need
+  a globally registered opener); the pixel limit is the policy's, checked before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pillow_heif
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import (
+    AvifImagePlugin,
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageCms,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+from pillow_heif.as_plugin import HeifImageFile
 
-from pipeline.images.common import READABLE, Reject, identify, is_text, mb, px
+from pipeline.images.common import READABLE, Header, Reject, identify, is_text, mb, px
 from pipeline.images.meta import icc_is_srgb
+from pipeline.images.sniff import fed
 from pipeline.models import ImagePolicy
 
-__all__ = ["Encoded", "transform"]
+__all__ = ["Encoded", "open_image", "transform"]
 
-pillow_heif.register_heif_opener()  # process-wide, once: HEIC/HEIF from iPhones opens like any image
-
-_DECODABLE = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF", "AVIF")
-"""Formats Pillow is allowed to identify. A whitelist, because some of Pillow's plugins (TGA, SPIDER...)
-accept almost any bytes and would "decode" a text file into noise. (MPO needs no entry: the JPEG
-opener returns an MPO image for JPEGs with an MPF segment, as phones write them.)"""
+_OpenerT = Callable[[io.BytesIO], Image.Image]
+_OPENERS: tuple[tuple[str, Callable[[bytes], bool], _OpenerT], ...] = (
+    ("JPEG", lambda h: h[:3] == b"\xff\xd8\xff", JpegImagePlugin.JpegImageFile),
+    ("PNG", lambda h: h[:8] == b"\x89PNG\r\n\x1a\n", PngImagePlugin.PngImageFile),
+    ("WEBP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", WebPImagePlugin.WebPImageFile),
+    ("GIF", lambda h: h[:6] in (b"GIF87a", b"GIF89a"), GifImagePlugin.GifImageFile),
+    ("TIFF", lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), TiffImagePlugin.TiffImageFile),
+    ("BMP", lambda h: h[:2] == b"BM", BmpImagePlugin.BmpImageFile),
+    ("AVIF", lambda h: h[4:8] == b"ftyp" and h[8:12] in (b"avif", b"avis"), AvifImagePlugin.AvifImageFile),
+    ("HEIF", lambda h: bool(pillow_heif.is_supported(h)), HeifImageFile),
+)
+"""The formats ``prepare`` decodes, each recognised by its magic bytes and opened by its plugin class.
+A whitelist, because some of Pillow's plugins (TGA, SPIDER...) accept almost any bytes and would
+"decode" a text file into noise. (MPO needs no entry: JPEG's MPF pictures are never decoded.)"""
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -59,9 +86,9 @@ _RESIZE_FIRST = frozenset({"RGB", "RGBA", "L", "LA", "CMYK"})  # modes that resa
 _QUALITY_FLOOR = 70
 _QUALITY_STEP = 5
 _SNAP = 0.9  # a DCT-only size is accepted when its long side is at least this fraction of the target's
-_SNAP_BUDGET = 0.5  # ... or half of it when the target is only a byte-budget estimate
-_BUDGET_MARGIN = 0.8  # re-encoding at q90 rarely costs more per pixel than the source; keep 20 % slack
-_MAX_ROUNDS = 12
+_STEP_SHRINK = 0.75  # a quality step of 5 saves at most about this much: deeper excesses skip the step
+_SIZE_MARGIN = 0.98  # bytes grow a little slower than pixels shrink: aim just under the limit
+_MAX_ROUNDS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,53 +101,79 @@ class Encoded:
     actions: tuple[str, ...]
 
 
-def transform(data: bytes, policy: ImagePolicy) -> Encoded:
+def transform(data: bytes, policy: ImagePolicy, header: Header | None = None) -> Encoded:
     """Re-encode ``data`` as an acceptable JPEG, or raise ``Reject`` (never another exception type,
-    except for genuinely unexpected failures, which ``prepare`` maps to ``corrupt``)."""
-    im = _open(data)
-    with im:
-        width, height = im.size
-        if width * height > policy.max_pixels:
-            raise Reject("too_many_pixels", _too_many(width, height, policy.max_pixels))
-        orientation, decoder_reoriented = _orientation(im)
-        ow, oh = (height, width) if orientation >= 5 else (width, height)
-        if min(ow, oh) < policy.min_side:
-            raise Reject("too_small", _too_small(ow, oh, policy.min_side))
-        exif = _kept_exif(im) if policy.keep_metadata else None
-        is_jpeg = im.format in ("JPEG", "MPO")
-        budget = None
-        if is_jpeg and len(data) > policy.max_bytes:
-            budget = width * height * policy.max_bytes / len(data) * _BUDGET_MARGIN
-        tw, th = _target(ow, oh, policy, budget)
-        size = (th, tw) if orientation >= 5 else (tw, th)
-        if is_jpeg:
-            # The looser snap only when the byte budget, not max_side, set the target: max_side is the user's.
-            by_budget = budget is not None and (tw, th) != _target(ow, oh, policy, None)
-            size = _draft(im, size, policy.min_side, snap=_SNAP_BUDGET if by_budget else _SNAP)
-        im.load()
-        out: Image.Image = im
-        if out.size != size and out.mode in _RESIZE_FIRST:
-            out = _resize(out, size)  # colour work on the small image (alpha resizes premultiplied)
-        out, recoloured = _to_srgb(out)
-        if out.size != size:
-            out = _resize(out, size)
-        if orientation in _TRANSPOSE:
-            out = out.transpose(_TRANSPOSE[orientation])
-        return _fit(out, policy, exif, (ow, oh), orientation != 1 or decoder_reoriented, recoloured or not is_jpeg)
-
-
-def _open(data: bytes) -> Image.Image:
+    except for genuinely unexpected failures, which ``prepare`` maps to ``corrupt``). ``header`` is
+    ``sniff.inspect``'s walk of JPEG, PNG and WebP files (orientation, what to feed the decoder)."""
+    im = open_image(fed(data, header) if header else data, header)
     try:
-        return Image.open(io.BytesIO(data), formats=_DECODABLE)
-    except UnidentifiedImageError:
-        kind = identify(data)
-        if kind in READABLE:
-            raise Reject("corrupt", f"looks like {kind} but cannot be read (damaged or truncated)") from None
-        if kind:
-            raise Reject("unsupported_format", f"a {kind} file; the API takes JPEG, PNG or WebP") from None
-        if is_text(data):
-            raise Reject("unsupported_format", "a text file, not an image") from None
-        raise Reject("unsupported_format", "not an image in any format this tool reads") from None
+        return _transform(im, data, policy, header)
+    except Reject:
+        raise
+    except (OSError, SyntaxError, ValueError) as exc:
+        if header and header.format == "JPEG" and any("JPEG coding" in o for o in header.obstacles):
+            raise Reject("unsupported_format", f"a JPEG coding this tool cannot decode ({exc})") from None
+        raise
+    finally:
+        im.close()
+
+
+def _transform(im: Image.Image, data: bytes, policy: ImagePolicy, header: Header | None) -> Encoded:
+    width, height = im.size
+    if width * height > policy.max_pixels:
+        raise Reject("too_many_pixels", _too_many(width, height, policy.max_pixels))
+    orientation, decoder_reoriented = (header.orientation, False) if header else _orientation(im)
+    ow, oh = (height, width) if orientation >= 5 else (width, height)
+    if min(ow, oh) < policy.min_side:
+        raise Reject("too_small", _too_small(ow, oh, policy.min_side))
+    exif = _kept_exif(im if header is None else open_image(data, header)) if policy.keep_metadata else None
+    is_jpeg = im.format in ("JPEG", "MPO")
+    tw, th = _target(ow, oh, policy)
+    size = (th, tw) if orientation >= 5 else (tw, th)
+    if is_jpeg:
+        size = _draft(im, size, policy.min_side)
+    im.load()
+    out: Image.Image = im
+    if out.size != size and out.mode in _RESIZE_FIRST:
+        out = _resize(out, size)  # colour work on the small image (alpha resizes premultiplied)
+    out = _release(im, out)
+    out, recoloured = _to_srgb(out)
+    out = _release(im, out)
+    if out.size != size:
+        out = _release(im, _resize(out, size))
+    if orientation in _TRANSPOSE:
+        out = _release(im, out.transpose(_TRANSPOSE[orientation]))
+    return _fit(out, policy, exif, (ow, oh), orientation != 1 or decoder_reoriented, recoloured or not is_jpeg)
+
+
+def _release(decoded: Image.Image, new: Image.Image) -> Image.Image:
+    """Close the decoded image once ``new`` replaces it: a 12 MP picture is 36 MB, and holding it until
+    the end would double the memory each image needs (intermediates go as soon as they are replaced)."""
+    if new is not decoded:
+        decoded.close()
+    return new
+
+
+def open_image(data: bytes, header: Header | None = None) -> Image.Image:
+    """``data`` opened (not decoded) by the plugin of the format its magic bytes announce, without
+    ``Image.open``'s process-wide checks; raises ``Reject`` when no whitelisted format reads it."""
+    head = data[:32]
+    for _, accepts, opener in _OPENERS:
+        if not accepts(head):
+            continue
+        try:
+            return opener(io.BytesIO(data))
+        except Exception as exc:  # plugins raise many types for bytes they cannot read; try the next one
+            if header and header.format == "JPEG" and any("JPEG coding" in o for o in header.obstacles):
+                raise Reject("unsupported_format", f"a JPEG coding this tool cannot decode ({exc})") from None
+    kind = identify(data)
+    if kind in READABLE:
+        raise Reject("corrupt", f"looks like {kind} but cannot be read (damaged or truncated)")
+    if kind:
+        raise Reject("unsupported_format", f"a {kind} file; the API takes JPEG, PNG or WebP")
+    if is_text(data):
+        raise Reject("unsupported_format", "a text file, not an image")
+    raise Reject("unsupported_format", "not an image in any format this tool reads")
 
 
 def _too_many(width: int, height: int, limit: int) -> str:
@@ -143,7 +196,8 @@ def _orientation(im: Image.Image) -> tuple[int, bool]:
 
 
 def _kept_exif(im: Image.Image) -> bytes | None:
-    """The source EXIF without its orientation (the pixels are upright now), for ``keep_metadata``."""
+    """The source EXIF without its orientation (the pixels are upright now), for ``keep_metadata``;
+    ``im`` is opened on the original bytes."""
     if im.format not in ("JPEG", "MPO", "WEBP", "PNG", "HEIF"):
         return None  # TIFF "EXIF" is the file's own structure (strip offsets...), not metadata to carry
     try:
@@ -156,19 +210,17 @@ def _kept_exif(im: Image.Image) -> bytes | None:
         return None
 
 
-def _target(ow: int, oh: int, policy: ImagePolicy, budget: float | None) -> tuple[int, int]:
-    """The upright output size: within ``max_side`` and the pixel budget, never upscaled, never
-    below ``min_side`` (the API's minimum wins over ``max_side`` for very elongated images)."""
+def _target(ow: int, oh: int, policy: ImagePolicy) -> tuple[int, int]:
+    """The upright output size: within ``max_side``, never upscaled, never below ``min_side`` (the
+    API's minimum wins over ``max_side`` for very elongated images)."""
     f = 1.0
     if policy.max_side and max(ow, oh) > policy.max_side:
         f = policy.max_side / max(ow, oh)
-    if budget is not None and ow * oh * f * f > budget:
-        f = math.sqrt(budget / (ow * oh))
     f = min(1.0, max(f, policy.min_side / min(ow, oh)))
     return max(policy.min_side, min(ow, int(ow * f))), max(policy.min_side, min(oh, int(oh * f)))
 
 
-def _draft(im: Image.Image, size: tuple[int, int], min_side: int, snap: float) -> tuple[int, int]:
+def _draft(im: Image.Image, size: tuple[int, int], min_side: int) -> tuple[int, int]:
     """Configure JPEG DCT scaling for a stored-orientation target ``size``; returns the size to produce."""
     w, h = im.size
     tw, th = size
@@ -177,7 +229,7 @@ def _draft(im: Image.Image, size: tuple[int, int], min_side: int, snap: float) -
     for s in (2, 4, 8):  # the largest DCT-only size that fits inside the target
         dw, dh = -(-w // s), -(-h // s)
         if dw <= tw and dh <= th:
-            if max(dw, dh) >= snap * max(tw, th) and min(dw, dh) >= min_side:
+            if max(dw, dh) >= _SNAP * max(tw, th) and min(dw, dh) >= min_side:
                 im.draft(im.mode, (w // s, h // s))
                 if im.size == (dw, dh):
                     return (dw, dh)
@@ -248,10 +300,12 @@ def _fit(
     reoriented: bool,
     converted: bool,
 ) -> Encoded:
-    """Encode, stepping quality down and then size down until the bytes fit ``policy.max_bytes``."""
+    """Encode at the policy's quality; while over ``policy.max_bytes``, take the smallest step that can
+    work: quality down by 5 to the floor (skipping steps the excess says cannot be enough), then size
+    down by the square root of the excess, never below ``min_side``."""
     quality = policy.jpeg_quality
+    data = _encode(im, quality, exif)
     for _ in range(_MAX_ROUNDS):
-        data = _encode(im, quality, exif)
         if len(data) <= policy.max_bytes:
             resized = im.size != upright
             actions = tuple(
@@ -261,15 +315,16 @@ def _fit(
             )
             return Encoded(data, im.width, im.height, actions or ("converted",))
         excess = len(data) / policy.max_bytes
-        if quality > _QUALITY_FLOOR and excess < 1.25:
-            quality = max(_QUALITY_FLOOR, quality - _QUALITY_STEP)
-            continue
-        f = max(math.sqrt(1 / excess) * 0.92, policy.min_side / min(im.size))
-        size = (max(policy.min_side, int(im.width * f)), max(policy.min_side, int(im.height * f)))
-        if size == im.size:
-            if quality == _QUALITY_FLOOR:
+        if quality > _QUALITY_FLOOR:
+            steps = 1
+            while quality - _QUALITY_STEP * steps > _QUALITY_FLOOR and excess * _STEP_SHRINK**steps > 1:
+                steps += 1
+            quality = max(_QUALITY_FLOOR, quality - _QUALITY_STEP * steps)
+        else:
+            f = max(math.sqrt(1 / excess) * _SIZE_MARGIN, policy.min_side / min(im.size))
+            size = (max(policy.min_side, int(im.width * f)), max(policy.min_side, int(im.height * f)))
+            if size == im.size:
                 break
-            quality = _QUALITY_FLOOR
-            continue
-        im = _resize(im, size)
+            im = _resize(im, size)
+        data = _encode(im, quality, exif)
     raise Reject("too_large", f"cannot be encoded under {mb(policy.max_bytes)} even at {px(*im.size)}")
