@@ -134,7 +134,7 @@ _CHILD = r"""
 import asyncio, json, sys, time
 from pipeline.fetch import Fetched, Fetcher, FetchSettings, parse_source
 
-args = json.loads(sys.argv[1])
+args = json.loads(sys.stdin.read())
 
 def peak_rss():
     # VmHWM belongs to this address space; ru_maxrss would carry the parent's peak across fork and exec.
@@ -190,7 +190,8 @@ def fetch_in_child(cells: list[str], **settings: Any) -> ChildFetch:
 
     args = {"cells": cells, "settings": settings}
     env = {**os.environ, **DUMMY_ENV}
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True, text=True,
+    # The sources go in on stdin: thousands of presigned URLs overflow an argument list.
+    done = subprocess.run([sys.executable, "-c", _CHILD], input=json.dumps(args), capture_output=True, text=True,
                           env=env, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the fetch child failed ({done.returncode}): {done.stderr[-2000:]}")
