@@ -132,6 +132,7 @@ def test_parquet_types_pass_through_untouched(tmp_path: Path) -> None:
         ("path,,", "has 2 columns with an empty name (columns 2 and 3, counted from 1)"),
         ("path,path", "has 2 columns named 'path' (columns 1 and 2, counted from 1)"),
     ],
+    ids=["note_twice", "two_empty", "path_twice"],
 )
 def test_repeated_csv_column_names_are_refused_when_opened(tmp_path: Path, header: str, sentence: str) -> None:
     path = write(tmp_path / "m.csv", f"{header}\n")
@@ -150,7 +151,9 @@ def test_repeated_column_names_in_parquet_tables_and_frames_are_refused(tmp_path
 
 # -- issue 11: blank lines and the final newline ---------------------------------------------------
 @pytest.mark.parametrize(
-    "text", ["\npath,id\na.jpg,1\n", "\r\n\r\n\npath,id\r\na.jpg,1\r\n", "\ufeff\n\npath,id\na.jpg,1"]
+    "text",
+    ["\npath,id\na.jpg,1\n", "\r\n\r\n\npath,id\r\na.jpg,1\r\n", "\ufeff\n\npath,id\na.jpg,1"],
+    ids=["lf", "crlf", "bom_no_final_newline"],
 )
 def test_leading_blank_lines_are_skipped(tmp_path: Path, text: str) -> None:
     m = Manifest.open(write(tmp_path / "m.csv", text))
@@ -158,7 +161,11 @@ def test_leading_blank_lines_are_skipped(tmp_path: Path, text: str) -> None:
     assert [(r.key, r.path) for r in m.rows()] == [("1", "a.jpg")]
 
 
-@pytest.mark.parametrize("text", ["path,id", "path,id\n", "path,id\r\n", "\npath,id", "path,id\n\n\n"])
+@pytest.mark.parametrize(
+    "text",
+    ["path,id", "path,id\n", "path,id\r\n", "\npath,id", "path,id\n\n\n"],
+    ids=["no_newline", "lf", "crlf", "blank_first_no_newline", "blank_lines_after"],
+)
 def test_a_header_only_file_is_an_empty_manifest_with_or_without_final_newline(tmp_path: Path, text: str) -> None:
     m = Manifest.open(write(tmp_path / "m.csv", text))
     assert m.scan().rows == 0
@@ -181,6 +188,7 @@ def test_a_file_of_blank_lines_is_empty(tmp_path: Path) -> None:
         ("m.csv.gz", "id,path,note\n1,a.jpg,x\n2,b.jpg,z\n"),
         ("m.TSV.GZ", "id\tpath\tnote\n1\ta.jpg\tx\n2\tb.jpg\tz\n"),
     ],
+    ids=["csv_tabs", "csv_semicolons", "tsv", "csv_gz", "tsv_gz_upper"],
 )
 def test_separators_and_compression_are_recognised(tmp_path: Path, name: str, text: str) -> None:
     m = Manifest.open(write(tmp_path / name, text), block_size=64)
@@ -228,6 +236,7 @@ def test_spreadsheets_and_json_get_a_sentence_saying_how_to_convert(tmp_path: Pa
          "'Names'? Name the file-name column with --file-name-column."),
         (ColumnMap(), "file,id", "no 'path' column (columns: file, id); name the column with --path-column."),
     ],
+    ids=["case", "plural", "underscore", "file_name_case", "nothing_close"],
 )
 def test_a_missing_column_gets_the_closest_name(
     tmp_path: Path, columns: ColumnMap, header: str, expected: str
