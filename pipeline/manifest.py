@@ -1,23 +1,17 @@
-"""Stage 1: read a manifest in record batches (CSV or TSV, plain or gzip; Parquet; a pyarrow Table or a pandas
-DataFrame).
+"""Stage 1: read a manifest in record batches (CSV/TSV, plain or gzip; Parquet; a pyarrow Table or a pandas DataFrame).
 
-Nothing here reads the image files: a row's path is only resolved (and, with ``root``, checked with
-``os.path.realpath``). Memory stays flat in the manifest's size: files are streamed batch by batch; the one
-whole-manifest structure, the duplicate-key check in ``scan``, keeps an 8-byte hash per row (about 24 bytes per
-row while it sorts them at the end: ~25 MB for a million rows).
+Nothing here reads the image files: a path is only resolved (with ``root``, checked with ``os.path.realpath``).
+Memory stays flat: files are streamed batch by batch; the one whole-manifest structure, the duplicate-key check in
+``scan``, keeps an 8-byte hash per row (~24 bytes a row while they are sorted: ~25 MB for a million rows).
 
-Row identity: a row's key is its id cell as text when the manifest has an id column, else its path cell exactly
-as written. A row with an empty path and no id column has no usable key: it gets ``#row-<n>`` (``n`` its 0-based
-position), is rejected ``missing_path`` and is never uploaded. Keys are unique within a manifest: ``scan`` refuses
-a repeat, before anything is uploaded.
+Row identity: a row's key is its id cell as text when the manifest has an id column, else its path cell exactly as
+written; a row with neither gets ``#row-<n>`` (``n`` its 0-based position) and is rejected ``missing_path``. Keys
+are unique within a manifest: ``scan`` refuses a repeat before anything is uploaded.
 
-Column rules: the ``path`` column is required. The ``id`` and ``file_name`` columns are used when present; when
-absent they are ignored if the ``ColumnMap`` holds the default name, and an error if the caller named another
-column (the user asked for it, so its absence is a mistake). Types: Parquet, Table and DataFrame columns pass
-through as they are. In a CSV only an empty cell is missing, and a column whose every non-empty cell is a
-canonical integer (``-12``, not ``007`` or ``+5``) that fits int64 is int64; every other column is text. The
-rule is applied by ``scan``'s one streaming pass, so a CSV's ``schema`` is known after ``scan`` (reading
-``schema`` earlier runs it). The results side lives in ``pipeline.results``.
+Columns: ``path`` is required; ``id`` and ``file_name`` are used when present, and must be present when the caller
+named them (not the defaults). Parquet, Table and DataFrame types pass through as they are; a CSV's columns are text
+(only an empty cell is missing) except int64 columns (``sources.IntColumns``), decided by ``scan``'s one streaming
+pass, so a CSV's ``schema`` is known after ``scan`` (reading it earlier runs one). Results: ``pipeline.results``.
 """
 
 from __future__ import annotations
