@@ -81,9 +81,9 @@ class Credentials:
 class Row:
     """One manifest row, as the reader hands it on.
 
-    ``index`` is the 0-based position in the manifest; ``key`` the row key (the ``id`` column as text, or
-    ``str(index)``). ``source`` is the resolved file, or ``None`` when the path is unusable, in which
-    case ``problem`` holds ``(reason, detail)``.
+    ``index`` is the 0-based position in this read of the manifest; ``key`` the row key: the ``id`` column as
+    text, else the path cell as written (``#row-<index>`` when a row has neither). ``source`` is the resolved
+    file, or ``None`` when the path is unusable, in which case ``problem`` holds ``(reason, detail)``.
     """
 
     index: int

@@ -12,7 +12,7 @@ from enum import Enum
 
 import structlog
 
-from pipeline.errors import FatalApiError, LocalWriteError
+from pipeline.errors import FatalApiError, LocalWriteError, ManifestError
 
 __all__ = ["RunControl", "StopCause"]
 
@@ -37,6 +37,7 @@ class RunControl:
         self.cause: StopCause | None = None
         self.fatal: FatalApiError | None = None
         self.local_error: LocalWriteError | None = None
+        self.input_error: ManifestError | None = None
         self.abandoned = False
         self.signals = 0
         self.writing_results = False
@@ -67,6 +68,14 @@ class RunControl:
         if self.local_error is None:
             self.local_error = exc
             log.error("local_write_failed", error=str(exc))
+        self.stop(StopCause.LOCAL)
+
+    def fail_input(self, exc: ManifestError) -> None:
+        """The manifest could not be read to its end (rewritten or damaged while the run read it): stop; the
+        rows read so far keep their state and are written to the results."""
+        if self.input_error is None:
+            self.input_error = exc
+            log.error("manifest_error", error=str(exc))
         self.stop(StopCause.LOCAL)
 
     def on_signal(self) -> None:

@@ -31,7 +31,7 @@ import structlog
 
 from pipeline.client import ApiClient
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError
+from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import ExitCode, Summary
@@ -178,6 +178,8 @@ class RunSession:
                 control.fail(exc)
             except LocalWriteError as exc:
                 control.fail_local(exc)
+            except ManifestError as exc:
+                control.fail_input(exc)
             except asyncio.CancelledError:
                 if not control.abandoned:
                     raise
@@ -281,6 +283,8 @@ class RunSession:
             code, error = ExitCode.FATAL, str(control.fatal)
         elif control.local_error is not None:
             code, error = ExitCode.FAILED, str(control.local_error)
+        elif control.input_error is not None:
+            code, error = ExitCode.USAGE, str(control.input_error)
         elif control.interrupted or control.abandoned:
             code = ExitCode.INTERRUPTED
         elif counts.with_path and counts.with_path_not_found == counts.with_path:
@@ -334,9 +338,9 @@ def _unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int |
     if control.fatal is not None:
         return ("not_reached", "the run stopped on a fatal API answer before this row was done "
                 f"({type(control.fatal).__name__}); fix the cause and run the same command again")
-    if control.local_error is not None:
-        return ("interrupted", "the run stopped (the journal or results could not be written) before this row "
-                "was done; run the same command again")
+    if control.local_error is not None or control.input_error is not None:
+        return ("interrupted", "the run stopped (the manifest could not be read, or the journal or results could "
+                "not be written) before this row was done; run the same command again")
     if plan is not None and plan.limited and not control.interrupted:
         return ("not_reached", f"past --limit {limit}; run the same command again to go on")
     return ("interrupted", "the run stopped before this row finished; run the same command again to resume")

@@ -323,3 +323,18 @@ async def test_a_dead_endpoint_is_fatal_before_any_row(archive: Path, tmp_path: 
     assert summary.by_reason == {"not_reached": 12}
     assert [e["event"] for e in events].count("fatal_api_error") == 1
     assert not [e for e in events if e["event"] in ("retrying", "row_failed")]
+
+
+async def test_a_manifest_damaged_during_the_run_stops_it_with_one_sentence(emu: Emulator, tmp_path: Path) -> None:
+    for i in range(6):
+        make_jpeg(tmp_path / f"n{i}.jpg", 300, 280, seed=i, quality=70)
+    rows = [{"id": str(i), "path": f"n{i}.jpg"} for i in range(6)]  # integer ids: an int64 column
+    manifest = _manifest(tmp_path / "m.csv", rows)
+
+    def damage(_control: object) -> None:
+        _manifest(manifest, [{"id": f"x{i}", "path": f"n{i}.jpg"} for i in range(6)])
+
+    summary = await runner.run_async(_settings(emu), manifest, on_control=damage)
+    assert summary.exit_code == ExitCode.USAGE
+    assert summary.error is not None and "m.csv" in summary.error
+    assert summary.results_path is not None and summary.results_path.exists()

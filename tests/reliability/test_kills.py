@@ -6,6 +6,7 @@ Also: one SIGINT with JSON logs gives exit 130, the ``interrupted`` event, resul
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -112,15 +113,20 @@ def test_sigkill_10_times(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("emulator_thread", [EmulatorConfig(rate=0, confirm_rate=0, faults=Faults(latency=0.2))],
                          indirect=True)
-def test_sigint_json_logs_interrupted_event_and_resume(emulator_thread: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pool", [(), ("--processes", "--workers", "2")], ids=["threads", "processes"])
+def test_sigint_json_logs_interrupted_event_and_resume(
+    emulator_thread: Emulator, tmp_path: Path, pool: tuple[str, ...]
+) -> None:
     emu = emulator_thread
     rows = 40
     manifest = photo_manifest(tmp_path, rows)
-    cmd = cli_cmd(emu, manifest, tmp_path, "--concurrency", "2")
+    cmd = cli_cmd(emu, manifest, tmp_path, "--concurrency", "2", *pool)
     env = cli_env(emu.credentials.access_key, emu.credentials.secret_key)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Its own process group, signalled as a whole: what Ctrl-C in a terminal does (pool workers included).
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     assert wait_for(lambda: emu.counters.snapshot(arrivals=False)["puts_ok"] >= 3, 60)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
@@ -144,8 +150,8 @@ def test_sigint_json_logs_interrupted_event_and_resume(emulator_thread: Emulator
     emu.faults.latency = 0.0
     again = run_cli(cmd, env, timeout=120)
     assert again.returncode == 0, again.stderr[-2000:]
-    first = events(again.stderr)[0]
-    assert first["event"] == "run_started" and first["already_done"] == len(uploaded_before)
+    last = events(again.stderr)[-1]
+    assert last["event"] == "run_finished" and last["planned"]["finished"] == len(uploaded_before)
     table = results(tmp_path / "results.parquet")
     assert [r["status"] for r in table] == ["uploaded"] * rows
     assert uploaded_before <= {r["thumbnail_key"] for r in table}
