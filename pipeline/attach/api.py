@@ -53,10 +53,14 @@ def _state(person_id: str, thumbnails: Any) -> PersonState:
 
 
 class PersonsApi:
-    """The persons calls on an open ``client`` (``async with ApiClient(...) as client``)."""
+    """The persons calls on an open ``client`` (``async with ApiClient(...) as client``); ``page_size`` is
+    the list call's page (1000, the API's largest, unless a test wants several pages)."""
 
-    def __init__(self, client: ApiClientBase, settings: AttachSettings | None = None) -> None:
-        self.client = client
+    def __init__(self, client: ApiClientBase, settings: AttachSettings | None = None, *,
+                 page_size: int = LIST_PAGE_SIZE) -> None:
+        if not 1 <= page_size <= LIST_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {LIST_PAGE_SIZE}.")
+        self.client, self.page_size = client, page_size
         self.settings = settings = AttachSettings() if settings is None else settings
         self.limiter = client.new_limiter(settings.attach_rate, 1.0, margin=ATTACH_MARGIN)
         adaptive = AdaptiveRate(self.limiter, clock=client.clock) if client.settings.adaptive else None
@@ -124,7 +128,7 @@ class PersonsApi:
         found: list[PersonRef] = []
         page = 1
         while True:
-            query: dict[str, Any] = {"pageNum": page, "pageSize": LIST_PAGE_SIZE}
+            query: dict[str, Any] = {"pageNum": page, "pageSize": self.page_size}
             if filtered:
                 query["name"] = name
             result = await self.client.signed_call(self._list, f"{self._base}?{urlencode(query, quote_via=quote)}")
@@ -134,7 +138,7 @@ class PersonsApi:
                          and (pid := _text_id(p)) is not None)
             total_pages = result.get("totalPage")
             last = total_pages if isinstance(total_pages, int) and not isinstance(total_pages, bool) else None
-            if not items or len(items) < LIST_PAGE_SIZE or (last is not None and page >= last):
+            if not items or len(items) < self.page_size or (last is not None and page >= last):
                 return found
             page += 1
 
