@@ -132,7 +132,7 @@ async def test_unknown_workspace_is_404_code_300(emulator: Emulator, http: aioht
 
 
 async def test_unknown_route_is_404_json(emulator: Emulator, http: aiohttp.ClientSession) -> None:
-    reply = await signed_post(http, emulator, "/api/v1/workspaces/demo/persons", {})
+    reply = await signed_post(http, emulator, "/api/v1/workspaces/demo/no-such-api", {})
     assert (reply.status, reply.body["code"]) == (404, "300")
     assert emulator.counters.calls_by_route["unknown"] == 1
 

@@ -40,14 +40,17 @@ _START_TIMEOUT = 10.0
 
 DESCRIPTION = (
     "Run a local emulator of the NAVER Cloud Media Intelligence person-thumbnail API and its object storage: "
-    "signature v2 checks, presign and upload-status calls, the rate caps (429 past them), one-time expiring "
-    "upload URLs with S3's rules, and injectable faults. Point `thumbnail-ingest ingest --endpoint` at it."
+    "signature v2 checks, presign and upload-status calls, the persons API (create, add thumbnails, list, "
+    "details, edit, delete; keys expire 24 h after upload unless attached), the rate caps (429 past them), "
+    "one-time expiring upload URLs with S3's rules, and injectable faults. Point `thumbnail-ingest ingest "
+    "--endpoint` at it."
 )
 EPILOG = (
     "Inspection: GET <base>/_emulator/state returns JSON with the configuration (no secrets), the faults, the "
     "counters (calls by route, responses by status, 429s, PUTs per key, the most presign calls in any 1 s and "
     "status calls in any 60 s, presign arrival times) and the stored objects; ?objects=0 and ?arrivals=0 leave "
-    "the bulky parts out. Faults, counters and inspection never touch each other. Ctrl-C prints the counters."
+    "the bulky parts out; the persons and their keys are listed too. Faults, counters and inspection never touch "
+    "each other. Ctrl-C prints the counters."
 )
 
 
@@ -125,7 +128,9 @@ def counters_report(emulator: Emulator) -> str:
     c = emulator.counters.snapshot(arrivals=False)
     totals = " ".join(f"{k}={c[k]}" for k in ("presign_calls", "status_calls", "put_calls", "puts_ok",
                                                "urls_issued", "responses_429", "max_presign_per_1s",
-                                               "max_status_per_60s"))
+                                               "max_status_per_60s", "person_create_calls", "person_add_calls",
+                                               "person_list_calls", "person_get_calls", "max_persons_per_1s")
+                      if k in c)
     faults = " ".join(f"{k}={v}" for k, v in sorted(c["faults"].items())) or "none"
     return f"MI emulator stopped: {totals} objects={len(emulator.objects)}\nfaults injected: {faults}"
 
@@ -165,6 +170,10 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
     parser.add_argument("--rate", type=float, default=50.0, help="presign calls per second; 0 = unlimited")
     parser.add_argument("--confirm-rate", type=float, default=1000.0, help="status calls per minute; 0 = unlimited")
+    parser.add_argument("--persons-rate", type=float, default=10.0,
+                        help="persons API calls per second (create, add, list, details, ...); 0 = unlimited")
+    parser.add_argument("--thumbnail-ttl", type=float, default=86400.0,
+                        help="seconds an uploaded key stays usable unless attached to a person")
     # SUPPRESS keeps "(default: None)" out of help rendered with ArgumentDefaultsHelpFormatter.
     none = argparse.SUPPRESS
     parser.add_argument("--access-key", default=none, help="accepted key; else $NCLOUD_ACCESS_KEY, else built-in")
@@ -251,6 +260,8 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
         port=ns.port,
         rate=ns.rate,
         confirm_rate=ns.confirm_rate,
+        persons_rate=getattr(ns, "persons_rate", 10.0),
+        thumbnail_ttl=getattr(ns, "thumbnail_ttl", 86400.0),
         credentials=(creds,),
         workspaces=tuple(getattr(ns, "workspaces", None) or (DEFAULT_WORKSPACE,)),
         url_ttl=ns.url_ttl,
