@@ -144,29 +144,39 @@ class PlanStage:
             self.recorder.progress.update("finished", finished)
 
 
+def _absent(path: str) -> bool | None:
+    """True when nothing is at ``path`` (nor is its folder there), False when something is (a dangling symlink
+    included), None when the system will not say (a name too long, no permission): the image stage then says
+    precisely what is wrong."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except (OSError, ValueError):
+        return None
+    return False
+
+
 def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
     """Each row's source stamp, and whether its source is missing altogether (rejected without the pool).
 
     A folder that does not exist is looked up once per batch, not once per row: a manifest whose paths are
     relative to the wrong folder costs one system call per folder."""
-    folders: dict[str, bool] = {}
+    folders: dict[str, bool | None] = {}
     stamps: list[str | None] = []
     missing: list[bool] = []
     for row in rows:
-        source = row.source
-        if source is None:
+        if row.source is None:
             stamps.append(None)
             missing.append(False)
             continue
-        text = str(source)
+        text = str(row.source)
         folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
-        exists = folders.get(folder)
-        if exists is None:
-            exists = folders[folder] = os.path.isdir(folder)  # noqa: PTH112
-        stamp = stamp_of(text) if exists else None
+        if folder not in folders:
+            folders[folder] = _absent(folder)
+        stamp = None if folders[folder] else stamp_of(text)
         stamps.append(stamp)
-        # A dangling symlink is not "missing": the image stage says what is wrong with it.
-        missing.append(stamp is None and (not exists or not os.path.lexists(text)))
+        missing.append(stamp is None and (folders[folder] is True or _absent(text) is True))
     return stamps, missing
 
 

@@ -46,9 +46,9 @@ def _fault_run(tmp_path: Path, rows: int, storm: float, *, latency: float = 0.2)
         obj = objects[r["thumbnail_key"]]
         assert obj.sha256 == r["source_sha256"] == sha256((tmp_path / r["path"]).read_bytes())
 
-    journal = journal_rows(tmp_path / "j.sqlite")
-    assert [j["status"] for j in journal] == ["uploaded"] * rows
-    assert [j["thumbnail_key"] for j in journal] == keys
+    journal = {j["key"]: j for j in journal_rows(tmp_path / "j.sqlite")}
+    assert [journal[r["id"]]["status"] for r in table] == ["uploaded"] * rows and len(journal) == rows
+    assert [journal[r["id"]]["thumbnail_key"] for r in table] == keys
     # Anything else the server holds is accounted for as an orphan in the journal.
     assert set(objects) - set(keys) <= orphans(tmp_path / "j.sqlite")
 

@@ -170,8 +170,8 @@ def test_hostile_corpus(emulator_thread: Emulator, tmp_path: Path) -> None:
     for row, (_, outcome) in zip(rows, expected, strict=False):
         if outcome == "outside_root":
             assert row["source_sha256"] is None and "outside --root" in row["detail"]
-    journal = journal_rows(tmp_path / "j.sqlite")
-    assert [j["status"] for j in journal] == [r["status"] for r in rows]
+    journal = {j["key"]: j["status"] for j in journal_rows(tmp_path / "j.sqlite")}
+    assert [journal[r["id"]] for r in rows] == [r["status"] for r in rows]
 
 
 def _one_sentence_exit_2(run: Any, *needles: str) -> None:
