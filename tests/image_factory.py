@@ -226,3 +226,10 @@ def webp_with_chunks(data: bytes, *extra: bytes) -> bytes:
 
 def riff_chunk(fourcc: bytes, body: bytes) -> bytes:
     return fourcc + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) & 1 else b"")
+
+
+def bytes_after_zlib_stream(data: bytes, payload: bytes) -> bytes:
+    """A PNG with one more IDAT chunk after its image data, carrying ``payload`` past the end of the
+    zlib stream (CRCs right)."""
+    iend = data.rfind(b"IEND") - 4
+    return data[:iend] + png_chunk(b"IDAT", payload) + data[iend:]

@@ -87,6 +87,7 @@ def _png_cases() -> list[f.Case]:
                f.png(f.stored(W, H, 6), before=(f.png_text_bomb(), f.png_exif(6))), "prepared", (W, H)),
         f.Case("png-palette-with-text", f.png(up.convert("P"), before=texts), "prepared", (W, H)),
         f.Case("png-zlib-stream-cut-crcs-fine", f.cut_idat_stream(f.png(up)), "corrupt"),
+        f.Case("png-bytes-after-zlib-stream", f.bytes_after_zlib_stream(f.png(up), f.APP_TEXT), "prepared", (W, H)),
     ]
 
 

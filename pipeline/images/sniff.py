@@ -76,20 +76,22 @@ def fed(data: bytes, header: Header) -> bytes:
     return b"".join(data[a:b] for a, b in header.feed)
 
 
-def prove(out: bytes, header: Header) -> None:
+def prove(out: bytes, header: Header) -> bool:
     """Raise ``Reject("corrupt")`` unless ``out`` (a pass-through output of a file with ``header``) is
-    a complete picture of the same size with nothing left to strip."""
+    a complete picture of the same size; ``False`` when it is complete but carries bytes beyond what
+    shows the picture (PNG image data with bytes after its zlib stream), which re-encoding removes."""
     again = inspect(out)
     if again is None or (again.format, again.width, again.height) != (header.format, header.width, header.height):
         raise Reject("corrupt", "the stripped file does not read back as the same picture")
     if header.format == "PNG":
-        _png_inflates(out, again)
-    elif header.format == "WEBP":
+        return _png_inflates(out, again)
+    if header.format == "WEBP":
         try:
             with WebPImagePlugin.WebPImageFile(io.BytesIO(out)) as im:
                 im.load()
         except Exception as exc:  # libwebp reports damage as several exception types
             raise Reject("corrupt", f"the WebP image data is damaged ({type(exc).__name__})") from None
+    return True
 
 
 def _png(data: bytes) -> Header:
@@ -161,8 +163,9 @@ def _png_icc(body: bytes) -> list[str]:
     return [] if name_end > 0 and icc_is_srgb(icc) else ["a colour profile other than sRGB"]
 
 
-def _png_inflates(out: bytes, header: Header) -> None:
-    """The IDAT stream must end and inflate to exactly the rows IHDR announces."""
+def _png_inflates(out: bytes, header: Header) -> bool:
+    """The IDAT stream must end and inflate to exactly the rows IHDR announces (else ``Reject``);
+    ``False`` if bytes follow the end of the stream."""
     depth, colour, interlace = out[24], out[25], out[28]
     bits = depth * _PNG_CHANNELS[colour]
 
@@ -191,6 +194,7 @@ def _png_inflates(out: bytes, header: Header) -> None:
         raise Reject("corrupt", "PNG image data is damaged (zlib)") from None
     if not inflater.eof or total != expected:
         raise Reject("corrupt", f"PNG image data is incomplete ({total} of {expected} bytes)")
+    return not inflater.unused_data
 
 
 def _webp(data: bytes) -> Header:

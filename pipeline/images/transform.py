@@ -24,53 +24,25 @@ Everything that cannot be uploaded as it is comes here and leaves as a baseline 
   ``Header.feed``); the encoder is given no EXIF, XMP or profile (and ``Image.info`` is cleared so
   nothing is copied implicitly); with ``policy.keep_metadata`` the source EXIF goes along, minus its
   orientation.
-- Process-wide state: none is touched. Images are opened by instantiating the format plugins directly
-  (``Image.open`` would consult the global ``MAX_IMAGE_PIXELS`` and warning filters, and HEIF would need
-  a globally registered opener); the pixel limit is the policy's, checked before any pixel is decoded.
+- Process-wide state: none is touched (``opening.open_image`` opens files without ``Image.open``); the
+  pixel limit is the policy's, checked before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import pillow_heif
-from PIL import (
-    AvifImagePlugin,
-    BmpImagePlugin,
-    GifImagePlugin,
-    Image,
-    ImageCms,
-    JpegImagePlugin,
-    PngImagePlugin,
-    TiffImagePlugin,
-    WebPImagePlugin,
-)
-from pillow_heif.as_plugin import HeifImageFile
+from PIL import Image, ImageCms
 
-from pipeline.images.common import READABLE, Header, Reject, identify, is_text, mb, px
+from pipeline.images.common import Header, Reject, mb, px
 from pipeline.images.meta import icc_is_srgb
+from pipeline.images.opening import open_image
 from pipeline.images.sniff import fed
 from pipeline.models import ImagePolicy
 
-__all__ = ["Encoded", "open_image", "transform"]
-
-_OpenerT = Callable[[io.BytesIO], Image.Image]
-_OPENERS: tuple[tuple[str, Callable[[bytes], bool], _OpenerT], ...] = (
-    ("JPEG", lambda h: h[:3] == b"\xff\xd8\xff", JpegImagePlugin.JpegImageFile),
-    ("PNG", lambda h: h[:8] == b"\x89PNG\r\n\x1a\n", PngImagePlugin.PngImageFile),
-    ("WEBP", lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", WebPImagePlugin.WebPImageFile),
-    ("GIF", lambda h: h[:6] in (b"GIF87a", b"GIF89a"), GifImagePlugin.GifImageFile),
-    ("TIFF", lambda h: h[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), TiffImagePlugin.TiffImageFile),
-    ("BMP", lambda h: h[:2] == b"BM", BmpImagePlugin.BmpImageFile),
-    ("AVIF", lambda h: h[4:8] == b"ftyp" and h[8:12] in (b"avif", b"avis"), AvifImagePlugin.AvifImageFile),
-    ("HEIF", lambda h: bool(pillow_heif.is_supported(h)), HeifImageFile),
-)
-"""The formats ``prepare`` decodes, each recognised by its magic bytes and opened by its plugin class.
-A whitelist, because some of Pillow's plugins (TGA, SPIDER...) accept almost any bytes and would
-"decode" a text file into noise. (MPO needs no entry: JPEG's MPF pictures are never decoded.)"""
+__all__ = ["Encoded", "transform"]
 
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -152,28 +124,6 @@ def _release(decoded: Image.Image, new: Image.Image) -> Image.Image:
     if new is not decoded:
         decoded.close()
     return new
-
-
-def open_image(data: bytes, header: Header | None = None) -> Image.Image:
-    """``data`` opened (not decoded) by the plugin of the format its magic bytes announce, without
-    ``Image.open``'s process-wide checks; raises ``Reject`` when no whitelisted format reads it."""
-    head = data[:32]
-    for _, accepts, opener in _OPENERS:
-        if not accepts(head):
-            continue
-        try:
-            return opener(io.BytesIO(data))
-        except Exception as exc:  # plugins raise many types for bytes they cannot read; try the next one
-            if header and header.format == "JPEG" and any("JPEG coding" in o for o in header.obstacles):
-                raise Reject("unsupported_format", f"a JPEG coding this tool cannot decode ({exc})") from None
-    kind = identify(data)
-    if kind in READABLE:
-        raise Reject("corrupt", f"looks like {kind} but cannot be read (damaged or truncated)")
-    if kind:
-        raise Reject("unsupported_format", f"a {kind} file; the API takes JPEG, PNG or WebP")
-    if is_text(data):
-        raise Reject("unsupported_format", "a text file, not an image")
-    raise Reject("unsupported_format", "not an image in any format this tool reads")
 
 
 def _too_many(width: int, height: int, limit: int) -> str:
