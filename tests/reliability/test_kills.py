@@ -87,8 +87,9 @@ def _kill_run(tmp_path: Path, rows: int, kills: int, seed: int) -> dict[str, obj
     for r in table:  # nothing lost: each committed key holds that row's photo, byte for byte
         assert objects[r["thumbnail_key"]].sha256 == r["source_sha256"] == sha256((tmp_path / r["path"]).read_bytes())
     _integrity(journal)
-    jrows = journal_rows(journal)
-    assert [j["status"] for j in jrows] == ["uploaded"] * rows and [j["thumbnail_key"] for j in jrows] == keys
+    jrows = {j["key"]: j for j in journal_rows(journal)}
+    assert len(jrows) == rows and all(j["status"] == "uploaded" for j in jrows.values())
+    assert [jrows[r["id"]]["thumbnail_key"] for r in table] == keys
     extra = set(objects) - set(keys)
     # Every object beyond the committed keys was uploaded for a row that was in flight at a kill, and the
     # journal knows it as a possible orphan (so nothing journaled was uploaded again).
