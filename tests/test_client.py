@@ -337,7 +337,7 @@ async def test_exceptions_and_logs_are_redacted(scripted: Script) -> None:
     for text in texts:
         assert "SIGSIGSIG" not in text and "CRED" not in text and "SECRET-KEY-123" not in text
     assert redact_url(secret_url) in str(error)
-    assert {e["event"] for e in logs} >= {"put_signature_mismatch", "upload_failed"}
+    assert "put_signature_mismatch" in {e["event"] for e in logs}  # the row's own line is the runner's
 
 
 @pytest.mark.parametrize("emulator", [EmulatorConfig(confirm_rate=0)], indirect=True)

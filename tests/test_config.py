@@ -40,7 +40,7 @@ def test_secret_never_in_repr() -> None:
         ({"endpoint": "ftp://x"}, "--endpoint"),
         ({"rate": -1}, "--rate"),
         ({"concurrency": 0}, "--concurrency"),
-        ({"presign_path": "/no/placeholder"}, "presign_path"),
+        ({"presign_path": "/no/placeholder"}, "presign-path"),
     ],
 )
 def test_api_settings_validation(kwargs: dict[str, object], message: str) -> None:

@@ -32,11 +32,14 @@ def test_override_keeps_the_users_stem_but_not_directories() -> None:
 
 def test_default_results_and_journal_paths_keep_the_whole_stem() -> None:
     from pipeline.config import ApiSettings, Credentials, Settings
-    from pipeline.runner import default_paths
+    from pipeline.runner import run_paths
 
     api = ApiSettings(workspace="w", credentials=Credentials("a", "b"))
-    out, journal = default_paths(Settings(api=api), Path("/d/photos.2024-05.csv"))
-    assert (out, journal) == (Path("/d/photos.2024-05.results.parquet"), Path("/d/photos.2024-05.journal.sqlite"))
-    out, journal = default_paths(Settings(api=api, out=Path("/r/x.v2.csv")), Path("/d/m.csv"))
-    assert journal == Path("/r/x.v2.journal.sqlite")
-    assert default_paths(Settings(api=api, dry_run=True), Path("/d/m.csv"))[1] is None
+    paths = run_paths(Settings(api=api), Path("/d/photos.2024-05.csv"))
+    assert (paths.out, paths.journal) == (Path("/d/photos.2024-05.results.parquet"),
+                                          Path("/d/photos.2024-05.journal.sqlite"))
+    # The journal follows the manifest, never --out: changing --out never re-uploads.
+    paths = run_paths(Settings(api=api, out=Path("/r/x.v2.csv")), Path("/d/m.csv"))
+    assert paths.journal == Path("/d/m.journal.sqlite")
+    dry = run_paths(Settings(api=api, dry_run=True), Path("/d/m.csv.gz"))
+    assert (dry.out, dry.journal) == (Path("/d/m.dryrun.parquet"), Path("/d/m.journal.sqlite"))
