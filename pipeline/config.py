@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.client.settings import DEFAULT_ENDPOINT, DEFAULT_PRESIGN_PATH, DEFAULT_STATUS_PATH, ApiSettings
 from pipeline.errors import ConfigError
+from pipeline.fetch.settings import FetchSettings
 from pipeline.models import Credentials, ImagePolicy
 
 __all__ = [
@@ -92,6 +93,8 @@ class Settings:
     """Relative paths resolve against this (default: the manifest's folder); paths may not escape it."""
     columns: ColumnMap = field(default_factory=ColumnMap)
     policy: ImagePolicy = field(default_factory=ImagePolicy)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    """Bounds of the fetch stage for remote sources (``s3://``, ``gs://``, ``http(s)://``)."""
     confirm: bool = True
     workers: int = 0
     """Image-preparation workers; 0 = one per CPU."""

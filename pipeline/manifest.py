@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
+from pipeline.fetch.refs import Problem, SourceParser
 from pipeline.models import Row
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
@@ -124,6 +125,7 @@ class Manifest:
         self._source = source
         self._schema: pa.Schema | None = None if source.csv else source.schema
         self._resolver = resolver
+        self._urls: SourceParser | None = None
         self._batch_size = batch_size
         self._path_i = self._column_index(names, columns.path, "path", required=True)
         self._id_i = self._column_index(names, columns.id, "id", required=columns.id != _DEFAULTS.id)
@@ -312,11 +314,26 @@ class Manifest:
             names = self._text(batch, self._name_i, "file-name")
             rows = []
             for j, text in enumerate(paths):
-                source, problem = resolve(text)
                 file_name = (names[j] or None) if names is not None else None
+                if text is not None and "://" in text[:16]:  # a URL: s3://, gs://, http(s)://, file://
+                    rows.append(self._url_row(index + j, keys[j], text, file_name))
+                    continue
+                source, problem = resolve(text)
                 rows.append(Row(index + j, keys[j], text or "", source, file_name, problem))
             yield RowBatch(self._typed(batch, schema), tuple(rows))
             index += batch.num_rows
+
+    def _url_row(self, index: int, key: str, text: str, file_name: str | None) -> Row:
+        """A row whose cell is a URL: a remote source for the fetch stage, a ``file://`` path, or a problem
+        (``unsupported_source``, ``outside_root``)."""
+        if self._urls is None:
+            self._urls = SourceParser(base=self._resolver.base, root=self._resolver.root)
+        ref = self._urls(text)
+        if isinstance(ref, Problem):
+            return Row(index, key, text, None, file_name, (ref.reason, ref.detail))
+        if ref.is_local:
+            return Row(index, key, text, ref.path, file_name)
+        return Row(index, key, text, None, file_name, remote=ref)
 
     def rows(self, start: int = 0) -> Iterator[Row]:
         """The ``Row``s of ``row_batches`` from index ``start`` on."""

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipeline.errors import FatalApiError
+    from pipeline.fetch.refs import SourceRef
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -92,6 +93,9 @@ class Row:
     source: Path | None
     file_name: str | None = None
     problem: tuple[str, str] | None = None
+    remote: SourceRef | None = None
+    """A source in object storage or on the web (``s3://``, ``gs://``, ``http(s)://``); then ``source`` is None
+    and the fetch stage brings the bytes."""
 
 
 @dataclass(frozen=True, slots=True)

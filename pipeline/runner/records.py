@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from pipeline.models import Prepared, Row
@@ -26,6 +26,8 @@ class Job:
     """Hash the source first; equal to this means unchanged and nothing to upload."""
     uploaded: bool = False
     """The row is uploaded in the journal (a changed source must reopen it before a new upload)."""
+    data: bytes | None = field(default=None, repr=False)
+    """A remote source's bytes, once the fetch stage has them (a local source is read by the image stage)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ import structlog
 from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
+from pipeline.fetch import Fetcher
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import ExitCode, Summary
@@ -47,7 +48,7 @@ from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
 from pipeline.runner.spill import ResultCounts, Spill, WriteAborted
-from pipeline.runner.stages import PlanStage, PrepareStage, ReadStage, Stage, UploadStage
+from pipeline.runner.stages import FetchStage, PlanStage, PrepareStage, ReadStage, Stage, UploadStage
 
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
@@ -218,18 +219,21 @@ class RunSession:
         s = self.s
         pool, size = _make_pool(s)
         try:
-            batches: Pipe[Any] = Pipe(2)
-            jobs: Pipe[Any] = Pipe(4 * size)
-            ready: Pipe[Any] = Pipe(s.api.concurrency)
-            plan = PlanStage(s, journal, recorder, control, batches, jobs)
-            prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, jobs, ready)
-            stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan, prep]
-            if client is not None:
-                stages.append(UploadStage(s, journal, recorder, control, client, prep, ready))
-            else:
-                stages.append(_Drain(ready))
-            await _supervise(stages)
-            return plan
+            async with Fetcher(s.fetch) as fetcher:
+                batches: Pipe[Any] = Pipe(2)
+                jobs: Pipe[Any] = Pipe(4 * size)
+                fetched: Pipe[Any] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
+                ready: Pipe[Any] = Pipe(s.api.concurrency)
+                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher)
+                prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready)
+                stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
+                                       FetchStage(journal, recorder, control, fetcher, jobs, fetched), prep]
+                if client is not None:
+                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready))
+                else:
+                    stages.append(_Drain(ready))
+                await _supervise(stages)
+                return plan
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 

@@ -14,7 +14,7 @@ import hashlib
 import os
 from collections import Counter
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,8 +24,9 @@ import structlog
 from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError, IngestError
+from pipeline.fetch import Fetcher, FetchRejected, SourceStamp
 from pipeline.images import prepare
-from pipeline.journal import Journal
+from pipeline.journal import Entry, Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Prepared, Presigned, Rejected, Row, RowResult, Status
 from pipeline.naming import upload_name
@@ -38,7 +39,7 @@ from pipeline.runner.spill import Spill
 if TYPE_CHECKING:
     from pipeline.manifest import RowBatch
 
-__all__ = ["PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "hash_source"]
+__all__ = ["FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "hash_source"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -54,8 +55,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def hash_source(source: Path) -> str | None:
-    """sha256 of a local file (streamed, 1 MiB at a time), or ``None`` when it cannot be read."""
+def hash_source(source: Path | bytes) -> str | None:
+    """sha256 of fetched bytes or of a local file (streamed, 1 MiB at a time); ``None`` when it cannot be
+    read."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
     digest = hashlib.sha256()
     try:
         with open(source, "rb") as fh:
@@ -96,9 +100,9 @@ class PlanStage:
     (no usable path, missing file), or hand it on as a ``Job``. Honours ``--limit``."""
 
     def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 inbox: Pipe[RowBatch], out: Pipe[Job]) -> None:
+                 inbox: Pipe[RowBatch], out: Pipe[Job], fetcher: Fetcher) -> None:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
-        self.inbox, self.out = inbox, out
+        self.inbox, self.out, self.fetcher = inbox, out, fetcher
         self.planned: Counter[str] = Counter()
         self.limited = False
         self.with_path = 0
@@ -117,6 +121,7 @@ class PlanStage:
         rows = batch.rows
         stamps, missing = await asyncio.to_thread(_stat_rows, rows)
         entries = self.journal.lookup([r.key for r in rows])
+        await self._remote_stamps(rows, entries, stamps)
         finished = 0
         for row, stamp, gone in zip(rows, stamps, missing, strict=True):
             if self.control.stopping.is_set():
@@ -132,7 +137,7 @@ class PlanStage:
                 break
             self._jobs += 1
             self.planned[decision.why.value] += 1
-            if row.source is None or gone:
+            if (row.source is None and row.remote is None) or gone:
                 reason, detail = row.problem or ("not_found", f"no such file: {row.source}")
                 self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=reason,
                                                      detail=detail), row.path)
@@ -142,6 +147,21 @@ class PlanStage:
         self.planned["finished"] += finished
         if finished:
             self.recorder.progress.update("finished", finished)
+
+    async def _remote_stamps(self, rows: tuple[Row, ...], entries: dict[str, Entry],
+                             stamps: list[str | None]) -> None:
+        """The stamps (one HEAD each, at the fetch stage's concurrency) of remote rows the journal holds as
+        finished: an unchanged ETag leaves the row alone without fetching it."""
+        wanted = [i for i, r in enumerate(rows) if r.remote is not None and r.key in entries
+                  and entries[r.key].status in (Status.UPLOADED, Status.REJECTED)]
+
+        async def one(i: int) -> None:
+            ref = rows[i].remote
+            assert ref is not None
+            got = await self.fetcher.stat(ref)
+            stamps[i] = got.value if isinstance(got, SourceStamp) else None
+
+        await asyncio.gather(*(one(i) for i in wanted))
 
 
 def _absent(path: str) -> bool | None:
@@ -188,6 +208,57 @@ class _Content:
     key: asyncio.Future[str | None]
 
 
+class FetchStage:
+    """Brings remote sources' bytes (``Fetcher``: its own concurrency, bytes-in-flight budget, size limit,
+    timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
+    rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
+
+    def __init__(self, journal: Journal, recorder: Recorder, control: RunControl, fetcher: Fetcher,
+                 inbox: Pipe[Job], out: Pipe[Job]) -> None:
+        self.journal, self.recorder, self.control, self.fetcher = journal, recorder, control, fetcher
+        self.inbox, self.out = inbox, out
+        self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            while (job := await self.inbox.get()) is not None:
+                if self.control.stopping.is_set():
+                    continue
+                if job.row.remote is None:
+                    await self.out.put(job)
+                    continue
+                await self.slots.acquire()
+                task = asyncio.create_task(self._one(job))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if self.tasks:
+                await asyncio.gather(*self.tasks)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            self.recorder.flush()
+            await self.out.close()
+
+    async def _one(self, job: Job) -> None:
+        row = job.row
+        assert row.remote is not None
+        try:
+            got = await self.fetcher.fetch(row.remote)
+        except FatalApiError as exc:  # a store that refuses every request: the run's business
+            self.control.fail(exc)
+            return
+        finally:
+            self.slots.release()
+        if isinstance(got, FetchRejected):
+            if job.uploaded:
+                return  # an uploaded row keeps its key while its source cannot be read
+            self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
+                                                 detail=got.detail), row.path)
+            return
+        await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
+
+
 class PrepareStage:
     """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
     (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
@@ -223,13 +294,14 @@ class PrepareStage:
 
     async def _one(self, job: Job) -> None:
         row = job.row
-        assert row.source is not None
+        source: Path | bytes | None = job.data if job.data is not None else row.source
+        assert source is not None
         try:
             if job.verify_sha256 is not None or (self.journal.has_legacy and job.why is Why.NEW):
-                digest = await self._pooled(hash_source, row.source)
+                digest = await self._pooled(hash_source, source)
                 if digest is not None and self._unchanged(job, digest):
                     return
-            out = await self._pooled(prepare, row.source, self.s.policy)
+            out = await self._pooled(prepare, source, self.s.policy)
             if job.uploaded and getattr(out, "source_sha256", None) != job.verify_sha256:
                 self.journal.reopen(row.key)  # its old key stays in the journal, as an orphan
             if isinstance(out, Rejected):
