@@ -119,7 +119,8 @@ def _add_ingest(sub: argparse._SubParsersAction[_Parser], env: Mapping[str, str]
         "exactly once, and write a results manifest. Re-running the same command resumes from the journal.\n"
         "Credentials: NCLOUD_ACCESS_KEY/NCLOUD_SECRET_KEY, else ~/.ncloud/configure.",
     )
-    p.add_argument("manifest", type=Path, help="the manifest file (.csv, .parquet)")
+    p.add_argument("manifest", help="the manifest: a .csv/.tsv (gzipped too) or .parquet file, or its "
+                   "s3://, gs:// or https:// URL")
     options.add_options(p, env)
     _add_log_flags(p, env, with_format=False)
 

@@ -126,6 +126,8 @@ class Manifest:
         self._schema: pa.Schema | None = None if source.csv else source.schema
         self._resolver = resolver
         self._urls: SourceParser | None = None
+        self._remote_base = "://" in resolver.base[:16]
+        """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
         self._path_i = self._column_index(names, columns.path, "path", required=True)
         self._id_i = self._column_index(names, columns.id, "id", required=columns.id != _DEFAULTS.id)
@@ -159,6 +161,7 @@ class Manifest:
         root: Path | None = None,
         batch_size: int = 4096,
         block_size: int = 1 << 20,
+        base: str | None = None,
     ) -> Manifest:
         """Open ``source`` and check what is cheap to check: readable, known format, column names.
 
@@ -168,15 +171,16 @@ class Manifest:
         to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence
         for an unknown format (saying how to convert a spreadsheet or JSON), repeated column names, or a
         missing column (with the closest name, if any). ``columns.path`` must exist;
-        ``columns.id``/``file_name`` must exist only when not the defaults.
+        ``columns.id``/``file_name`` must exist only when not the defaults. ``base`` replaces the manifest's
+        folder as what relative paths join (a downloaded remote manifest's URL folder: ``s3://bucket/dir/``).
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
         if root is not None and not Path(root).is_dir():
             raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
-        base = str(Path(root).absolute()) if root is not None else opened.base
-        resolver = _Resolver(base, base if root is not None else None)
+        folder = str(Path(root).absolute()) if root is not None else (base or opened.base)
+        resolver = _Resolver(folder, folder if root is not None else None)
         return cls(opened, columns, resolver, batch_size)
 
     @property
@@ -315,7 +319,7 @@ class Manifest:
             rows = []
             for j, text in enumerate(paths):
                 file_name = (names[j] or None) if names is not None else None
-                if text is not None and "://" in text[:16]:  # a URL: s3://, gs://, http(s)://, file://
+                if text is not None and ("://" in text[:16] or self._remote_base):  # a URL, or one joined
                     rows.append(self._url_row(index + j, keys[j], text, file_name))
                     continue
                 source, problem = resolve(text)

@@ -255,13 +255,15 @@ def make_image(
 ) -> bytes:
     """Any format Pillow (or pillow-heif, for ``HEIF``) can write: ``GIF``, ``TIFF``, ``BMP``, ``HEIF``,
     ``AVIF``...; extra keyword arguments go to ``Image.save`` (e.g. ``exif=``, ``quality=``)."""
+    img = _as_mode(texture(width, height, seed=seed), mode)
+    buf = io.BytesIO()
     if fmt == "HEIF":
         import pillow_heif
 
-        pillow_heif.register_heif_opener()
-    img = _as_mode(texture(width, height, seed=seed), mode)
-    buf = io.BytesIO()
-    img.save(buf, fmt, **save)
+        # Encoded directly: registering pillow-heif's plugin would change Pillow for the whole process.
+        pillow_heif.from_pillow(img).save(buf, quality=save.get("quality", 80))
+    else:
+        img.save(buf, fmt, **save)
     return _write(path, buf.getvalue())
 
 

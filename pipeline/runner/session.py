@@ -24,6 +24,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,7 +33,7 @@ import structlog
 from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
-from pipeline.fetch import Fetcher
+from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import ExitCode, Summary
@@ -126,9 +127,25 @@ class RunSession:
         when the input or the settings are unusable; everything after start-up ends in a ``Summary``."""
         started = self.clock()
         s = self.s
-        manifest = Manifest.open(self.source, s.columns, root=s.root, batch_size=s.batch_size)
-        info = await asyncio.to_thread(manifest.scan)
-        manifest_path = Path(self.source) if isinstance(self.source, (str, os.PathLike)) else None
+        with contextlib.ExitStack() as downloads:
+            source, base, manifest_path = self.source, None, None
+            if is_remote_manifest(source):
+                # Read from object storage or the web: downloaded once; relative paths join its URL's folder,
+                # and results and journal default to the current folder.
+                source = await asyncio.to_thread(open_remote_manifest, str(source), s.fetch)
+                downloads.callback(source.unlink, missing_ok=True)
+                url = urlsplit(str(self.source))
+                folder, _, name = url.path.rpartition("/")
+                base = f"{url.scheme}://{url.netloc}{folder}/"
+                manifest_path = Path.cwd() / (name or "manifest.csv")
+            elif isinstance(source, (str, os.PathLike)):
+                manifest_path = Path(source)
+            manifest = Manifest.open(source, s.columns, root=s.root, batch_size=s.batch_size, base=base)
+            info = await asyncio.to_thread(manifest.scan)
+            return await self._run(manifest, info, manifest_path, started)
+
+    async def _run(self, manifest: Manifest, info: Any, manifest_path: Path | None, started: float) -> Summary:
+        s = self.s
         paths = run_paths(s, manifest_path)
         if paths.out is not None:
             check_results_target(paths.out, manifest.schema, manifest=manifest_path, rows=info.rows)

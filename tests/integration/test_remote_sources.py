@@ -87,3 +87,20 @@ async def test_remote_rows_upload_their_own_bytes_and_resume_by_etag(
     assert after[2]["thumbnail_key"] != results[2]["thumbnail_key"]
     assert [a["thumbnail_key"] for i, a in enumerate(after[:5]) if i != 2] == \
         [r["thumbnail_key"] for i, r in enumerate(results[:5]) if i != 2]
+
+
+async def test_a_manifest_in_object_storage_with_paths_relative_to_it(
+    s3: MotoS3, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    emu = await make_emulator(EmulatorConfig(storage="hash", rate=0, confirm_rate=0))
+    for i in range(3):
+        s3.put(f"people/p{i}.jpg", make_jpeg(None, 300, 280 + i, seed=i, quality=70))
+    s3.put("people/list.csv", b"id,path\nr0,p0.jpg\nr1,p1.jpg\nr2,p2.jpg\n")
+    settings = make_settings(workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
+                             s3_endpoint=s3.endpoint, out=tmp_path / "r.parquet", journal=tmp_path / "j.sqlite",
+                             **FAST)
+    summary = await runner.run_async(settings, f"s3://{s3.bucket}/people/list.csv")
+    assert summary.by_status == {"uploaded": 3} and summary.exit_code == 0
+    rows = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert [r["id"] for r in rows] == ["r0", "r1", "r2"]
+    assert emu.counters.snapshot(arrivals=False)["put_calls"] == 3
