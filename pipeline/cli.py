@@ -36,6 +36,10 @@ ENVIRONMENT = (
     (f"{ENV_PREFIX}LOG_FORMAT", "default of --log-format"),
     (f"{ENV_PREFIX}LOG_LEVEL", "default of --log-level"),
     ("NO_COLOR", "set to anything: no colours in console logs"),
+    ("AWS_ACCESS_KEY_ID", "s3:// sources: with AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION"),
+    ("AWS_PROFILE", "s3:// sources: a profile of ~/.aws/credentials and ~/.aws/config"),
+    ("AWS_ENDPOINT_URL", "s3:// sources: an S3-compatible endpoint (--s3-endpoint wins)"),
+    ("GOOGLE_APPLICATION_CREDENTIALS", "gs:// sources: Google application default credentials"),
 )
 
 
@@ -50,7 +54,8 @@ EXIT_MEANINGS = {
 
 def _epilog() -> str:
     codes = "\n".join(f"  {code.value:<5}{EXIT_MEANINGS[code]}" for code in ExitCode)
-    env = "\n".join(f"  {name:<30}{what}" for name, what in ENVIRONMENT)
+    width = max(len(name) for name, _ in ENVIRONMENT) + 2
+    env = "\n".join(f"  {name:<{width}}{what}" for name, what in ENVIRONMENT)
     return f"exit codes:\n{codes}\n\nenvironment:\n{env}"
 
 
