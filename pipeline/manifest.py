@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.fetch.refs import Problem, SourceParser
+from pipeline.fetch.refs import Problem, SourceParser, cached_realpath
 from pipeline.models import Row
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
@@ -100,16 +100,7 @@ class _Resolver:
         return Path(real), None
 
     def _realpath(self, joined: str) -> str:
-        head, tail = os.path.split(joined)
-        if tail in ("", ".", ".."):
-            return os.path.realpath(joined)
-        real_head = self._dirs.get(head)
-        if real_head is None:
-            if len(self._dirs) >= 8192:  # bound the cache; a manifest over many folders just re-resolves
-                self._dirs.clear()
-            real_head = self._dirs[head] = os.path.realpath(head)
-        full = os.path.join(real_head, tail)  # noqa: PTH118
-        return os.path.realpath(full) if os.path.islink(full) else full  # noqa: PTH114
+        return cached_realpath(self._dirs, joined)
 
 
 class Manifest:

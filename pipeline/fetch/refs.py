@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REMOTE_SCHEMES", "Problem", "SourceParser", "SourceRef", "parse_source"]
+__all__ = ["REMOTE_SCHEMES", "Problem", "SourceParser", "SourceRef", "cached_realpath", "parse_source"]
 
 REMOTE_SCHEMES = ("s3", "gs", "http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -214,16 +214,7 @@ class SourceParser:
         return SourceRef("file", "", real)
 
     def _realpath(self, joined: str) -> str:
-        head, tail = os.path.split(joined)
-        if tail in ("", ".", ".."):
-            return os.path.realpath(joined)
-        real_head = self._dirs.get(head)
-        if real_head is None:
-            if len(self._dirs) >= 8192:  # bound the cache; a manifest over many folders just re-resolves
-                self._dirs.clear()
-            real_head = self._dirs[head] = os.path.realpath(head)
-        full = os.path.join(real_head, tail)  # noqa: PTH118
-        return os.path.realpath(full) if os.path.islink(full) else full  # noqa: PTH114
+        return cached_realpath(self._dirs, joined)
 
 
 def _local_text(text: str) -> str:
@@ -232,6 +223,21 @@ def _local_text(text: str) -> str:
         path = _file_path(text)
         return path if isinstance(path, str) else text
     return text
+
+
+def cached_realpath(folders: dict[str, str], joined: str) -> str:
+    """``os.path.realpath(joined)`` for a million rows: each folder's realpath is cached in ``folders`` (rows
+    share few folders), so a row costs one ``lstat`` of its file, to see whether it is a symlink."""
+    head, tail = os.path.split(joined)
+    if tail in ("", ".", ".."):
+        return os.path.realpath(joined)
+    real_head = folders.get(head)
+    if real_head is None:
+        if len(folders) >= 8192:  # bound the cache; a manifest over many folders just re-resolves
+            folders.clear()
+        real_head = folders[head] = os.path.realpath(head)
+    full = os.path.join(real_head, tail)  # noqa: PTH118
+    return os.path.realpath(full) if os.path.islink(full) else full  # noqa: PTH114
 
 
 def parse_source(cell: str, *, base: str | None, root: str | None) -> SourceRef | Problem:

@@ -208,24 +208,29 @@ class _Content:
     key: asyncio.Future[str | None]
 
 
-class FetchStage:
-    """Brings remote sources' bytes (``Fetcher``: its own concurrency, bytes-in-flight budget, size limit,
-    timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
-    rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
+class _FanOut:
+    """The loop a stage with per-job tasks shares: take jobs, start at most ``slots`` at once (``_one`` releases
+    its slot), hand ``_direct`` jobs straight on, and at the end wait for the tasks, flush, close the outbox."""
 
-    def __init__(self, journal: Journal, recorder: Recorder, control: RunControl, fetcher: Fetcher,
-                 inbox: Pipe[Job], out: Pipe[Job]) -> None:
-        self.journal, self.recorder, self.control, self.fetcher = journal, recorder, control, fetcher
-        self.inbox, self.out = inbox, out
-        self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
-        self.tasks: set[asyncio.Task[None]] = set()
+    inbox: Pipe[Job]
+    out: Pipe[Any]
+    control: RunControl
+    recorder: Recorder
+    slots: asyncio.Semaphore
+    tasks: set[asyncio.Task[None]]
+
+    def _direct(self, job: Job) -> bool:
+        return False
+
+    async def _one(self, job: Job) -> None:
+        raise NotImplementedError
 
     async def run(self) -> None:
         try:
             while (job := await self.inbox.get()) is not None:
                 if self.control.stopping.is_set():
                     continue
-                if job.row.remote is None:
+                if self._direct(job):
                     await self.out.put(job)
                     continue
                 await self.slots.acquire()
@@ -239,6 +244,22 @@ class FetchStage:
                 task.cancel()
             self.recorder.flush()
             await self.out.close()
+
+
+class FetchStage(_FanOut):
+    """Brings remote sources' bytes (``Fetcher``: its own concurrency, bytes-in-flight budget, size limit,
+    timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
+    rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
+
+    def __init__(self, journal: Journal, recorder: Recorder, control: RunControl, fetcher: Fetcher,
+                 inbox: Pipe[Job], out: Pipe[Job]) -> None:
+        self.journal, self.recorder, self.control, self.fetcher = journal, recorder, control, fetcher
+        self.inbox, self.out = inbox, out
+        self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _direct(self, job: Job) -> bool:
+        return job.row.remote is None  # local sources are read by the image stage
 
     async def _one(self, job: Job) -> None:
         row = job.row
@@ -259,7 +280,7 @@ class FetchStage:
         await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
 
 
-class PrepareStage:
+class PrepareStage(_FanOut):
     """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
     (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
     same sha256, nothing to do."""
@@ -271,23 +292,6 @@ class PrepareStage:
         self.slots = asyncio.Semaphore(max(2, slots))
         self.content: dict[str, _Content] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-
-    async def run(self) -> None:
-        try:
-            while (job := await self.inbox.get()) is not None:
-                if self.control.stopping.is_set():
-                    continue
-                await self.slots.acquire()
-                task = asyncio.create_task(self._one(job))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
-            if self.tasks:
-                await asyncio.gather(*self.tasks)
-        finally:
-            for task in self.tasks:
-                task.cancel()
-            self.recorder.flush()
-            await self.out.close()
 
     async def _pooled(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
