@@ -41,22 +41,28 @@ class Ready:
 
 class Pipe(Generic[T]):
     """A bounded FIFO between stages that can be closed: ``get`` returns ``None`` once it is closed and
-    drained, for every consumer (the end-of-stream mark is put back for the next one)."""
+    drained, for every consumer. Closing never waits (a stage that is being cancelled closes its outbox in a
+    ``finally`` even when nobody drains it any more), so no stage can hang on a full pipe at the end."""
 
     def __init__(self, maxsize: int) -> None:
         self._queue: asyncio.Queue[T | None] = asyncio.Queue(maxsize=max(1, maxsize))
+        self._closed = False
 
     async def put(self, item: T) -> None:
-        """Wait for room, then add ``item``."""
+        """Wait for room, then add ``item`` (never after ``close``)."""
         await self._queue.put(item)
 
     async def close(self) -> None:
-        """Mark the end of the stream (after every item already put)."""
-        await self._queue.put(None)
+        """Mark the end of the stream (after every item already put), at once."""
+        self._closed = True
+        if not self._queue.full():
+            self._queue.put_nowait(None)  # wakes a consumer waiting on an empty pipe
 
     async def get(self) -> T | None:
         """The next item, or ``None`` at the end of the stream."""
+        if self._closed and self._queue.empty():
+            return None
         item = await self._queue.get()
-        if item is None:
-            self._queue.put_nowait(None)  # room is certain: this get just freed a place
+        if item is None and not self._queue.full():
+            self._queue.put_nowait(None)  # the mark stays for the next consumer
         return item

@@ -267,20 +267,20 @@ class FetchStage(_FanOut):
     async def _one(self, job: Job) -> None:
         row = job.row
         assert row.remote is not None
+        # The slot is held until the bytes are handed on: fetched bytes waiting for the image stage count
+        # against --fetch-concurrency, so memory stays flat however long the manifest.
         try:
             got = await self.fetcher.fetch(row.remote)
+            if isinstance(got, FetchRejected):
+                if not job.uploaded:  # an uploaded row keeps its key while its source cannot be read
+                    self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
+                                                         detail=got.detail), row.path)
+                return
+            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
         except FatalApiError as exc:  # a store that refuses every request: the run's business
             self.control.fail(exc)
-            return
         finally:
             self.slots.release()
-        if isinstance(got, FetchRejected):
-            if job.uploaded:
-                return  # an uploaded row keeps its key while its source cannot be read
-            self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
-                                                 detail=got.detail), row.path)
-            return
-        await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
 
 
 class PrepareStage(_FanOut):

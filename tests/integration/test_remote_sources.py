@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,3 +105,54 @@ async def test_a_manifest_in_object_storage_with_paths_relative_to_it(
     rows = pq.read_table(tmp_path / "r.parquet").to_pylist()
     assert [r["id"] for r in rows] == ["r0", "r1", "r2"]
     assert emu.counters.snapshot(arrivals=False)["put_calls"] == 3
+
+
+async def test_fetched_bytes_waiting_for_the_image_stage_are_bounded(tmp_path: Path) -> None:
+    """When the image stage does not keep up, the fetch stage stops fetching: at most --fetch-concurrency
+    fetched sources wait, plus what the pipe holds, never the rest of the manifest."""
+    from pipeline.fetch import Fetcher, FetchSettings, SourceRef
+    from pipeline.journal import Journal
+    from pipeline.models import Row
+    from pipeline.progress import Progress
+    from pipeline.runner.control import RunControl
+    from pipeline.runner.plan import Why
+    from pipeline.runner.recorder import Recorder
+    from pipeline.runner.records import Job, Pipe
+    from pipeline.runner.stages import FetchStage
+
+    body = b"x" * 100_000
+    requests = 0
+    past_bound = asyncio.Event()
+    concurrency, held = 4, 1
+
+    async def serve(_request: web.Request) -> web.Response:
+        nonlocal requests
+        requests += 1
+        if requests > concurrency + held:
+            past_bound.set()
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    runner_ = web.AppRunner(app)
+    await runner_.setup()
+    site = web.TCPSite(runner_, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    inbox: Pipe[Job] = Pipe(200)
+    outbox: Pipe[Job] = Pipe(held)  # nobody reads it: the image stage is "slow"
+    for i in range(100):
+        ref = SourceRef("http", f"127.0.0.1:{port}", f"/p{i}.jpg")
+        await inbox.put(Job(Row(i, f"k{i}", ref.url, None, remote=ref), Why.NEW, None))
+    await inbox.close()
+    with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal:
+        async with Fetcher(FetchSettings(fetch_concurrency=concurrency)) as fetcher:
+            stage = FetchStage(journal, Recorder(journal, Progress(100, enabled=False)), RunControl(), fetcher,
+                               inbox, outbox)
+            task = asyncio.create_task(stage.run())
+            with pytest.raises(asyncio.TimeoutError):  # a bounded wait for what must not happen
+                await asyncio.wait_for(past_bound.wait(), 2.0)
+            assert requests <= concurrency + held + 1
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    await runner_.cleanup()
