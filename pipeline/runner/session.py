@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
+from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
@@ -45,6 +46,9 @@ from pipeline.results import (
     results_table,
     write_results,
 )
+from pipeline.runner.attach_prep import AttachBook, collect, prepare
+from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
@@ -121,6 +125,9 @@ class RunSession:
         self.clock = clock
         self.on_control = on_control
         self.client: ApiClient | None = None
+        self.route: AttachRoute | None = None
+        self.attach_stage: AttachStage | None = None
+        """With ``--attach``: the stage (its ``book`` counts persons and keys; ``lags`` upload-to-attach s)."""
 
     async def run(self) -> Summary:
         """Check, run, write results, summarise. Raises ``ConfigError`` (and subclasses) before any upload
@@ -163,6 +170,7 @@ class RunSession:
                 journal = Journal.open(scratch / "journal.sqlite", workspace=s.api.workspace)
             stack.callback(journal.close)
             redo = journal.reset_inflight()
+            person_rows = await asyncio.to_thread(collect, manifest, journal) if s.attach else None
             spill_dir = (paths.out or paths.journal or scratch / "x").parent
             spill_name = (paths.out or scratch / "results").name
             spill = Spill(spill_dir / f".{spill_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp", manifest.schema)
@@ -189,7 +197,11 @@ class RunSession:
                             await client.preflight()
                         except FatalApiError as exc:
                             control.fail(exc)  # the stages still read every row, so the results list them
-                        plan = await self._stages(manifest, journal, recorder, control, spill, client)
+                        attach = None
+                        if person_rows is not None and control.fatal is None:
+                            api = PersonsApi(client, s.persons)
+                            attach = api, await prepare(api, journal, person_rows, s.persons.person_max)
+                        plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
             except FatalApiError as exc:
@@ -232,7 +244,8 @@ class RunSession:
         log.info("report_written", path=str(info.path), bytes=info.size_bytes)
 
     async def _stages(self, manifest: Manifest, journal: Journal, recorder: Recorder, control: RunControl,
-                      spill: Spill, client: ApiClient | None) -> PlanStage:
+                      spill: Spill, client: ApiClient | None,
+                      attach: tuple[PersonsApi, AttachBook] | None = None) -> PlanStage:
         s = self.s
         pool, size = _make_pool(s)
         try:
@@ -241,12 +254,20 @@ class RunSession:
                 jobs: Pipe[Any] = Pipe(4 * size)
                 fetched: Pipe[Any] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
                 ready: Pipe[Any] = Pipe(s.api.concurrency)
-                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher)
+                route = None
+                if attach is not None:
+                    attachable: Pipe[Any] = Pipe(1024)  # a few seconds of uploads: the attach stage batches them
+                    route = self.route = AttachRoute(attach[1], recorder, attachable)
+                    self.attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
+                                                    s.persons.person_max, s.persons.attach_within, self.clock)
+                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher, route)
                 prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready)
                 stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
                                        FetchStage(journal, recorder, control, fetcher, jobs, fetched), prep]
+                if self.attach_stage is not None:
+                    stages.append(self.attach_stage)
                 if client is not None:
-                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready))
+                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route))
                 else:
                     stages.append(_Drain(ready))
                 await _supervise(stages)
@@ -313,6 +334,8 @@ class RunSession:
         elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
             code = ExitCode.FAILED
         planned = dict(plan.planned) if plan is not None else {}
+        if self.route is not None:
+            planned.update(self.route.planned)
         if redo:
             planned["redo_in_flight"] = redo
         return Summary(
@@ -322,7 +345,16 @@ class RunSession:
             retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
             error=error, this_run=dict(recorder.this_run), planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
+            attach=self._attach_counts(),
         )
+
+    def _attach_counts(self) -> dict[str, int]:
+        """Persons created and extended and thumbnails attached by this run (empty without ``--attach``)."""
+        if self.attach_stage is None:
+            return {}
+        book = self.attach_stage.book
+        return {"persons_created": len(book.created), "persons_extended": len(book.extended - book.created),
+                "thumbnails_attached": book.attached}
 
 
 class _Drain:

@@ -1,0 +1,97 @@
+"""``--attach`` end to end against the emulator (issue 13): persons created once, keys on the right person,
+primaries as marked, ``person_full`` before upload, re-runs that attach what an earlier run uploaded."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import pyarrow.parquet as pq
+import pytest
+from attach_archive import EXISTING, check_attached, make_archive
+from persons_helpers import persons_path, signed_call, thumb, uploaded_keys
+
+from pipeline import runner
+from pipeline.config import Settings
+from pipeline.emulator import Emulator, EmulatorConfig, age_uploads
+from pipeline.errors import ConfigError
+
+pytestmark = pytest.mark.parametrize(
+    "emulator", [EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0)], indirect=True)
+
+SettingsFor = Callable[..., Settings]
+
+
+async def seed(emu: Emulator) -> str:
+    """``EXISTING`` with two thumbnails, and an anonymous person with one; returns the latter's id."""
+    async with aiohttp.ClientSession() as http:
+        keys = await uploaded_keys(http, emu, 3, prefix="seed")
+        made = await signed_call(http, emu, "POST", persons_path(emu.workspace),
+                                 {"name": EXISTING, "thumbnails": [thumb(keys[0], True), thumb(keys[1])]})
+        assert made.status == 200
+        other = await signed_call(http, emu, "POST", persons_path(emu.workspace), {"thumbnails": [thumb(keys[2], True)]})
+        return str(other.body["result"]["id"])
+
+
+async def test_three_hundred_rows_forty_persons(emulator: Emulator, settings_for: SettingsFor,
+                                                tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", existing_id)
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    results = pq.read_table(summary.results_path).to_pylist()
+    check_attached(emulator, archive, results, existing_id)
+    assert summary.exit_code == 0
+    assert summary.attach == {"persons_created": 37, "persons_extended": 2, "thumbnails_attached": 100 + 3 + 3 + 36 * 4 + 18}
+    assert summary.by_reason.get("person_full") == 10
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 3 + 290  # person_full rows never uploaded
+    again = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    assert again.attach["thumbnails_attached"] == 0 and again.exit_code == 0
+
+
+async def test_two_marked_primaries_stop_before_any_upload(emulator: Emulator, settings_for: SettingsFor,
+                                                           tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "photos", "1")
+    rows = [dict(r) for r in archive.rows]
+    first, second = [r for r in rows if r["person"] == "Person 01"][:2]
+    first["primary"] = second["primary"] = "true"
+    from helpers import write_manifest
+    manifest = write_manifest(tmp_path / "photos" / "two.csv", rows)
+    with pytest.raises(ConfigError, match=f"{first['id']}.*{second['id']}"):
+        await runner.run_async(settings_for(emulator, attach=True), manifest)
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 0
+
+
+async def test_a_day_later_old_keys_are_uploaded_again_then_attached(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", existing_id)
+    first = await runner.run_async(settings_for(emulator), archive.manifest)
+    assert first.by_status == {"uploaded": 300}
+    age_uploads(emulator, 24 * 3600)  # the API's clock and ...
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:  # ... ours move a day on
+        db.execute("UPDATE rows SET uploaded_at = datetime(uploaded_at, '-1 day')")
+        db.commit()
+    old = {r["id"]: r["thumbnail_key"] for r in pq.read_table(first.results_path).to_pylist()}
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    results = pq.read_table(summary.results_path).to_pylist()
+    check_attached(emulator, archive, results, existing_id, full="uploaded")
+    attached = [r for r in results if r["status"] == "attached"]
+    assert len(attached) == 268 and all(r["thumbnail_key"] != old[r["id"]] for r in attached)
+    assert summary.planned.get("expired") == len(attached)
+
+
+async def test_attach_what_a_run_without_attach_uploaded(emulator: Emulator, settings_for: SettingsFor,
+                                                         tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", existing_id)
+    first = await runner.run_async(settings_for(emulator), archive.manifest)
+    presigns = emulator.counters.snapshot(arrivals=False)["presign_calls"]
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == presigns  # nothing uploaded again
+    results = pq.read_table(summary.results_path).to_pylist()
+    # The 10 rows past BIG's limit were uploaded by the first run: they keep their key, not attached.
+    check_attached(emulator, archive, results, existing_id, full="uploaded")
+    assert first.exit_code == 0 and summary.planned.get("attach") == 268
