@@ -261,7 +261,7 @@ def make_image(
         import pillow_heif
 
         # Encoded directly: registering pillow-heif's plugin would change Pillow for the whole process.
-        pillow_heif.from_pillow(img).save(buf, quality=save.get("quality", 80))
+        pillow_heif.from_pillow(img).save(buf, **{"quality": 80, **save})
     else:
         img.save(buf, fmt, **save)
     return _write(path, buf.getvalue())

@@ -36,7 +36,7 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, ManifestInfo
 from pipeline.models import ExitCode, Summary
 from pipeline.progress import Progress
 from pipeline.results import (
@@ -151,7 +151,8 @@ class RunSession:
             info = await asyncio.to_thread(manifest.scan)
             return await self._run(manifest, info, manifest_path, started)
 
-    async def _run(self, manifest: Manifest, info: Any, manifest_path: Path | None, started: float) -> Summary:
+    async def _run(self, manifest: Manifest, info: ManifestInfo, manifest_path: Path | None, started: float
+                   ) -> Summary:
         s = self.s
         paths = run_paths(s, manifest_path)
         if paths.out is not None:

@@ -106,7 +106,6 @@ class PlanStage:
         self.inbox, self.out, self.fetcher, self.attach = inbox, out, fetcher, attach
         self.planned: Counter[str] = Counter()
         self.limited = False
-        self.with_path = 0
         self._jobs = 0
 
     async def run(self) -> None:
@@ -123,11 +122,9 @@ class PlanStage:
         stamps, missing = await asyncio.to_thread(_stat_rows, rows)
         entries = self.journal.lookup([r.key for r in rows])
         await self._remote_stamps(rows, entries, stamps)
+        work: list[tuple[Row, Job | None]] = []
         finished = 0
         for row, stamp, gone in zip(rows, stamps, missing, strict=True):
-            if self.control.stopping.is_set():
-                break
-            self.with_path += bool(row.path and row.path.strip())
             entry = entries.get(row.key)
             routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
             if routed is True:
@@ -142,16 +139,22 @@ class PlanStage:
                 break
             self._jobs += 1
             self.planned[decision.why.value] += 1
-            if (row.source is None and row.remote is None) or gone:
-                reason, detail = row.problem or ("not_found", f"no such file: {row.source}")
-                self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=reason,
-                                                     detail=detail), row.path)
-                continue
             uploaded = entry is not None and entry.status is Status.UPLOADED
-            await self.out.put(Job(row, decision.why, stamp, decision.verify_sha256, uploaded))
+            usable = (row.source is not None or row.remote is not None) and not gone
+            work.append((row, Job(row, decision.why, stamp, decision.verify_sha256, uploaded) if usable else None))
+        # Rows left alone are counted first, so the bar of a resumed run starts where the journal stands.
         self.planned["finished"] += finished
         if finished:
             self.recorder.progress.update("finished", finished)
+        for row, job in work:
+            if self.control.stopping.is_set():
+                break
+            if job is None:
+                reason, detail = row.problem or ("not_found", f"no such file: {row.source}")
+                self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=reason,
+                                                     detail=detail), row.path)
+            else:
+                await self.out.put(job)
 
     async def _remote_stamps(self, rows: tuple[Row, ...], entries: dict[str, Entry],
                              stamps: list[str | None]) -> None:
