@@ -8,12 +8,10 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-import aiohttp
 import pyarrow.parquet as pq
 import pytest
-from attach_archive import EXISTING, check_attached, make_archive
+from attach_archive import check_attached, make_archive, seed
 from helpers import write_manifest
-from persons_helpers import persons_path, signed_call, thumb, uploaded_keys
 
 from pipeline import runner
 from pipeline.config import Settings
@@ -26,23 +24,15 @@ pytestmark = pytest.mark.parametrize(
 SettingsFor = Callable[..., Settings]
 
 
-async def seed(emu: Emulator) -> str:
-    """``EXISTING`` with two thumbnails, and an anonymous person with one; returns the latter's id."""
-    async with aiohttp.ClientSession() as http:
-        keys = await uploaded_keys(http, emu, 3, prefix="seed")
-        made = await signed_call(http, emu, "POST", persons_path(emu.workspace),
-                                 {"name": EXISTING, "thumbnails": [thumb(keys[0], True), thumb(keys[1])]})
-        assert made.status == 200
-        other = await signed_call(http, emu, "POST", persons_path(emu.workspace),
-                                  {"thumbnails": [thumb(keys[2], True)]})
-        return str(other.body["result"]["id"])
-
-
+@pytest.mark.parametrize("within", [600.0, 0.2], ids=["persons-whole", "persons-in-parts"])
 async def test_three_hundred_rows_forty_persons(emulator: Emulator, settings_for: SettingsFor,
-                                                tmp_path: Path) -> None:
+                                                tmp_path: Path, within: float) -> None:
+    """``within`` 0.2 s: keys wait at most 0.05 s for their person's other rows, so persons are created with
+    what is there and extended later (the primary set when the marked row comes); 600 s: mostly whole."""
     existing_id = await seed(emulator)
     archive = make_archive(tmp_path / "photos", existing_id)
-    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0, attach_within=within),
+                                     archive.manifest)
     results = pq.read_table(summary.results_path).to_pylist()
     check_attached(emulator, archive, results, existing_id)
     assert summary.exit_code == 0

@@ -1,6 +1,6 @@
 """The ~300-row, ~40-person archive of the attach tests (issue 13), and the checks they share.
 
-Import as ``from attach_archive import ...`` (the integration conftest puts this folder on ``sys.path``).
+Import as ``from attach_archive import ...`` (``tests/`` is on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from helpers import write_manifest
+from persons_helpers import persons_path, signed_call, thumb, uploaded_keys
 
 from pipeline.emulator import Emulator
 from pipeline.samples import make_jpeg
 
-__all__ = ["BIG", "EXISTING", "Archive", "check_attached", "make_archive"]
+__all__ = ["BIG", "EXISTING", "Archive", "check_attached", "make_archive", "seed"]
 
 BIG = "Big Family"
 """The person with 110 photos: 100 attached, 10 ``person_full``."""
@@ -31,6 +33,18 @@ class Archive:
 
     manifest: Path
     rows: list[dict[str, Any]]
+
+
+async def seed(emu: Emulator) -> str:
+    """``EXISTING`` with ``EXISTING_HAS`` thumbnails, and an anonymous person with one; returns the latter's id."""
+    async with aiohttp.ClientSession() as http:
+        keys = await uploaded_keys(http, emu, 3, prefix="seed")
+        made = await signed_call(http, emu, "POST", persons_path(emu.workspace),
+                                 {"name": EXISTING, "thumbnails": [thumb(keys[0], True), thumb(keys[1])]})
+        assert made.status == 200
+        other = await signed_call(http, emu, "POST", persons_path(emu.workspace),
+                                  {"thumbnails": [thumb(keys[2], True)]})
+        return str(other.body["result"]["id"])
 
 
 def make_archive(folder: Path, existing_id: str, *, new_names: int = 36, seed: int = 7) -> Archive:
