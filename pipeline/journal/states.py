@@ -86,7 +86,7 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
             found.append((old, "replaced"))
         elif prior.status is F and target is not A and old != thumbnail_key:
             found.append((old, "expired"))
-    keeps_key = prior is not None and prior.status is U and old == thumbnail_key
+    keeps_key = prior is not None and prior.status in (U, F) and old == thumbnail_key  # an attach that failed
     if target is F and thumbnail_key and not keeps_key:
         found.append((thumbnail_key, "failed"))
     return found

@@ -23,7 +23,7 @@ from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, Status
 
-__all__ = ["AttachBook", "collect", "now_utc", "prepare", "reconcile", "target_of", "target_text"]
+__all__ = ["AttachBook", "collect", "dry_plan", "now_utc", "prepare", "reconcile", "target_of", "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -193,3 +193,32 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
     log.info("attach_planned", persons=len(book.rows), to_create=sum(i.person_id is None for i in book.info.values()),
              refused=len(book.refusals))
     return book
+
+
+def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int) -> dict[str, int]:
+    """What ``--attach`` would do, from the journal alone (a dry run calls no API): persons to create (names
+    the journal does not know) and to extend, thumbnails to attach, rows ``person_full`` (counting what the
+    journal attached; a name that already exists in the workspace is counted as one to create). Logs one
+    ``attach_plan`` event with the first persons."""
+    known = journal.known_persons()
+    infos: dict[Target, PersonInfo] = {}
+    groups: dict[Target, list[AttachRow]] = {}
+    for row in rows:
+        groups.setdefault(row.target, []).append(replace(row, thumbnail_key=None if row.attached else "-"))
+    for target in groups:
+        pid = known[target_text(target)].person_id if target_text(target) in known else target.person_id
+        if pid is not None:
+            infos[target] = PersonInfo(pid, 0, True)
+    planned = plan([r for g in groups.values() for r in g], infos, person_max)
+    create = {c.target for c in planned.calls if c.kind == "create"}
+    extend = {c.target for c in planned.calls} - create
+    sizes: dict[Target, int] = {}
+    for call in planned.calls:
+        sizes[call.target] = sizes.get(call.target, 0) + len(call.thumbnails)
+    counts = {"persons_to_create": len(create), "persons_to_extend": len(extend),
+              "thumbnails_to_attach": sum(sizes.values()),
+              "person_full": sum(r.reason == "person_full" for r in planned.refused)}
+    shown = [{"person": str(t), "action": "create" if t in create else "extend", "thumbnails": n}
+             for t, n in list(sizes.items())[:50]]
+    log.info("attach_plan", **counts, persons=shown)
+    return counts

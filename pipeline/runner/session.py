@@ -46,7 +46,7 @@ from pipeline.results import (
     results_table,
     write_results,
 )
-from pipeline.runner.attach_prep import AttachBook, collect, prepare
+from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, prepare
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
@@ -127,6 +127,7 @@ class RunSession:
         self.client: ApiClient | None = None
         self.route: AttachRoute | None = None
         self.attach_stage: AttachStage | None = None
+        self.dry_attach: dict[str, int] = {}
         """With ``--attach``: the stage (its ``book`` counts persons and keys; ``lags`` upload-to-attach s)."""
 
     async def run(self) -> Summary:
@@ -204,6 +205,8 @@ class RunSession:
                             attach = api, await prepare(api, journal, person_rows, s.persons.person_max)
                         plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
+                    if person_rows is not None:
+                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max)
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
             except FatalApiError as exc:
                 control.fail(exc)
@@ -352,7 +355,7 @@ class RunSession:
     def _attach_counts(self) -> dict[str, int]:
         """Persons created and extended and thumbnails attached by this run (empty without ``--attach``)."""
         if self.attach_stage is None:
-            return {}
+            return dict(self.dry_attach)
         book = self.attach_stage.book
         return {"persons_created": len(book.created), "persons_extended": len(book.extended - book.created),
                 "thumbnails_attached": book.attached}

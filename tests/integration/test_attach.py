@@ -86,3 +86,38 @@ async def test_attach_what_a_run_without_attach_uploaded(emulator: Emulator, set
     # The 10 rows past BIG's limit were uploaded by the first run: they keep their key, not attached.
     check_attached(emulator, archive, results, existing_id, full="uploaded")
     assert first.exit_code == 0 and summary.planned.get("attach") == 268
+
+
+async def test_dry_run_shows_the_attach_plan(emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "photos", "1001")
+    summary = await runner.run_async(settings_for(emulator, attach=True, dry_run=True), archive.manifest)
+    # A dry run calls nothing: names are "to create" unless the journal knows them.
+    assert summary.attach == {"persons_to_create": 38, "persons_to_extend": 1, "thumbnails_to_attach": 268,
+                              "person_full": 10}
+    assert emulator.counters.snapshot(arrivals=False)["person_create_calls"] == 0
+
+
+async def test_a_failed_attach_is_retried_and_uploads_again_only_when_too_old(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", existing_id)
+    await runner.run_async(settings_for(emulator), archive.manifest)
+    age_uploads(emulator, 24 * 3600)  # the keys expired server-side; our clock has not moved (yet)
+    failed = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    rows = pq.read_table(failed.results_path).to_pylist()
+    bad = [r for r in rows if r["status"] == "failed"]
+    assert failed.exit_code == 1 and len(bad) == 268 and not emulator.persons.keys() - {1001, 1002}
+    assert all(r["reason"] == "attach_failed" and r["detail"] and r["thumbnail_key"] for r in bad)
+    presigns = emulator.counters.snapshot(arrivals=False)["presign_calls"]
+    retried = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    assert retried.planned.get("attach") == 268 and retried.exit_code == 1  # attach retried, nothing uploaded
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == presigns
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:  # now our clock moves a day on too
+        db.execute("UPDATE rows SET uploaded_at = datetime(uploaded_at, '-1 day')")
+        db.commit()
+    done = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    check_attached(emulator, archive, pq.read_table(done.results_path).to_pylist(), existing_id, full="uploaded")
+    assert done.planned.get("expired") == 268 and done.exit_code == 0
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:
+        expired = {k for (k,) in db.execute("SELECT thumbnail_key FROM orphans WHERE reason = 'expired'")}
+    assert {r["thumbnail_key"] for r in bad} == expired
