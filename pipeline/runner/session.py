@@ -260,7 +260,9 @@ class RunSession:
                 ready: Pipe[Any] = Pipe(s.api.concurrency)
                 route = None
                 if attach is not None:
-                    attachable: Pipe[Any] = Pipe(1024)  # a few seconds of uploads: the attach stage batches them
+                    # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead
+                    # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
+                    attachable: Pipe[Any] = Pipe(int(s.persons.attach_rate * 20) or 1024)
                     route = self.route = AttachRoute(attach[1], recorder, attachable)
                     self.attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
                                                     s.persons.person_max, s.persons.attach_within, self.clock)
