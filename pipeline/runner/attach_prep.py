@@ -16,14 +16,17 @@ from datetime import datetime, timezone
 
 import structlog
 
-from pipeline.attach import AttachRow, PersonInfo, PersonsApi, Target, plan, validate
+from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, Target, plan, validate
 from pipeline.attach.planner import RowRefusal
-from pipeline.errors import ConfigError
+from pipeline.client import ApiClient
+from pipeline.errors import ApiError, ConfigError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, Status
+from pipeline.runner.control import RunControl
 
-__all__ = ["AttachBook", "collect", "dry_plan", "now_utc", "prepare", "reconcile", "target_of", "target_text"]
+__all__ = ["AttachBook", "collect", "dry_plan", "now_utc", "open_attach", "prepare", "reconcile", "target_of",
+           "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -91,6 +94,11 @@ class AttachBook:
             self.attached += len(row_keys)
         else:
             self.rows[target] = [r for r in group if r.row_key not in row_keys]
+
+    def counts(self) -> dict[str, int]:
+        """Persons created and extended and thumbnails attached by this run (``Summary.attach``)."""
+        return {"persons_created": len(self.created), "persons_extended": len(self.extended - self.created),
+                "thumbnails_attached": self.attached}
 
     def waiting(self, target: Target) -> int:
         """Rows of the person that are neither uploaded nor attached yet."""
@@ -193,6 +201,25 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
     log.info("attach_planned", persons=len(book.rows), to_create=sum(i.person_id is None for i in book.info.values()),
              refused=len(book.refusals))
     return book
+
+
+async def open_attach(client: ApiClient, journal: Journal, control: RunControl, rows: list[AttachRow] | None,
+                      settings: AttachSettings) -> tuple[PersonsApi, AttachBook] | None:
+    """The persons client and the planned ``AttachBook`` (``None`` without ``--attach`` or after a fatal
+    answer). Lookups that keep failing stop the run before any upload: uploading keys that cannot be
+    attached would leave them to expire."""
+    if rows is None or control.fatal is not None:
+        return None
+    api = PersonsApi(client, settings)
+    try:
+        return api, await prepare(api, journal, rows, settings.person_max)
+    except FatalApiError as exc:
+        control.fail(exc)
+    except ApiError as exc:
+        control.fail(ServiceUnavailableError(
+            f"The persons API kept failing while the persons were looked up ({exc}); nothing was uploaded: "
+            "run the same command again later."))
+    return None
 
 
 def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int) -> dict[str, int]:

@@ -46,7 +46,7 @@ from pipeline.results import (
     results_table,
     write_results,
 )
-from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, prepare
+from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, open_attach
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
@@ -199,10 +199,7 @@ class RunSession:
                             await client.preflight()
                         except FatalApiError as exc:
                             control.fail(exc)  # the stages still read every row, so the results list them
-                        attach = None
-                        if person_rows is not None and control.fatal is None:
-                            api = PersonsApi(client, s.persons)
-                            attach = api, await prepare(api, journal, person_rows, s.persons.person_max)
+                        attach = await open_attach(client, journal, control, person_rows, s.persons)
                         plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
                     if person_rows is not None:
@@ -351,16 +348,8 @@ class RunSession:
             retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
             error=error, this_run=dict(recorder.this_run), planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
-            attach=self._attach_counts(),
+            attach=self.attach_stage.book.counts() if self.attach_stage is not None else dict(self.dry_attach),
         )
-
-    def _attach_counts(self) -> dict[str, int]:
-        """Persons created and extended and thumbnails attached by this run (empty without ``--attach``)."""
-        if self.attach_stage is None:
-            return dict(self.dry_attach)
-        book = self.attach_stage.book
-        return {"persons_created": len(book.created), "persons_extended": len(book.extended - book.created),
-                "thumbnails_attached": book.attached}
 
 
 class _Drain:

@@ -121,3 +121,16 @@ async def test_a_failed_attach_is_retried_and_uploads_again_only_when_too_old(
     with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:
         expired = {k for (k,) in db.execute("SELECT thumbnail_key FROM orphans WHERE reason = 'expired'")}
     assert {r["thumbnail_key"] for r in bad} == expired
+
+
+async def test_an_unknown_person_id_fails_its_rows_before_upload(emulator: Emulator, settings_for: SettingsFor,
+                                                                 tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", "999999")
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
+    rows = pq.read_table(summary.results_path).to_pylist()
+    unknown = [r for r in rows if str(r["input_person_id"]) == "999999"]  # a CSV column of integers
+    assert len(unknown) == 3 and all(r["status"] == "failed" and r["reason"] == "person_not_found"
+                                     and "999999" in r["detail"] and r["thumbnail_key"] is None for r in unknown)
+    assert summary.exit_code == 1 and len(emulator.persons[int(existing_id)].keys) == 1
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 3 + 290 - 3
