@@ -131,6 +131,9 @@ class Settings:
             raise ConfigError("--limit must be at least 1 (leave it out to take every row).")
         if self.report is not None and self.report.suffix.lower() not in (".html", ".htm"):
             raise ConfigError(f"--report must end in .html; got {self.report.name!r}.")
+        if self.attach and self.dedupe:
+            raise ConfigError("--dedupe cannot be used with --attach: rows sharing one key could not each be "
+                              "attached (a key is attached to one person, once).")
         if self.out is not None and self.out.suffix.lower() not in (".parquet", ".csv"):
             raise ConfigError(f"--out must end in .parquet or .csv; got {self.out.name!r}.")
         if self.policy.max_side is not None and self.policy.max_side < self.policy.min_side:

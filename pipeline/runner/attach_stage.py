@@ -117,9 +117,12 @@ class AttachStage:
         self.busy.pop(target, None)
 
     def _next_due(self) -> float | None:
-        if not self.since:
+        """Seconds until the oldest waiting key of a person that is not busy is due; ``None`` when none
+        is (a busy person's task wakes the loop when it ends; after a fatal answer nothing is sent)."""
+        due = [t for target, t in self.since.items() if target not in self.busy]
+        if not due or self.control.fatal is not None:
             return None
-        return max(0.0, min(self.since.values()) + self.hold - self.clock())
+        return max(0.0, min(due) + self.hold - self.clock())
 
     async def _attach(self, target: Target) -> None:
         """Make the person's calls for its uploaded, unattached rows, one after the other."""
@@ -129,11 +132,11 @@ class AttachStage:
             calls = plan(self.book.rows[target], known, self.person_max).calls
             if not calls:
                 return
-            if not await self._call(target, calls[0]):
-                return
+            await self._call(target, calls[0])
 
-    async def _call(self, target: Target, call: PlannedCall) -> bool:
-        """One create/add with its intent; ``False`` when the person's calls should stop for now."""
+    async def _call(self, target: Target, call: PlannedCall) -> None:
+        """One create/add with its intent. Each call ends the rows it sent (attached or failed) or learns
+        that the name exists, so the person's next plan makes progress."""
         info = self.book.info[target]
         before = self.book.count.get(target, 0)
         keys = tuple(t.row_key for t in call.thumbnails)
@@ -150,7 +153,7 @@ class AttachStage:
         except FatalApiError as exc:
             self.journal.forget_intent(intent.id)  # refused outright: nothing was attached
             self.control.fail(exc)
-            return False
+            return
         except ApiError as exc:  # retries ran out: the call may have happened; ask the API
             try:
                 happened = await reconcile(self.api, self.journal, intent)
@@ -158,22 +161,21 @@ class AttachStage:
                 happened = False  # the intent stays for the next run's reconciliation
             if happened:
                 self._settled(target, intent, None)
-                return True
+                return
             done = _Done(None, f"{type(exc).__name__}: {exc}")
         if done.person is None and done.state is not None:  # the name exists: add to that person next
             self.journal.forget_intent(intent.id)
             self.book.info[target] = PersonInfo(done.state.id, done.state.count, done.state.primary_id is not None)
             self.book.count[target] = done.state.count
             self.journal.remember_person(KnownPerson(intent.target, done.state.id, False))
-            return True
+            return
         if done.person is None:
             failed = self.journal.mark_attach_failed(keys, done.detail, intent=intent.id)
             for r in failed:
                 log.warning("row_failed", row=r.key, reason="attach_failed", detail=done.detail)
             self.book.settle(target, set(keys), attached=False)
-            return False
+            return
         self._settled(target, intent, done.person)
-        return True
 
     def _settled(self, target: Target, intent: AttachIntent, person: KnownPerson | None) -> None:
         """Journal (unless reconciliation did) and note the attached rows."""
