@@ -134,3 +134,14 @@ async def test_an_unknown_person_id_fails_its_rows_before_upload(emulator: Emula
                                      and "999999" in r["detail"] and r["thumbnail_key"] is None for r in unknown)
     assert summary.exit_code == 1 and len(emulator.persons[int(existing_id)].keys) == 1
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 3 + 290 - 3
+
+
+async def test_persons_calls_retried_through_5xx_and_dropped_connections(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    existing_id = await seed(emulator)
+    emulator.faults.error_rate, emulator.faults.drop_rate = 0.1, 0.05  # every call, persons calls included
+    archive = make_archive(tmp_path / "photos", existing_id)
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0, attach_within=0.2),
+                                     archive.manifest)
+    check_attached(emulator, archive, pq.read_table(summary.results_path).to_pylist(), existing_id)
+    assert summary.exit_code == 0 and summary.retries
