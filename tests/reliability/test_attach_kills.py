@@ -4,7 +4,7 @@ person per name, each key attached once and to the right person, nothing left ha
 The moments, timed off the emulator's counters (its answers are held back by a small latency, so each kill
 lands after the server acted and before the client heard): a create call arrived (the person exists, the
 client never learnt its id), an add call arrived (keys attached, answer lost), uploads going on with keys
-not yet attached, the start-up lookups of a re-run (list calls), and a random moment.
+not yet attached, the start-up reconciliation of a re-run (list calls), and a random moment.
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ from relcommon import cli_cmd, cli_env, events, integrity, results, run_cli, wai
 
 from pipeline.emulator import EmulatorConfig, Faults, emulator_in_thread
 
-MOMENTS = ("person_create_calls", "person_add_calls", "puts_ok", "person_list_calls", "time")
+MOMENTS = ("puts_ok", "person_create_calls", "person_list_calls", "person_add_calls", "time")
+"""In this order each is sure to come: uploads first; creates as the first persons fill; list calls when the
+next run reconciles the create it was killed in; adds (the existing persons only ever get adds); then a
+random moment after the run's first persons call."""
+_PERSONS_CALLS = ("person_create_calls", "person_add_calls", "person_list_calls", "person_get_calls")
 
 
 def _intents(journal: Path) -> int:
@@ -46,10 +50,16 @@ def test_sigkill_at_five_moments_of_the_attach_then_rerun(tmp_path: Path) -> Non
             before = emu.counters.snapshot(arrivals=False)
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if moment == "time":
-                time.sleep(rng.uniform(0.8, 2.0))
-                reached = True
+                calls = sum(before[c] for c in _PERSONS_CALLS)
+
+                def started(calls: int = calls, proc: subprocess.Popen[bytes] = proc) -> bool:
+                    now = emu.counters.snapshot(arrivals=False)
+                    return sum(now[c] for c in _PERSONS_CALLS) > calls or proc.poll() is not None
+
+                reached = wait_for(started, 120, step=0.001)
+                time.sleep(rng.uniform(0.0, 0.3))
             else:
-                target = before[moment] + (1 if moment == "person_list_calls" else rng.randint(2, 6))
+                target = before[moment] + (1 if moment == "person_list_calls" else rng.randint(1, 4))
 
                 def hit(moment: str = moment, target: int = target, proc: subprocess.Popen[bytes] = proc) -> bool:
                     return emu.counters.snapshot(arrivals=False)[moment] >= target or proc.poll() is not None
@@ -59,7 +69,8 @@ def test_sigkill_at_five_moments_of_the_attach_then_rerun(tmp_path: Path) -> Non
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             killed.append((moment, alive))
-            assert reached and alive, f"the kill at {moment} came too late: the run had already finished"
+            # A random moment may fall after the run's end; every other kill must hit a live run.
+            assert reached and (alive or moment == "time"), f"the kill at {moment} came too late"
             journal = tmp_path / "j.sqlite"
             if journal.exists():
                 assert "attach_intents" in integrity(journal)
