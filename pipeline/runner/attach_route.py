@@ -72,4 +72,4 @@ class AttachRoute:
     async def uploaded(self, row: Row, thumbnail_key: str) -> None:
         """A row just uploaded: to the attach stage when it has a person."""
         if self.book.wants(row.key):
-            await self.out.put(Attachable(row.key, row.path, thumbnail_key))
+            await self.out.put(Attachable(row.key, row.path, thumbnail_key, fresh=True))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -50,8 +51,11 @@ class AttachStage:
 
     def __init__(self, api: PersonsApi, journal: Journal, control: RunControl, book: AttachBook,
                  inbox: Pipe[Attachable], person_max: int, attach_within: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], this_run: Counter[str]) -> None:
         self.api, self.journal, self.control, self.book = api, journal, control, book
+        self.this_run = this_run
+        """The recorder's counts of this run's rows: a row uploaded by this run moves on from ``uploaded``."""
+        self._fresh: set[str] = set()
         self.inbox, self.person_max, self.clock = inbox, person_max, clock
         self.hold = min(attach_within / 4, HOLD_MAX)
         self.since: dict[Target, float] = {}
@@ -95,6 +99,16 @@ class AttachStage:
         now = self.clock()
         self.since.setdefault(target, now)
         self._arrived[item.row_key] = now
+        if item.fresh:
+            self._fresh.add(item.row_key)
+
+    def _count(self, keys: tuple[str, ...], status: str) -> None:
+        """This run's counts: ``keys`` ended ``status``."""
+        for key in keys:
+            if key in self._fresh:
+                self._fresh.discard(key)
+                self.this_run["uploaded"] -= 1
+            self.this_run[status] += 1
 
     def _ready(self, target: Target, final: bool) -> bool:
         if self.control.fatal is not None or target in self.busy:
@@ -173,6 +187,7 @@ class AttachStage:
             failed = self.journal.mark_attach_failed(keys, done.detail, intent=intent.id)
             for r in failed:
                 log.warning("row_failed", row=r.key, reason="attach_failed", detail=done.detail)
+            self._count(tuple(r.key for r in failed), "failed")
             self.book.settle(target, set(keys), attached=False)
             return
         self._settled(target, intent, done.person)
@@ -183,6 +198,7 @@ class AttachStage:
             self.journal.mark_attached(intent.row_keys, person, now_utc(), intent=intent.id)
         now = self.clock()
         self.lags.extend(now - self._arrived.pop(k, now) for k in intent.row_keys)
+        self._count(intent.row_keys, "attached")
         self.book.settle(target, set(intent.row_keys), attached=True)
         (self.book.created if intent.kind == "create" else self.book.extended).add(target)
         if intent.kind == "create":

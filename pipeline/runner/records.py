@@ -41,11 +41,13 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Attachable:
-    """An uploaded row with a person, handed to the attach stage: its key, path and thumbnail key."""
+    """An uploaded row with a person, handed to the attach stage: its key, path and thumbnail key; ``fresh``
+    when this run uploaded it (this run's counts then move it from ``uploaded`` to where it ends)."""
 
     row_key: str
     path: str
     thumbnail_key: str
+    fresh: bool = False
 
 
 class Pipe(Generic[T]):

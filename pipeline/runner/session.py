@@ -262,7 +262,8 @@ class RunSession:
                     attachable: Pipe[Any] = Pipe(int(s.persons.attach_rate * 20) or 1024)
                     route = self.route = AttachRoute(attach[1], recorder, attachable)
                     self.attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
-                                                    s.persons.person_max, s.persons.attach_within, self.clock)
+                                                    s.persons.person_max, s.persons.attach_within, self.clock,
+                                                    recorder.this_run)
                 plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher, route)
                 prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready)
                 stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
@@ -346,7 +347,7 @@ class RunSession:
             rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out,
             journal_path=paths.journal, exit_code=code, interrupted=control.interrupted or control.abandoned,
             retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
-            error=error, this_run=dict(recorder.this_run), planned=planned,
+            error=error, this_run={k: n for k, n in recorder.this_run.items() if n}, planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
             attach=self.attach_stage.book.counts() if self.attach_stage is not None else dict(self.dry_attach),
         )

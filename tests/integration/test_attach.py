@@ -38,6 +38,7 @@ async def test_three_hundred_rows_forty_persons(emulator: Emulator, settings_for
     assert summary.exit_code == 0
     assert summary.attach == {"persons_created": 37, "persons_extended": 2, "thumbnails_attached": 268}
     assert summary.by_reason.get("person_full") == 10
+    assert summary.this_run == {"attached": 268, "uploaded": 22, "rejected": 10}
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 3 + 290  # person_full rows never uploaded
     again = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
     assert again.attach["thumbnails_attached"] == 0 and again.exit_code == 0
