@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.attach.settings import AttachSettings
 from pipeline.client.settings import DEFAULT_ENDPOINT, DEFAULT_PRESIGN_PATH, DEFAULT_STATUS_PATH, ApiSettings
 from pipeline.errors import ConfigError
 from pipeline.fetch.settings import FetchSettings
@@ -72,12 +73,18 @@ def load_credentials(
 
 @dataclass(frozen=True, slots=True)
 class ColumnMap:
-    """Which manifest columns hold the path, the row id and the file-name override."""
+    """Which manifest columns hold the path, the row id, the file-name override and the person columns."""
 
     path: str = "path"
     id: str | None = "id"
     """Used when present in the manifest; a missing optional column is not an error."""
     file_name: str | None = "file_name"
+    person: str | None = "person"
+    """The person's name; rows with the same value are one person (``--attach``)."""
+    person_id: str | None = "person_id"
+    """An existing person's id: the row is added to that person."""
+    primary: str | None = "primary"
+    """true/1/yes marks the person's primary thumbnail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,10 @@ class Settings:
     batch_size: int = 4096
     limit: int | None = None
     """Take at most this many rows that need work (new, changed, to re-check or to retry); ``None`` = all."""
+    attach: bool = False
+    """Attach every uploaded key to its row's person (``person``/``person_id`` columns)."""
+    persons: AttachSettings = field(default_factory=AttachSettings)
+    """The attach stage's rate, per-person limit and deadline."""
     report: Path | None = field(default=None, metadata={
         "help": "write the run's HTML report here at the end (see `thumbnail-ingest report`)", "metavar": "HTML"})
     """Where to write the HTML run report at the end of the run (``pipeline.report``); ``None`` = none."""
@@ -120,6 +131,9 @@ class Settings:
             raise ConfigError("--limit must be at least 1 (leave it out to take every row).")
         if self.report is not None and self.report.suffix.lower() not in (".html", ".htm"):
             raise ConfigError(f"--report must end in .html; got {self.report.name!r}.")
+        if self.attach and self.dedupe:
+            raise ConfigError("--dedupe cannot be used with --attach: rows sharing one key could not each be "
+                              "attached (a key is attached to one person, once).")
         if self.out is not None and self.out.suffix.lower() not in (".parquet", ".csv"):
             raise ConfigError(f"--out must end in .parquet or .csv; got {self.out.name!r}.")
         if self.policy.max_side is not None and self.policy.max_side < self.policy.min_side:

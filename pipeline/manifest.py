@@ -8,7 +8,8 @@ Row identity: a row's key is its id cell as text when the manifest has an id col
 written; a row with neither gets ``#row-<n>`` (``n`` its 0-based position) and is rejected ``missing_path``. Keys
 are unique within a manifest: ``scan`` refuses a repeat before anything is uploaded.
 
-Columns: ``path`` is required; ``id`` and ``file_name`` are used when present, and must be present when the caller
+Columns: ``path`` is required; ``id``, ``file_name`` and the person columns (``person``, ``person_id``,
+``primary``) are used when present, and must be present when the caller
 named them (not the defaults). Parquet, Table and DataFrame types pass through as they are; a CSV's columns are text
 (only an empty cell is missing) except int64 columns (``sources.IntColumns``), decided by ``scan``'s one streaming
 pass, so a CSV's ``schema`` is known after ``scan`` (reading it earlier runs one). Results: ``pipeline.results``.
@@ -21,7 +22,7 @@ import hashlib
 import os
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ NO_PATH_KEY = "#row-"
 _DEFAULTS = ColumnMap()
 _MISSING_PATH = ("missing_path", "the path cell is empty")
 _NUL_PATH = ("invalid_path", "the path contains a NUL character")
+_TRUE = frozenset({"true", "1", "yes"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,12 @@ class Manifest:
             names, columns.file_name, "file-name", required=columns.file_name != _DEFAULTS.file_name
         )
         self._id_name = columns.id
+        self._person_i = [
+            self._column_index(names, column, flag, required=column != default)
+            for column, flag, default in ((columns.person, "person", _DEFAULTS.person),
+                                          (columns.person_id, "person-id", _DEFAULTS.person_id),
+                                          (columns.primary, "primary", _DEFAULTS.primary))
+        ]
 
     @staticmethod
     def _column_index(names: list[str], column: str | None, flag: str, *, required: bool) -> int | None:
@@ -315,8 +323,23 @@ class Manifest:
                     continue
                 source, problem = resolve(text)
                 rows.append(Row(index + j, keys[j], text or "", source, file_name, problem))
+            if any(i is not None for i in self._person_i):
+                rows = self._with_persons(batch, rows)
             yield RowBatch(self._typed(batch, schema), tuple(rows))
             index += batch.num_rows
+
+    def _with_persons(self, batch: pa.RecordBatch, rows: list[Row]) -> list[Row]:
+        """The rows with their person columns: an empty cell is no person; ``primary`` is true for
+        true/1/yes (any case)."""
+        people, ids, marks = (self._text(batch, i, what) for i, what in
+                              zip(self._person_i, ("person", "person-id", "primary"), strict=True))
+        out = []
+        for j, row in enumerate(rows):
+            person = (people[j] or None) if people is not None else None
+            person_id = (ids[j] or "").strip() or None if ids is not None else None
+            primary = marks is not None and (marks[j] or "").strip().lower() in _TRUE
+            out.append(replace(row, person=person, person_id=person_id, primary=primary))
+        return out
 
     def _url_row(self, index: int, key: str, text: str, file_name: str | None) -> Row:
         """A row whose cell is a URL: a remote source for the fetch stage, a ``file://`` path, or a problem

@@ -55,11 +55,14 @@ class ExitCode(IntEnum):
 
 
 class Status(str, Enum):
-    """A row's state in the journal and in the results (terminal: uploaded, rejected, failed, skipped)."""
+    """A row's state in the journal and in the results (terminal: uploaded, attached, rejected, failed,
+    skipped)."""
 
     PENDING = "pending"
     PRESIGNED = "presigned"
     UPLOADED = "uploaded"
+    ATTACHED = "attached"
+    """Uploaded and attached to its person (``--attach``): the key no longer expires."""
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -67,7 +70,7 @@ class Status(str, Enum):
     @property
     def terminal(self) -> bool:
         """Whether a re-run leaves this row alone (``failed`` is terminal but retried by default)."""
-        return self in (Status.UPLOADED, Status.REJECTED, Status.FAILED, Status.SKIPPED)
+        return self in (Status.UPLOADED, Status.ATTACHED, Status.REJECTED, Status.FAILED, Status.SKIPPED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,12 @@ class Row:
     remote: SourceRef | None = None
     """A source in object storage or on the web (``s3://``, ``gs://``, ``http(s)://``); then ``source`` is None
     and the fetch stage brings the bytes."""
+    person: str | None = None
+    """The person's name (``person`` column): rows with the same name are one person (``--attach``)."""
+    person_id: str | None = None
+    """An existing person's id (``person_id`` column): the row's key is added to that person."""
+    primary: bool = False
+    """The row is marked as its person's primary thumbnail (``primary`` column: true/1/yes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +222,10 @@ class RowResult:
     source_stamp: str | None = None
     """A cheap identity of the source's version (local: ``size:mtime_ns``): an unchanged stamp on a re-run
     means the content is unchanged and needs no hashing. Journal only, never in the results."""
+    person_id: str | None = None
+    """The person the key is attached to (``attached`` rows)."""
+    attached_at: str | None = None
+    """UTC ISO-8601 timestamp of the attach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +253,8 @@ RESULT_FIELDS: tuple[ResultField, ...] = (
     ResultField("uploaded_at", "timestamp"),
     ResultField("duplicate_of", "text"),
     ResultField("source_stamp", "text", in_results=False),
+    ResultField("person_id", "text"),
+    ResultField("attached_at", "timestamp"),
 )
 """The one field list the journal's columns and the results' columns are derived from, in results order."""
 
@@ -270,6 +285,9 @@ class Summary:
     """The class name of the fatal API error, when ``error`` is set."""
     fatal: FatalApiError | None = field(default=None, repr=False, compare=False)
     """The fatal API error itself (the Python API raises it, keeping its type, ``status`` and ``code``)."""
+    attach: dict[str, int] = field(default_factory=dict)
+    """With ``--attach``: ``persons_created``, ``persons_extended`` and ``thumbnails_attached`` by this run (a
+    dry run: ``persons_to_create``, ``persons_to_extend``, ``thumbnails_to_attach``, ``person_full``)."""
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (no results table)."""
@@ -287,4 +305,5 @@ class Summary:
             "error": self.error,
             "this_run": dict(self.this_run),
             "planned": dict(self.planned),
+            "attach": dict(self.attach),
         }

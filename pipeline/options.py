@@ -78,6 +78,13 @@ _TABLE: dict[tuple[type, str], _Spec] = {
     (ColumnMap, "id"): _Spec("manifest column with the row key, used when present ('' = none)", metavar="NAME"),
     (ColumnMap, "file_name"): _Spec("manifest column overriding the uploaded file name ('' = none)",
                                     metavar="NAME"),
+    (ColumnMap, "person"): _Spec("manifest column with the person's name, used when present ('' = none)",
+                                 metavar="NAME"),
+    (ColumnMap, "person_id"): _Spec("manifest column with an existing person's id ('' = none)", metavar="NAME"),
+    (ColumnMap, "primary"): _Spec("manifest column marking the person's primary thumbnail: true/1/yes "
+                                  "('' = none)", metavar="NAME"),
+    (Settings, "attach"): _Spec("attach every uploaded thumbnail to its row's person (person / person_id "
+                                "columns) before its key expires"),
     (ImagePolicy, "max_side"): _Spec("downscale so the long side is at most PX pixels (default: only what "
                                      "5 MB requires)", metavar="PX"),
     (ImagePolicy, "keep_metadata"): _Spec("keep EXIF/XMP (GPS!) in uploaded files"),
@@ -280,7 +287,7 @@ def _build(values: Mapping[str, Any], style: Style, env: Mapping[str, str] | Non
     given = {k: _check_type(_BY_KEYWORD[k], v, style) for k, v in values.items() if k in _BY_KEYWORD}
     if style == "cli":
         # On the command line an empty column name means "no such column".
-        for key in ("id_column", "file_name_column"):
+        for key in ("id_column", "file_name_column", "person_column", "person_id_column", "primary_column"):
             if given.get(key) == "":
                 given[key] = None
     _check_bounds(given, style)

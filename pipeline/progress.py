@@ -86,6 +86,19 @@ _PLAN_LABELS = (
     ("retry", "failed rows to retry"),
     ("redo_in_flight", "rows in flight when stopped, to redo"),
     ("finished", "finished rows left alone"),
+    ("attach", "uploaded rows to attach (no upload)"),
+    ("expired", "unattached keys too old: upload again"),
+    ("person_full", "rows past --person-max (rejected)"),
+    ("person_not_found", "rows of unknown person ids (failed)"),
+)
+_ATTACH_LABELS = (
+    ("persons_created", "persons created"),
+    ("persons_extended", "persons extended"),
+    ("thumbnails_attached", "thumbnails attached"),
+    ("persons_to_create", "persons to create"),
+    ("persons_to_extend", "persons to extend"),
+    ("thumbnails_to_attach", "thumbnails to attach"),
+    ("person_full", "rows person_full"),
 )
 
 
@@ -113,6 +126,10 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
         for key, label in _PLAN_LABELS:
             if planned.get(key):
                 lines.append(f"  {label:<36}{planned[key]:>8,}")
+    if summary.attach:
+        lines.append("persons")
+        lines.extend(f"  {label:<36}{summary.attach[key]:>8,}" for key, label in _ATTACH_LABELS
+                     if key in summary.attach)
     retries = {kind: n for kind, n in summary.retries.items() if n}
     if retries:
         lines.append("retries")

@@ -79,7 +79,8 @@ def test_transition_table_is_what_check_enforces() -> None:
     for source in [None, *Status]:
         prior = Prior(source, "ws/x") if source is not None else None
         for target in Status:
-            thumb = "ws/x" if target is Status.UPLOADED else None
+            keeps = target in (Status.UPLOADED, Status.ATTACHED) or (source, target) == (Status.UPLOADED, Status.FAILED)
+            thumb = "ws/x" if keeps else None
             if target in TRANSITIONS.get(source, frozenset()):
                 check("k", prior, target, thumb)
             else:

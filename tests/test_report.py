@@ -34,8 +34,8 @@ def results_file(path: Path, rows: list[dict[str, Any]], *, extra: tuple[str, ..
     inputs = pa.schema([pa.field(c, pa.string()) for c in ("id", "path", *extra)])
     csv = path.suffix == ".csv"
     schema = result_schema(inputs, csv=csv)
-    for name in ("person_id", "attached_at"):
-        if any(name in r for r in rows):
+    for name in ("person_id", "attached_at"):  # the results have them since --attach; older files did not
+        if any(name in r for r in rows) and name not in schema.names:
             schema = schema.append(pa.field(name, pa.string() if csv or name == "person_id"
                                             else pa.timestamp("us", tz="UTC")))
     columns = {f.name: [r.get(f.name) for r in rows] for f in schema}

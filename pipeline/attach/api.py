@@ -71,7 +71,7 @@ class PersonsApi:
             return Route(kind, method, self.limiter, adaptive, _classify, result_required)
 
         self._create, self._add = route("person_create", "POST"), route("person_add", "POST")
-        self._list, self._get = route("person_list", "GET"), route("person_get", "GET")
+        self._list_route, self._get = route("person_list", "GET"), route("person_get", "GET")
         self._delete = route("person_delete", "DELETE", result_required=False)
 
     def _person_path(self, person_id: str, tail: str = "") -> str:
@@ -125,17 +125,25 @@ class PersonsApi:
         """Every person named exactly ``name`` (over all pages; the server may match partially). A name the
         list filter cannot take (1 character, or ``;``, ``|``, backtick) lists every person instead."""
         filtered = 2 <= len(name) <= NAME_MAX and not any(c in name for c in _QUERY_FORBIDDEN)
+        return [p for p in await self._list(name if filtered else None) if p.name == name]
+
+    async def list_all(self) -> list[PersonRef]:
+        """Every person of the workspace (over all pages), named or not: one call per ``page_size`` persons."""
+        return await self._list(None)
+
+    async def _list(self, name: str | None) -> list[PersonRef]:
         found: list[PersonRef] = []
         page = 1
         while True:
             query: dict[str, Any] = {"pageNum": page, "pageSize": self.page_size}
-            if filtered:
+            if name is not None:
                 query["name"] = name
-            result = await self.client.signed_call(self._list, f"{self._base}?{urlencode(query, quote_via=quote)}")
+            path = f"{self._base}?{urlencode(query, quote_via=quote)}"
+            result = await self.client.signed_call(self._list_route, path)
             content = result.get("content")
             items = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
-            found.extend(PersonRef(pid, name) for p in items if p.get("name") == name
-                         and (pid := _text_id(p)) is not None)
+            found.extend(PersonRef(pid, p["name"] if isinstance(p.get("name"), str) else None) for p in items
+                         if (pid := _text_id(p)) is not None)
             total_pages = result.get("totalPage")
             last = total_pages if isinstance(total_pages, int) and not isinstance(total_pages, bool) else None
             if not items or len(items) < self.page_size or (last is not None and page >= last):

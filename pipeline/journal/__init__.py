@@ -21,11 +21,13 @@ from pathlib import Path
 from types import TracebackType
 
 from pipeline.errors import ConfigError, JournalMismatchError, JournalStateError, LocalWriteError
+from pipeline.journal import attach as attach_facts
 from pipeline.journal import states
+from pipeline.journal.attach import AttachIntent, AttachJournal, AttachWrite, KnownPerson
 from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION, ensure_schema
 from pipeline.models import RowResult, Status
 
-__all__ = ["SCHEMA_VERSION", "Entry", "Journal", "JournalStateError", "Orphan"]
+__all__ = ["SCHEMA_VERSION", "AttachIntent", "Entry", "Journal", "JournalStateError", "KnownPerson", "Orphan"]
 
 _CHUNK = 500  # keys per IN (...) query: far below SQLite's variable limit, large enough to be cheap
 _COLS = ", ".join(COLUMNS)
@@ -56,6 +58,8 @@ class Entry:
     reason: str | None
     source_sha256: str | None
     source_stamp: str | None
+    uploaded_at: str | None = None
+    person_id: str | None = None
 
 
 def _now() -> str:
@@ -78,7 +82,7 @@ def _write_error(path: Path, exc: BaseException) -> LocalWriteError:
     )
 
 
-class Journal:
+class Journal(AttachJournal):
     """An open journal. Build with ``Journal.open`` (or ``Journal.scratch`` for a dry run); close with
     ``close()`` or a ``with`` block."""
 
@@ -190,10 +194,10 @@ class Journal:
         """The journaled entries of those ``keys`` that have one (a few indexed queries per thousand keys)."""
         found: dict[str, Entry] = {}
         for part in _chunks(keys):
-            query = ("SELECT key, status, thumbnail_key, reason, source_sha256, source_stamp FROM rows "  # noqa: S608
-                     f"WHERE key IN ({_marks(len(part))})")
-            for key, status, thumb, reason, sha, stamp in self._conn.execute(query, tuple(part)):
-                found[key] = Entry(Status(status), thumb, reason, sha, stamp)
+            query = ("SELECT key, status, thumbnail_key, reason, source_sha256, source_stamp, uploaded_at, "  # noqa: S608
+                     f"person_id FROM rows WHERE key IN ({_marks(len(part))})")
+            for key, status, thumb, reason, sha, stamp, at, person in self._conn.execute(query, tuple(part)):
+                found[key] = Entry(Status(status), thumb, reason, sha, stamp, at, person)
         return found
 
     def records(self, keys: Sequence[str]) -> dict[str, RowResult]:
@@ -231,14 +235,15 @@ class Journal:
     # -- writing: every public writer below goes through _write ------------------------------------
     def _write(
         self, results: Sequence[RowResult], *, orphans: Sequence[tuple[str, str, str]] = (),
-        drop: Sequence[str] = (),
+        drop: Sequence[str] = (), attach: AttachWrite | None = None,
     ) -> None:
         """The one writer: check each transition, derive its orphans, upsert, all in one transaction.
 
         ``orphans`` are extra ``(row key, thumbnail key, reason)`` facts from the caller (rounds the client gave
-        up on); ``drop`` are keys whose records leave (a legacy record adopted under a new key).
+        up on); ``drop`` are keys whose records leave (a legacy record adopted under a new key); ``attach`` the
+        persons and intents written in the same transaction (``journal/attach.py``).
         """
-        if not results and not orphans:
+        if not results and not orphans and attach is None:
             return
         now = _now()
         with self._transaction() as conn:
@@ -254,6 +259,8 @@ class Journal:
             conn.executemany(_UPSERT, (_values(r, now) for r in results))
             if found:
                 conn.executemany(_ORPHAN, found)
+            if attach is not None:
+                attach_facts.apply(conn, attach, now)
 
     @staticmethod
     def _priors(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, states.Prior]:

@@ -3,7 +3,10 @@
 Version 1 (the first release) keyed rows by their position in one manifest; version 2 keys them by the row
 key (the ``id``, else the path as written), so that one journal follows a manifest through edits. A version-1
 journal is upgraded in place: its rows keep their keys and remember their old position (``legacy_idx``), so a
-row keyed by position can be adopted by its new key once its content is shown to be the same.
+row keyed by position can be adopted by its new key once its content is shown to be the same. Version 3
+(``--attach``) adds the ``person_id`` and ``attached_at`` columns, the persons known to the run (``persons``:
+target -> person id) and the attach intents (``attach_intents``: journaled before each create/add call and
+removed with the call's outcome, so a killed run can reconcile the call it was making).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pipeline.models import RESULT_FIELDS
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SQL_TYPES = {"text": "TEXT", "int32": "INTEGER", "int64": "INTEGER", "timestamp": "TEXT"}
 COLUMNS: tuple[str, ...] = tuple(f.name for f in RESULT_FIELDS)
@@ -41,6 +44,17 @@ _V2 = [
 ]
 
 
+_ATTACH_COLUMNS = ("person_id", "attached_at")
+_V3 = [
+    *_V2,
+    "CREATE TABLE IF NOT EXISTS persons (target TEXT PRIMARY KEY, person_id TEXT NOT NULL, "
+    "created INTEGER NOT NULL DEFAULT 0, recorded_at TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS attach_intents (id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL, "
+    "person_id TEXT, row_keys TEXT NOT NULL, thumbnail_keys TEXT NOT NULL, count_before INTEGER NOT NULL, "
+    "recorded_at TEXT NOT NULL) WITHOUT ROWID",
+]
+
+
 def _version(conn: sqlite3.Connection) -> int:
     (version,) = conn.execute("PRAGMA user_version").fetchone()
     if version:
@@ -56,7 +70,7 @@ def _version(conn: sqlite3.Connection) -> int:
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Re-key version-1 rows (by position) on their key; orphans follow their row's key."""
-    common = [c for c in COLUMNS if c != "source_stamp"]
+    common = [c for c in COLUMNS if c != "source_stamp" and c not in _ATTACH_COLUMNS]
     cols = ", ".join(common)
     conn.execute("DROP INDEX IF EXISTS rows_sha256")  # v1's index names are v2's: free them first
     conn.execute("DROP INDEX IF EXISTS rows_inflight")
@@ -79,7 +93,18 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM meta WHERE k IN ('fingerprint', 'rows', 'manifest_name', 'schema_version')")
 
 
-_MIGRATIONS = {1: _migrate_1_to_2}
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Add the attach columns (a v1 journal just upgraded has them already) and the attach tables."""
+    have = {name for (_, name, *_rest) in conn.execute("PRAGMA table_info(rows)")}
+    kinds = {f.name: _SQL_TYPES[f.kind] for f in RESULT_FIELDS}
+    for column in _ATTACH_COLUMNS:
+        if column not in have:
+            conn.execute(f"ALTER TABLE rows ADD COLUMN {column} {kinds[column]}")
+    for statement in _V3[len(_V2):]:
+        conn.execute(statement)
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 """``from version -> step``; each step brings the journal to the next version inside one transaction."""
 
 
@@ -96,7 +121,7 @@ def ensure_schema(conn: sqlite3.Connection) -> int:
                 f"it was written by a newer release (format {version}; this one reads up to {SCHEMA_VERSION})"
             )
         if version == 0:
-            for statement in _V2:
+            for statement in _V3:
                 conn.execute(statement)
         while 0 < version < SCHEMA_VERSION:
             _MIGRATIONS[version](conn)

@@ -14,8 +14,8 @@ from pipeline.models import Status
 
 __all__ = ["TRANSITIONS", "Prior", "check", "orphans_of"]
 
-P, PS, U, R, F, S = (Status.PENDING, Status.PRESIGNED, Status.UPLOADED, Status.REJECTED, Status.FAILED,
-                     Status.SKIPPED)
+P, PS, U, A, R, F, S = (Status.PENDING, Status.PRESIGNED, Status.UPLOADED, Status.ATTACHED, Status.REJECTED,
+                        Status.FAILED, Status.SKIPPED)
 _WORK = frozenset({PS, U, R, F, S})
 """Where a row that needs work may go: presigned before its PUT, or straight to an end (a reused key, a
 rejection, a failure, a dry run's skip)."""
@@ -24,14 +24,18 @@ TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: _WORK,
     P: _WORK,
     PS: frozenset({PS, P, U, F}),
-    U: frozenset({U, P}),
+    U: frozenset({U, P, A, F}),
+    A: frozenset({A}),
     R: _WORK,
-    F: _WORK,
+    F: _WORK | {A},
     S: _WORK,
 }
 """``from -> allowed targets``. ``presigned -> pending`` is a resumed run redoing a row left in flight;
 ``uploaded -> pending`` is a row whose source content changed (its old key is kept as an orphan);
-``uploaded -> uploaded`` only re-records the same key (e.g. a new source stamp for unchanged content)."""
+``uploaded -> uploaded`` only re-records the same key (e.g. a new source stamp for unchanged content).
+``uploaded -> attached`` (same key) is the attach; ``uploaded -> failed`` (same key) an attach that failed,
+whose row a re-run attaches (``failed -> attached``, same key) or uploads again when its key is too old.
+An attached row is final: its key sits on a person and never expires."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +56,10 @@ def check(key: str, prior: Prior | None, target: Status, thumbnail_key: str | No
         raise JournalStateError(
             f"Row {key!r} cannot go from {source.value if source else 'new'} to {target.value}."
         )
-    if prior is not None and prior.status is U and target is U and thumbnail_key != prior.thumbnail_key:
+    keeps = {U: (U, A, F), F: (A,), A: (A,)}  # moves that must keep the row's key
+    if prior is not None and target in keeps.get(prior.status, ()) and thumbnail_key != prior.thumbnail_key:
         raise JournalStateError(
-            f"Row {key!r} is already uploaded as {prior.thumbnail_key}; refusing to record it again with "
+            f"Row {key!r} holds key {prior.thumbnail_key}; refusing to record it as {target.value} with "
             f"key {thumbnail_key}."
         )
 
@@ -65,7 +70,7 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
     Reasons: ``superseded`` (a presigned key replaced by a newer one), ``interrupted`` (a run stopped with the
     row in flight: its PUT may or may not have happened), ``abandoned`` (the row ended without using its
     presigned key), ``failed`` (the row failed holding a key), ``replaced`` (an uploaded key whose source
-    changed).
+    changed), ``expired`` (an uploaded key that failed its attach and is replaced by a fresh upload).
     """
     found: list[tuple[str, str]] = []
     old = prior.thumbnail_key if prior is not None else None
@@ -79,6 +84,9 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
                 found.append((old, "superseded" if thumbnail_key else "abandoned"))
         elif prior.status is U and target is P:
             found.append((old, "replaced"))
-    if target is F and thumbnail_key:
+        elif prior.status is F and target is not A and old != thumbnail_key:
+            found.append((old, "expired"))
+    keeps_key = prior is not None and prior.status in (U, F) and old == thumbnail_key  # an attach that failed
+    if target is F and thumbnail_key and not keeps_key:
         found.append((thumbnail_key, "failed"))
     return found

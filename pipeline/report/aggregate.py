@@ -193,7 +193,8 @@ class _Pass:
         )
 
     def _persons(self) -> PersonsSummary | None:
-        if not (self.reader.has("person_id") and self.reader.has("attached_at")):
+        # Every results file has the attach columns: the section is for runs that attached something.
+        if not (self.reader.has("person_id") and self.reader.has("attached_at")) or not self.attached:
             return None
         buckets = (("1", 1, 1), ("2-5", 2, 5), ("6-20", 6, 20), ("21-50", 21, 50), ("51-100", 51, 100),
                    ("over 100", 101, math.inf))

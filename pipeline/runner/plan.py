@@ -21,7 +21,7 @@ __all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "stamp_of"]
 
 FIXABLE_REASONS = frozenset({
     "not_found", "unreadable", "outside_root", "missing_path", "invalid_path",
-    "access_denied", "fetch_failed", "source_too_large", "unsupported_source",
+    "access_denied", "fetch_failed", "source_too_large", "unsupported_source", "person_full", "person_not_found",
 })
 """Rejections that depend on where files are, on flags or on the network, not on the picture: re-checked on
 every run."""
@@ -36,6 +36,8 @@ class Why(str, Enum):
     RECHECK = "recheck"
     RETRY = "retry"
     UNFINISHED = "unfinished"
+    EXPIRED = "expired"
+    """Uploaded but never attached, and its key is too old to attach (``--attach``): uploaded again."""
     """Journaled but not finished: left in flight by a stopped run, or reopened."""
 
 
@@ -66,6 +68,8 @@ def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool) -> Dec
     if entry is None:
         return Decision(Why.NEW)
     status = entry.status
+    if status is Status.ATTACHED:
+        return _SKIP  # its key sits on a person: final
     if status is Status.UPLOADED:
         if stamp is None or stamp == entry.source_stamp:
             return _SKIP  # a source deleted after its upload keeps its key

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 from pipeline.models import Prepared, Row
 from pipeline.runner.plan import Why
 
-__all__ = ["Job", "Pipe", "Ready"]
+__all__ = ["Attachable", "Job", "Pipe", "Ready"]
 
 T = TypeVar("T")
 
@@ -37,6 +37,17 @@ class Ready:
     job: Job
     prepared: Prepared
     duplicate_of: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Attachable:
+    """An uploaded row with a person, handed to the attach stage: its key, path and thumbnail key; ``fresh``
+    when this run uploaded it (this run's counts then move it from ``uploaded`` to where it ends)."""
+
+    row_key: str
+    path: str
+    thumbnail_key: str
+    fresh: bool = False
 
 
 class Pipe(Generic[T]):

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import structlog
 
+from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
@@ -45,6 +46,9 @@ from pipeline.results import (
     results_table,
     write_results,
 )
+from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, open_attach
+from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
@@ -121,6 +125,10 @@ class RunSession:
         self.clock = clock
         self.on_control = on_control
         self.client: ApiClient | None = None
+        self.route: AttachRoute | None = None
+        self.attach_stage: AttachStage | None = None
+        self.dry_attach: dict[str, int] = {}
+        """With ``--attach``: the stage (its ``book`` counts persons and keys; ``lags`` upload-to-attach s)."""
 
     async def run(self) -> Summary:
         """Check, run, write results, summarise. Raises ``ConfigError`` (and subclasses) before any upload
@@ -164,6 +172,7 @@ class RunSession:
                 journal = Journal.open(scratch / "journal.sqlite", workspace=s.api.workspace)
             stack.callback(journal.close)
             redo = journal.reset_inflight()
+            person_rows = await asyncio.to_thread(collect, manifest, journal) if s.attach else None
             spill_dir = (paths.out or paths.journal or scratch / "x").parent
             spill_name = (paths.out or scratch / "results").name
             spill = Spill(spill_dir / f".{spill_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp", manifest.schema)
@@ -190,8 +199,11 @@ class RunSession:
                             await client.preflight()
                         except FatalApiError as exc:
                             control.fail(exc)  # the stages still read every row, so the results list them
-                        plan = await self._stages(manifest, journal, recorder, control, spill, client)
+                        attach = await open_attach(client, journal, control, person_rows, s.persons)
+                        plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
+                    if person_rows is not None:
+                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max)
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
             except FatalApiError as exc:
                 control.fail(exc)
@@ -233,7 +245,8 @@ class RunSession:
         log.info("report_written", path=str(info.path), bytes=info.size_bytes)
 
     async def _stages(self, manifest: Manifest, journal: Journal, recorder: Recorder, control: RunControl,
-                      spill: Spill, client: ApiClient | None) -> PlanStage:
+                      spill: Spill, client: ApiClient | None,
+                      attach: tuple[PersonsApi, AttachBook] | None = None) -> PlanStage:
         s = self.s
         pool, size = _make_pool(s)
         try:
@@ -242,12 +255,23 @@ class RunSession:
                 jobs: Pipe[Any] = Pipe(4 * size)
                 fetched: Pipe[Any] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
                 ready: Pipe[Any] = Pipe(s.api.concurrency)
-                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher)
+                route = None
+                if attach is not None:
+                    # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead
+                    # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
+                    attachable: Pipe[Any] = Pipe(int(s.persons.attach_rate * 20) or 1024)
+                    route = self.route = AttachRoute(attach[1], recorder, attachable)
+                    self.attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
+                                                    s.persons.person_max, s.persons.attach_within, self.clock,
+                                                    recorder.this_run)
+                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher, route)
                 prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready)
                 stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
                                        FetchStage(journal, recorder, control, fetcher, jobs, fetched), prep]
+                if self.attach_stage is not None:
+                    stages.append(self.attach_stage)
                 if client is not None:
-                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready))
+                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route))
                 else:
                     stages.append(_Drain(ready))
                 await _supervise(stages)
@@ -314,6 +338,8 @@ class RunSession:
         elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
             code = ExitCode.FAILED
         planned = dict(plan.planned) if plan is not None else {}
+        if self.route is not None:
+            planned.update(self.route.planned)
         if redo:
             planned["redo_in_flight"] = redo
         return Summary(
@@ -321,8 +347,9 @@ class RunSession:
             rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out,
             journal_path=paths.journal, exit_code=code, interrupted=control.interrupted or control.abandoned,
             retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
-            error=error, this_run=dict(recorder.this_run), planned=planned,
+            error=error, this_run={k: n for k, n in recorder.this_run.items() if n}, planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
+            attach=self.attach_stage.book.counts() if self.attach_stage is not None else dict(self.dry_attach),
         )
 
 

@@ -30,8 +30,9 @@ from pipeline.journal import Entry, Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Prepared, Presigned, Rejected, Row, RowResult, Status
 from pipeline.naming import upload_name
+from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Why, decide, stamp_of
+from pipeline.runner.plan import Decision, Why, decide, stamp_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 from pipeline.runner.spill import Spill
@@ -100,9 +101,9 @@ class PlanStage:
     (no usable path, missing file), or hand it on as a ``Job``. Honours ``--limit``."""
 
     def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 inbox: Pipe[RowBatch], out: Pipe[Job], fetcher: Fetcher) -> None:
+                 inbox: Pipe[RowBatch], out: Pipe[Job], fetcher: Fetcher, attach: AttachRoute | None = None) -> None:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
-        self.inbox, self.out, self.fetcher = inbox, out, fetcher
+        self.inbox, self.out, self.fetcher, self.attach = inbox, out, fetcher, attach
         self.planned: Counter[str] = Counter()
         self.limited = False
         self._jobs = 0
@@ -125,7 +126,11 @@ class PlanStage:
         finished = 0
         for row, stamp, gone in zip(rows, stamps, missing, strict=True):
             entry = entries.get(row.key)
-            decision = decide(entry, stamp, retry_failed=self.s.retry_failed)
+            routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
+            if routed is True:
+                continue
+            decision = (Decision(Why.EXPIRED) if isinstance(routed, Job)
+                        else decide(entry, stamp, retry_failed=self.s.retry_failed))
             if decision.why is None:
                 finished += 1
                 continue
@@ -381,12 +386,17 @@ class UploadStage:
     before its PUT and recorded when it ends. After a stop, prepared rows not yet started are left."""
 
     def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 client: ApiClient, prepare_stage: PrepareStage, inbox: Pipe[Ready]) -> None:
+                 client: ApiClient, prepare_stage: PrepareStage, inbox: Pipe[Ready],
+                 attach: AttachRoute | None = None) -> None:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
-        self.client, self.prep, self.inbox = client, prepare_stage, inbox
+        self.client, self.prep, self.inbox, self.attach = client, prepare_stage, inbox, attach
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(self.s.api.concurrency)))
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(self.s.api.concurrency)))
+        finally:
+            if self.attach is not None:
+                await self.attach.out.close()
 
     async def _worker(self) -> None:
         while (item := await self.inbox.get()) is not None:
@@ -427,3 +437,5 @@ class UploadStage:
             retried = [k for k in outcome.orphans if k != key]
             self.recorder.record(result, row.path, retried=retried)
             self.prep.release(row, prepared, key)
+            if key is not None and self.attach is not None:
+                await self.attach.uploaded(row, key)

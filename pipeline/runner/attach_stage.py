@@ -1,0 +1,227 @@
+"""``AttachStage``: attaches uploaded keys to their persons while the run goes on (``--attach``).
+
+Keys arrive from the upload stage (just uploaded) and from the plan stage (uploaded by an earlier run). A
+person's keys are sent when all its rows are in, when 100 wait, when the oldest has waited ``hold`` seconds
+(a fraction of ``attach_within``, so no key nears its 24 h expiry while the run is alive) or at the end of
+the input: a create with what is there, adds for the rest, the primary set when the marked row arrives
+(``attach.plan``). One call at a time per person (the thumbnail count before an add must be exact for the
+reconciliation of a killed run); persons in parallel under the persons limiter. Each call's intent is
+journaled before it is made and ends with its outcome in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import structlog
+
+from pipeline.attach import PersonInfo, PersonRef, PersonsApi, PersonState, PlannedCall, Refused, Target, plan
+from pipeline.errors import ApiError, FatalApiError
+from pipeline.journal import AttachIntent, Journal, KnownPerson
+from pipeline.runner.attach_prep import AttachBook, now_utc, reconcile, target_text
+from pipeline.runner.control import RunControl
+from pipeline.runner.records import Attachable, Pipe
+
+__all__ = ["AttachStage"]
+
+log = structlog.get_logger("pipeline.runner")
+
+HOLD_MAX = 5.0
+"""Longest wait (seconds) for a person's other rows before its waiting keys are sent anyway."""
+PERSONS_IN_FLIGHT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """A call's outcome for the journal: attached to ``person`` (``None``: failed with ``detail``)."""
+
+    person: KnownPerson | None
+    detail: str = ""
+    state: PersonState | None = None
+
+
+class AttachStage:
+    """Reads ``Attachable`` rows to the end of its inbox and attaches them (see the module docstring)."""
+
+    def __init__(self, api: PersonsApi, journal: Journal, control: RunControl, book: AttachBook,
+                 inbox: Pipe[Attachable], person_max: int, attach_within: float,
+                 clock: Callable[[], float], this_run: Counter[str]) -> None:
+        self.api, self.journal, self.control, self.book = api, journal, control, book
+        self.this_run = this_run
+        """The recorder's counts of this run's rows: a row uploaded by this run moves on from ``uploaded``."""
+        self._fresh: set[str] = set()
+        self.inbox, self.person_max, self.clock = inbox, person_max, clock
+        self.hold = min(attach_within / 4, HOLD_MAX)
+        self.since: dict[Target, float] = {}
+        """When the oldest waiting key of each person arrived (a person absent here has none waiting)."""
+        self.busy: dict[Target, asyncio.Task[None]] = {}
+        self.lags: list[float] = []
+        self._arrived: dict[str, float] = {}
+
+    async def run(self) -> None:
+        getter: asyncio.Task[Attachable | None] | None = None
+        closed = False
+        try:
+            while not closed or self.since or self.busy:
+                self._launch(final=closed or self.control.stopping.is_set())
+                waits: set[asyncio.Task[Any]] = set(self.busy.values())
+                if not closed:
+                    getter = getter or asyncio.ensure_future(self.inbox.get())
+                    waits.add(getter)
+                if not waits:
+                    break  # keys wait, none can be sent (a fatal answer): they stay uploaded for a re-run
+                done, _ = await asyncio.wait(waits, timeout=self._next_due(), return_when=asyncio.FIRST_COMPLETED)
+                if getter is not None and getter in done:
+                    item, getter = getter.result(), None
+                    if item is None:
+                        closed = True
+                    else:
+                        self._arrive(item)
+                for task in done:
+                    if task is not getter and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            if getter is not None:
+                getter.cancel()
+            for task in self.busy.values():
+                task.cancel()
+
+    def _arrive(self, item: Attachable) -> None:
+        if not self.book.wants(item.row_key):
+            return
+        target = self.book.arrive(item.row_key, item.thumbnail_key)
+        now = self.clock()
+        self.since.setdefault(target, now)
+        self._arrived[item.row_key] = now
+        if item.fresh:
+            self._fresh.add(item.row_key)
+
+    def _count(self, keys: tuple[str, ...], status: str) -> None:
+        """This run's counts: ``keys`` ended ``status``."""
+        for key in keys:
+            if key in self._fresh:
+                self._fresh.discard(key)
+                self.this_run["uploaded"] -= 1
+            self.this_run[status] += 1
+
+    def _ready(self, target: Target, final: bool) -> bool:
+        if self.control.fatal is not None or target in self.busy:
+            return False
+        waiting = sum(1 for r in self.book.rows[target] if r.thumbnail_key is not None and not r.attached)
+        return (final or waiting >= 100 or self.book.waiting(target) == 0
+                or self.clock() - self.since[target] >= self.hold)
+
+    def _launch(self, final: bool) -> None:
+        for target in list(self.since):
+            if len(self.busy) >= PERSONS_IN_FLIGHT:
+                return
+            if self._ready(target, final):
+                del self.since[target]
+                task = asyncio.create_task(self._attach(target))
+                self.busy[target] = task
+                task.add_done_callback(partial(self._finished, target))
+
+    def _finished(self, target: Target, _task: asyncio.Task[None]) -> None:
+        self.busy.pop(target, None)
+
+    def _next_due(self) -> float | None:
+        """Seconds until the oldest waiting key of a person that is not busy is due; ``None`` when none
+        is (a busy person's task wakes the loop when it ends; after a fatal answer nothing is sent)."""
+        due = [t for target, t in self.since.items() if target not in self.busy]
+        if not due or self.control.fatal is not None:
+            return None
+        return max(0.0, min(due) + self.hold - self.clock())
+
+    async def _attach(self, target: Target) -> None:
+        """Make the person's calls for its uploaded, unattached rows, one after the other."""
+        while self.control.fatal is None:
+            info = self.book.info[target]
+            known = {target: info} if info.person_id is not None else {}
+            calls = plan(self.book.rows[target], known, self.person_max).calls
+            if not calls:
+                return
+            await self._call(target, calls[0])
+
+    async def _call(self, target: Target, call: PlannedCall) -> None:
+        """One create/add with its intent. Each call ends the rows it sent (attached or failed) or learns
+        that the name exists, so the person's next plan makes progress."""
+        info = self.book.info[target]
+        before = self.book.count.get(target, 0)
+        keys = tuple(t.row_key for t in call.thumbnails)
+        intent = AttachIntent(secrets.token_hex(8), call.kind, target_text(target), info.person_id, keys,
+                              tuple(t.thumbnail_key for t in call.thumbnails), before)
+        self.journal.intend(intent)
+        try:
+            if call.kind == "create":
+                assert target.name is not None
+                done = self._created(target, await self.api.create(target.name, call.thumbs()), len(keys))
+            else:
+                assert info.person_id is not None
+                done = self._added(target, await self.api.add(info.person_id, call.thumbs()), before, len(keys))
+        except FatalApiError as exc:
+            self.journal.forget_intent(intent.id)  # refused outright: nothing was attached
+            self.control.fail(exc)
+            return
+        except ApiError as exc:  # retries ran out: the call may have happened; ask the API
+            try:
+                happened = await reconcile(self.api, self.journal, intent)
+            except ApiError:
+                happened = False  # the intent stays for the next run's reconciliation
+            if happened:
+                self._settled(target, intent, None)
+                return
+            done = _Done(None, f"{type(exc).__name__}: {exc}")
+        if done.person is None and done.state is not None:  # the name exists: add to that person next
+            self.journal.forget_intent(intent.id)
+            self.book.info[target] = PersonInfo(done.state.id, done.state.count, done.state.primary_id is not None)
+            self.book.count[target] = done.state.count
+            self.journal.remember_person(KnownPerson(intent.target, done.state.id, False))
+            return
+        if done.person is None:
+            failed = self.journal.mark_attach_failed(keys, done.detail, intent=intent.id)
+            for r in failed:
+                log.warning("row_failed", row=r.key, reason="attach_failed", detail=done.detail)
+            self._count(tuple(r.key for r in failed), "failed")
+            self.book.settle(target, set(keys), attached=False)
+            return
+        self._settled(target, intent, done.person)
+
+    def _settled(self, target: Target, intent: AttachIntent, person: KnownPerson | None) -> None:
+        """Journal (unless reconciliation did) and note the attached rows."""
+        if person is not None:
+            self.journal.mark_attached(intent.row_keys, person, now_utc(), intent=intent.id)
+        now = self.clock()
+        self.lags.extend(now - self._arrived.pop(k, now) for k in intent.row_keys)
+        self._count(intent.row_keys, "attached")
+        self.book.settle(target, set(intent.row_keys), attached=True)
+        (self.book.created if intent.kind == "create" else self.book.extended).add(target)
+        if intent.kind == "create":
+            pid = person.person_id if person is not None else None
+            self.book.info[target] = PersonInfo(pid or self.journal.known_persons()[intent.target].person_id)
+            self.book.count[target] = len(intent.row_keys)
+        else:
+            self.book.count[target] = intent.count_before + len(intent.row_keys)
+
+    def _created(self, target: Target, got: PersonRef | Refused, n: int) -> _Done:
+        text = target_text(target)
+        if isinstance(got, PersonRef):
+            return _Done(KnownPerson(text, got.id, True))
+        if got.reason == "name_exists" and got.person_id is not None and got.state is not None:
+            if got.state.count == n:  # an earlier try of this very call created it; its answer was lost
+                return _Done(KnownPerson(text, got.person_id, True))
+            return _Done(None, state=got.state)
+        return _Done(None, f"{got.reason}: {got.detail}")
+
+    def _added(self, target: Target, got: PersonState | Refused, before: int, n: int) -> _Done:
+        person = KnownPerson(target_text(target), self.book.info[target].person_id or "", False)
+        if isinstance(got, PersonState):
+            return _Done(person)
+        if got.state is not None and got.state.count >= before + n:  # a retry of a call that had happened
+            return _Done(person)
+        return _Done(None, f"{got.reason}: {got.detail}")
