@@ -306,7 +306,10 @@ def _csv_batches(
             return
         except pa.ArrowInvalid as exc:
             straddling = "straddl" in str(exc)  # pyarrow's "straddling object straddles two block boundaries"
-            if straddling and block_size < MAX_BLOCK_SIZE:
+            if block_size < MAX_BLOCK_SIZE:
+                # A row longer than the block, or one of pyarrow's block-boundary parse bugs (a quoted CR next
+                # to a boundary can still split a row): read again with bigger blocks. A file that is really
+                # malformed fails the same way at the largest block and is reported then.
                 block_size = min(block_size * 4, MAX_BLOCK_SIZE)
                 continue
             if straddling:
