@@ -38,11 +38,11 @@ MAKE_MARKER = "SampleCam Inc."
 """The EXIF camera make written by ``exif_gps=True``."""
 
 _GRAIN = 20  # per-pixel noise amplitude that makes q90 JPEG sizes match phone photos (~0.3 bytes/pixel)
-_RED = (230, 20, 20)
+RED = (230, 20, 20)
 
 # The inverse of the transpose that EXIF orientation N asks a viewer to apply (Pillow's exif_transpose):
-# storing ``_STORE[n](upright)`` with tag N makes a correct reader show ``upright``.
-_STORE: dict[int, Image.Transpose | None] = {
+# storing ``STORE[n](upright)`` with tag N makes a correct reader show ``upright``.
+STORE: dict[int, Image.Transpose | None] = {
     1: None,
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -70,7 +70,7 @@ def texture(width: int, height: int, *, seed: int = 0, grain: int = _GRAIN) -> I
 def _marked(width: int, height: int, seed: int) -> Image.Image:
     """A texture with a red block in its top-left corner (orientation tests look for it)."""
     img = texture(width, height, seed=seed)
-    ImageDraw.Draw(img).rectangle((0, 0, width // 4, height // 4), fill=_RED)
+    ImageDraw.Draw(img).rectangle((0, 0, width // 4, height // 4), fill=RED)
     return img
 
 
@@ -168,7 +168,7 @@ def make_oriented_jpeg(path: str | Path | None, width: int, height: int, orienta
     """A JPEG that *displays* as ``width`` x ``height`` with a red block top-left once EXIF
     ``orientation`` is honoured: the pixels are stored transformed and tagged accordingly."""
     upright = _marked(width, height, seed)
-    method = _STORE[orientation]
+    method = STORE[orientation]
     stored = upright if method is None else upright.transpose(method)
     buf = io.BytesIO()
     stored.save(buf, "JPEG", quality=92, exif=_exif(orientation, False).tobytes())

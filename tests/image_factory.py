@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageCms, ImageDraw
 
-from pipeline.samples import texture
+from pipeline.samples import RED, STORE, texture
 
 GPS_TEXT = b"GPS-HIDDEN-37.5665N"
 CAMERA_MAKE = "CamMakerHostile"
@@ -37,18 +37,6 @@ MARKERS: tuple[bytes, ...] = (
 )
 """Planted in metadata only: none of them may occur in a prepared output."""
 
-RED = (230, 20, 20)
-# Storing ``STORE[n](upright)`` tagged with orientation n makes a correct reader show ``upright``.
-STORE: dict[int, Image.Transpose | None] = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
 
 
 @dataclass(frozen=True)
