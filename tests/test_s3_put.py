@@ -9,42 +9,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config  # type: ignore[import-untyped]
 from helpers import make_image
-from moto.server import ThreadedMotoServer
+from s3_fixtures import BUCKET, moto_s3
 
 from pipeline.client import ApiClient
 from pipeline.config import ApiSettings, Credentials
 from pipeline.models import Presigned
 
-BUCKET = "thumbnails"
-
 
 @pytest.fixture
-def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, object]]:
+def s3() -> Iterator[tuple[str, object]]:
     """moto on 127.0.0.1 (free port) and a boto3 client with dummy credentials; no internet involved."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        client = boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
-        )
-        client.create_bucket(Bucket=BUCKET)
-        yield endpoint, client
-    finally:
-        server.stop()
+    with moto_s3() as server:
+        yield server.endpoint, server.client
 
 
 async def test_put_through_a_real_s3_presigned_url(s3: tuple[str, object]) -> None:
