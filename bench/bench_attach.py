@@ -58,7 +58,7 @@ def _one(directory: Path, rows: int, per_person: int) -> dict[str, Any]:
     out, journal = directory / f"results_{per_person}.parquet", directory / f"journal_{per_person}.sqlite"
     for p in (out, journal):
         p.unlink(missing_ok=True)
-    with emulator_process("--rate", "50", "--persons-rate", "10", "--storage", "hash") as base:
+    with emulator_process("--rate", "50", "--persons-rate", "10", "--storage", "hash", no_gc=True) as base:
         settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base,
                                  credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
                                  out=out, journal=journal, confirm=False, progress=False, attach=True)

@@ -95,12 +95,12 @@ async def _drive(
 
 
 def _case(rows: int, rate: float, data: bytes) -> dict[str, Any]:
-    with emulator_process("--rate", str(rate), "--storage", "hash") as base:
+    with emulator_process("--rate", str(rate), "--storage", "hash", no_gc=True) as base:
         return asyncio.run(_drive(base, rows, rate, data, lambda: fetch_state(base)))
 
 
 def _confirm_case(rows: int, data: bytes, *, paced: bool) -> dict[str, Any]:
-    with emulator_process("--rate", "50", "--confirm-rate", "1000", "--storage", "hash") as base:
+    with emulator_process("--rate", "50", "--confirm-rate", "1000", "--storage", "hash", no_gc=True) as base:
         return asyncio.run(_drive(base, rows, 50.0, data, lambda: fetch_state(base), confirm=True, paced=paced))
 
 

@@ -68,7 +68,7 @@ def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
     journal = directory / f"journal_{rows}_{confirm}.sqlite"
     for p in (out, journal):
         p.unlink(missing_ok=True)
-    with emulator_process("--rate", "50", "--storage", "hash") as base:
+    with emulator_process("--rate", "50", "--storage", "hash", no_gc=True) as base:
         settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base,
                                  credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
                                  out=out, journal=journal, confirm=confirm, progress=False)
