@@ -268,3 +268,31 @@ async def test_pacing_never_outruns_the_guard() -> None:
     gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert gaps == {round(1.008 / 50, 9)}
     assert limiter.rate == 50  # the rate asked for is still reported as configured
+
+
+def test_retry_budget_rules() -> None:
+    """The pure retry rules: silence is fatal on the second strike only before any answer; errors lasting the
+    outage budget stop the run; a call's own retry window fails that call alone; a success resets the clock."""
+    from pipeline.client.retry import SILENT_STRIKES, RetryBudget
+    from pipeline.client.settings import ApiSettings
+    from pipeline.config import Credentials
+    from pipeline.errors import EndpointUnreachableError, ServiceUnavailableError
+
+    settings = ApiSettings(workspace="ws", endpoint="https://api.example", credentials=Credentials("a", "s"),
+                           retry_window=30, outage_budget=100)
+    budget = RetryBudget(settings, "api.example")
+    slow = TransientError("presign: timed out", status=None)
+    assert budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=1, started=0, now=1) is None
+    fatal = budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=2, started=0, now=2)
+    assert SILENT_STRIKES == 2 and isinstance(fatal, EndpointUnreachableError) and "api.example" in str(fatal)
+    answered = RetryBudget(settings, "api.example")
+    for attempt in range(1, 5):  # timeouts after the endpoint has answered once are not silence
+        assert answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=attempt, started=0,
+                              now=attempt) is None
+    own = answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=5, started=0, now=31)
+    assert type(own) is TransientError and "5 tries in 31 s" in str(own)
+    answered.succeeded()
+    assert answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=1, started=200, now=200) is None
+    gone = answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=2, started=250, now=300)
+    assert isinstance(gone, ServiceUnavailableError) and "for 100 s" in str(gone)
+    assert all(0 <= answered.backoff(n) <= settings.backoff_max for n in range(1, 40))

@@ -2,8 +2,9 @@
 
 ``ApiClient`` is the public entry point (``async with ApiClient(settings) as client``). Layout:
 ``settings`` (``ApiSettings``: every knob, with its help text), ``limiter`` (StrictLimiter, AdaptiveRate),
-``responses`` (answers -> exceptions, ``redact_url``, ``ClientStats``), ``transport`` (the session, the
-no-resend guard, network errors -> ours, ``ClientState``), ``calls`` (signed MI calls retried by time),
+``responses`` (answers -> results or exceptions, ``redact_url``, ``ClientStats``), ``transport`` (the session,
+the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Route``, the cap margins),
+``retry`` (``RetryBudget``: the pure retry/outage rules), ``calls`` (signed MI calls retried by time),
 ``storage`` (the PUT), ``rows`` (``ApiClient``: preflight, confirm, ``upload``: one row end to end).
 """
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -19,13 +17,14 @@ import structlog
 from yarl import URL
 
 from pipeline.client.limiter import AdaptiveRate, Clock, Sleep, StrictLimiter
-from pipeline.client.responses import ClientStats, api_error, redact_url
+from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
+from pipeline.client.retry import SILENT_STRIKES, RetryBudget
+from pipeline.client.routes import PRESIGN_MARGIN, Route
 from pipeline.client.settings import ApiSettings
 from pipeline.client.storage import put_object
 from pipeline.client.transport import (
     ClientState,
     NoAnswerError,
-    PresignIncompleteError,
     host_of,
     map_network_error,
     new_session,
@@ -37,40 +36,18 @@ from pipeline.errors import (
     NotFoundError,
     RateLimitedError,
     RequestRejectedError,
-    ServiceUnavailableError,
     TransientError,
 )
 from pipeline.models import Presigned
 from pipeline.redaction import Redactor
 from pipeline.signing import signed_headers
 
-__all__ = ["SILENT_STRIKES", "ApiClientBase", "Route"]
+__all__ = ["PRESIGN_MARGIN", "SILENT_STRIKES", "ApiClientBase", "Route"]
 
 log = structlog.get_logger(__name__)
 
-PRESIGN_MARGIN = 0.008
-"""Seconds of headroom on the 1 s presign window: the server counts *arrivals*, which lag our sends by a
-varying delay (measured against an emulator process: median 0.3 ms, max ~6 ms). Costs 0.8 % of throughput."""
-SILENT_STRIKES = 2
-"""Timeouts with no HTTP answer ever seen after which the endpoint counts as unreachable."""
 STATUS_404_STRIKES = 3
 """Status calls answered 404 in a row, with none ever answered 200, after which the path is wrong (fatal)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """How one kind of signed MI call is made (``ApiClientBase.signed_call``)."""
-
-    kind: str
-    """Names the call in logs and messages: ``presign``, ``status``, ``person_create``, ..."""
-    method: str
-    limiter: StrictLimiter
-    adaptive: AdaptiveRate | None = None
-    """AIMD on ``limiter``: lowered on a 429, raised back while calls succeed."""
-    classify: Callable[[ApiError | FatalApiError], ApiError | FatalApiError] | None = None
-    """Maps the exception of a non-success answer before the client acts on it (e.g. makes one fatal)."""
-    result_required: bool = True
-    """Whether a code-"0" answer must carry a ``result`` object (else it counts as transient)."""
 
 
 class ApiClientBase:
@@ -102,8 +79,7 @@ class ApiClientBase:
         self._fatal: FatalApiError | None = None
         self._gate = asyncio.Lock()
         self._stopped = asyncio.Event()
-        self._silent_strikes = 0
-        self._trouble_since: float | None = None
+        self._budget = RetryBudget(settings, host_of(self._presign_url))
         self._throttle_streak = {id(self.presign_limiter): 0, id(self.status_limiter): 0}
         self._status_ok, self._status_404s = False, 0
         self._api_timeout = aiohttp.ClientTimeout(
@@ -152,9 +128,8 @@ class ApiClientBase:
         return self._session
 
     def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform(0, min(backoff_max, backoff_base * 2**(attempt-1)))."""
-        cap = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** min(attempt - 1, 30))
-        return random.uniform(0.0, cap)
+        """The jittered pause before retry ``attempt`` (``RetryBudget.backoff``)."""
+        return self._budget.backoff(attempt)
 
     async def _wait(self, seconds: float) -> None:
         """Sleep on the injected clock; ends at once on cancellation and raises at once on a fatal stop."""
@@ -167,13 +142,6 @@ class ApiClientBase:
                 sleeper.cancel()
                 stopper.cancel()
         self._raise_if_fatal()
-
-    def _silence_error(self) -> EndpointUnreachableError:
-        timeout = self.settings.connect_timeout + self.settings.read_timeout
-        return EndpointUnreachableError(
-            f"{host_of(self._presign_url)} did not answer within {timeout:g} s ({SILENT_STRIKES} tries); "
-            "check --endpoint and the network."
-        )
 
     def _check_redirect(self, what: str, status: int, location: str) -> None:
         if 300 <= status < 400:
@@ -191,15 +159,7 @@ class ApiClientBase:
         ``RateLimitedError``/``TransientError`` once the window is spent.
         """
         result = await self._call(self._presign_route, self._presign_url, {"thumbnailFileName": file_name})
-        key, url = result.get("thumbnailKey"), result.get("url")
-        if not isinstance(key, str) or not key or not isinstance(url, str) or not url.startswith("http"):
-            orphan = key if isinstance(key, str) and key else None
-            raise PresignIncompleteError("presign: HTTP 200 without a usable url", orphan)
-        try:
-            ttl = float(result.get("expirationSeconds", 900))
-        except (TypeError, ValueError):
-            ttl = 900.0
-        return Presigned(thumbnail_key=key, url=url, expires_at=time.time() + ttl)
+        return presigned_from(result)
 
     async def status(self, thumbnail_key: str) -> tuple[str, str | None]:
         """One answered upload-status call: ``(uploadStatus upper-cased, uploadMessage)``; same retries and
@@ -246,7 +206,7 @@ class ApiClientBase:
                     async with self._gate:
                         self._raise_if_fatal()
                         result = await self._attempt(route, url, payload)
-                self._trouble_since = None
+                self._budget.succeeded()
                 return result
             except FatalApiError as exc:
                 raise self._set_fatal(exc, kind) from None
@@ -258,20 +218,14 @@ class ApiClientBase:
     async def _retry_or_raise(self, route: Route, exc: ApiError, attempt: int, started: float) -> None:
         """Wait before the next try of a failed call, or raise: the run's outage budget is spent (fatal), the
         endpoint never answered (fatal), or this call's retry window is spent (the last error, annotated)."""
-        now, kind = self.clock(), route.kind
-        if isinstance(exc, NoAnswerError) and self.state is ClientState.SILENT:
-            self._silent_strikes += 1
-            if self._silent_strikes >= SILENT_STRIKES:
-                raise self._set_fatal(self._silence_error(), kind)
-        if self._trouble_since is None:
-            self._trouble_since = now
-        elif now - self._trouble_since >= self.settings.outage_budget:
-            raise self._set_fatal(ServiceUnavailableError(
-                f"{host_of(self._presign_url)} answered only errors, 429 or nothing for "
-                f"{now - self._trouble_since:.0f} s (last: {exc}); stopped. Run the same command again later "
-                "to resume.", status=exc.status, code=exc.code), kind)
-        if now - started >= self.settings.retry_window:
-            raise type(exc)(f"{exc} ({attempt} tries in {now - started:.0f} s)", status=exc.status, code=exc.code)
+        kind = route.kind
+        verdict = self._budget.judge(exc, no_answer_yet=self.state is ClientState.SILENT,
+                                     no_answer=isinstance(exc, NoAnswerError), attempt=attempt, started=started,
+                                     now=self.clock())
+        if isinstance(verdict, FatalApiError):
+            raise self._set_fatal(verdict, kind)
+        if verdict is not None:
+            raise verdict
         if isinstance(exc, RateLimitedError):
             self.stats.retries["rate_limited"] += 1
             # The limiter was paused for everyone (_throttled): the next try waits there, not here.
@@ -336,20 +290,7 @@ class ApiClientBase:
         if self.state is not ClientState.FATAL:
             self.state = ClientState.VERIFIED
         self._throttle_streak[id(route.limiter)] = 0
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            raise TransientError(f"{kind}: HTTP 200 with a body that is not JSON") from None
-        if not isinstance(doc, dict):
-            raise TransientError(f"{kind}: HTTP 200 with an unexpected body")
-        code = str(doc.get("code", "0"))
-        if code != "0":
-            raise RequestRejectedError(f"{kind}: HTTP 200 code {code}", status=200, code=code)
-        result = doc.get("result")
-        if result is None and not route.result_required:
-            result = {}
-        if not isinstance(result, dict):
-            raise TransientError(f"{kind}: HTTP 200 without a result object")
+        result = ok_result(kind, body, result_required=route.result_required)
         if kind == "status":
             self._status_ok, self._status_404s = True, 0
         if route.adaptive is not None:

@@ -26,14 +26,18 @@ from pipeline.errors import (
     TransientError,
     UploadError,
 )
+from pipeline.models import Presigned
 from pipeline.redaction import Redactor
 
 __all__ = [
     "RETRY_KINDS",
     "ClientStats",
+    "PresignIncompleteError",
     "api_error",
     "error_fields",
+    "ok_result",
     "parse_retry_after",
+    "presigned_from",
     "redact_url",
     "s3_error",
 ]
@@ -67,6 +71,51 @@ class ClientStats:
             "retries": dict(self.retries),
             "current_rate": round(self.current_rate, 3),
         }
+
+
+def ok_result(kind: str, body: bytes, *, result_required: bool = True) -> dict[str, Any]:
+    """The ``result`` object of an HTTP 200 answer to a ``kind`` call.
+
+    Raises ``TransientError`` for a body that is not a JSON object or (when ``result_required``) has no
+    ``result`` object, and ``RequestRejectedError`` for a code other than "0"; a missing result is ``{}``
+    when not required."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise TransientError(f"{kind}: HTTP 200 with a body that is not JSON") from None
+    if not isinstance(doc, dict):
+        raise TransientError(f"{kind}: HTTP 200 with an unexpected body")
+    code = str(doc.get("code", "0"))
+    if code != "0":
+        raise RequestRejectedError(f"{kind}: HTTP 200 code {code}", status=200, code=code)
+    result = doc.get("result")
+    if result is None and not result_required:
+        result = {}
+    if not isinstance(result, dict):
+        raise TransientError(f"{kind}: HTTP 200 without a result object")
+    return result
+
+
+class PresignIncompleteError(TransientError):
+    """Presign answered 200 without a usable ``url``; ``thumbnail_key`` (if any) is an orphan to journal."""
+
+    def __init__(self, message: str, thumbnail_key: str | None) -> None:
+        super().__init__(message, status=200)
+        self.thumbnail_key = thumbnail_key
+
+
+def presigned_from(result: dict[str, Any]) -> Presigned:
+    """The ``Presigned`` of a presign ``result``; ``PresignIncompleteError`` (transient, carrying the key as
+    an orphan when there is one) when it lacks a key or an http(s) URL. A bad ``expirationSeconds`` is 900."""
+    key, url = result.get("thumbnailKey"), result.get("url")
+    if not isinstance(key, str) or not key or not isinstance(url, str) or not url.startswith("http"):
+        orphan = key if isinstance(key, str) and key else None
+        raise PresignIncompleteError("presign: HTTP 200 without a usable url", orphan)
+    try:
+        ttl = float(result.get("expirationSeconds", 900))
+    except (TypeError, ValueError):
+        ttl = 900.0
+    return Presigned(thumbnail_key=key, url=url, expires_at=time.time() + ttl)
 
 
 def redact_url(url: str) -> str:

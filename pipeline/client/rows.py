@@ -10,7 +10,8 @@ from types import TracebackType
 import aiohttp
 import structlog
 
-from pipeline.client.calls import SILENT_STRIKES, ApiClientBase
+from pipeline.client.calls import ApiClientBase
+from pipeline.client.retry import SILENT_STRIKES
 from pipeline.client.transport import ClientState, PresignIncompleteError, map_network_error
 from pipeline.errors import ApiError, FatalApiError, RequestRejectedError, UploadError
 from pipeline.models import Presigned, UploadCheck, UploadOutcome
@@ -66,7 +67,7 @@ class ApiClient(ApiClientBase):
             if self.state is ClientState.SILENT:
                 self.state = ClientState.ANSWERED
             return
-        raise self._set_fatal(self._silence_error(), "preflight")
+        raise self._set_fatal(self._budget.silence_error(), "preflight")
 
     async def confirm(self, thumbnail_key: str) -> UploadCheck:
         """The upload's verdict: ``completed`` for ``COMPLETED``; else ``message`` is ``uploadMessage``

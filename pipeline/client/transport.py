@@ -13,7 +13,7 @@ import aiohttp
 from yarl import URL
 
 from pipeline.client.limiter import Slot
-from pipeline.client.responses import redact_url
+from pipeline.client.responses import PresignIncompleteError, redact_url
 from pipeline.errors import ApiError, EndpointUnreachableError, TransientError
 
 __all__ = [
@@ -39,14 +39,6 @@ class ClientState(Enum):
     """A call passed the gateway's signature check: calls go concurrently."""
     FATAL = "fatal"
     """A fatal answer was given: every call raises it without I/O."""
-
-
-class PresignIncompleteError(TransientError):
-    """Presign answered 200 without a usable ``url``; ``thumbnail_key`` (if any) is an orphan to journal."""
-
-    def __init__(self, message: str, thumbnail_key: str | None) -> None:
-        super().__init__(message, status=200)
-        self.thumbnail_key = thumbnail_key
 
 
 class NoAnswerError(TransientError):
