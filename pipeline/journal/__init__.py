@@ -5,7 +5,7 @@ an edited or grown manifest looks its keys up here and does only what is new, un
 and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
 nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
-``PRAGMA user_version``. The file is held with an exclusive lock while open: two runs never share a journal.
+``PRAGMA user_version``; ``opening`` connects, locks and checks the workspace. The file is held with an exclusive lock while open: two runs never share a journal.
 It stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
 """
 
@@ -15,16 +15,16 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.errors import ConfigError, JournalMismatchError, JournalStateError, LocalWriteError
+from pipeline.errors import JournalStateError, LocalWriteError
 from pipeline.journal import attach as attach_facts
 from pipeline.journal import states
 from pipeline.journal.attach import AttachIntent, AttachJournal, AttachWrite, KnownPerson
-from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION, ensure_schema
+from pipeline.journal.opening import connect, copy_for_dry_run, now_text
+from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION
 from pipeline.models import RowResult, Status
 
 __all__ = ["SCHEMA_VERSION", "AttachIntent", "Entry", "Journal", "JournalStateError", "KnownPerson", "Orphan"]
@@ -60,10 +60,6 @@ class Entry:
     source_stamp: str | None
     uploaded_at: str | None = None
     person_id: str | None = None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -102,63 +98,14 @@ class Journal(AttachJournal):
         Raises ``JournalMismatchError`` when it belongs to another workspace, ``ConfigError`` when the file is
         not a journal, is newer than this release, or another run holds it.
         """
-        path = Path(path)
-        conn: sqlite3.Connection | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread off: the results are written from a worker thread once the stages are done;
-            # the journal is still used by one thread at a time.
-            conn = sqlite3.connect(path, isolation_level=None, timeout=0.5, check_same_thread=False)
-            # EXCLUSIVE: the first write takes a lock this connection keeps until close, so two runs can
-            # never work on one journal (each would upload the other's pending rows).
-            conn.execute("PRAGMA locking_mode=EXCLUSIVE")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process death, cheap commits
-            found = ensure_schema(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
-            created = "workspace" not in meta
-            if created:
-                conn.executemany("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
-                                 [("workspace", workspace), ("created_at", _now())])
-                meta["workspace"] = workspace
-            elif meta["workspace"] != workspace and not _any_key(conn):
-                # Nothing was ever presigned under the old name (a mistyped --workspace stopped at its first
-                # call): no key is tied to it, so the corrected run may adopt the journal.
-                conn.execute("UPDATE meta SET v = ? WHERE k = 'workspace'", (workspace,))
-                meta["workspace"] = workspace
-            conn.execute("COMMIT")
-        except (sqlite3.Error, OSError) as exc:
-            if conn is not None:
-                conn.close()
-            if "locked" in str(exc):
-                hint = ("is in use by another run or program (a sqlite3 shell counts); wait for it to end "
-                        "or use another --journal path.")
-            else:
-                hint = f"is not a usable journal ({exc}); use another --journal path."
-            raise ConfigError(f"The journal {path} {hint}") from exc
-        if meta["workspace"] != workspace:
-            conn.close()
-            raise JournalMismatchError(
-                f"The journal {path} belongs to workspace {meta['workspace']!r}, not {workspace!r}: its keys "
-                f"exist only there. Use --workspace {meta['workspace']} or another --journal path."
-            )
-        return cls(conn, path, created, found if 0 < found < SCHEMA_VERSION else 0)
+        conn, created, found = connect(Path(path), workspace)
+        return cls(conn, Path(path), created, found if 0 < found < SCHEMA_VERSION else 0)
 
     @classmethod
     def scratch(cls, source: Path | None, dest: Path, *, workspace: str) -> Journal:
         """A private copy of the journal at ``source`` (if it exists) at ``dest``, opened: what a dry run
         works on, so it sees what a real run would see and changes nothing."""
-        if source is not None and Path(source).exists():
-            try:
-                src = sqlite3.connect(f"{Path(source).absolute().as_uri()}?mode=ro", uri=True, timeout=0.5)
-                try:
-                    with sqlite3.connect(dest) as copy:
-                        src.backup(copy)
-                finally:
-                    src.close()
-            except sqlite3.Error as exc:
-                raise ConfigError(f"The journal {source} cannot be read for a dry run ({exc}).") from exc
+        copy_for_dry_run(source, dest)
         return cls.open(dest, workspace=workspace)
 
     def close(self) -> None:
@@ -245,7 +192,7 @@ class Journal(AttachJournal):
         """
         if not results and not orphans and attach is None:
             return
-        now = _now()
+        now = now_text()
         with self._transaction() as conn:
             prior = self._priors(conn, [r.key for r in results])
             found = [(k, t, reason, now) for k, t, reason in orphans]
@@ -330,14 +277,6 @@ class Journal(AttachJournal):
         adopted = replace(_result(found), key=key)
         self._write([adopted], drop=[found[0]])
         return adopted
-
-
-def _any_key(conn: sqlite3.Connection) -> bool:
-    """Whether any row or orphan holds a thumbnail key (one issued under the journal's workspace)."""
-    row = conn.execute(
-        "SELECT EXISTS(SELECT 1 FROM rows WHERE thumbnail_key IS NOT NULL) OR EXISTS(SELECT 1 FROM orphans)"
-    ).fetchone()
-    return bool(row[0])
 
 
 _FIELDS = attrgetter(*COLUMNS[1:])  # every column after ``status``
