@@ -127,7 +127,8 @@ class PlanStage:
                 break
             self._jobs += 1
             self.planned[decision.why.value] += 1
-            uploaded = entry is not None and entry.status is Status.UPLOADED
+            uploaded = entry is not None and bool(entry.thumbnail_key) and entry.status in (Status.UPLOADED,
+                                                                                     Status.REJECTED)
             usable = (row.source is not None or row.remote is not None) and not gone
             work.append((row, Job(row, decision.why, stamp, decision.verify_sha256, uploaded) if usable else None))
         if self.attach is not None:

@@ -69,7 +69,7 @@ async def test_a_day_later_old_keys_are_uploaded_again_then_attached(
     old = {r["id"]: r["thumbnail_key"] for r in pq.read_table(first.results_path).to_pylist()}
     summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
     results = pq.read_table(summary.results_path).to_pylist()
-    check_attached(emulator, archive, results, existing_id, full="uploaded")
+    check_attached(emulator, archive, results, existing_id)
     attached = [r for r in results if r["status"] == "attached"]
     assert len(attached) == 268 and all(r["thumbnail_key"] != old[r["id"]] for r in attached)
     assert summary.planned.get("expired") == len(attached)
@@ -84,9 +84,21 @@ async def test_attach_what_a_run_without_attach_uploaded(emulator: Emulator, set
     summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == presigns  # nothing uploaded again
     results = pq.read_table(summary.results_path).to_pylist()
-    # The 10 rows past BIG's limit were uploaded by the first run: they keep their key, not attached.
-    check_attached(emulator, archive, results, existing_id, full="uploaded")
-    assert first.exit_code == 0 and summary.planned.get("attach") == 268
+    # The 10 rows past BIG's limit were uploaded by the first run: rejected person_full, saying so, their key
+    # kept (never attached, never uploaded again).
+    check_attached(emulator, archive, results, existing_id)
+    assert first.exit_code == 0 and summary.planned.get("attach") == 268 and summary.exit_code == 0
+    keys = {r["id"]: r["thumbnail_key"] for r in pq.read_table(first.results_path).to_pylist()}
+    full = [r for r in results if r["reason"] == "person_full"]
+    assert len(full) == 10 and all(r["status"] == "rejected" and r["thumbnail_key"] == keys[r["id"]]
+                                   and r["detail"].startswith("uploaded by an earlier run") for r in full)
+    assert summary.by_reason == {"person_full": 10} and summary.planned.get("person_full") == 10
+    for attach in (False, True):  # and so it stays, with --attach or without
+        again = await runner.run_async(settings_for(emulator, attach=attach, attach_rate=0.0), archive.manifest)
+        rows = {r["id"]: r for r in pq.read_table(again.results_path).to_pylist()}
+        assert all(rows[r["id"]]["status"] == "rejected" and rows[r["id"]]["thumbnail_key"] == keys[r["id"]]
+                   for r in full)
+    assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == presigns
 
 
 async def test_dry_run_shows_the_attach_plan(emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
@@ -117,7 +129,7 @@ async def test_a_failed_attach_is_retried_and_uploads_again_only_when_too_old(
         db.execute("UPDATE rows SET uploaded_at = datetime(uploaded_at, '-1 day')")
         db.commit()
     done = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
-    check_attached(emulator, archive, pq.read_table(done.results_path).to_pylist(), existing_id, full="uploaded")
+    check_attached(emulator, archive, pq.read_table(done.results_path).to_pylist(), existing_id)
     assert done.planned.get("expired") == 268 and done.exit_code == 0
     with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:
         expired = {k for (k,) in db.execute("SELECT thumbnail_key FROM orphans WHERE reason = 'expired'")}
