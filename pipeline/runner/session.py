@@ -42,6 +42,7 @@ from pipeline.progress import Progress
 from pipeline.results import (
     ResultChunk,
     check_results_target,
+    folded,
     remove_stale_temps,
     results_table,
     write_results,
@@ -290,15 +291,16 @@ class RunSession:
         abort = threading.Event()
         control.writing_results = True
         keep = self.collect_results or paths.out is None
+        fold = folded(schema, self.s.columns.person_id)
 
         def write() -> pa.Table | None:
             if keep:
                 chunks: list[ResultChunk] = list(spill.chunks(journal, unfinished, counts, abort))
                 if paths.out is not None:
-                    write_results(paths.out, schema, chunks)
-                return results_table(schema, chunks)
+                    write_results(paths.out, schema, chunks, fold=fold)
+                return results_table(schema, chunks, fold=fold)
             assert paths.out is not None
-            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort))
+            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort), fold=fold)
             return None
 
         task = asyncio.ensure_future(asyncio.to_thread(write))

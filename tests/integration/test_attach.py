@@ -142,7 +142,10 @@ async def test_an_unknown_person_id_fails_its_rows_before_upload(emulator: Emula
     archive = make_archive(tmp_path / "photos", "999999")
     summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=0.0), archive.manifest)
     rows = pq.read_table(summary.results_path).to_pylist()
-    unknown = [r for r in rows if str(r["input_person_id"]) == "999999"]  # a CSV column of integers
+    # The manifest's person_id column (integers in this CSV) is the results' person_id: the input id, as text,
+    # on rows that were not attached.
+    assert "input_person_id" not in rows[0]
+    unknown = [r for r in rows if r["person_id"] == "999999"]
     assert len(unknown) == 3 and all(r["status"] == "failed" and r["reason"] == "person_not_found"
                                      and "999999" in r["detail"] and r["thumbnail_key"] is None for r in unknown)
     assert summary.exit_code == 1 and len(emulator.persons[int(existing_id)].keys) == 1
