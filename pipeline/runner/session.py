@@ -47,7 +47,8 @@ from pipeline.results import (
     results_table,
     write_results,
 )
-from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, open_attach
+from pipeline.runner.attach_dry import dry_lookup, dry_plan
+from pipeline.runner.attach_prep import AttachBook, collect, open_attach
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
@@ -203,8 +204,9 @@ class RunSession:
                         attach = await open_attach(client, journal, control, person_rows, s.persons)
                         plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
-                    if person_rows is not None:
-                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max)
+                    if person_rows is not None:  # names looked up read-only when a key pair is found
+                        infos, why_not = await dry_lookup(s.api, s.persons, journal, person_rows)
+                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max, infos, why_not)
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
             except FatalApiError as exc:
                 control.fail(exc)

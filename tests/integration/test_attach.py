@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from attach_archive import check_attached, make_archive, seed
+from attach_archive import EXISTING, check_attached, make_archive, seed
 from helpers import write_manifest
+from structlog.testing import capture_logs
 
 from pipeline import runner
-from pipeline.config import Settings
+from pipeline.config import Credentials, Settings
 from pipeline.emulator import Emulator, EmulatorConfig, age_uploads
 from pipeline.errors import ConfigError
 
@@ -102,12 +103,49 @@ async def test_attach_what_a_run_without_attach_uploaded(emulator: Emulator, set
 
 
 async def test_dry_run_shows_the_attach_plan(emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
-    archive = make_archive(tmp_path / "photos", "1001")
-    summary = await runner.run_async(settings_for(emulator, attach=True, dry_run=True), archive.manifest)
-    # A dry run calls nothing: names are "to create" unless the journal knows them.
-    assert summary.attach == {"persons_to_create": 38, "persons_to_extend": 1, "thumbnails_to_attach": 268,
+    existing_id = await seed(emulator)
+    archive = make_archive(tmp_path / "photos", existing_id)
+    before = emulator.counters.snapshot(arrivals=False)
+    with capture_logs() as events:
+        summary = await runner.run_async(settings_for(emulator, attach=True, dry_run=True), archive.manifest)
+    # Names looked up read-only: EXISTING is one to extend, as the id is; the plan is what the real run does.
+    assert summary.attach == {"persons_to_create": 37, "persons_to_extend": 2, "thumbnails_to_attach": 268,
                               "person_full": 10}
-    assert emulator.counters.snapshot(arrivals=False)["person_create_calls"] == 0
+    after = emulator.counters.snapshot(arrivals=False)
+    assert all(after[k] == before[k] for k in ("person_create_calls", "person_add_calls", "presign_calls"))
+    assert after["person_list_calls"] > before["person_list_calls"] and len(emulator.persons) == 2
+    shown = {p["person"]: p for e in events if e["event"] == "attach_plan" for p in e["persons"]}
+    assert shown[f"person {EXISTING!r}"] == {"person": f"person {EXISTING!r}", "action": "extend",
+                                             "thumbnails": 3, "holds": 2}
+
+
+async def test_dry_run_counts_person_full_against_what_an_existing_person_holds(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    existing_id = await seed(emulator)  # EXISTING holds 2
+    archive = make_archive(tmp_path / "photos", existing_id)
+    summary = await runner.run_async(settings_for(emulator, attach=True, dry_run=True, person_max=4),
+                                     archive.manifest)
+    # BIG 110 -> 4 (106 full); 18 persons of 5 rows -> 4 (18 full); EXISTING 2 + 3 -> 2 more (1 full);
+    # the id person holds 1: its 3 rows fit.
+    assert summary.attach["person_full"] == 106 + 18 + 1
+    assert summary.attach["thumbnails_to_attach"] == 4 + 36 * 4 + 2 + 3
+
+
+async def test_dry_run_says_when_the_persons_cannot_be_looked_up(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NCLOUD_ACCESS_KEY", "NCLOUD_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ncloud/configure either
+    archive = make_archive(tmp_path / "photos", "1001")
+    with capture_logs() as events:
+        summary = await runner.run_async(settings_for(emulator, attach=True, dry_run=True,
+                                                      credentials=Credentials("dry-run", "dry-run")),
+                                         archive.manifest)
+    # Not guessed: the 38 names are neither "to create" nor "to extend"; the id is one to extend.
+    assert summary.attach == {"persons_to_create": 0, "persons_to_extend": 1, "thumbnails_to_attach": 3,
+                              "person_full": 0, "names_not_looked_up": 38}
+    assert next(e["reason"] for e in events if e["event"] == "attach_lookup_skipped").startswith("no API key pair")
+    assert emulator.counters.snapshot(arrivals=False)["person_list_calls"] == 0
 
 
 async def test_a_failed_attach_is_retried_and_uploads_again_only_when_too_old(
