@@ -99,6 +99,8 @@ _ATTACH_LABELS = (
     ("persons_to_extend", "persons to extend"),
     ("thumbnails_to_attach", "thumbnails to attach"),
     ("person_full", "rows person_full"),
+    ("person_not_found", "rows person_not_found"),
+    ("names_not_looked_up", "names not looked up (create or extend?)"),
 )
 
 

@@ -1,7 +1,9 @@
 """The results manifest: every row read in this run with its outcome, in input order (the schema is a contract).
 
-Columns: all input columns (one whose name clashes with a results column is renamed ``input_<name>``), then
-the results columns of ``models.RESULT_FIELDS`` (``status, thumbnail_key, reason, detail, action, width, height,
+Columns: all input columns (one whose name clashes with a results column is renamed ``input_<name>``, except
+the manifest's person-id column when it is named ``person_id``: it is folded into the results' ``person_id``,
+which holds the attached person's id, else the row's input id, so nothing is lost), then the results columns
+of ``models.RESULT_FIELDS`` (``status, thumbnail_key, reason, detail, action, width, height,
 bytes, source_sha256, attempts, uploaded_at, duplicate_of``). ``uploaded_at`` is ``timestamp[us, tz=UTC]`` in
 Parquet and in tables, ISO-8601 text in CSV. The rows come as ``ResultChunk``s (input columns + results,
 paired by the caller by row key, never by position in a second read of the manifest). Writing streams batch by
@@ -19,11 +21,12 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -34,6 +37,7 @@ __all__ = [
     "RESULT_COLUMNS",
     "ResultChunk",
     "check_results_target",
+    "folded",
     "remove_stale_temps",
     "result_schema",
     "results_format",
@@ -56,13 +60,26 @@ class ResultChunk:
     results: Sequence[RowResult]
 
 
-def result_schema(input_schema: pa.Schema, *, csv: bool = False) -> pa.Schema:
-    """The output schema: input columns (clashing names prefixed ``input_``), then ``RESULT_COLUMNS``."""
+PERSON_ID = "person_id"
+"""The results field an input person-id column of the same name is folded into (``fold``)."""
+
+
+def folded(input_schema: pa.Schema, person_id_column: str | None) -> str | None:
+    """The input column folded into the results' ``person_id``: the person-id column when it is named
+    ``person_id`` and present (a user's ``person_id`` column then stays ``person_id``), else ``None``."""
+    return PERSON_ID if person_id_column == PERSON_ID and PERSON_ID in input_schema.names else None
+
+
+def result_schema(input_schema: pa.Schema, *, csv: bool = False, fold: str | None = None) -> pa.Schema:
+    """The output schema: input columns (clashing names prefixed ``input_``; ``fold``, the column ``folded``
+    names, left out: the results' ``person_id`` holds it), then ``RESULT_COLUMNS``."""
     result_names = {f.name for f in RESULT_COLUMNS}
     taken = result_names | set(input_schema.names)
     fields = []
     for field in input_schema:
         name = field.name
+        if name == fold:
+            continue
         if name in result_names:
             name = "input_" + name
             while name in taken:  # "input_status" may itself be an input column
@@ -184,22 +201,37 @@ def _column(results: Sequence[RowResult], name: str, kind: str, *, csv: bool) ->
     return pa.array(values, _ARROW[kind])
 
 
-def _batches(chunks: Iterable[ResultChunk], schema: pa.Schema, *, csv: bool) -> Iterator[pa.RecordBatch]:
+def _input_ids(column: pa.Array) -> list[str | None]:
+    """An input person-id column as the manifest reads it: text, trimmed, empty as none."""
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    return [(v or "").strip() or None for v in text.to_pylist()]
+
+
+def _batches(chunks: Iterable[ResultChunk], schema: pa.Schema, *, csv: bool,
+             fold: str | None = None) -> Iterator[pa.RecordBatch]:
     for chunk in chunks:
         if chunk.columns.num_rows != len(chunk.results):  # a caller bug: never write a shifted file
             raise ValueError(f"{chunk.columns.num_rows} input rows arrived with {len(chunk.results)} results.")
-        arrays = [_column(chunk.results, f.name, f.kind, csv=csv) for f in _FIELDS]
-        yield pa.RecordBatch.from_arrays(list(chunk.columns.columns) + arrays, schema=schema)
+        results, inputs = chunk.results, list(chunk.columns.columns)
+        if fold is not None:
+            at = chunk.columns.schema.get_field_index(fold)
+            ids = _input_ids(inputs.pop(at))
+            # The attached id where there is one (for an id row, the same id), else the row's own input id.
+            results = [r if r.person_id is not None or ids[i] is None else replace(r, person_id=ids[i])
+                       for i, r in enumerate(results)]
+        arrays = [_column(results, f.name, f.kind, csv=csv) for f in _FIELDS]
+        yield pa.RecordBatch.from_arrays(inputs + arrays, schema=schema)
 
 
-def results_table(input_schema: pa.Schema, chunks: Iterable[ResultChunk]) -> pa.Table:
+def results_table(input_schema: pa.Schema, chunks: Iterable[ResultChunk], *, fold: str | None = None) -> pa.Table:
     """The results as an in-memory Table (for the Python API); same columns and types as the Parquet file."""
-    schema = result_schema(input_schema)
-    return pa.Table.from_batches(list(_batches(chunks, schema, csv=False)), schema=schema)
+    schema = result_schema(input_schema, fold=fold)
+    return pa.Table.from_batches(list(_batches(chunks, schema, csv=False, fold=fold)), schema=schema)
 
 
 def write_results(
-    path: Path, input_schema: pa.Schema, chunks: Iterable[ResultChunk], *, fmt: str | None = None
+    path: Path, input_schema: pa.Schema, chunks: Iterable[ResultChunk], *, fmt: str | None = None,
+    fold: str | None = None,
 ) -> int:
     """Write the results file atomically and return the number of rows written.
 
@@ -208,7 +240,7 @@ def write_results(
     """
     path = Path(path)
     kind = results_format(path, fmt)
-    schema = result_schema(input_schema, csv=kind == "csv")
+    schema = result_schema(input_schema, csv=kind == "csv", fold=fold)
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     rows = 0
     try:
@@ -219,7 +251,7 @@ def write_results(
             writer: pq.ParquetWriter | pcsv.CSVWriter | None = None
             try:
                 writer = pq.ParquetWriter(fh, schema) if kind == "parquet" else pcsv.CSVWriter(fh, schema)
-                for batch in _batches(chunks, schema, csv=kind == "csv"):
+                for batch in _batches(chunks, schema, csv=kind == "csv", fold=fold):
                     writer.write_batch(batch)
                     rows += batch.num_rows
             except (pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:

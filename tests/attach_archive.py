@@ -71,11 +71,10 @@ def make_archive(folder: Path, existing_id: str, *, new_names: int = 36, seed: i
     return Archive(write_manifest(folder / "manifest.csv", rows), rows)
 
 
-def check_attached(emu: Emulator, archive: Archive, results: list[dict[str, Any]], existing_id: str, *,
-                   full: str = "rejected") -> None:
+def check_attached(emu: Emulator, archive: Archive, results: list[dict[str, Any]], existing_id: str) -> None:
     """Every person exists once; each key sits on its row's person; one primary each, the marked one where
-    marked (else, for a person the run created, its first row); ``BIG``: 100 attached and 10 ``person_full``
-    (``full="uploaded"``: uploaded by an earlier run without ``--attach``, so not rejected but not attached)."""
+    marked (else, for a person the run created, its first row); ``BIG``: 100 attached and 10 rejected
+    ``person_full`` (before their upload, or, uploaded by an earlier run without ``--attach``, keeping their key)."""
     by_id = {r["id"]: r for r in results}
     persons = list(emu.persons.values())
     names = Counter(p.name for p in persons)
@@ -91,8 +90,8 @@ def check_attached(emu: Emulator, archive: Archive, results: list[dict[str, Any]
         if not who:
             assert got["status"] == "uploaded" and got["person_id"] is None, got
             continue
-        if got["status"] == full and row["person"] == BIG:
-            assert full == "uploaded" or got["reason"] == "person_full", got
+        if got["status"] == "rejected" and row["person"] == BIG:
+            assert got["reason"] == "person_full", got
             continue
         assert got["status"] == "attached", got
         person = key_owner[got["thumbnail_key"]]
@@ -107,7 +106,7 @@ def check_attached(emu: Emulator, archive: Archive, results: list[dict[str, Any]
         if who not in marked and who not in (EXISTING, existing_id):
             assert key_owner[key].primary_key == key, who
     big = [by_id[r["id"]] for r in archive.rows if r["person"] == BIG]
-    assert Counter(r["status"] for r in big) == {"attached": 100, full: 10}
+    assert Counter(r["status"] for r in big) == {"attached": 100, "rejected": 10}
     assert len(next(p for p in persons if p.name == BIG).keys) == 100
     assert len(next(p for p in persons if p.name == EXISTING).keys) == EXISTING_HAS + 3
     assert len(emu.persons[int(existing_id)].keys) == 1 + 3

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import ConfigError, JournalMismatchError, JournalStateError, LocalWriteError
 from pipeline.journal import Journal
 from pipeline.journal.schema import SCHEMA_VERSION
-from pipeline.journal.states import TRANSITIONS, Prior, check
+from pipeline.journal.states import TRANSITIONS, Prior, check, orphans_of
 from pipeline.models import RowResult, Status
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -79,13 +79,26 @@ def test_transition_table_is_what_check_enforces() -> None:
     for source in [None, *Status]:
         prior = Prior(source, "ws/x") if source is not None else None
         for target in Status:
-            keeps = target in (Status.UPLOADED, Status.ATTACHED) or (source, target) == (Status.UPLOADED, Status.FAILED)
+            keeps = target in (Status.UPLOADED, Status.ATTACHED) or (source, target) in (
+                (Status.UPLOADED, Status.FAILED), (Status.UPLOADED, Status.REJECTED))
             thumb = "ws/x" if keeps else None
             if target in TRANSITIONS.get(source, frozenset()):
                 check("k", prior, target, thumb)
             else:
                 with pytest.raises(JournalStateError):
                     check("k", prior, target, thumb)
+
+
+def test_a_row_rejected_person_full_after_its_upload_keeps_its_key_until_replaced() -> None:
+    held = Prior(Status.UPLOADED, "ws/x")
+    check("k", held, Status.REJECTED, "ws/x")
+    with pytest.raises(JournalStateError):
+        check("k", held, Status.REJECTED, None)  # dropping the key would lose it silently
+    rejected = Prior(Status.REJECTED, "ws/x")
+    check("k", rejected, Status.ATTACHED, "ws/x")  # a later run with room attaches the same key
+    assert orphans_of(held, Status.REJECTED, "ws/x") == []
+    assert orphans_of(rejected, Status.PENDING, None) == [("ws/x", "unattached")]  # source changed
+    assert orphans_of(rejected, Status.PRESIGNED, "ws/y") == [("ws/x", "unattached")]  # key too old
 
 
 def test_only_finished_rows_are_recorded(journal: Journal) -> None:

@@ -67,12 +67,31 @@ async def no_resend(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandl
         raise ConnectionLostError(f"{type(exc).__name__}: the connection broke during the PUT") from exc
 
 
-async def _headers_sent(
-    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestHeadersSentParams
-) -> None:
-    """aiohttp trace hook: the request's headers are on the wire, so its limiter slot counts from now."""
+def _slot(ctx: SimpleNamespace) -> Slot | None:
     slot = getattr(ctx, "trace_request_ctx", None)
-    if isinstance(slot, Slot):
+    return slot if isinstance(slot, Slot) else None
+
+
+async def _headers_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    """aiohttp trace hook, called as the headers are serialised: a request without a body goes out now, so
+    its limiter slot counts from now. A request with a body is dated by ``_chunk_sent``: aiohttp holds the
+    headers back to send them with the body, from a task that starts a loop iteration later (measured up to
+    5 ms on a busy loop), and dating the slot here would count the call as sent before it is."""
+    slot = _slot(ctx)
+    if slot is not None and params.headers.get("Content-Length", "0") == "0" \
+            and "Transfer-Encoding" not in params.headers:
+        slot.mark_sent()
+
+
+async def _chunk_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestChunkSentParams
+) -> None:
+    """aiohttp trace hook, called just before a body chunk (with the held-back headers) is written to the
+    socket: the request's slot counts from now (the first chunk dates it; later ones are no-ops)."""
+    slot = _slot(ctx)
+    if slot is not None:
         slot.mark_sent()
 
 
@@ -83,6 +102,7 @@ def new_session(pool: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=pool, limit_per_host=0)
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_headers_sent)
+    trace.on_request_chunk_sent.append(_chunk_sent)
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False, trace_configs=[trace],

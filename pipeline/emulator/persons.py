@@ -167,52 +167,67 @@ async def _parsed(emu: Emulator, request: web.Request) -> tuple[str, dict[str, A
     return body if isinstance(body, web.Response) else (workspace, body)
 
 
-async def create(emu: Emulator, request: web.Request) -> web.Response:
-    """Register a person with 1..100 thumbnails, exactly one primary; the name is unique in the workspace."""
+@dataclass(frozen=True, slots=True)
+class _Attach:
+    """A create or add request that passed the rules both share (``_attach_request``)."""
+
+    workspace: str
+    person: Person | None
+    name: str | None
+    description: str | None
+    wanted: list[_Wanted]
+
+
+async def _attach_request(emu: Emulator, request: web.Request, *, create: bool) -> _Attach | web.Response:
+    """The rules create and add share, in the service's order (the first broken one is the answer): workspace
+    and body; the person (add) or name and description (create); the keys (``_wanted``, ``_key_refused``)."""
     parsed = await _parsed(emu, request)
     if isinstance(parsed, web.Response):
         return parsed
     workspace, body = parsed
-    name, description = _text(body, "name", MAX_NAME), _text(body, "description", MAX_DESCRIPTION)
-    if isinstance(name, web.Response):
-        return name
-    if isinstance(description, web.Response):
-        return description
-    wanted = _wanted(body, create=True)
-    if isinstance(wanted, web.Response):
-        return wanted
+    person, name, description = None, None, None
+    if create:
+        name, description = _text(body, "name", MAX_NAME), _text(body, "description", MAX_DESCRIPTION)
+    else:
+        person = _person(emu, request, workspace)
+    wanted = _wanted(body, create=create)
+    for answer in (person, name, description, wanted):
+        if isinstance(answer, web.Response):
+            return answer
+    assert isinstance(wanted, list) and not isinstance(person, web.Response)
+    assert not isinstance(name, web.Response) and not isinstance(description, web.Response)
     refusal = next((r for w in wanted if (r := _key_refused(emu, workspace, w.key)) is not None), None)
     if refusal is not None:
         return refusal
-    if name is not None and _named(emu, workspace, name) is not None:
-        return mi_error(400, "10009", f"A person named {name!r} already exists in this workspace.")
+    return _Attach(workspace, person, name, description, wanted)
+
+
+async def create(emu: Emulator, request: web.Request) -> web.Response:
+    """Register a person with 1..100 thumbnails, exactly one primary; the name is unique in the workspace."""
+    req = await _attach_request(emu, request, create=True)
+    if isinstance(req, web.Response):
+        return req
+    if req.name is not None and _named(emu, req.workspace, req.name) is not None:
+        return mi_error(400, "10009", f"A person named {req.name!r} already exists in this workspace.")
     now = emu.wallclock()
-    person = Person(next(emu.person_ids), workspace, name, description, [], 0, now, now)
+    person = Person(next(emu.person_ids), req.workspace, req.name, req.description, [], 0, now, now)
     emu.persons[person.id] = person
-    _attach(emu, person, wanted)
+    _attach(emu, person, req.wanted)
     return _ok(_view(emu, request, person, "thumbnailList"))
 
 
 async def add_thumbnails(emu: Emulator, request: web.Request) -> web.Response:
     """Attach 1..100 more keys to a person (100 in all at most); a key marked primary becomes the primary.
     Answers the person's final ``thumbnailList``."""
-    parsed = await _parsed(emu, request)
-    if isinstance(parsed, web.Response):
-        return parsed
-    workspace, body = parsed
-    person = _person(emu, request, workspace)
-    if isinstance(person, web.Response):
-        return person
-    wanted = _wanted(body, create=False)
-    if isinstance(wanted, web.Response):
-        return wanted
-    refusal = next((r for w in wanted if (r := _key_refused(emu, workspace, w.key)) is not None), None)
-    if refusal is not None:
-        return refusal
-    if len(person.thumbnails) + len(wanted) > MAX_PER_PERSON:
+    req = await _attach_request(emu, request, create=False)
+    if isinstance(req, web.Response):
+        return req
+    person = req.person
+    assert person is not None
+    if len(person.thumbnails) + len(req.wanted) > MAX_PER_PERSON:
         return mi_error(400, "10005", f"A person has at most {MAX_PER_PERSON} thumbnails; this one has "
                                       f"{len(person.thumbnails)}.")
-    _attach(emu, person, wanted)
+    _attach(emu, person, req.wanted)
     return _ok({"id": person.id, "personId": str(person.id), "thumbnailList": _thumbnail_list(emu, request, person)})
 
 

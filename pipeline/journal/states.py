@@ -24,9 +24,9 @@ TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: _WORK,
     P: _WORK,
     PS: frozenset({PS, P, U, F}),
-    U: frozenset({U, P, A, F}),
+    U: frozenset({U, P, A, F, R}),
     A: frozenset({A}),
-    R: _WORK,
+    R: _WORK | {A, P},
     F: _WORK | {A},
     S: _WORK,
 }
@@ -35,6 +35,9 @@ TRANSITIONS: dict[Status | None, frozenset[Status]] = {
 ``uploaded -> uploaded`` only re-records the same key (e.g. a new source stamp for unchanged content).
 ``uploaded -> attached`` (same key) is the attach; ``uploaded -> failed`` (same key) an attach that failed,
 whose row a re-run attaches (``failed -> attached``, same key) or uploads again when its key is too old.
+``uploaded -> rejected`` (same key) is a row an earlier run uploaded that its person has no room for
+(``person_full`` with ``--attach``): it keeps its key, unattached; a later run with room attaches it
+(``rejected -> attached``, same key); a changed source reopens it (``rejected -> pending``, key an orphan).
 An attached row is final: its key sits on a person and never expires."""
 
 
@@ -56,7 +59,7 @@ def check(key: str, prior: Prior | None, target: Status, thumbnail_key: str | No
         raise JournalStateError(
             f"Row {key!r} cannot go from {source.value if source else 'new'} to {target.value}."
         )
-    keeps = {U: (U, A, F), F: (A,), A: (A,)}  # moves that must keep the row's key
+    keeps = {U: (U, A, F, R), F: (A,), A: (A,), R: (A,)}  # moves that must keep the row's key
     if prior is not None and target in keeps.get(prior.status, ()) and thumbnail_key != prior.thumbnail_key:
         raise JournalStateError(
             f"Row {key!r} holds key {prior.thumbnail_key}; refusing to record it as {target.value} with "
@@ -70,7 +73,8 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
     Reasons: ``superseded`` (a presigned key replaced by a newer one), ``interrupted`` (a run stopped with the
     row in flight: its PUT may or may not have happened), ``abandoned`` (the row ended without using its
     presigned key), ``failed`` (the row failed holding a key), ``replaced`` (an uploaded key whose source
-    changed), ``expired`` (an uploaded key that failed its attach and is replaced by a fresh upload).
+    changed), ``expired`` (an uploaded key that failed its attach and is replaced by a fresh upload),
+    ``unattached`` (the key of a row rejected ``person_full`` after its upload, replaced or dropped).
     """
     found: list[tuple[str, str]] = []
     old = prior.thumbnail_key if prior is not None else None
@@ -86,6 +90,8 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
             found.append((old, "replaced"))
         elif prior.status is F and target is not A and old != thumbnail_key:
             found.append((old, "expired"))
+        elif prior.status is R and old != thumbnail_key:
+            found.append((old, "unattached"))
     keeps_key = prior is not None and prior.status in (U, F) and old == thumbnail_key  # an attach that failed
     if target is F and thumbnail_key and not keeps_key:
         found.append((thumbnail_key, "failed"))

@@ -148,7 +148,10 @@ class _Pass:
         if self.reader.has("duplicate_of"):  # a duplicate rides on its first copy's upload
             skipped = skipped.filter(pc.is_null(skipped.column("duplicate_of")))
         self.to_upload += skipped.num_rows
-        for column, tag in ((self.names.person, "name:"), ("input_person_id", "id:")):
+        # A manifest's person_id column shows as input_person_id in older results; newer ones fold it into
+        # person_id, which in a dry run (nothing attached) holds exactly the input ids.
+        ids = "input_person_id" if self.reader.has("input_person_id") else "person_id"
+        for column, tag in ((self.names.person, "name:"), (ids, "id:")):
             if self.reader.has(column):
                 values = skipped.column(column).drop_null()
                 self.plan_persons.add_counts(pc.binary_join_element_wise(tag, values, ""))
@@ -159,6 +162,9 @@ class _Pass:
         self.persons.add_counts(attached.column("person_id"))
         if self.reader.has("input_person_id"):
             named = attached.filter(pc.is_valid(attached.column("input_person_id")))
+            self.persons_by_id.add_counts(named.column("person_id"))
+        elif self.reader.has(self.names.person):  # input ids folded into person_id: rows without a name
+            named = attached.filter(pc.is_null(attached.column(self.names.person)))
             self.persons_by_id.add_counts(named.column("person_id"))
 
     def result(self, name: str, caps: ReportCaps) -> ReportData:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 import structlog
 
-from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, Target, plan, validate
+from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, PersonState, Target, plan, validate
 from pipeline.attach.planner import RowRefusal
 from pipeline.client import ApiClient
 from pipeline.errors import ApiError, ConfigError, FatalApiError, ServiceUnavailableError
@@ -25,7 +25,7 @@ from pipeline.manifest import Manifest
 from pipeline.models import Row, Status
 from pipeline.runner.control import RunControl
 
-__all__ = ["AttachBook", "collect", "dry_plan", "now_utc", "open_attach", "prepare", "reconcile", "target_of",
+__all__ = ["AttachBook", "collect", "look_up", "now_utc", "open_attach", "prepare", "reconcile", "target_of",
            "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
@@ -157,6 +157,23 @@ async def _names(api: PersonsApi, names: list[str]) -> dict[str, str]:
     return ids
 
 
+async def look_up(api: PersonsApi, journal: Journal, targets: list[Target]) -> dict[Target, PersonState]:
+    """Each target's person as the workspace holds it now, read-only (list and details calls only): by the
+    journal's known id, the target's own id, else its name; a target with no such person is left out."""
+    known = journal.known_persons()
+    ids = {t: known[target_text(t)].person_id for t in targets if target_text(t) in known}
+    ids.update({t: t.person_id for t in targets if t.person_id is not None})
+    by_name = await _names(api, [t.name for t in targets if t not in ids and t.name is not None])
+    ids.update({t: by_name[t.name] for t in targets if t.name in by_name and t not in ids})
+    found: dict[Target, PersonState] = {}
+    for target in targets:
+        pid = ids.get(target)
+        state = await api.count(pid) if pid is not None else None
+        if state is not None:
+            found[target] = state
+    return found
+
+
 async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], person_max: int) -> AttachBook:
     """Reconcile the journal's intents, look the persons up and plan the refusals: the ``AttachBook``."""
     for intent in journal.intents():
@@ -170,16 +187,11 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
     for row in rows:
         groups.setdefault(row.target, []).append(row)
     todo = [t for t, g in groups.items() if not all(r.attached for r in g)]
-    known = journal.known_persons()
-    ids = {t: known[target_text(t)].person_id for t in todo if target_text(t) in known}
-    ids.update({t: t.person_id for t in todo if t.person_id is not None})
-    by_name = await _names(api, [t.name for t in todo if t not in ids and t.name is not None])
-    ids.update({t: by_name[t.name] for t in todo if t.name in by_name and t not in ids})
+    found = await look_up(api, journal, todo)
     book = AttachBook()
     for target in todo:
         group = groups[target]
-        pid = ids.get(target)
-        state = await api.count(pid) if pid is not None else None
+        state = found.get(target)
         if state is None:
             if target.person_id is None:
                 book.info[target] = PersonInfo(None)
@@ -220,32 +232,3 @@ async def open_attach(client: ApiClient, journal: Journal, control: RunControl, 
             f"The persons API kept failing while the persons were looked up ({exc}); nothing was uploaded: "
             "run the same command again later."))
     return None
-
-
-def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int) -> dict[str, int]:
-    """What ``--attach`` would do, from the journal alone (a dry run calls no API): persons to create (names
-    the journal does not know) and to extend, thumbnails to attach, rows ``person_full`` (counting what the
-    journal attached; a name that already exists in the workspace is counted as one to create). Logs one
-    ``attach_plan`` event with the first persons."""
-    known = journal.known_persons()
-    infos: dict[Target, PersonInfo] = {}
-    groups: dict[Target, list[AttachRow]] = {}
-    for row in rows:
-        groups.setdefault(row.target, []).append(replace(row, thumbnail_key=None if row.attached else "-"))
-    for target in groups:
-        pid = known[target_text(target)].person_id if target_text(target) in known else target.person_id
-        if pid is not None:
-            infos[target] = PersonInfo(pid, 0, True)
-    planned = plan([r for g in groups.values() for r in g], infos, person_max)
-    create = {c.target for c in planned.calls if c.kind == "create"}
-    extend = {c.target for c in planned.calls} - create
-    sizes: dict[Target, int] = {}
-    for call in planned.calls:
-        sizes[call.target] = sizes.get(call.target, 0) + len(call.thumbnails)
-    counts = {"persons_to_create": len(create), "persons_to_extend": len(extend),
-              "thumbnails_to_attach": sum(sizes.values()),
-              "person_full": sum(r.reason == "person_full" for r in planned.refused)}
-    shown = [{"person": str(t), "action": "create" if t in create else "extend", "thumbnails": n}
-             for t, n in list(sizes.items())[:50]]
-    log.info("attach_plan", **counts, persons=shown)
-    return counts

@@ -70,7 +70,8 @@ def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool) -> Dec
     status = entry.status
     if status is Status.ATTACHED:
         return _SKIP  # its key sits on a person: final
-    if status is Status.UPLOADED:
+    if status is Status.UPLOADED or (status is Status.REJECTED and entry.thumbnail_key):
+        # A row rejected after its upload (person_full) holds its key like an uploaded row: never re-sent.
         if stamp is None or stamp == entry.source_stamp:
             return _SKIP  # a source deleted after its upload keeps its key
         return Decision(Why.CHANGED, verify_sha256=entry.source_sha256)

@@ -42,11 +42,13 @@ from pipeline.progress import Progress
 from pipeline.results import (
     ResultChunk,
     check_results_target,
+    folded,
     remove_stale_temps,
     results_table,
     write_results,
 )
-from pipeline.runner.attach_prep import AttachBook, collect, dry_plan, open_attach
+from pipeline.runner.attach_dry import dry_lookup, dry_plan
+from pipeline.runner.attach_prep import AttachBook, collect, open_attach
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
@@ -202,8 +204,9 @@ class RunSession:
                         attach = await open_attach(client, journal, control, person_rows, s.persons)
                         plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
-                    if person_rows is not None:
-                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max)
+                    if person_rows is not None:  # names looked up read-only when a key pair is found
+                        infos, why_not = await dry_lookup(s.api, s.persons, journal, person_rows)
+                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max, infos, why_not)
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
             except FatalApiError as exc:
                 control.fail(exc)
@@ -290,15 +293,16 @@ class RunSession:
         abort = threading.Event()
         control.writing_results = True
         keep = self.collect_results or paths.out is None
+        fold = folded(schema, self.s.columns.person_id)
 
         def write() -> pa.Table | None:
             if keep:
                 chunks: list[ResultChunk] = list(spill.chunks(journal, unfinished, counts, abort))
                 if paths.out is not None:
-                    write_results(paths.out, schema, chunks)
-                return results_table(schema, chunks)
+                    write_results(paths.out, schema, chunks, fold=fold)
+                return results_table(schema, chunks, fold=fold)
             assert paths.out is not None
-            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort))
+            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort), fold=fold)
             return None
 
         task = asyncio.ensure_future(asyncio.to_thread(write))

@@ -1,0 +1,92 @@
+"""The plan a dry run with ``--attach`` shows: persons to create and to extend, thumbnails each would get,
+rows ``person_full``, counted against what the persons already hold.
+
+A dry run uploads nothing and changes nothing, but may *read*: when the endpoint answers and a key pair is
+found (the environment or ``~/.ncloud/configure``), each name is looked up read-only (the list call filtered
+by name, a GET) and each existing person's thumbnails counted (its details, a GET). When that cannot be done,
+the plan says so (``names_not_looked_up``, and an ``attach_lookup_skipped`` event with the reason) instead
+of counting names it does not know as persons to create.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import structlog
+
+from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, Target, plan
+from pipeline.client import ApiClient, ApiSettings
+from pipeline.config import load_credentials
+from pipeline.errors import ConfigError, IngestError
+from pipeline.journal import Journal
+from pipeline.runner.attach_prep import look_up, target_text
+
+__all__ = ["DRY_RUN_CREDENTIALS", "dry_lookup", "dry_plan"]
+
+log = structlog.get_logger("pipeline.runner")
+
+DRY_RUN_CREDENTIALS = "dry-run"
+"""The placeholder key a dry run gets when none was given (it needs none to run)."""
+
+
+async def dry_lookup(api_settings: ApiSettings, attach: AttachSettings, journal: Journal,
+                     rows: list[AttachRow]) -> tuple[dict[Target, PersonInfo] | None, str | None]:
+    """What the workspace holds of the rows' persons (read-only): ``(infos, None)``, or ``(None, why)`` when
+    it cannot be looked up (no key pair, the endpoint does not answer, an error)."""
+    creds = api_settings.credentials
+    if creds.access_key == DRY_RUN_CREDENTIALS:
+        try:
+            creds = load_credentials(os.environ)
+        except ConfigError as exc:
+            return None, f"no API key pair to look the persons up with ({exc})"
+    targets = list(dict.fromkeys(r.target for r in rows if not r.attached))
+    try:
+        async with ApiClient(replace(api_settings, credentials=creds)) as client:
+            await client.preflight()  # an endpoint that does not answer is said at once, not retried for long
+            found = await look_up(PersonsApi(client, attach), journal, targets)
+    except IngestError as exc:  # API errors, fatal answers, an unreachable endpoint alike
+        return None, f"the persons could not be looked up ({exc})"
+    mine = {t: sum(r.attached for r in rows if r.target == t) for t in found}  # planned apart, as attached
+    infos = {t: PersonInfo(s.id, max(0, s.count - mine[t]), s.primary_id is not None) for t, s in found.items()}
+    return infos, None
+
+
+def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
+             infos: dict[Target, PersonInfo] | None = None, why_not: str | None = None) -> dict[str, int]:
+    """What ``--attach`` would do: persons to create and to extend, thumbnails to attach, rows
+    ``person_full`` (counting what the persons hold: ``infos`` from ``dry_lookup``) and ids not found.
+    Without ``infos`` only the journal is known: names it does not know are ``names_not_looked_up``, not
+    guessed. Logs one ``attach_plan`` event with the first persons."""
+    groups: dict[Target, list[AttachRow]] = {}
+    for row in rows:
+        groups.setdefault(row.target, []).append(replace(row, thumbnail_key=None if row.attached else "-"))
+    known = journal.known_persons()
+    if infos is None:
+        infos = {}
+        for target in groups:
+            pid = known[target_text(target)].person_id if target_text(target) in known else target.person_id
+            if pid is not None:
+                infos[target] = PersonInfo(pid, 0, True)
+        unknown = [t for t in groups if t not in infos]
+    else:
+        unknown = []
+    missing = {t for t in groups if t.person_id is not None and t not in infos}
+    asked = [r for t, g in groups.items() if t not in unknown and t not in missing for r in g]
+    planned = plan(asked, {t: i for t, i in infos.items() if i.person_id is not None}, person_max)
+    create = {c.target for c in planned.calls if c.kind == "create"}
+    sizes: dict[Target, int] = {}
+    for call in planned.calls:
+        sizes[call.target] = sizes.get(call.target, 0) + len(call.thumbnails)
+    counts = {"persons_to_create": len(create), "persons_to_extend": len(set(sizes) - create),
+              "thumbnails_to_attach": sum(sizes.values()),
+              "person_full": sum(r.reason == "person_full" for r in planned.refused)}
+    if missing:
+        counts["person_not_found"] = sum(len(groups[t]) for t in missing)
+    if why_not is not None:
+        counts["names_not_looked_up"] = len(unknown)
+        log.warning("attach_lookup_skipped", reason=why_not, names=len(unknown))
+    shown = [{"person": str(t), "action": "create" if t in create else "extend", "thumbnails": n,
+              **({"holds": infos[t].count} if t in infos else {})} for t, n in list(sizes.items())[:50]]
+    log.info("attach_plan", **counts, persons=shown)
+    return counts

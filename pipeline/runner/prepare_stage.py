@@ -1,0 +1,216 @@
+"""The stages with one task per job: ``FetchStage`` (remote bytes) and ``PrepareStage`` (``images.prepare`` in
+the pool, duplicates, unchanged sources), on the loop they share (``FanOut``: at most ``slots`` jobs at once,
+the rest wait in the inbox, so memory stays flat whatever the manifest's size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Settings
+from pipeline.errors import FatalApiError
+from pipeline.fetch import Fetcher, FetchRejected
+from pipeline.images import prepare
+from pipeline.journal import Journal
+from pipeline.models import Prepared, Rejected, Row, RowResult, Status
+from pipeline.runner.attach_prep import now_utc
+from pipeline.runner.control import RunControl
+from pipeline.runner.plan import Why
+from pipeline.runner.recorder import Recorder
+from pipeline.runner.records import Job, Pipe, Ready
+
+__all__ = ["FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of"]
+
+
+def hash_source(source: Path | bytes) -> str | None:
+    """sha256 of fetched bytes or of a local file (streamed, 1 MiB at a time); ``None`` when it cannot be
+    read."""
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+@dataclass
+class _Content:
+    """A source content (sha256) being uploaded in this run: later identical rows wait on ``key``."""
+
+    first_key: str
+    key: asyncio.Future[str | None]
+
+
+class FanOut:
+    """The loop a stage with per-job tasks shares: take jobs, start at most ``slots`` at once (``_one`` releases
+    its slot), hand ``_direct`` jobs straight on, and at the end wait for the tasks, flush, close the outbox."""
+
+    inbox: Pipe[Job]
+    out: Pipe[Any]
+    control: RunControl
+    recorder: Recorder
+    slots: asyncio.Semaphore
+    tasks: set[asyncio.Task[None]]
+
+    def _direct(self, job: Job) -> bool:
+        return False
+
+    async def _one(self, job: Job) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        try:
+            while (job := await self.inbox.get()) is not None:
+                if self.control.stopping.is_set():
+                    continue
+                if self._direct(job):
+                    await self.out.put(job)
+                    continue
+                await self.slots.acquire()
+                task = asyncio.create_task(self._one(job))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            if self.tasks:
+                await asyncio.gather(*self.tasks)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            self.recorder.flush()
+            await self.out.close()
+
+
+class FetchStage(FanOut):
+    """Brings remote sources' bytes (``Fetcher``: its own concurrency, bytes-in-flight budget, size limit,
+    timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
+    rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
+
+    def __init__(self, journal: Journal, recorder: Recorder, control: RunControl, fetcher: Fetcher,
+                 inbox: Pipe[Job], out: Pipe[Job]) -> None:
+        self.journal, self.recorder, self.control, self.fetcher = journal, recorder, control, fetcher
+        self.inbox, self.out = inbox, out
+        self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _direct(self, job: Job) -> bool:
+        return job.row.remote is None  # local sources are read by the image stage
+
+    async def _one(self, job: Job) -> None:
+        row = job.row
+        assert row.remote is not None
+        # The slot is held until the bytes are handed on: fetched bytes waiting for the image stage count
+        # against --fetch-concurrency, so memory stays flat however long the manifest.
+        try:
+            got = await self.fetcher.fetch(row.remote)
+            if isinstance(got, FetchRejected):
+                if not job.uploaded:  # an uploaded row keeps its key while its source cannot be read
+                    self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
+                                                         detail=got.detail), row.path)
+                return
+            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
+        except FatalApiError as exc:  # a store that refuses every request: the run's business
+            self.control.fail(exc)
+        finally:
+            self.slots.release()
+
+
+class PrepareStage(FanOut):
+    """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
+    (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
+    same sha256, nothing to do."""
+
+    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
+                 pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready]) -> None:
+        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        self.pool, self.inbox, self.out = pool, inbox, out
+        self.slots = asyncio.Semaphore(max(2, slots))
+        self.content: dict[str, _Content] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def _pooled(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def _one(self, job: Job) -> None:
+        row = job.row
+        source: Path | bytes | None = job.data if job.data is not None else row.source
+        assert source is not None
+        try:
+            if job.verify_sha256 is not None or (self.journal.has_legacy and job.why is Why.NEW):
+                digest = await self._pooled(hash_source, source)
+                if digest is not None and self._unchanged(job, digest):
+                    return
+            out = await self._pooled(prepare, source, self.s.policy)
+            if job.uploaded and getattr(out, "source_sha256", None) != job.verify_sha256:
+                self.journal.reopen(row.key)  # its old key stays in the journal, as an orphan
+            if isinstance(out, Rejected):
+                self.recorder.record_later(RowResult(
+                    row.index, row.key, Status.REJECTED, reason=out.reason, detail=out.detail,
+                    bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp), row.path)
+                return
+            duplicate_of, reuse = await self._content(row, out)
+            if reuse is not None:
+                self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse,
+                                               uploaded_at=now_utc(), duplicate_of=duplicate_of), row.path)
+            elif self.s.dry_run or self.control.stopping.is_set():
+                if self.s.dry_run:
+                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of), row.path)
+                self.release(row, out, None)
+            else:
+                await self.out.put(Ready(job, out, duplicate_of))
+        finally:
+            self.slots.release()
+
+    def _unchanged(self, job: Job, digest: str) -> bool:
+        """Whether the hashed source is the journaled content (or, for a version-1 journal, a row adopted
+        under its new key); then only the stamp is updated."""
+        row = job.row
+        if job.verify_sha256 is not None and digest == job.verify_sha256:
+            if job.stamp is not None:
+                self.journal.restamp(row.key, job.stamp)
+            self.recorder.unchanged()
+            return True
+        if job.why is Why.NEW and self.journal.adopt_legacy(row.index, digest, row.key) is not None:
+            if job.stamp is not None:
+                self.journal.restamp(row.key, job.stamp)
+            self.recorder.unchanged()
+            return True
+        return False
+
+    async def _content(self, row: Row, prepared: Prepared) -> tuple[str | None, str | None]:
+        """(duplicate_of, key to reuse): byte-identical sources are reported; with --dedupe uploaded once."""
+        sha = prepared.source_sha256
+        entry = self.content.get(sha)
+        if entry is not None:
+            if not self.s.dedupe:
+                return entry.first_key, None
+            return entry.first_key, await asyncio.shield(entry.key)  # None: the first did not end uploaded
+        found = self.journal.find_by_sha256(sha)
+        if found is not None and found[0] != row.key:
+            return found[0], (found[1] if self.s.dedupe else None)
+        self.content[sha] = _Content(row.key, asyncio.get_running_loop().create_future())
+        return None, None
+
+    def release(self, row: Row, prepared: Prepared, key: str | None) -> None:
+        """Hand ``key`` to the rows waiting on this content; only the row that registered it may."""
+        entry = self.content.get(prepared.source_sha256)
+        if entry is None or entry.first_key != row.key:
+            return
+        del self.content[prepared.source_sha256]
+        if not entry.key.done():
+            entry.key.set_result(key)
+
+
+def result_of(job: Job, p: Prepared, status: Status, **extra: Any) -> RowResult:
+    """The ``RowResult`` of a prepared row (what was or would be uploaded)."""
+    row = job.row
+    return RowResult(row.index, row.key, status, action=p.action, width=p.width, height=p.height,
+                     bytes=len(p.data), source_sha256=p.source_sha256, source_stamp=job.stamp, **extra)
+

@@ -1,0 +1,85 @@
+"""``UploadStage``: ``concurrency`` workers taking prepared rows through the client (presign -> PUT -> confirm),
+each row journaled as presigned before its PUT, and handing each fresh key on to the attach stage."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from pipeline.client import ApiClient
+from pipeline.config import Settings
+from pipeline.errors import FatalApiError, IngestError
+from pipeline.journal import Journal
+from pipeline.models import Presigned, Status
+from pipeline.naming import upload_name
+from pipeline.runner.attach_prep import now_utc
+from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.control import RunControl
+from pipeline.runner.prepare_stage import PrepareStage, result_of
+from pipeline.runner.recorder import Recorder
+from pipeline.runner.records import Job, Pipe, Ready
+
+__all__ = ["UploadStage"]
+
+log = structlog.get_logger("pipeline.runner")
+
+
+class UploadStage:
+    """``concurrency`` workers: presign -> PUT -> confirm through the client, each row journaled as presigned
+    before its PUT and recorded when it ends. After a stop, prepared rows not yet started are left."""
+
+    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
+                 client: ApiClient, prepare_stage: PrepareStage, inbox: Pipe[Ready],
+                 attach: AttachRoute | None = None) -> None:
+        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        self.client, self.prep, self.inbox, self.attach = client, prepare_stage, inbox, attach
+
+    async def run(self) -> None:
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(self.s.api.concurrency)))
+        finally:
+            if self.attach is not None:
+                await self.attach.out.close()
+
+    async def _worker(self) -> None:
+        while (item := await self.inbox.get()) is not None:
+            job, prepared = item.job, item.prepared
+            row = job.row
+            if self.control.stopping.is_set():
+                self.prep.release(row, prepared, None)
+                continue
+
+            async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
+                self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp)
+
+            try:
+                outcome = await self.client.upload(
+                    upload_name(row, prepared), prepared.data, prepared.content_type,
+                    confirm=self.s.confirm, on_presigned=on_presigned,
+                )
+            except FatalApiError as exc:
+                self.prep.release(row, prepared, None)
+                self.control.fail(exc)
+                continue
+            except (IngestError, asyncio.CancelledError):  # a full disk, a journal rule: the run's business
+                self.prep.release(row, prepared, None)
+                raise
+            except Exception as exc:  # a bug, not an API answer: the row fails instead of the run
+                self.prep.release(row, prepared, None)
+                log.exception("internal_error", row=row.key, path=row.path)
+                self.recorder.record(result_of(job, prepared, Status.FAILED, reason="internal_error",
+                                               detail=f"{type(exc).__name__}: {exc}"), row.path)
+                continue
+            key = outcome.thumbnail_key if outcome.ok else None
+            if outcome.ok:
+                result = result_of(job, prepared, Status.UPLOADED, thumbnail_key=key, attempts=outcome.attempts,
+                                   uploaded_at=now_utc(), duplicate_of=item.duplicate_of)
+            else:
+                result = result_of(job, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
+                                   attempts=outcome.attempts, duplicate_of=item.duplicate_of)
+            retried = [k for k in outcome.orphans if k != key]
+            self.recorder.record(result, row.path, retried=retried)
+            self.prep.release(row, prepared, key)
+            if key is not None and self.attach is not None:
+                await self.attach.uploaded(row, key)

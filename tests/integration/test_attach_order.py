@@ -1,0 +1,67 @@
+"""``--attach`` uploads a person's rows close together within each read batch (issue 13: "when that is cheap,
+no global sort"), while the results keep the input order and the same rows are uploaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import write_manifest
+
+from pipeline import runner
+from pipeline.config import Settings
+from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.runner.stages import by_person
+from pipeline.samples import make_jpeg
+
+UNCAPPED = pytest.mark.parametrize(
+    "emulator", [EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0)], indirect=True)
+
+BATCH = 8
+OWNERS = ["A", "B", "", "C", "A", "B", "", "A",   # batch 1: A x3, B x2, C, two rows without a person
+          "C", "", "B", "C", "A", "", "B", "id",  # batch 2: the id row is an existing person by id
+          "A", "B", "C", "", "A", "B", "C", ""]   # batch 3
+
+
+def test_by_person_is_stable_and_keeps_rows_without_a_person_in_order() -> None:
+    items = ["a1", "b1", "-1", "a2", "c1", "-2", "b2", "a3"]
+    got = by_person(items, lambda s: None if s[0] == "-" else s[0])
+    assert got == ["a1", "a2", "a3", "b1", "b2", "-1", "c1", "-2"]
+    assert by_person([], lambda s: s) == []
+
+
+@UNCAPPED
+async def test_a_persons_rows_are_uploaded_together_within_each_batch(
+        emulator: Emulator, settings_for: Callable[..., Settings], tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rows = []
+    for i, who in enumerate(OWNERS):
+        make_jpeg(folder / f"p{i:03d}.jpg", 300, 300, seed=2000 + i, quality=70)
+        rows.append({"id": f"r{i:03d}", "path": f"p{i:03d}.jpg", "person": "" if who == "id" else who,
+                     "person_id": "1001" if who == "id" else ""})
+    manifest = write_manifest(folder / "manifest.csv", rows)
+    # One prepare worker and one upload worker: the upload order is the order the plan handed the rows on.
+    settings = settings_for(emulator, attach=True, attach_rate=0.0, workers=1, concurrency=1,
+                            batch_size=BATCH)
+    summary = await runner.run_async(settings, manifest)
+
+    uploaded = [u.file_name.split("-")[0] for u in emulator.issued_by_key.values()]
+    owner = {f"p{i:03d}": who for i, who in enumerate(OWNERS)}
+    expected: list[str] = []
+    for start in range(0, len(OWNERS), BATCH):
+        names = [f"p{i:03d}" for i in range(start, start + BATCH) if OWNERS[i] != "id"]
+        expected += by_person(names, lambda n: owner[n] or None)
+    assert uploaded == expected
+    whose = [owner[n] for n in uploaded]
+    runs = [who for i, who in enumerate(whose) if who and (i == 0 or whose[i - 1] != who)]
+    assert sorted(runs) == ["A", "A", "A", "B", "B", "B", "C", "C", "C"]  # one run per person and batch
+    assert uploaded != [n for n in owner if owner[n] != "id"]  # the input order interleaves them
+
+    results = pq.read_table(summary.results_path).to_pylist()
+    assert [r["id"] for r in results] == [r["id"] for r in rows]  # results stay in input order
+    assert {r["status"] for r in results if r["person"]} == {"attached"}
+    assert {r["status"] for r, who in zip(results, OWNERS, strict=True) if not who} == {"uploaded"}
+    assert {r["reason"] for r, who in zip(results, OWNERS, strict=True) if who == "id"} == {"person_not_found"}
