@@ -5,8 +5,9 @@ an edited or grown manifest looks its keys up here and does only what is new, un
 and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
 nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
-``PRAGMA user_version``; ``opening`` connects, locks and checks the workspace. The file is held with an exclusive lock while open: two runs never share a journal.
-It stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
+``PRAGMA user_version``; ``opening`` connects, locks and checks the workspace. The file is held with an
+exclusive lock while open: two runs never share a journal. It stores keys, reasons and digests only; never a
+URL or a signature. Use it from one thread at a time.
 """
 
 from __future__ import annotations
