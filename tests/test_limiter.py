@@ -296,3 +296,26 @@ def test_retry_budget_rules() -> None:
     gone = answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=2, started=250, now=300)
     assert isinstance(gone, ServiceUnavailableError) and "for 100 s" in str(gone)
     assert all(0 <= answered.backoff(n) <= settings.backoff_max for n in range(1, 40))
+
+
+async def test_a_429_widens_the_margin_once_per_hold_up_to_a_ceiling() -> None:
+    """A 429 while we kept the cap on our own send times means the server's arrival stamps jitter more than
+    the margin: each AIMD decrease adds 4 ms to it (at most 5 % of the window), and the pacing follows."""
+    now = [100.0]
+    limiter, _ = fake_limiter(50, 1.0, margin=0.008)
+    aimd = AdaptiveRate(limiter, clock=lambda: now[0])
+    assert aimd.on_throttled()
+    assert limiter.margin == pytest.approx(0.012)
+    assert not aimd.on_throttled()  # the same burst of 429s: one signal
+    assert limiter.margin == pytest.approx(0.012)
+    for _ in range(20):
+        now[0] += 1.5
+        aimd.on_throttled()
+    assert limiter.margin == pytest.approx(0.05)
+    for _ in range(40):  # quiet again: the rate comes back, the wider margin stays
+        now[0] += 1.5
+        aimd.on_success()
+    assert aimd.rate == pytest.approx(50)
+    times = await _acquire_all(limiter, 60)
+    assert times[1] - times[0] == pytest.approx(1.05 / 50)
+    assert max_in_window(times, 1.05 - 1e-9) <= 50

@@ -231,7 +231,7 @@ class ApiClientBase:
             # The limiter was paused for everyone (_throttled): the next try waits there, not here.
             shown = self.presign_limiter if kind in ("presign", "status") else route.limiter
             log.info("rate_limited", call=kind, attempt=attempt, code=exc.code, retry_after=exc.retry_after,
-                     rate=round(shown.rate, 2))
+                     rate=round(shown.rate, 2), margin_ms=round(shown.margin * 1000, 1))
             await self._wait(0)
             return
         self.stats.retries["transient"] += 1
