@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.fetch.refs import Problem, SourceParser, cached_realpath
+from pipeline.fetch.refs import Problem, SourceParser, cached_realpath, root_location, root_problem
 from pipeline.models import Row
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
@@ -119,6 +119,7 @@ class Manifest:
         self._schema: pa.Schema | None = None if source.csv else source.schema
         self._resolver = resolver
         self._urls: SourceParser | None = None
+        self._remote_root: str | None = None
         self._remote_base = "://" in resolver.base[:16]
         """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
@@ -157,7 +158,7 @@ class Manifest:
         source: Path | str | pa.Table | Any,
         columns: ColumnMap = _DEFAULTS,
         *,
-        root: Path | None = None,
+        root: Path | str | None = None,
         batch_size: int = 4096,
         block_size: int = 1 << 20,
         base: str | None = None,
@@ -165,7 +166,8 @@ class Manifest:
         """Open ``source`` and check what is cheap to check: readable, known format, column names.
 
         Only the header (CSV) or the schema (Parquet) is read here. Relative paths will resolve against
-        ``root`` if given, else the manifest file's folder, else the current directory (in-memory input).
+        ``root`` if given (a folder, or an ``s3://``, ``gs://``, ``http(s)://`` prefix kept as text: see
+        ``fetch.root_location``), else the manifest file's folder, else the current directory (in-memory input).
         Batches hold at most ``batch_size`` rows; ``block_size`` is the initial CSV read block (grown up
         to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence
         for an unknown format (saying how to convert a spreadsheet or JSON), repeated column names, or a
@@ -175,12 +177,25 @@ class Manifest:
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
-        if root is not None and not Path(root).is_dir():
-            raise ManifestError(f"--root {root} is not a folder.")
+        remote_root = None
+        if root is not None:
+            root = root_location(root)
+            if isinstance(root, str):  # a remote prefix: every cell is judged by the SourceParser
+                problem = root_problem(root)
+                if problem is not None:
+                    raise ManifestError(f"--root cannot be used: {problem}.")
+                remote_root = root
+            elif not root.is_dir():
+                raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
-        folder = str(Path(root).absolute()) if root is not None else (base or opened.base)
-        resolver = _Resolver(folder, folder if root is not None else None)
-        return cls(opened, columns, resolver, batch_size)
+        if remote_root is not None:
+            resolver = _Resolver(remote_root, None)
+        else:
+            folder = str(Path(root).absolute()) if root is not None else (base or opened.base)
+            resolver = _Resolver(folder, folder if root is not None else None)
+        manifest = cls(opened, columns, resolver, batch_size)
+        manifest._remote_root = remote_root
+        return manifest
 
     @property
     def schema(self) -> pa.Schema:
@@ -345,7 +360,7 @@ class Manifest:
         """A row whose cell is a URL: a remote source for the fetch stage, a ``file://`` path, or a problem
         (``unsupported_source``, ``outside_root``)."""
         if self._urls is None:
-            self._urls = SourceParser(base=self._resolver.base, root=self._resolver.root)
+            self._urls = SourceParser(base=self._resolver.base, root=self._remote_root or self._resolver.root)
         ref = self._urls(text)
         if isinstance(ref, Problem):
             return Row(index, key, text, None, file_name, (ref.reason, ref.detail))
