@@ -80,8 +80,9 @@ class _Resolver:
 
     def __init__(self, base: str, root: str | None) -> None:
         self.base = base
-        self.root = os.path.realpath(root) if root is not None else None
-        if self.root is not None:
+        remote = root is not None and "://" in root[:16]  # a URL root: its cells never come here
+        self.root = os.path.realpath(root) if root is not None and not remote else root
+        if self.root is not None and not remote:
             self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._dirs: dict[str, str] = {}
 
@@ -119,7 +120,6 @@ class Manifest:
         self._schema: pa.Schema | None = None if source.csv else source.schema
         self._resolver = resolver
         self._urls: SourceParser | None = None
-        self._remote_root: str | None = None
         self._remote_base = "://" in resolver.base[:16]
         """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
@@ -177,25 +177,15 @@ class Manifest:
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
-        remote_root = None
-        if root is not None:
-            root = root_location(root)
-            if isinstance(root, str):  # a remote prefix: every cell is judged by the SourceParser
-                problem = root_problem(root)
-                if problem is not None:
-                    raise ManifestError(f"--root cannot be used: {problem}.")
-                remote_root = root
-            elif not root.is_dir():
-                raise ManifestError(f"--root {root} is not a folder.")
+        root = root_location(root) if root is not None else None
+        problem = root_problem(root) if isinstance(root, str) else None  # a URL: every cell is a SourceParser's
+        if problem is not None:
+            raise ManifestError(f"--root cannot be used: {problem}.")
+        if isinstance(root, Path) and not root.is_dir():
+            raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
-        if remote_root is not None:
-            resolver = _Resolver(remote_root, None)
-        else:
-            folder = str(Path(root).absolute()) if root is not None else (base or opened.base)
-            resolver = _Resolver(folder, folder if root is not None else None)
-        manifest = cls(opened, columns, resolver, batch_size)
-        manifest._remote_root = remote_root
-        return manifest
+        folder = str(root.absolute()) if isinstance(root, Path) else (root or base or opened.base)
+        return cls(opened, columns, _Resolver(folder, folder if root is not None else None), batch_size)
 
     @property
     def schema(self) -> pa.Schema:
@@ -360,7 +350,7 @@ class Manifest:
         """A row whose cell is a URL: a remote source for the fetch stage, a ``file://`` path, or a problem
         (``unsupported_source``, ``outside_root``)."""
         if self._urls is None:
-            self._urls = SourceParser(base=self._resolver.base, root=self._remote_root or self._resolver.root)
+            self._urls = SourceParser(base=self._resolver.base, root=self._resolver.root)
         ref = self._urls(text)
         if isinstance(ref, Problem):
             return Row(index, key, text, None, file_name, (ref.reason, ref.detail))

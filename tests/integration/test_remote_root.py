@@ -13,11 +13,10 @@ from aiohttp import web
 from helpers import MakeEmulator
 from s3_fixtures import MotoS3, moto_s3
 
-from pipeline import runner
 from pipeline.cli import main
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import ManifestError
-from pipeline.python_api import ingest_async, make_settings
+from pipeline.python_api import ingest_async
 from pipeline.samples import make_jpeg
 
 FAST = {"rate": 0.0, "confirm_rate": 0.0, "confirm": False, "progress": False}
@@ -112,11 +111,12 @@ async def test_relative_cells_join_an_http_root_through_the_python_api(
     assert sorted(site.seen) == ["/photos/a.jpg", "/photos/sub/b.jpg"]  # the secret was never asked for
 
 
-async def test_a_dry_run_with_a_remote_root_fetches_and_prepares_only(s3: MotoS3, tmp_path: Path) -> None:
+async def test_a_dry_run_with_a_remote_root_through_the_python_api_fetches_and_prepares_only(
+    s3: MotoS3, tmp_path: Path
+) -> None:
     manifest = _manifest(tmp_path, ["a.jpg", "sub/b.jpg", "../secret.jpg", "nope.jpg"])
-    settings = make_settings(workspace="w", endpoint="http://127.0.0.1:9", dry_run=True, s3_endpoint=s3.endpoint,
-                             root=f"s3://{s3.bucket}/archive/2024/", progress=False)
-    summary = await runner.run_async(settings, manifest)
+    summary = await ingest_async(manifest, workspace="w", endpoint="http://127.0.0.1:9", dry_run=True,
+                                 s3_endpoint=s3.endpoint, root=f"s3://{s3.bucket}/archive/2024/", progress=False)
     assert summary.results_path == tmp_path / "m.dryrun.parquet" and summary.exit_code == 0
     rows = pq.read_table(summary.results_path).to_pylist()
     assert [(r["status"], r["reason"]) for r in rows] == [("skipped", None), ("skipped", None),
