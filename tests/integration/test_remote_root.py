@@ -86,8 +86,10 @@ def test_relative_cells_join_an_s3_root_from_the_cli(
     out = tmp_path / "r.parquet"
     argv = ["ingest", str(_manifest(tmp_path, cells)), "--workspace", emu.workspace, "--endpoint", emu.base_url,
             "--root", f"s3://{s3.bucket}/archive/2024", "--s3-endpoint", s3.endpoint, "--out", str(out),
-            "--no-progress", "--rate", "0", "--confirm-rate", "0", "--no-confirm"]
+            "--no-progress", "--rate", "0", "--confirm-rate", "0", "--no-confirm", "--report", str(tmp_path / "r.html")]
     assert main(argv) == 0
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")  # photos under the root are not fetched for it
+    assert "remote source, not fetched" in page and "data:image/jpeg" not in page
     rows = pq.read_table(out).to_pylist()
     assert [r["status"] for r in rows] == ["uploaded"] * 2 + ["rejected"] * 5
     assert [r["reason"] for r in rows[2:]] == ["outside_root"] * 4 + ["not_found"]
