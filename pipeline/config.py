@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline.attach.settings import AttachSettings
 from pipeline.client.settings import DEFAULT_ENDPOINT, DEFAULT_PRESIGN_PATH, DEFAULT_STATUS_PATH, ApiSettings
 from pipeline.errors import ConfigError
+from pipeline.fetch.refs import root_location, root_problem
 from pipeline.fetch.settings import FetchSettings
 from pipeline.models import Credentials, ImagePolicy
 
@@ -71,6 +72,12 @@ def load_credentials(
     )
 
 
+def _without_secrets(url: str) -> str:
+    """``url`` without a query string, a fragment or anything up to an ``@`` (``user:password@``, even one
+    holding a ``/``): safe to print."""
+    return re.sub(r"^([^:/]*://).*@", r"\1", re.split(r"[?#]", url, maxsplit=1)[0])
+
+
 @dataclass(frozen=True, slots=True)
 class ColumnMap:
     """Which manifest columns hold the path, the row id, the file-name override and the person columns."""
@@ -96,8 +103,9 @@ class Settings:
     """Results manifest (.parquet or .csv). Default: ``<manifest stem>.results.parquet`` beside it."""
     journal: Path | None = None
     """SQLite journal. Default: ``<manifest stem>.journal.sqlite`` beside the results."""
-    root: Path | None = None
-    """Relative paths resolve against this (default: the manifest's folder); paths may not escape it."""
+    root: Path | str | None = field(default=None, metadata={"convert": root_location})
+    """Relative paths resolve against this (default: the manifest's folder); paths may not escape it. A local
+    folder is a ``Path``; an ``s3://``, ``gs://`` or ``http(s)://`` prefix stays text (``root_location``)."""
     columns: ColumnMap = field(default_factory=ColumnMap)
     policy: ImagePolicy = field(default_factory=ImagePolicy)
     fetch: FetchSettings = field(default_factory=FetchSettings)
@@ -123,6 +131,12 @@ class Settings:
     """Where to write the HTML run report at the end of the run (``pipeline.report``); ``None`` = none."""
 
     def __post_init__(self) -> None:
+        if self.root is not None:
+            # Normalised here too, so Settings(root="photos") built directly means the same as from the CLI.
+            object.__setattr__(self, "root", root := root_location(self.root))
+            problem = root_problem(root) if isinstance(root, str) else None
+            if isinstance(root, str) and problem is not None:
+                raise ConfigError(f"--root {_without_secrets(root)} cannot be used: {problem}.")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
         if self.log_format not in ("auto", "console", "json"):

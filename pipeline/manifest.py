@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.fetch.refs import Problem, SourceParser, cached_realpath
+from pipeline.fetch.refs import Problem, SourceParser, cached_realpath, root_location, root_problem
 from pipeline.models import Row
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
@@ -80,8 +80,9 @@ class _Resolver:
 
     def __init__(self, base: str, root: str | None) -> None:
         self.base = base
-        self.root = os.path.realpath(root) if root is not None else None
-        if self.root is not None:
+        remote = root is not None and "://" in root[:16]  # a URL root: its cells never come here
+        self.root = os.path.realpath(root) if root is not None and not remote else root
+        if self.root is not None and not remote:
             self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._dirs: dict[str, str] = {}
 
@@ -157,7 +158,7 @@ class Manifest:
         source: Path | str | pa.Table | Any,
         columns: ColumnMap = _DEFAULTS,
         *,
-        root: Path | None = None,
+        root: Path | str | None = None,
         batch_size: int = 4096,
         block_size: int = 1 << 20,
         base: str | None = None,
@@ -165,7 +166,8 @@ class Manifest:
         """Open ``source`` and check what is cheap to check: readable, known format, column names.
 
         Only the header (CSV) or the schema (Parquet) is read here. Relative paths will resolve against
-        ``root`` if given, else the manifest file's folder, else the current directory (in-memory input).
+        ``root`` if given (a folder, or an ``s3://``, ``gs://``, ``http(s)://`` prefix kept as text: see
+        ``fetch.root_location``), else the manifest file's folder, else the current directory (in-memory input).
         Batches hold at most ``batch_size`` rows; ``block_size`` is the initial CSV read block (grown up
         to ``sources.MAX_BLOCK_SIZE`` when one row needs more). Raises ``ManifestError`` with one sentence
         for an unknown format (saying how to convert a spreadsheet or JSON), repeated column names, or a
@@ -175,12 +177,15 @@ class Manifest:
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
-        if root is not None and not Path(root).is_dir():
+        root = root_location(root) if root is not None else None
+        problem = root_problem(root) if isinstance(root, str) else None  # a URL: every cell is a SourceParser's
+        if problem is not None:
+            raise ManifestError(f"--root cannot be used: {problem}.")
+        if isinstance(root, Path) and not root.is_dir():
             raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
-        folder = str(Path(root).absolute()) if root is not None else (base or opened.base)
-        resolver = _Resolver(folder, folder if root is not None else None)
-        return cls(opened, columns, resolver, batch_size)
+        folder = str(root.absolute()) if isinstance(root, Path) else (root or base or opened.base)
+        return cls(opened, columns, _Resolver(folder, folder if root is not None else None), batch_size)
 
     @property
     def schema(self) -> pa.Schema:

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import difflib
 import math
+import os
 import re
 import typing
 from collections.abc import Mapping
@@ -61,8 +62,9 @@ _TABLE: dict[tuple[type, str], _Spec] = {
                              metavar="RESULTS"),
     (Settings, "journal"): _Spec("SQLite journal of row states (default: <manifest>.journal.sqlite)",
                                  metavar="PATH"),
-    (Settings, "root"): _Spec("resolve relative paths here and refuse paths outside it (default: the manifest's "
-                              "folder, no containment check)", metavar="DIR"),
+    (Settings, "root"): _Spec("resolve relative paths here and refuse paths outside it: a folder or an s3://, "
+                              "gs://, http(s):// prefix (default: the manifest's folder, no containment check)",
+                              metavar="DIR|URL"),
     (Settings, "confirm"): _Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
     (Settings, "workers"): _Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
     (Settings, "use_processes"): _Spec("prepare images in processes instead of threads", flag="--processes"),
@@ -112,6 +114,8 @@ class Option:
     metavar: str | None = None
     env: str | None = None
     choices: tuple[str, ...] = ()
+    convert: Any = None
+    """The owner's own reading of a text or path value (its ``metadata["convert"]``), instead of ``kind``'s."""
 
     @property
     def negated(self) -> bool:
@@ -162,7 +166,7 @@ def _collect(owner: type) -> list[Option]:
         found.append(Option(keyword, owner, f.name, flag, help_text, kind, optional, default,
                             None if kind is bool else (metavar or _KIND_METAVAR.get(kind, "VALUE")),
                             spec.env if spec else None,
-                            spec.choices if spec else ()))
+                            spec.choices if spec else (), f.metadata.get("convert")))
     return found
 
 
@@ -188,6 +192,8 @@ def concurrency_cap(rate: float) -> int:
 
 def _cli_value(option: Option) -> Any:
     def convert(text: str) -> Any:
+        if option.convert is not None:
+            return option.convert(text)
         if option.kind not in (int, float):
             return Path(text) if option.kind is Path else text
         what = "a whole number" if option.kind is int else "a finite number"
@@ -247,6 +253,8 @@ def _check_type(option: Option, value: Any, style: Style) -> Any:
         if option.optional or option.kind is bool:
             return option.default if option.kind is bool else None
         raise ConfigError(f"{_name(option, style)} may not be None.")
+    if option.convert is not None and isinstance(value, (str, os.PathLike)):
+        return option.convert(value)
     if option.kind is Path and isinstance(value, (str, Path)):
         return Path(value)
     ok = {

@@ -9,7 +9,8 @@ halfway through the body), then forwards to moto, and counts every request per p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,23 @@ class MotoS3:
         """Store ``data`` at ``key`` in the bucket."""
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
 
+    def seed(self, keys: Iterable[str], data: bytes) -> None:
+        """Store ``data`` at each of ``keys`` straight into the server's backend (moto serves from this
+        process), with its ETag given: gigabytes through HTTP PUTs cost boto3's and moto's hashing and parsing,
+        several times what the test itself takes. Reads still go through the server like any other."""
+        backend = _backend()
+        etag = hashlib.md5(data).hexdigest()
+        for key in keys:
+            backend.put_object(self.bucket, key, data, etag=etag)
+
+
+def _backend() -> Any:
+    """moto's S3 backend (of its default account), which its server in this process serves from."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
 
 @contextmanager
 def moto_s3() -> Iterator[MotoS3]:
@@ -65,6 +83,9 @@ def moto_s3() -> Iterator[MotoS3]:
             yield MotoS3(endpoint, client, BUCKET)
         finally:
             server.stop()
+            # moto keeps its buckets in this process for its whole life, each large object in an open temp
+            # file: drop them, so the next server starts empty and gigabytes of test objects leave the disk.
+            _backend().reset()
 
 
 class FaultyProxy:

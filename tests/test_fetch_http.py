@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from pipeline.fetch import Fetched, Fetcher, FetchRejected, FetchSettings, SourceRef, SourceStamp, parse_source
-from pipeline.fetch.web import LinkLocalRefused, _SafeResolver, is_link_local
+from pipeline.fetch.addresses import is_refused_address
+from pipeline.fetch.web import AddressRefused, _SafeResolver
 
 OBJECTS = {f"p{n}.jpg": hashlib.sha256(bytes([n])).digest() * (4096 + 1000 * n) for n in range(6)}
 
@@ -151,28 +154,77 @@ async def test_a_redirect_to_a_file_url_is_never_followed(site: Site) -> None:
     assert isinstance(got, FetchRejected) and got.reason == "unsupported_source" and "file://" in got.detail
 
 
-@pytest.mark.parametrize("host", ["169.254.169.254", "[fe80::1]", "[::ffff:169.254.169.254]"])
-async def test_link_local_addresses_are_refused_without_a_connection(host: str) -> None:
+# Every spelling of a metadata service; 0xa9fea9fe is a name the system resolver reads as 169.254.169.254.
+METADATA_HOSTS = ["169.254.169.254", "[fe80::1]", "[fe80::1%25eth0]", "[::ffff:169.254.169.254]", "[fd00:ec2::254]",
+                  "[::169.254.169.254]", "[::ffff:0:a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]", "[2002:a9fe:a9fe::]",
+                  "100.100.100.200", "0xa9fea9fe"]
+
+
+@pytest.mark.parametrize("host", METADATA_HOSTS)
+async def test_link_local_and_metadata_addresses_are_refused_without_a_connection(host: str) -> None:
     got, fetcher = await _fetch(f"http://{host}/latest/meta-data/iam/security-credentials/")
     assert isinstance(got, FetchRejected) and got.reason == "unsupported_source" and "link-local" in got.detail
-    assert fetcher.stats.connections == 0
+    assert fetcher.stats.connections == 0 and fetcher.stats.retries == 0
 
 
-async def test_a_redirect_to_the_metadata_service_is_refused(site: Site) -> None:
-    got, fetcher = await _fetch(f"{site.url}/to?where=http://169.254.169.254/latest/meta-data/")
-    assert isinstance(got, FetchRejected) and got.reason == "unsupported_source"
+@pytest.mark.parametrize("host", METADATA_HOSTS)
+async def test_a_redirect_to_the_metadata_service_is_refused(site: Site, host: str) -> None:
+    got, fetcher = await _fetch(f"{site.url}/to?where=http://{host}/latest/meta-data/")
+    assert isinstance(got, FetchRejected) and got.reason == "unsupported_source" and "link-local" in got.detail
     assert fetcher.stats.connections == 1  # the test server only
 
 
-async def test_the_resolver_refuses_a_name_with_a_link_local_address() -> None:
+class FixedDNS(AbstractResolver):
+    """Answers names from a table (the resolver seam): a test's stand-in for DNS, which it cannot change."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if host not in self.table:
+            raise OSError(f"{host}: no such name")
+        return [ResolveResult(hostname=host, host=a, port=port, proto=0, flags=socket.AI_NUMERICHOST,
+                              family=socket.AF_INET6 if ":" in a else socket.AF_INET) for a in self.table[host]]
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+async def test_a_name_with_a_metadata_address_is_refused_directly_and_after_any_redirect(site: Site) -> None:
+    # Each refused name also answers 127.0.0.1, where the site listens: any bypass would reach the site.
+    dns = FixedDNS({"photos.test": ["127.0.0.1"], "imds.test": ["127.0.0.1", "fd00:ec2::254"],
+                    "mapped.test": ["127.0.0.1", "::ffff:169.254.169.254"], "ll.test": ["127.0.0.1", "169.254.0.7"]})
+    port = site.url.rsplit(":", 1)[1]
+    async with Fetcher(FetchSettings(fetch_retries=3), sleep=_no_wait, resolver=dns) as fetcher:
+        got = await fetcher.fetch(_ref(f"http://photos.test:{port}/img/p0.jpg"))
+        assert isinstance(got, Fetched) and got.data == OBJECTS["p0.jpg"]  # the table is what answers
+        cells = [f"http://imds.test:{port}/img/p1.jpg", f"{site.url}/to?where=http://mapped.test:{port}/img/p2.jpg",
+                 f"http://photos.test:{port}/to?where=http://ll.test:{port}/img/p3.jpg"]
+        answers = [await fetcher.fetch(_ref(cell)) for cell in cells]
+    assert all(isinstance(a, FetchRejected) and a.reason == "unsupported_source" for a in answers), answers
+    assert [path for path in site.seen if path.startswith("/img/")] == ["/img/p0.jpg"]
+    assert fetcher.stats.retries == 0
+
+
+def test_refused_addresses_in_every_spelling_and_nothing_else() -> None:
+    for host in [h for h in METADATA_HOSTS if h != "0xa9fea9fe"] + ["fe80::1%eth0", "169.254.0.1", "FD00:EC2::254"]:
+        assert is_refused_address(host.replace("%25", "%")), host
+    for host in ["10.0.0.1", "127.0.0.1", "::1", "::", "2001:db8::1", "fd00::1", "64:ff9b::808:808",
+                 "2002:808:808::", "::ffff:8.8.8.8", "100.100.100.201", "example.com", "0xa9fea9fe"]:
+        assert not is_refused_address(host), host
+
+
+async def test_the_resolver_refuses_a_name_with_a_refused_address() -> None:
     resolver = _SafeResolver()
     try:
-        with pytest.raises(LinkLocalRefused):
+        with pytest.raises(AddressRefused):
             await resolver.resolve("169.254.169.254", 80)
+        with pytest.raises(AddressRefused):
+            await resolver.resolve("0xa9fea9fe", 80)  # what the system resolver makes of it is checked
         assert (await resolver.resolve("127.0.0.1", 80))[0]["host"] == "127.0.0.1"
     finally:
         await resolver.close()
-    assert is_link_local("fe80::1%eth0") and not is_link_local("10.0.0.1") and not is_link_local("example.com")
 
 
 @pytest.mark.parametrize(("code", "reason"), [(404, "not_found"), (401, "access_denied"), (403, "access_denied"),

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.fetch import Problem, SourceParser, SourceRef, parse_source
+from pipeline.fetch.refs import root_location, root_problem
 
 
 def _reason(answer: SourceRef | Problem) -> str | None:
@@ -104,3 +105,28 @@ def test_no_relative_cell_escapes_a_remote_root(cell: str) -> None:
 @given(cell=st.text(max_size=30))
 def test_parsing_never_raises(root: str | None, cell: str) -> None:
     assert isinstance(parse_source(cell, base="/base", root=root), SourceRef | Problem)
+
+
+def test_a_root_url_stays_text_and_a_folder_or_file_url_is_a_path() -> None:
+    for url in ["s3://bkt/archive//2024/", "gs://b", "https://h:8443/p", "ftp://h/p", "file://elsewhere/p"]:
+        assert root_location(url) == url  # as written: Path would fold "//" and lose the scheme's slashes
+    assert root_location("photos/2024") == Path("photos/2024")
+    assert root_location(Path("/data")) == Path("/data")
+    assert root_location("file:///data/a%20b") == Path("/data/a b")
+
+
+@pytest.mark.parametrize(("root", "words"), [
+    ("s3://", "needs a bucket"), ("gs:///photos", "needs a bucket"), ("https:///photos", "needs a host"),
+    ("ftp://host/photos", "ftp:// scheme is not read"), ("file://elsewhere/p", "folder on this machine"),
+    ("https://user:pw@host/p", "credentials"), ("https://host/p?X-Amz-Signature=abc", "query string"),
+    ("s3://bkt/p?versionId=1", "cannot hold"), ("http://host:99999/p", "not a valid http:// URL"),
+])
+def test_malformed_remote_roots_are_named_without_repeating_secrets(root: str, words: str) -> None:
+    problem = root_problem(root)
+    assert problem is not None and words in problem
+    assert "pw" not in problem and "abc" not in problem
+
+
+@pytest.mark.parametrize("root", ["s3://bkt", "s3://bkt/a/b/", "gs://bkt/p", "https://h:8443/p/", "http://h"])
+def test_well_formed_remote_roots_have_no_problem(root: str) -> None:
+    assert root_problem(root) is None

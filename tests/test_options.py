@@ -129,3 +129,25 @@ def test_python_messages_translate_flags_to_keywords() -> None:
 def test_an_unknown_keyword_is_named_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"concurency=; did you mean concurrency=\?"):
         _build(concurency=3)
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("s3://bkt/archive//2024", "s3://bkt/archive//2024"), ("https://h/p", "https://h/p"),
+    ("photos", Path("photos")), ("file:///data/photos", Path("/data/photos")),
+])
+def test_a_root_url_reaches_settings_as_written_from_the_cli_and_python(given: str, expected: Any) -> None:
+    from_cli = options.build_settings({**_parse("--root", given), "workspace": "w", "credentials": CREDS},
+                                      style="cli")
+    assert from_cli.root == expected and type(from_cli.root) is type(expected)
+    assert _build(root=given).root == expected
+    assert Settings(api=from_cli.api, root=given).root == expected  # built directly, the same reading
+
+
+@pytest.mark.parametrize("root", ["s3://", "ftp://h/p", "https://user:pw@h/p", "https://h/p?sig=abc"])
+def test_a_malformed_remote_root_is_one_sentence_naming_the_flag_or_keyword(root: str) -> None:
+    for style, name in (("cli", "--root"), ("python", "root=")):
+        with pytest.raises(ConfigError) as info:
+            options.build_settings({**_parse("--root", root), "workspace": "w", "credentials": CREDS}, style=style)
+        message = str(info.value)
+        assert message.startswith(f"{name} ") and "\n" not in message and message.endswith(".")
+        assert "pw" not in message and "abc" not in message

@@ -208,6 +208,21 @@ def test_sources_outside_the_root_or_remote_are_never_read(tmp_path: Path) -> No
     assert "https://example.com" not in "".join(page.images)
 
 
+def test_a_remote_root_is_never_fetched_nor_read_locally(tmp_path: Path) -> None:
+    make_jpeg(tmp_path / "a.jpg", 300, 300, seed=2)  # same name as the remote photo: must not stand in for it
+    paths = ["a.jpg", str(tmp_path / "a.jpg"), f"file://{tmp_path / 'a.jpg'}", "s3://bucket/p/a.jpg"]
+    rows = [{"id": str(i), "path": p, "status": "rejected", "reason": "too_small", "detail": "d"}
+            for i, p in enumerate(paths)]
+    results = results_file(tmp_path / "r.parquet", rows)
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    argv = [str(results), "--root", "s3://bucket//p", "-o", str(tmp_path / "x.html")]
+    assert run_report(parser.parse_args(argv)) == 0
+    page = Page((tmp_path / "x.html").read_text(encoding="utf-8"))
+    assert page.images == []
+    assert sorted(page.placeholders) == sorted(["remote source, not fetched"] * 2 + ["outside the root"] * 2)
+
+
 def test_changed_photos_show_stored_pixels_before_and_oriented_after(tmp_path: Path) -> None:
     make_oriented_jpeg(tmp_path / "rot.jpg", 400, 300, 6, seed=4)
     rows = [{"id": "a", "path": "rot.jpg", "status": "uploaded", "action": "reoriented", "width": 300,

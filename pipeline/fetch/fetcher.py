@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TypeVar
 
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from pipeline.fetch.attempt import Failure
 from pipeline.fetch.limits import AccessGuard, ByteBudget
@@ -40,9 +41,11 @@ Sleep = Callable[[float], Awaitable[None]]
 
 
 class Fetcher:
-    """Fetches sources under the run's bounds. ``sleep`` (the backoff wait) can be injected by tests."""
+    """Fetches sources under the run's bounds. ``sleep`` (the backoff wait) and ``resolver`` (the names of web
+    hosts; the link-local refusal always wraps it) can be injected by tests."""
 
-    def __init__(self, settings: FetchSettings | None = None, *, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, settings: FetchSettings | None = None, *, sleep: Sleep = asyncio.sleep,
+                 resolver: AbstractResolver | None = None) -> None:
         self.settings = settings or FetchSettings()
         self.stats = FetchStats()
         self.budget = ByteBudget(self.settings.fetch_max_bytes_in_flight)
@@ -51,9 +54,10 @@ class Fetcher:
         self._guard = AccessGuard(self.settings.fatal_after)
         self._stores = ObjectStores(self.settings)
         self._web: WebClient | None = None
+        self._resolver = resolver
 
     async def __aenter__(self) -> Fetcher:
-        self._web = WebClient(self.settings.fetch_concurrency, self.stats)
+        self._web = WebClient(self.settings.fetch_concurrency, self.stats, self._resolver)
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

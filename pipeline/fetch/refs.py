@@ -16,7 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REMOTE_SCHEMES", "Problem", "SourceParser", "SourceRef", "cached_realpath", "parse_source"]
+__all__ = [
+    "REMOTE_SCHEMES",
+    "Problem",
+    "SourceParser",
+    "SourceRef",
+    "cached_realpath",
+    "parse_source",
+    "root_location",
+    "root_problem",
+]
 
 REMOTE_SCHEMES = ("s3", "gs", "http", "https")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -127,6 +136,47 @@ def _remote(scheme: str, text: str) -> SourceRef | Problem:
         return Problem("invalid_path", f"{scheme}:// URL without a host")
     key = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return SourceRef(scheme, parts.netloc, key)
+
+
+def root_location(value: str | os.PathLike[str]) -> Path | str:
+    """A ``--root`` as given: any ``scheme://`` text stays text exactly as written (``s3://b/p`` would become
+    ``s3:/b/p`` as a ``Path``), except a ``file://`` URL on this machine, which becomes its folder's ``Path``;
+    anything else is a local folder (a ``Path``). Never raises: ``root_problem`` judges the text."""
+    if isinstance(value, str) and _SCHEME.match(value):
+        local = _local_text(value)
+        return Path(local) if local != value else value
+    return Path(value)
+
+
+def root_problem(text: str) -> str | None:
+    """Why the remote ``--root`` ``text`` cannot be used, as the end of a sentence; ``None`` when it can.
+
+    The sentence never repeats a credential or a query string (they would reach logs and exit messages).
+    """
+    match = _SCHEME.match(text)
+    scheme = match.group(1).lower() if match else ""
+    if scheme not in REMOTE_SCHEMES:
+        return (f"the {scheme}:// scheme is not read (s3://, gs://, http(s)://, file:// or a local folder)"
+                if scheme != "file" else "a file:// root must be a folder on this machine (file:///path)")
+    if scheme in ("s3", "gs"):
+        if not text[len(scheme) + 3:].partition("/")[0]:
+            return f"{scheme}:// needs a bucket ({scheme}://bucket/prefix)"
+        if "?" in text or "#" in text:
+            return "a root is a bucket and prefix; it cannot hold ? or #"
+        return None
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+        _ = parts.port
+    except ValueError:  # a malformed port or IPv6 literal
+        return f"it is not a valid {scheme}:// URL"
+    if "@" in parts.netloc:
+        return "URLs with credentials (user:password@host) are not supported"
+    if not host:
+        return f"{scheme}:// needs a host ({scheme}://host/prefix)"
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        return "a root is a host and a path; it cannot hold a query string or a fragment"
+    return None
 
 
 def _file_path(text: str) -> str | Problem:

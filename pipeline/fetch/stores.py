@@ -3,7 +3,8 @@
 Credentials come the way each ecosystem expects, read by obstore itself: ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (or
 ``--s3-endpoint``, which wins); ``AWS_PROFILE`` with ``~/.aws/credentials`` is read here (obstore does not);
-Google application default credentials for ``gs://``. obstore's own retries are off: the ``Fetcher``
+Google application default credentials for ``gs://`` (``GOOGLE_BASE_URL`` and ``GOOGLE_BEARER_TOKEN`` point
+it at an emulator, as in the tests). obstore's own retries are off: the ``Fetcher``
 retries every transport the same way (obstore does not retry 429 or a body cut off mid-stream).
 Errors are turned into ``Failure`` from their status and S3 error code only: obstore's messages hold
 URLs and response bodies, which never reach a detail.
@@ -110,6 +111,9 @@ class ObjectStores:
                 client["allow_http"] = endpoint.startswith("http://")
             store = S3Store(ref.bucket, config=config, client_options=client, retry_config=retry)
         else:
+            # obstore reads GOOGLE_BASE_URL itself (a GCS emulator's endpoint) but refuses http:// unless told:
+            # an explicit http:// endpoint is the user's choice (a local server), as for S3.
+            client["allow_http"] = os.environ.get("GOOGLE_BASE_URL", "").startswith("http://")
             store = GCSStore(ref.bucket, client_options=client, retry_config=retry)
         self._stores[ref.store] = store
         return store

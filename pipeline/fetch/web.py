@@ -1,15 +1,17 @@
 """``http(s)://`` sources through aiohttp, with the guards obstore's HTTP store cannot give.
 
 Redirects are followed here, hop by hop (at most ``MAX_REDIRECTS``), and only to ``http``/``https``: a
-redirect to ``file://`` or any other scheme is refused. No connection is ever made to a link-local
-address (169.254.0.0/16, fe80::/10: the cloud metadata services): a literal address is checked before
-any request, a host name by the resolver when the connection is made, every address it resolves to,
-so a DNS answer cannot slip one past a check made earlier. TLS verification stays on.
+redirect to ``file://`` or any other scheme is refused. No connection is ever made to a link-local or cloud
+metadata address (``addresses.is_refused_address``: 169.254.0.0/16, fe80::/10, fd00:ec2::254, and their
+IPv4-in-IPv6 forms), on the first hop or any redirect: every hop's literal address is checked before its
+request (aiohttp connects to a literal without asking the resolver), and every name by the resolver each
+time a connection is made, all the addresses it resolves to, so neither a DNS answer nor a redirect can
+slip one past a check made earlier (aiohttp caches only answers that passed). No proxy is used
+(``trust_env`` stays off), so the connection goes where the check looked. TLS verification stays on.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -20,44 +22,35 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from pipeline.fetch.addresses import is_refused_address
 from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
 from pipeline.fetch.limits import ByteBudget
 from pipeline.fetch.outcomes import FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 
-__all__ = ["MAX_REDIRECTS", "LinkLocalRefused", "WebClient", "is_link_local"]
+__all__ = ["MAX_REDIRECTS", "AddressRefused", "WebClient"]
 
 MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 1 << 20
 
 
-class LinkLocalRefused(OSError):
-    """A host resolved to a link-local address; no connection was made."""
-
-
-def is_link_local(host: str) -> bool:
-    """Whether ``host`` is a literal link-local IPv4/IPv6 address (IPv4-mapped IPv6 included)."""
-    try:
-        address = ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped.is_link_local
-    return address.is_link_local
+class AddressRefused(OSError):
+    """A host resolved to a link-local or cloud metadata address; no connection was made."""
 
 
 class _SafeResolver(AbstractResolver):
-    """The threaded resolver, refusing a host when any of its addresses is link-local."""
+    """``inner`` (default: the threaded system resolver), refusing a host when any of its addresses is
+    refused (``is_refused_address``), so no connection is even tried to its other addresses."""
 
-    def __init__(self) -> None:
-        self._inner = ThreadedResolver()
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner or ThreadedResolver()
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
-        if any(is_link_local(r["host"]) for r in results):
-            raise LinkLocalRefused(f"{host} resolves to a link-local address")
+        if any(is_refused_address(r["host"]) for r in results):
+            raise AddressRefused(f"{host} resolves to a link-local or cloud metadata address")
         return results
 
     async def close(self) -> None:
@@ -98,17 +91,18 @@ def _stamp(headers: Any, size: int | None) -> SourceStamp:
 
 
 class WebClient:
-    """One aiohttp session for every ``http(s)://`` source of a run (connection pooling per host)."""
+    """One aiohttp session for every ``http(s)://`` source of a run (connection pooling per host). ``resolver``
+    answers names (default: the system's); the refusal of link-local and metadata addresses wraps it."""
 
-    def __init__(self, connections: int, stats: FetchStats) -> None:
+    def __init__(self, connections: int, stats: FetchStats, resolver: AbstractResolver | None = None) -> None:
         trace = aiohttp.TraceConfig()
 
         async def counted(*_: object) -> None:
-            stats.connections += 1  # every new connection, so tests can prove a refusal made none
+            stats.connections += 1  # every connection opened, so tests can prove a refusal opened none
 
-        trace.on_connection_create_start.append(counted)
+        trace.on_connection_create_end.append(counted)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=connections, resolver=_SafeResolver()),
+            connector=aiohttp.TCPConnector(limit=connections, resolver=_SafeResolver(resolver)),
             trace_configs=[trace],
             auto_decompress=False,  # the bytes as stored: a gzip Content-Encoding is not ours to undo
             headers={"Accept-Encoding": "identity"},
@@ -137,9 +131,9 @@ class WebClient:
             if url.scheme not in ("http", "https"):
                 return Failure("unsupported_source", f"{ref.display} redirects to a {url.scheme}:// URL, "
                                "which is never followed")
-            if url.host is None or is_link_local(url.host):
-                return Failure("unsupported_source", f"{where}: link-local addresses (cloud metadata "
-                               "services) are refused")
+            if url.host is None or is_refused_address(url.host):
+                return Failure("unsupported_source", f"{where}: link-local and cloud metadata addresses "
+                               "are refused")
             try:
                 async with self._session.request(method, url, allow_redirects=False) as response:
                     if response.status in _REDIRECTS:
@@ -154,10 +148,12 @@ class WebClient:
                     if sink is None:
                         return _stamp(response.headers, response.content_length)
                     return await _body(response, where, sink, budget, max_bytes)
+            except aiohttp.InvalidURL:  # a host aiohttp will not connect to (e.g. "2852039166"): no retry helps
+                return Failure("fetch_failed", f"{where}: not a URL the HTTP client accepts")
             except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, LinkLocalRefused) or isinstance(exc.__cause__, LinkLocalRefused):
-                    return Failure("unsupported_source", f"{where}: resolves to a link-local address (cloud "
-                                   "metadata services are refused)")
+                if isinstance(exc.os_error, AddressRefused) or isinstance(exc.__cause__, AddressRefused):
+                    return Failure("unsupported_source", f"{where}: resolves to a link-local or cloud metadata "
+                                   "address, which is refused")
                 return Failure("fetch_failed", f"{where}: cannot connect ({type(exc).__name__})", retryable=True)
             except (aiohttp.ClientError, ConnectionError) as exc:
                 return Failure("fetch_failed", f"{where}: no complete answer ({type(exc).__name__})", retryable=True)

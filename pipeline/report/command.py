@@ -7,6 +7,7 @@ from pathlib import Path
 
 import structlog
 
+from pipeline.fetch.refs import root_location
 from pipeline.models import ExitCode
 from pipeline.report.reading import ColumnNames
 from pipeline.report.records import ReportCaps
@@ -26,8 +27,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the HTML file to write (default: the results path with .html)")
     parser.add_argument("--journal", type=Path, default=None,
                         help="the run's journal (default: <manifest>.journal.sqlite beside the results, if there)")
-    parser.add_argument("--root", type=Path, default=None,
-                        help="folder relative photo paths are read from, never left (default: the results' folder)")
+    parser.add_argument("--root", type=root_location, default=None, metavar="DIR|URL",
+                        help="folder relative photo paths are read from, never left (default: the results' folder); "
+                             "photos under an s3://, gs:// or http(s):// root are not fetched: placeholders")
     parser.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
                         help="leave the photos out (for reports that are shared)")
     parser.add_argument("--per-section", type=int, default=48,

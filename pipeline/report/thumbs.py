@@ -2,7 +2,9 @@
 
 Sources are found like the manifest finds them: a relative path against the base folder (the ``root`` when
 given, else the results file's folder), an absolute path, or a ``file://`` URL. With a root, a path whose real
-location lies outside it is never opened. Remote sources (``s3://``, ``https://``, ...) are never fetched.
+location lies outside it is never opened. Remote sources (``s3://``, ``https://``, ...) are never fetched, and
+neither is anything under a remote root (an ``s3://``, ``gs://``, ``http(s)://`` prefix given as text): its
+relative paths are remote sources, and local paths lie outside it.
 Whatever cannot be shown becomes a ``Thumb`` with ``data=None`` and a short reason for the placeholder.
 """
 
@@ -43,9 +45,11 @@ class ThumbMaker:
     ``enabled=False`` makes every thumbnail a placeholder (for reports that are shared).
     """
 
-    def __init__(self, base: Path, root: Path | None, *, enabled: bool = True, budget: int = 3_000_000) -> None:
-        self.base = str(Path(base).absolute())
-        self.root = os.path.realpath(root) if root is not None else None
+    def __init__(self, base: Path | str, root: Path | str | None, *, enabled: bool = True,
+                 budget: int = 3_000_000) -> None:
+        self.remote_root = root if isinstance(root, str) and _URL.match(root) else None
+        self.base = str(Path(base).absolute()) if self.remote_root is None else ""
+        self.root = os.path.realpath(root) if root is not None and self.remote_root is None else None
         self.enabled = enabled
         self.budget = budget
         self.used = 0
@@ -63,6 +67,10 @@ class ThumbMaker:
             if parsed.scheme.lower() != "file":
                 return "remote source, not fetched"
             text = unquote(parsed.path)
+        elif self.remote_root is not None and not text.startswith(os.sep):
+            return "remote source, not fetched"  # it lies under the remote root
+        if self.remote_root is not None:
+            return "outside the root"
         real = os.path.realpath(os.path.join(self.base, text))  # noqa: PTH118  # an absolute cell replaces base
         if self.root is not None and not (real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)):
             return "outside the root"

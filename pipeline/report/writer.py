@@ -33,7 +33,7 @@ def write_report(
     thumbnails: bool = True,
     per_section: int = 48,
     caps: ReportCaps | None = None,
-    root: Path | None = None,
+    root: Path | str | None = None,
     columns: ColumnNames | None = None,
     now: datetime | None = None,
 ) -> ReportInfo:
@@ -41,7 +41,8 @@ def write_report(
 
     Reads ``results`` once, in batches (memory flat in its size). Photos are found like the manifest finds
     them: relative paths against ``root`` when given (and never outside it), else against the results file's
-    folder; remote sources are never fetched. ``thumbnails=False`` leaves every photo out. At most
+    folder; remote sources are never fetched, nor is anything under a remote ``root`` (``s3://...`` as text):
+    those photos are placeholders. ``thumbnails=False`` leaves every photo out. At most
     ``per_section`` photos per contact sheet (1..``MAX_PER_SECTION``). The file at ``out`` is replaced only by
     a complete page. Raises ``ConfigError`` for an unreadable results file or a bad ``per_section``, and
     ``LocalWriteError`` when ``out`` cannot be written.

@@ -131,6 +131,8 @@ class RunSession:
         self.attach_stage: AttachStage | None = None
         self.dry_attach: dict[str, int] = {}
         """With ``--attach``: the stage (its ``book`` counts persons and keys; ``lags`` upload-to-attach s)."""
+        self.remote_base: str | None = None
+        """The URL folder of a manifest read from object storage or the web: what relative paths joined."""
 
     async def run(self) -> Summary:
         """Check, run, write results, summarise. Raises ``ConfigError`` (and subclasses) before any upload
@@ -146,7 +148,7 @@ class RunSession:
                 downloads.callback(source.unlink, missing_ok=True)
                 url = urlsplit(str(self.source))
                 folder, _, name = url.path.rpartition("/")
-                base = f"{url.scheme}://{url.netloc}{folder}/"
+                base = self.remote_base = f"{url.scheme}://{url.netloc}{folder}/"
                 manifest_path = Path.cwd() / (name or "manifest.csv")
             elif isinstance(source, (str, os.PathLike)):
                 manifest_path = Path(source)
@@ -338,7 +340,7 @@ class RunSession:
         elif control.interrupted or control.abandoned:
             code = ExitCode.INTERRUPTED
         elif counts.with_path and counts.with_path_not_found == counts.with_path:
-            code, error = ExitCode.USAGE, _nothing_found(counts.with_path, self.s, paths)
+            code, error = ExitCode.USAGE, _nothing_found(counts.with_path, self.s, paths, self.remote_base)
         elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
             code = ExitCode.FAILED
         planned = dict(plan.planned) if plan is not None else {}
@@ -399,13 +401,16 @@ def _unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int |
     return ("interrupted", "the run stopped before this row finished; run the same command again to resume")
 
 
-def _nothing_found(rows: int, settings: Settings, paths: RunPaths) -> str:
-    if settings.root is not None:
-        base = f"--root {Path(settings.root).absolute()}"
+def _nothing_found(rows: int, settings: Settings, paths: RunPaths, remote_base: str | None) -> str:
+    root = settings.root
+    if root is not None:
+        base = f"--root {root if isinstance(root, str) else root.absolute()}"  # a URL root is text, as given
+    elif remote_base is not None:
+        base = f"the manifest's folder {remote_base}"
     elif paths.manifest is not None:
         base = f"the manifest's folder {paths.manifest.absolute().parent}"
     else:
         base = f"the current folder {Path.cwd()}"
     return (f"None of the {rows} photo paths exists: they were resolved against {base}; pass --root with "
-            "the folder they are relative to (nothing was uploaded).")
+            "the folder or prefix they are relative to (nothing was uploaded).")
 
