@@ -14,7 +14,8 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.models import Summary
 from pipeline.runner.control import RunControl
-from pipeline.runner.session import RunPaths, RunSession, run_paths
+from pipeline.runner.paths import RunPaths, run_paths
+from pipeline.runner.session import RunSession
 
 __all__ = ["RunControl", "RunPaths", "RunSession", "run", "run_async", "run_paths"]
 

@@ -17,17 +17,14 @@ import os
 import secrets
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import structlog
 
 from pipeline.attach import PersonsApi
@@ -40,66 +37,33 @@ from pipeline.manifest import Manifest, ManifestInfo
 from pipeline.models import ExitCode, Summary
 from pipeline.progress import Progress
 from pipeline.results import (
-    ResultChunk,
     check_results_target,
-    folded,
     remove_stale_temps,
-    results_table,
-    write_results,
 )
 from pipeline.runner.attach_dry import dry_lookup, dry_plan
 from pipeline.runner.attach_prep import AttachBook, collect, open_attach
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
+from pipeline.runner.ending import nothing_found, write_run_results
+from pipeline.runner.paths import RunPaths, holds_keys, run_paths
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
-from pipeline.runner.spill import ResultCounts, Spill, WriteAborted
-from pipeline.runner.stages import FetchStage, PlanStage, PrepareStage, ReadStage, Stage, UploadStage
+from pipeline.runner.spill import ResultCounts, Spill
+from pipeline.runner.stages import (
+    Drain,
+    FetchStage,
+    PlanStage,
+    PrepareStage,
+    ReadStage,
+    Stage,
+    UploadStage,
+    supervise,
+)
 
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
 log = structlog.get_logger("pipeline.runner")
-
-
-@dataclass(frozen=True, slots=True)
-class RunPaths:
-    """Where a run reads and writes. ``journal`` is the real journal (a dry run reads a copy of it)."""
-
-    manifest: Path | None
-    out: Path | None
-    journal: Path | None
-
-
-def run_paths(settings: Settings, manifest_path: Path | None) -> RunPaths:
-    """Defaults: results ``<manifest>.results.parquet`` (a dry run: ``<manifest>.dryrun.parquet``) and journal
-    ``<manifest>.journal.sqlite``, both beside the manifest; never derived from ``--out``, so changing ``--out``
-    never re-uploads. In-memory input has no default (the Python API picks a journal for it)."""
-    out, journal = settings.out, settings.journal
-    if manifest_path is not None:
-        stem = manifest_path.name
-        for suffix in (".csv.gz", ".tsv.gz", manifest_path.suffix):
-            if suffix and stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        if out is None:
-            out = manifest_path.with_name(stem + (".dryrun.parquet" if settings.dry_run else ".results.parquet"))
-        if journal is None:
-            journal = manifest_path.with_name(stem + ".journal.sqlite")
-    return RunPaths(manifest_path, out, journal)
-
-
-def _holds_keys(path: Path) -> bool:
-    """Whether an existing results file holds any thumbnail key (a dry run must not replace it)."""
-    try:
-        if path.suffix.lower() == ".csv":
-            with path.open(encoding="utf-8", errors="replace") as fh:
-                header = fh.readline()
-                return "thumbnail_key" in header and any(line.strip() for line in fh)
-        column = pq.read_table(path, columns=["thumbnail_key"]).column(0)
-        return bool(column.null_count < len(column))
-    except (OSError, KeyError, pa.ArrowException):
-        return False
 
 
 def _ignore_sigint() -> None:
@@ -162,7 +126,7 @@ class RunSession:
         paths = run_paths(s, manifest_path)
         if paths.out is not None:
             check_results_target(paths.out, manifest.schema, manifest=manifest_path, rows=info.rows)
-            if s.dry_run and paths.out.exists() and _holds_keys(paths.out):
+            if s.dry_run and paths.out.exists() and holds_keys(paths.out):
                 raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
                                   "choose another --out.")
             remove_stale_temps(paths.out)
@@ -226,7 +190,8 @@ class RunSession:
                 progress.close()
                 recorder.summarise()
             counts = ResultCounts()
-            table = await self._write_results(paths, manifest.schema, journal, spill, control, plan, counts)
+            table = await write_run_results(s, paths, manifest.schema, journal, spill, control, plan, counts,
+                                            keep=self.collect_results or paths.out is None)
             summary = self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo)
         if s.report is not None and summary.results_path is not None and summary.results_path.exists():
             await asyncio.to_thread(self._report, summary, paths)
@@ -238,7 +203,8 @@ class RunSession:
 
         s = self.s
         assert s.report is not None and summary.results_path is not None
-        root = s.root or (paths.manifest.parent if paths.manifest is not None else None)
+        # A remote manifest's relative paths name objects beside it, never files in the current folder.
+        root = s.root or self.remote_base or (paths.manifest.parent if paths.manifest is not None else None)
         caps = ReportCaps(presign_per_s=s.api.rate, status_per_min=s.api.confirm_rate, status_checks=s.confirm)
         columns = ColumnNames(path=s.columns.path, id=s.columns.id or "id")
         try:
@@ -278,53 +244,11 @@ class RunSession:
                 if client is not None:
                     stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route))
                 else:
-                    stages.append(_Drain(ready))
-                await _supervise(stages)
+                    stages.append(Drain(ready))
+                await supervise(stages)
                 return plan
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-
-    async def _write_results(self, paths: RunPaths, schema: pa.Schema, journal: Journal, spill: Spill,
-                             control: RunControl, plan: PlanStage | None, counts: ResultCounts) -> pa.Table | None:
-        """Write the results (and/or build the table) from the spill; a second signal during the write stops
-        it with the previous file intact."""
-        if control.abandoned:
-            log.warning("results_not_written", reason="abandoned; the previous results file is unchanged")
-            return None
-        unfinished = _unfinished_reason(control, plan, self.s.limit)
-        abort = threading.Event()
-        control.writing_results = True
-        keep = self.collect_results or paths.out is None
-        fold = folded(schema, self.s.columns.person_id)
-
-        def write() -> pa.Table | None:
-            if keep:
-                chunks: list[ResultChunk] = list(spill.chunks(journal, unfinished, counts, abort))
-                if paths.out is not None:
-                    write_results(paths.out, schema, chunks, fold=fold)
-                return results_table(schema, chunks, fold=fold)
-            assert paths.out is not None
-            write_results(paths.out, schema, spill.chunks(journal, unfinished, counts, abort), fold=fold)
-            return None
-
-        task = asyncio.ensure_future(asyncio.to_thread(write))
-        while True:
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                abort.set()  # a second signal: stop between batches; the temp file goes, the old file stays
-                control.abandoned = True
-                task_ = asyncio.current_task()
-                if task_ is not None:
-                    task_.uncancel()
-            except WriteAborted:
-                log.warning("results_not_written", reason="interrupted; the previous results file is unchanged")
-                return None
-            except LocalWriteError as exc:
-                control.fail_local(exc)
-                return None
-            finally:
-                control.writing_results = False
 
     def _summary(self, total: int, started: float, paths: RunPaths, control: RunControl, recorder: Recorder,
                  plan: PlanStage | None, counts: ResultCounts, table: pa.Table | None, redo: int) -> Summary:
@@ -340,7 +264,7 @@ class RunSession:
         elif control.interrupted or control.abandoned:
             code = ExitCode.INTERRUPTED
         elif counts.with_path and counts.with_path_not_found == counts.with_path:
-            code, error = ExitCode.USAGE, _nothing_found(counts.with_path, self.s, paths, self.remote_base)
+            code, error = ExitCode.USAGE, nothing_found(counts.with_path, self.s, paths, self.remote_base)
         elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
             code = ExitCode.FAILED
         planned = dict(plan.planned) if plan is not None else {}
@@ -357,60 +281,3 @@ class RunSession:
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
             attach=self.attach_stage.book.counts() if self.attach_stage is not None else dict(self.dry_attach),
         )
-
-
-class _Drain:
-    """A dry run's last stage: nothing is uploaded, so nothing should arrive; consume to the end."""
-
-    def __init__(self, inbox: Pipe[Any]) -> None:
-        self.inbox = inbox
-
-    async def run(self) -> None:
-        while await self.inbox.get() is not None:
-            pass
-
-
-async def _supervise(stages: list[Stage]) -> None:
-    """Run the stages together; when one fails, cancel the others and raise its error (no stage is left
-    waiting on a pipe that nobody feeds)."""
-    tasks = [asyncio.create_task(stage.run()) for stage in stages]
-    try:
-        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    except asyncio.CancelledError:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
-    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if failed:
-        raise failed[0].exception()  # type: ignore[misc]
-
-
-def _unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int | None) -> tuple[str, str]:
-    if control.fatal is not None:
-        return ("not_reached", "the run stopped on a fatal API answer before this row was done "
-                f"({type(control.fatal).__name__}); fix the cause and run the same command again")
-    if control.local_error is not None or control.input_error is not None:
-        return ("interrupted", "the run stopped (the manifest could not be read, or the journal or results could "
-                "not be written) before this row was done; run the same command again")
-    if plan is not None and plan.limited and not control.interrupted:
-        return ("not_reached", f"past --limit {limit}; run the same command again to go on")
-    return ("interrupted", "the run stopped before this row finished; run the same command again to resume")
-
-
-def _nothing_found(rows: int, settings: Settings, paths: RunPaths, remote_base: str | None) -> str:
-    root = settings.root
-    if root is not None:
-        base = f"--root {root if isinstance(root, str) else root.absolute()}"  # a URL root is text, as given
-    elif remote_base is not None:
-        base = f"the manifest's folder {remote_base}"
-    elif paths.manifest is not None:
-        base = f"the manifest's folder {paths.manifest.absolute().parent}"
-    else:
-        base = f"the current folder {Path.cwd()}"
-    return (f"None of the {rows} photo paths exists: they were resolved against {base}; pass --root with "
-            "the folder or prefix they are relative to (nothing was uploaded).")
-

@@ -15,7 +15,7 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pipeline.config import Settings
 from pipeline.fetch import Fetcher, SourceStamp
@@ -35,8 +35,8 @@ from pipeline.runner.upload_stage import UploadStage
 if TYPE_CHECKING:
     from pipeline.manifest import RowBatch
 
-__all__ = ["FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "by_person",
-           "hash_source"]
+__all__ = ["Drain", "FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "by_person",
+           "hash_source", "supervise"]
 
 T = TypeVar("T")
 
@@ -200,3 +200,33 @@ def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
         stamps.append(stamp)
         missing.append(stamp is None and (folders[folder] is True or _absent(text) is True))
     return stamps, missing
+
+
+class Drain:
+    """A dry run's last stage: nothing is uploaded, so nothing should arrive; consume to the end."""
+
+    def __init__(self, inbox: Pipe[Any]) -> None:
+        self.inbox = inbox
+
+    async def run(self) -> None:
+        while await self.inbox.get() is not None:
+            pass
+
+
+async def supervise(stages: list[Stage]) -> None:
+    """Run the stages together; when one fails, cancel the others and raise its error (no stage is left
+    waiting on a pipe that nobody feeds)."""
+    tasks = [asyncio.create_task(stage.run()) for stage in stages]
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
