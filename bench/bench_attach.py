@@ -13,9 +13,7 @@ shrinks the sizes by 10x.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from emulator_tools import emulator_process, fetch_state
 
-from pipeline import runner
-from pipeline.config import Credentials
-from pipeline.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WORKSPACE
-from pipeline.python_api import make_settings
+from bench.niced import ingest_niced
 from pipeline.samples import make_jpeg
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -59,12 +54,9 @@ def _one(directory: Path, rows: int, per_person: int) -> dict[str, Any]:
     for p in (out, journal):
         p.unlink(missing_ok=True)
     with emulator_process("--rate", "50", "--persons-rate", "10", "--storage", "hash", no_gc=True) as base:
-        settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base,
-                                 credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
-                                 out=out, journal=journal, confirm=False, progress=False, attach=True)
-        started = time.monotonic()
-        summary = asyncio.run(runner.run_async(settings, manifest))
-        wall = time.monotonic() - started
+        run = ingest_niced(manifest, base, "--out", str(out), "--journal", str(journal), "--no-confirm",
+                           "--attach")
+        wall = run.seconds
         snap = fetch_state(base)
     presigns, persons = sorted(snap["presign_arrivals"]), sorted(snap["persons_arrivals"])
     span = max(presigns[-1], persons[-1]) - presigns[0]
@@ -73,7 +65,7 @@ def _one(directory: Path, rows: int, per_person: int) -> dict[str, Any]:
             if isinstance(r["attached_at"], datetime) and isinstance(r["uploaded_at"], datetime)]
     persons_rate = (len(persons) - 1) / (persons[-1] - persons[0]) if len(persons) > 1 else 0.0
     presign_rate = (len(presigns) - 1) / (presigns[-1] - presigns[0]) if len(presigns) > 1 else 0.0
-    return {"rows": rows, "photos_per_person": per_person, "attached": summary.by_status.get("attached", 0),
+    return {"rows": rows, "photos_per_person": per_person, "attached": run.finished["by_status"].get("attached", 0),
             "presign_rows_per_s": round(presign_rate, 2), "end_to_end_rows_per_s": round(rows / span, 2),
             "persons_calls": len(persons),
             "persons_calls_per_s": round(persons_rate, 3), "of_attach_cap": round(persons_rate / 10, 4),

@@ -7,9 +7,7 @@ bottleneck), the client's CPU seconds per row, and the run's peak RSS. ``BENCH_Q
 
 from __future__ import annotations
 
-import asyncio
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -21,10 +19,7 @@ import boto3
 from botocore.config import Config  # type: ignore[import-untyped]
 from emulator_tools import emulator_process, fetch_state
 
-from pipeline import runner
-from pipeline.config import Credentials
-from pipeline.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WORKSPACE
-from pipeline.python_api import make_settings
+from bench.niced import ingest_niced
 from pipeline.samples import make_jpeg
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -82,26 +77,18 @@ def run(out_dir: Path) -> dict[str, Any]:
     try:
         manifest = _fill(endpoint, work)
         with emulator_process("--rate", "50", "--storage", "hash", no_gc=True) as base:
-            settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base, s3_endpoint=endpoint,
-                                     credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
-                                     confirm=False, progress=False)
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-            started = time.monotonic()
-            summary = asyncio.run(runner.run_async(settings, manifest))
-            wall = time.monotonic() - started
-            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            run = ingest_niced(manifest, base, "--s3-endpoint", endpoint, "--no-confirm")
             snap = fetch_state(base)
     finally:
         moto.terminate()
         moto.wait(timeout=30)
     arrivals = sorted(snap["presign_arrivals"])
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-    cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
     figures = {
-        "objects": OBJECTS, "uploaded": summary.by_status.get("uploaded", 0), "wall_s": round(wall, 1),
+        "objects": OBJECTS, "uploaded": run.finished["by_status"].get("uploaded", 0), "wall_s": round(run.seconds, 1),
         "server_rows_per_s": round(rate, 2), "max_presign_per_1s": snap["max_presign_per_1s"],
-        "responses_429": snap["responses_429"], "client_cpu_s_per_row": round(cpu / OBJECTS, 4),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "responses_429": snap["responses_429"], "client_cpu_s_per_row": round(run.cpu_s / OBJECTS, 4),
+        "peak_rss_mb": run.peak_rss_mb,
     }
     print("remote sources end to end:", figures, flush=True)
     return figures

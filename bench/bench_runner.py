@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -22,17 +21,13 @@ from typing import Any
 
 from emulator_tools import emulator_process, fetch_state
 
-from pipeline import runner
-from pipeline.config import Credentials
+from bench.niced import ingest_niced
 from pipeline.emulator import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
     DEFAULT_WORKSPACE,
     Emulator,
     EmulatorConfig,
     emulator_in_thread,
 )
-from pipeline.python_api import make_settings
 from pipeline.samples import make_jpeg
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -61,24 +56,23 @@ def _arrival_rate(arrivals: list[float]) -> float:
 
 
 def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
-    """One run of the real runner against the emulator in its own process (as the real service is: a thread
-    in this process would delay its arrival stamps behind the GIL and blur the sliding-window count)."""
+    """One run of the real CLI (``niced``: at a lower priority than the emulator) against the emulator in its
+    own process, as the real service is: a thread in this process would delay its arrival stamps behind the
+    GIL and blur the sliding-window count."""
     manifest = _photos(directory, rows)
     out = directory / f"results_{rows}_{confirm}.parquet"
     journal = directory / f"journal_{rows}_{confirm}.sqlite"
     for p in (out, journal):
         p.unlink(missing_ok=True)
     with emulator_process("--rate", "50", "--storage", "hash", no_gc=True) as base:
-        settings = make_settings(workspace=DEFAULT_WORKSPACE, endpoint=base,
-                                 credentials=Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY),
-                                 out=out, journal=journal, confirm=confirm, progress=False)
-        started = time.monotonic()
-        summary = asyncio.run(runner.run_async(settings, manifest))
-        wall = time.monotonic() - started
+        run = ingest_niced(manifest, base, "--out", str(out), "--journal", str(journal),
+                           *([] if confirm else ["--no-confirm"]))
+        wall = run.seconds
         snap = fetch_state(base)
     rate = _arrival_rate(snap["presign_arrivals"])
     cap = 1000 / 60 if confirm else 50.0
-    return {"rows": rows, "uploaded": summary.by_status.get("uploaded", 0), "presign_calls": snap["presign_calls"],
+    return {"rows": rows, "uploaded": run.finished["by_status"].get("uploaded", 0),
+            "presign_calls": snap["presign_calls"],
             "status_calls": snap["status_calls"], "server_rows_per_s": round(rate, 2), "cap_per_s": round(cap, 2),
             "of_cap": round(rate / cap, 4), "wall_s": round(wall, 1), "responses_429": snap["responses_429"],
             "max_presign_per_1s": snap["max_presign_per_1s"], "max_status_per_60s": snap["max_status_per_60s"]}
@@ -136,8 +130,7 @@ def _finished_archive(directory: Path, rows: int, distinct: int) -> tuple[Path, 
     facts = []
     for i in range(distinct):
         path = photos / f"s{i:04d}.jpg"
-        if not path.exists():
-            make_jpeg(path, 300, 280, seed=10_000 + i, quality=70)
+        make_jpeg(path, 300, 280, seed=10_000 + i, quality=70)  # afresh: an earlier bench changed some
         facts.append((stamp_of(path), hashlib.sha256(path.read_bytes()).hexdigest()))
     manifest = directory / f"finished_{rows}.csv"
     journal = directory / f"finished_{rows}.journal.sqlite"
