@@ -38,7 +38,8 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
     (Settings, "confirm"): Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
     (Settings, "workers"): Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
     (Settings, "use_processes"): Spec("prepare images in processes instead of threads", flag="--processes"),
-    (Settings, "dry_run"): Spec("read and prepare only: no API call; writes <manifest>.dryrun.parquet"),
+    (Settings, "dry_run"): Spec("read and prepare only: nothing uploaded or changed (with --attach, persons are "
+                                "looked up read-only); writes <manifest>.dryrun.parquet"),
     (Settings, "retry_failed"): Spec("on a re-run, leave rows that failed before alone"),
     (Settings, "dedupe"): Spec("upload byte-identical sources once and share the key"),
     (Settings, "limit"): Spec("take at most N rows that need work (new, changed, to re-check or to retry)",
