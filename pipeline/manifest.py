@@ -18,8 +18,6 @@ pass, so a CSV's ``schema`` is known after ``scan`` (reading it earlier runs one
 from __future__ import annotations
 
 import difflib
-import hashlib
-import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,8 +29,10 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.fetch.refs import Problem, SourceParser, cached_realpath, root_location, root_problem
+from pipeline.fetch.refs import Problem, SourceParser, root_location, root_problem
 from pipeline.models import Row
+from pipeline.resolve import LocalResolver, no_path
+from pipeline.row_keys import duplicate_message, hash64, repeated_hashes
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
 __all__ = ["NO_PATH_KEY", "Manifest", "ManifestInfo", "RowBatch"]
@@ -41,8 +41,6 @@ NO_PATH_KEY = "#row-"
 """Prefix of the key of a row with neither an id column nor a path (``#row-7``)."""
 
 _DEFAULTS = ColumnMap()
-_MISSING_PATH = ("missing_path", "the path cell is empty")
-_NUL_PATH = ("invalid_path", "the path contains a NUL character")
 _TRUE = frozenset({"true", "1", "yes"})
 
 
@@ -66,46 +64,6 @@ def _columns_text(names: list[str]) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
 
 
-def _no_path(text: str | None) -> bool:
-    return not text or text.isspace()
-
-
-class _Resolver:
-    """Turns a path cell into ``(source, problem)``; cheap enough for a million rows.
-
-    With a root, every path's real location must lie inside the root's real location. The realpath of
-    each folder is cached (rows of one manifest share few folders), so a row costs one ``lstat`` of the
-    file itself, needed to see whether the file is a symlink that points elsewhere.
-    """
-
-    def __init__(self, base: str, root: str | None) -> None:
-        self.base = base
-        remote = root is not None and "://" in root[:16]  # a URL root: its cells never come here
-        self.root = os.path.realpath(root) if root is not None and not remote else root
-        if self.root is not None and not remote:
-            self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
-        self._dirs: dict[str, str] = {}
-
-    def __call__(self, text: str | None) -> tuple[Path | None, tuple[str, str] | None]:
-        if _no_path(text):
-            return None, _MISSING_PATH
-        assert text is not None  # _no_path is true for None
-        if "\x00" in text:
-            return None, _NUL_PATH
-        # os.path on str, not pathlib: several times cheaper per row, and a million rows add up.
-        joined = os.path.join(self.base, text)  # noqa: PTH118  # an absolute cell replaces the base
-        if self.root is None:
-            return Path(joined), None
-        real = self._realpath(joined)
-        if real != self.root and not real.startswith(self.prefix):
-            return None, ("outside_root", f"the path resolves to {real}, outside --root {self.root}")
-        # Hand on the checked real location, so what is opened later is what was checked here.
-        return Path(real), None
-
-    def _realpath(self, joined: str) -> str:
-        return cached_realpath(self._dirs, joined)
-
-
 class Manifest:
     """A manifest opened for streaming. Re-iterable: every ``scan``/``row_batches``/``rows`` call reads anew.
 
@@ -113,7 +71,7 @@ class Manifest:
     ``<pandas.DataFrame>``; ``schema`` the input columns as they pass through to the results.
     """
 
-    def __init__(self, source: Source, columns: ColumnMap, resolver: _Resolver, batch_size: int) -> None:
+    def __init__(self, source: Source, columns: ColumnMap, resolver: LocalResolver, batch_size: int) -> None:
         names = source.schema.names
         self.name = source.name
         self._source = source
@@ -185,7 +143,7 @@ class Manifest:
             raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
         folder = str(root.absolute()) if isinstance(root, Path) else (root or base or opened.base)
-        return cls(opened, columns, _Resolver(folder, folder if root is not None else None), batch_size)
+        return cls(opened, columns, LocalResolver(folder, folder if root is not None else None), batch_size)
 
     @property
     def schema(self) -> pa.Schema:
@@ -231,7 +189,7 @@ class Manifest:
     def _keys(self, batch: pa.RecordBatch, start: int, paths: list[str | None]) -> list[str]:
         ids = self._text(batch, self._id_i, "id")
         if ids is None:
-            return [f"{NO_PATH_KEY}{start + j}" if _no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
+            return [f"{NO_PATH_KEY}{start + j}" if no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
         for j, value in enumerate(ids):
             if not value:
                 raise ManifestError(
@@ -256,15 +214,11 @@ class Manifest:
         for batch in self._text_batches():
             if ints is not None:
                 ints.feed(batch)
-            seen.extend(map(_hash64, self._keys(batch, rows, self._paths(batch))))
+            seen.extend(map(hash64, self._keys(batch, rows, self._paths(batch))))
             rows += batch.num_rows
-        if rows > 1:
-            hashes = pa.Array.from_buffers(pa.uint64(), len(seen), [None, pa.py_buffer(seen)])
-            # Sorting needs 16 bytes a row; a hash table (count_distinct) needed ~100 MB per million.
-            ordered = hashes.take(pc.sort_indices(hashes))
-            same = pc.equal(ordered.slice(1), ordered.slice(0, rows - 1))
-            if pc.any(same).as_py():
-                self._raise_duplicate(set(ordered.slice(1).filter(same).to_pylist()))
+        repeated = repeated_hashes(seen)
+        if repeated:
+            self._raise_duplicate(repeated)
         if ints is not None:
             self._schema = ints.schema()
         return ManifestInfo(rows=rows)
@@ -275,29 +229,13 @@ class Manifest:
         for batch in self._text_batches():  # second pass only over keys whose hash repeats
             paths = self._paths(batch)
             for j, key in enumerate(self._keys(batch, index, paths)):
-                if _hash64(key) in repeated:
+                if hash64(key) in repeated:
                     if key in first:
-                        raise ManifestError(self._duplicate(key, *first[key], index + j))
-                    first[key] = (index + j, self._id_i is None and _no_path(paths[j]))
+                        raise ManifestError(duplicate_message(self.name, key, *first[key], index + j,
+                                                              has_id=self._id_i is not None))
+                    first[key] = (index + j, self._id_i is None and no_path(paths[j]))
             index += batch.num_rows
         # Only a 64-bit hash collision between different keys: nothing to report.
-
-    def _duplicate(self, key: str, row: int, pathless: bool, again: int) -> str:
-        if self._id_i is not None:
-            return (
-                f"The id {key!r} appears more than once in {self.name} (rows {row} and {again}, counted from 0); "
-                "ids must be unique."
-            )
-        if pathless:  # a real path cell that happens to read "#row-3", and row 3 has no path
-            return (
-                f"Row {again} of {self.name} has the path {key!r}, which is the key of row {row} (a row without "
-                "a path); add an id column (--id-column) to key the rows."
-            )
-        return (
-            f"The path {key!r} appears more than once in {self.name} (rows {row} and {again}, counted from 0); "
-            "without an id column a row's key is its path: remove the repeated row, or add an id column "
-            "(--id-column) to list one file twice."
-        )
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The input columns in row order, at most ``batch_size`` rows per batch, typed as ``schema``."""
@@ -363,8 +301,3 @@ class Manifest:
         for batch in self.row_batches():
             if batch.rows and batch.rows[-1].index >= start:
                 yield from (row for row in batch.rows if row.index >= start)
-
-
-def _hash64(key: str) -> int:
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")

@@ -3,8 +3,8 @@
 Every user-facing field of ``Settings``, ``ColumnMap``, ``ApiSettings`` and ``ImagePolicy`` is one ``Option``:
 its keyword (what the Python API accepts), its flag (what the CLI accepts), its default (read from the
 dataclass, never repeated here) and its help. A field is user-facing when its ``metadata`` carries ``help``
-(``flag`` and ``metavar`` optional) or when ``_TABLE`` below supplies the help for it, so a field added later
-with ``help`` metadata gets a flag without touching this module.
+(``flag`` and ``metavar`` optional) or when ``option_help.HELP_TABLE`` supplies the help for it, so a field
+added later with ``help`` metadata gets a flag without touching this module.
 
 ``build_settings`` turns flat keyword values (from argparse or from ``make_settings(**kw)``) into validated
 ``Settings``; its ``ConfigError`` names the flag (``--path-column``) or the keyword (``path_column=``).
@@ -27,7 +27,8 @@ from typing import Any, Literal
 from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings, load_credentials
 from pipeline.errors import ConfigError
-from pipeline.models import Credentials, ImagePolicy
+from pipeline.models import Credentials
+from pipeline.option_help import HELP_TABLE as _TABLE
 
 __all__ = [
     "ENV_PREFIX",
@@ -42,56 +43,6 @@ __all__ = [
 ENV_PREFIX = "THUMBNAIL_INGEST_"
 Style = Literal["cli", "python"]
 
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """Help (and flag/metavar/env/choices) for a field whose owner put no ``help`` metadata on it."""
-
-    help: str
-    flag: str | None = None
-    metavar: str | None = None
-    env: str | None = None
-    choices: tuple[str, ...] = ()
-
-
-_TABLE: dict[tuple[type, str], _Spec] = {
-    (ApiSettings, "workspace"): _Spec("Media Intelligence workspace name (required)", metavar="NAME",
-                                      env="WORKSPACE"),
-    (ApiSettings, "endpoint"): _Spec("API base URL", metavar="URL", env="ENDPOINT"),
-    (Settings, "out"): _Spec("results manifest, .parquet or .csv (default: <manifest>.results.parquet)",
-                             metavar="RESULTS"),
-    (Settings, "journal"): _Spec("SQLite journal of row states (default: <manifest>.journal.sqlite)",
-                                 metavar="PATH"),
-    (Settings, "root"): _Spec("resolve relative paths here and refuse paths outside it: a folder or an s3://, "
-                              "gs://, http(s):// prefix (default: the manifest's folder, no containment check)",
-                              metavar="DIR|URL"),
-    (Settings, "confirm"): _Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
-    (Settings, "workers"): _Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
-    (Settings, "use_processes"): _Spec("prepare images in processes instead of threads", flag="--processes"),
-    (Settings, "dry_run"): _Spec("read and prepare only: no API call; writes <manifest>.dryrun.parquet"),
-    (Settings, "retry_failed"): _Spec("on a re-run, leave rows that failed before alone"),
-    (Settings, "dedupe"): _Spec("upload byte-identical sources once and share the key"),
-    (Settings, "limit"): _Spec("take at most N rows that need work (new, changed, to re-check or to retry)",
-                               metavar="N"),
-    (Settings, "log_format"): _Spec("console for people, json (one object per line) for cron; auto = console",
-                                    env="LOG_FORMAT", choices=("auto", "console", "json")),
-    (Settings, "progress"): _Spec("no progress bar"),
-    (ColumnMap, "path"): _Spec("manifest column with the image path", metavar="NAME"),
-    (ColumnMap, "id"): _Spec("manifest column with the row key, used when present ('' = none)", metavar="NAME"),
-    (ColumnMap, "file_name"): _Spec("manifest column overriding the uploaded file name ('' = none)",
-                                    metavar="NAME"),
-    (ColumnMap, "person"): _Spec("manifest column with the person's name, used when present ('' = none)",
-                                 metavar="NAME"),
-    (ColumnMap, "person_id"): _Spec("manifest column with an existing person's id ('' = none)", metavar="NAME"),
-    (ColumnMap, "primary"): _Spec("manifest column marking the person's primary thumbnail: true/1/yes "
-                                  "('' = none)", metavar="NAME"),
-    (Settings, "attach"): _Spec("attach every uploaded thumbnail to its row's person (person / person_id "
-                                "columns) before its key expires"),
-    (ImagePolicy, "max_side"): _Spec("downscale so the long side is at most PX pixels (default: only what "
-                                     "5 MB requires)", metavar="PX"),
-    (ImagePolicy, "keep_metadata"): _Spec("keep EXIF/XMP (GPS!) in uploaded files"),
-    (ImagePolicy, "verify_pixels"): _Spec("fully decode pass-through images"),
-}
 
 _KIND_METAVAR: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT", Path: "PATH"}
 _UNIT_METAVAR = {"s": "SECONDS", "calls/s": "PER_SECOND", "calls/min": "PER_MINUTE", "kB/s": "KB_PER_S"}

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import pytest
 from aiohttp import web
+from helpers import serve_app
 
 TOKEN = "fake-gcs-token"
 _LAST_MODIFIED = "Wed, 01 May 2024 09:00:00 GMT"
@@ -68,11 +69,7 @@ async def fake_gcs(*, token: str = TOKEN) -> AsyncIterator[FakeGCS]:
     state = FakeGCS()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", state.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
+    async with serve_app(app) as state.url:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("GOOGLE_BASE_URL", state.url)
             patch.setenv("GOOGLE_BEARER_TOKEN", token)
@@ -80,5 +77,3 @@ async def fake_gcs(*, token: str = TOKEN) -> AsyncIterator[FakeGCS]:
                          "GOOGLE_SERVICE_ACCOUNT_KEY", "GOOGLE_SKIP_SIGNATURE"):
                 patch.delenv(name, raising=False)
             yield state
-    finally:
-        await runner.cleanup()

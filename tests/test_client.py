@@ -12,7 +12,7 @@ import pytest
 import structlog
 from aiohttp import web
 from emulator_tools import FakeClock, max_in_window
-from helpers import make_image
+from helpers import make_image, serve_app
 
 from pipeline.client import ApiClient, redact_url
 from pipeline.config import ApiSettings, Credentials
@@ -256,14 +256,8 @@ async def scripted() -> AsyncIterator[Script]:
 
     app = web.Application(client_max_size=10 * 2**20)
     app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    script.base = f"http://127.0.0.1:{port}"
-    yield script
-    await runner.cleanup()
+    async with serve_app(app) as script.base:
+        yield script
 
 
 def _settings(base: str, **kw: Any) -> ApiSettings:

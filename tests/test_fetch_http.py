@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+from helpers import serve_app
 
 from pipeline.fetch import Fetched, Fetcher, FetchRejected, FetchSettings, SourceRef, SourceStamp, parse_source
 from pipeline.fetch.addresses import is_refused_address
@@ -108,15 +109,11 @@ class Site:
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
     state = Site()
-    runner = web.AppRunner(state.app(), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        yield state
-    finally:
-        state.release.set()
-        await runner.cleanup()
+    async with serve_app(state.app()) as state.url:
+        try:
+            yield state
+        finally:
+            state.release.set()
 
 
 def _ref(url: str) -> SourceRef:

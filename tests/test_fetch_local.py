@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from helpers import serve_app
 from s3_fixtures import MotoS3, moto_s3
 
 from pipeline.errors import ConfigError, ManifestError
@@ -144,13 +145,8 @@ async def web_manifest() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/m.csv", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/m.csv?token=s3cr3t"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/m.csv?token=s3cr3t"
 
 
 async def test_a_manifest_over_http_downloads_even_from_inside_an_event_loop(web_manifest: str) -> None:

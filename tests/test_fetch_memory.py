@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from helpers import serve_app
 from s3_fixtures import fetch_in_child, moto_s3
 
 MB = 1 << 20
@@ -22,13 +23,8 @@ async def blobs() -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/o/{n}", serve)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def test_the_byte_budget_keeps_memory_flat_over_http(blobs: str) -> None:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, features
 
+from pipeline.corpus import make_corpus
 from pipeline.images import REASONS, prepare
 from pipeline.models import ImagePolicy, Prepared, Rejected
 from pipeline.samples import (
@@ -24,7 +25,6 @@ from pipeline.samples import (
     MAKE_MARKER,
     adobe_rgb_like_profile,
     make_bomb_png,
-    make_corpus,
     make_image,
     make_jpeg,
     make_oriented_jpeg,

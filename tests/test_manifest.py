@@ -245,7 +245,7 @@ def test_empty_id_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_id_hash_collision_is_not_a_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifest_module, "_hash64", len)  # every id of the same length collides
+    monkeypatch.setattr(manifest_module, "hash64", len)  # every id of the same length collides
     table = pa.table({"id": ["a", "b", "cc", "dd", "b"], "path": ["p"] * 5})
     with pytest.raises(ManifestError, match=r"The id 'b' .*rows 1 and 4"):
         Manifest.open(table).scan()

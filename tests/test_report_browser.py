@@ -20,9 +20,10 @@ from helpers import write_manifest
 from test_report import Page
 
 import pipeline
+from pipeline.corpus import make_corpus
 from pipeline.emulator import EmulatorConfig, emulator_in_thread
 from pipeline.report import write_report
-from pipeline.samples import make_corpus, make_jpeg, make_oriented_jpeg
+from pipeline.samples import make_jpeg, make_oriented_jpeg
 
 CONSOLE = re.compile(r":CONSOLE\b.*")
 """How Chromium's ``--enable-logging=stderr`` prints a page's console messages (errors and CSP refusals)."""

@@ -31,6 +31,19 @@ from aiohttp import web
 
 from pipeline.emulator import handlers
 from pipeline.emulator.handlers import BUCKET, _json_body, _ok, _workspace, mi_error
+from pipeline.emulator.persons_rules import (
+    DEFAULT_PAGE_SIZE,
+    MAX_DESCRIPTION,
+    MAX_NAME,
+    MAX_PAGE_SIZE,
+    MAX_PER_PERSON,
+    MAX_PER_REQUEST,
+    NAME_QUERY_FORBIDDEN,
+    Wanted,
+    int_param,
+    text_field,
+    wanted_thumbnails,
+)
 from pipeline.emulator.state import Person, PersonThumbnail
 
 if TYPE_CHECKING:
@@ -44,18 +57,6 @@ PERSONS_ROUTES = {
     "person": _PERSONS + "/{person_id}",
     "person_thumbnail": _PERSONS + "/{person_id}/person-thumbnail",
 }
-MAX_PER_REQUEST = 100
-MAX_PER_PERSON = 100
-MAX_NAME, MAX_DESCRIPTION, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE = 50, 700, 1000, 10
-_NAME_QUERY_FORBIDDEN = (";", "|", "`")
-
-
-@dataclass(frozen=True, slots=True)
-class _Wanted:
-    key: str
-    primary: bool
-
-
 def add_routes(emu: Emulator, app: web.Application) -> None:
     """Register the six persons routes on ``app`` (before the catch-all route)."""
 
@@ -75,37 +76,6 @@ def age_uploads(emu: Emulator, seconds: float) -> None:
     (signature timestamps and URL expiry keep following the wall clock)."""
     for obj in list(emu.objects.values()):
         obj.uploaded_at -= seconds
-
-
-def _text(body: dict[str, Any], field: str, longest: int) -> str | web.Response | None:
-    """An optional text field of 1..``longest`` characters, not blank; ``None`` when absent or null."""
-    value = body.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip() or len(value) > longest:
-        return mi_error(400, "10001", f"{field} must be text of 1 to {longest} characters, not blank.")
-    return value
-
-
-def _wanted(body: dict[str, Any], *, create: bool) -> list[_Wanted] | web.Response:
-    """The request's ``thumbnails``: 1..100 distinct keys; exactly one primary on create, at most one else."""
-    items = body.get("thumbnails")
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_PER_REQUEST:
-        return mi_error(400, "10001", f"thumbnails must be a list of 1 to {MAX_PER_REQUEST} items.")
-    wanted: list[_Wanted] = []
-    for item in items:
-        key = item.get("thumbnailKey") if isinstance(item, dict) else None
-        primary = item.get("isPrimaryThumbnail", False) if isinstance(item, dict) else None
-        if not isinstance(key, str) or not key or not isinstance(primary, bool):
-            return mi_error(400, "10001", "Each thumbnail needs a thumbnailKey and a boolean isPrimaryThumbnail.")
-        wanted.append(_Wanted(key, primary))
-    if len({w.key for w in wanted}) != len(wanted):
-        return mi_error(400, "10001", "A thumbnailKey appears twice in thumbnails.")
-    primaries = sum(w.primary for w in wanted)
-    if (create and primaries != 1) or primaries > 1:
-        return mi_error(400, "10001", "Exactly one thumbnail must be primary." if create
-                        else "At most one thumbnail may be primary.")
-    return wanted
 
 
 def _key_refused(emu: Emulator, workspace: str, key: str) -> web.Response | None:
@@ -131,7 +101,7 @@ def _person(emu: Emulator, request: web.Request, workspace: str) -> Person | web
     return person
 
 
-def _attach(emu: Emulator, person: Person, wanted: list[_Wanted]) -> None:
+def _attach(emu: Emulator, person: Person, wanted: list[Wanted]) -> None:
     for w in wanted:
         thumb = PersonThumbnail(next(emu.thumbnail_ids), w.key)
         person.thumbnails.append(thumb)
@@ -175,7 +145,7 @@ class _Attach:
     person: Person | None
     name: str | None
     description: str | None
-    wanted: list[_Wanted]
+    wanted: list[Wanted]
 
 
 async def _attach_request(emu: Emulator, request: web.Request, *, create: bool) -> _Attach | web.Response:
@@ -187,10 +157,10 @@ async def _attach_request(emu: Emulator, request: web.Request, *, create: bool) 
     workspace, body = parsed
     person, name, description = None, None, None
     if create:
-        name, description = _text(body, "name", MAX_NAME), _text(body, "description", MAX_DESCRIPTION)
+        name, description = text_field(body, "name", MAX_NAME), text_field(body, "description", MAX_DESCRIPTION)
     else:
         person = _person(emu, request, workspace)
-    wanted = _wanted(body, create=create)
+    wanted = wanted_thumbnails(body, create=create)
     for answer in (person, name, description, wanted):
         if isinstance(answer, web.Response):
             return answer
@@ -231,28 +201,19 @@ async def add_thumbnails(emu: Emulator, request: web.Request) -> web.Response:
     return _ok({"id": person.id, "personId": str(person.id), "thumbnailList": _thumbnail_list(emu, request, person)})
 
 
-def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | web.Response:
-    raw = request.query.get(name)
-    if raw is None and default is not None:
-        return default
-    if raw is None or not raw.isdigit() or not low <= int(raw) <= high:
-        return mi_error(400, "10001", f"{name} must be a whole number from {low} to {high}.")
-    return int(raw)
-
-
 async def list_persons(emu: Emulator, request: web.Request) -> web.Response:
     """One page of the workspace's persons, in id order, optionally those whose name contains ``name``."""
     workspace = _workspace(emu, request)
     if isinstance(workspace, web.Response):
         return workspace
-    page = _int_param(request, "pageNum", None, 1, 10**9)
-    size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    page = int_param(request, "pageNum", None, 1, 10**9)
+    size = int_param(request, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
     if isinstance(page, web.Response):
         return page
     if isinstance(size, web.Response):
         return size
     name = request.query.get("name")
-    if name is not None and (not 2 <= len(name) <= MAX_NAME or any(c in name for c in _NAME_QUERY_FORBIDDEN)):
+    if name is not None and (not 2 <= len(name) <= MAX_NAME or any(c in name for c in NAME_QUERY_FORBIDDEN)):
         return mi_error(400, "10001", f"name must be 2 to {MAX_NAME} characters without ; | or `.")
     found = sorted((p for p in emu.persons.values() if p.workspace == workspace
                     and (name is None or (p.name is not None and name in p.name))), key=lambda p: p.id)
@@ -282,7 +243,7 @@ async def edit(emu: Emulator, request: web.Request) -> web.Response:
     person = _person(emu, request, workspace)
     if isinstance(person, web.Response):
         return person
-    name, description = _text(body, "name", MAX_NAME), _text(body, "description", MAX_DESCRIPTION)
+    name, description = text_field(body, "name", MAX_NAME), text_field(body, "description", MAX_DESCRIPTION)
     if isinstance(name, web.Response):
         return name
     if isinstance(description, web.Response):

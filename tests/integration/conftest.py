@@ -10,9 +10,10 @@ import pytest
 from helpers import write_manifest
 
 from pipeline.config import Settings
+from pipeline.corpus import make_corpus
 from pipeline.emulator import Emulator
 from pipeline.python_api import make_settings
-from pipeline.samples import make_corpus, make_jpeg
+from pipeline.samples import make_jpeg
 
 FAST = {"rate": 0.0, "confirm_rate": 0.0}
 """Client limits lifted: the cap tests live in test_client.py; here we test behaviour, not pacing."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from helpers import MakeEmulator
+from helpers import MakeEmulator, serve_app
 from s3_fixtures import MotoS3, moto_s3
 
 from pipeline.cli import main
@@ -53,14 +53,8 @@ async def site() -> AsyncIterator[Site]:
     state = Site()
     app = web.Application()
     app.router.add_get("/{tail:.*}", state.serve)
-    runner_ = web.AppRunner(app, access_log=None)
-    await runner_.setup()
-    await web.TCPSite(runner_, "127.0.0.1", 0).start()
-    state.url = f"http://127.0.0.1:{runner_.addresses[0][1]}"
-    try:
+    async with serve_app(app) as state.url:
         yield state
-    finally:
-        await runner_.cleanup()
 
 
 def _manifest(tmp_path: Path, cells: list[str]) -> Path:

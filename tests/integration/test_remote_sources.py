@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from helpers import MakeEmulator
+from helpers import MakeEmulator, serve_app
 from s3_fixtures import MotoS3, moto_s3
 
 from pipeline import runner
@@ -37,13 +37,8 @@ async def web_photo() -> AsyncIterator[tuple[str, bytes]]:
 
     app = web.Application()
     app.router.add_get("/photos/w.jpg", photo)
-    runner_ = web.AppRunner(app)
-    await runner_.setup()
-    site = web.TCPSite(runner_, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/photos/w.jpg", data
-    await runner_.cleanup()
+    async with serve_app(app) as url:
+        yield f"{url}/photos/w.jpg", data
 
 
 async def test_remote_rows_upload_their_own_bytes_and_resume_by_etag(
@@ -134,25 +129,21 @@ async def test_fetched_bytes_waiting_for_the_image_stage_are_bounded(tmp_path: P
 
     app = web.Application()
     app.router.add_get("/{name}", serve)
-    runner_ = web.AppRunner(app)
-    await runner_.setup()
-    site = web.TCPSite(runner_, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    inbox: Pipe[Job] = Pipe(200)
-    outbox: Pipe[Job] = Pipe(held)  # nobody reads it: the image stage is "slow"
-    for i in range(100):
-        ref = SourceRef("http", f"127.0.0.1:{port}", f"/p{i}.jpg")
-        await inbox.put(Job(Row(i, f"k{i}", ref.url, None, remote=ref), Why.NEW, None))
-    await inbox.close()
-    with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal:
-        async with Fetcher(FetchSettings(fetch_concurrency=concurrency)) as fetcher:
-            stage = FetchStage(journal, Recorder(journal, Progress(100, enabled=False)), RunControl(), fetcher,
-                               inbox, outbox)
-            task = asyncio.create_task(stage.run())
-            with pytest.raises(asyncio.TimeoutError):  # a bounded wait for what must not happen
-                await asyncio.wait_for(past_bound.wait(), 2.0)
-            assert requests <= concurrency + held + 1
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    await runner_.cleanup()
+    async with serve_app(app) as url:
+        host = url.removeprefix("http://")
+        inbox: Pipe[Job] = Pipe(200)
+        outbox: Pipe[Job] = Pipe(held)  # nobody reads it: the image stage is "slow"
+        for i in range(100):
+            ref = SourceRef("http", host, f"/p{i}.jpg")
+            await inbox.put(Job(Row(i, f"k{i}", ref.url, None, remote=ref), Why.NEW, None))
+        await inbox.close()
+        with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal:
+            async with Fetcher(FetchSettings(fetch_concurrency=concurrency)) as fetcher:
+                stage = FetchStage(journal, Recorder(journal, Progress(100, enabled=False)), RunControl(), fetcher,
+                                   inbox, outbox)
+                task = asyncio.create_task(stage.run())
+                with pytest.raises(asyncio.TimeoutError):  # a bounded wait for what must not happen
+                    await asyncio.wait_for(past_bound.wait(), 2.0)
+                assert requests <= concurrency + held + 1
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
