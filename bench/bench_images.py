@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pillow_heif
 from PIL import Image
 
 from pipeline import samples
@@ -165,6 +166,11 @@ def _jpeg_floor(data: bytes) -> None:
 
 
 def _full_decode(data: bytes) -> None:
+    if pillow_heif.is_supported(data):
+        # Importing the pipeline registers no Pillow plugin (no process-wide state), so HEIF goes through
+        # pillow-heif's own opener here, as images.opening does.
+        pillow_heif.open_heif(data, convert_hdr_to_8bit=True).to_pillow().load()
+        return
     with Image.open(io.BytesIO(data)) as im:
         im.load()
 
