@@ -78,6 +78,8 @@ def synthetic_results(path: Path, rows: int) -> Path:
         "attempts": pa.array([1] * rows, pa.int32()),
         "uploaded_at": pc.if_else(good, stamps, pa.nulls(rows, stamps.type)),
         "duplicate_of": null_text,
+        "person_id": null_text,  # a run without --attach
+        "attached_at": pa.nulls(rows, schema.field("attached_at").type),
     }
     if csv:
         columns["uploaded_at"] = columns["uploaded_at"].cast(pa.string())
