@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +14,7 @@ from helpers import write_manifest
 from pipeline import runner
 from pipeline.config import Settings
 from pipeline.emulator import Emulator, EmulatorConfig
+from pipeline.runner import session as session_module
 from pipeline.runner.stages import by_person
 from pipeline.samples import make_jpeg
 
@@ -32,9 +34,25 @@ def test_by_person_is_stable_and_keeps_rows_without_a_person_in_order() -> None:
     assert by_person([], lambda s: s) == []
 
 
+class _Tap:
+    """Stands in for the plan stage's outbox: records each job's path, then hands it on unchanged."""
+
+    def __init__(self, pipe: Any, seen: list[str]) -> None:
+        self._pipe, self._seen = pipe, seen
+
+    async def put(self, item: Any) -> None:
+        if item is not None:
+            self._seen.append(item.row.path.removesuffix(".jpg"))
+        await self._pipe.put(item)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+
 @UNCAPPED
 async def test_a_persons_rows_are_uploaded_together_within_each_batch(
-        emulator: Emulator, settings_for: Callable[..., Settings], tmp_path: Path) -> None:
+        emulator: Emulator, settings_for: Callable[..., Settings], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "photos"
     folder.mkdir()
     rows = []
@@ -43,22 +61,31 @@ async def test_a_persons_rows_are_uploaded_together_within_each_batch(
         rows.append({"id": f"r{i:03d}", "path": f"p{i:03d}.jpg", "person": "" if who == "id" else who,
                      "person_id": "1001" if who == "id" else ""})
     manifest = write_manifest(folder / "manifest.csv", rows)
-    # One prepare worker and one upload worker: the upload order is the order the plan handed the rows on.
-    settings = settings_for(emulator, attach=True, attach_rate=0.0, workers=1, concurrency=1,
-                            batch_size=BATCH)
+    # The order the plan hands the rows on is what the run controls; the uploads follow it but several rows
+    # are prepared at once, so neighbours may finish in either order: the handed-on order is what is checked.
+    handed: list[str] = []
+
+    class TappedPlan(session_module.PlanStage):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.out = _Tap(self.out, handed)  # type: ignore[assignment]
+
+    monkeypatch.setattr(session_module, "PlanStage", TappedPlan)
+    settings = settings_for(emulator, attach=True, attach_rate=0.0, batch_size=BATCH)
     summary = await runner.run_async(settings, manifest)
 
-    uploaded = [u.file_name.split("-")[0] for u in emulator.issued_by_key.values()]
     owner = {f"p{i:03d}": who for i, who in enumerate(OWNERS)}
     expected: list[str] = []
     for start in range(0, len(OWNERS), BATCH):
         names = [f"p{i:03d}" for i in range(start, start + BATCH) if OWNERS[i] != "id"]
         expected += by_person(names, lambda n: owner[n] or None)
-    assert uploaded == expected
-    whose = [owner[n] for n in uploaded]
+    assert handed == expected
+    whose = [owner[n] for n in handed]
     runs = [who for i, who in enumerate(whose) if who and (i == 0 or whose[i - 1] != who)]
     assert sorted(runs) == ["A", "A", "A", "B", "B", "B", "C", "C", "C"]  # one run per person and batch
-    assert uploaded != [n for n in owner if owner[n] != "id"]  # the input order interleaves them
+    assert handed != [n for n in owner if owner[n] != "id"]  # the input order interleaves them
+    uploaded = [u.file_name.split("-")[0] for u in emulator.issued_by_key.values()]
+    assert sorted(uploaded) == sorted(expected)  # the same rows are uploaded, each once
 
     results = pq.read_table(summary.results_path).to_pylist()
     assert [r["id"] for r in results] == [r["id"] for r in rows]  # results stay in input order
