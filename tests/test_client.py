@@ -15,6 +15,7 @@ from emulator_tools import FakeClock, max_in_window
 from helpers import make_image, serve_app
 
 from pipeline.client import ApiClient, redact_url
+from pipeline.client.routes import Route
 from pipeline.config import ApiSettings, Credentials
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import (
@@ -398,3 +399,17 @@ async def test_status_404_fails_the_row_not_the_run(scripted: Script) -> None:
         fine = await client.upload("b.jpg", JPEG, "image/jpeg")
     assert lost.reason == "confirm_failed" and "HTTP 404" in (lost.detail or "") and lost.orphans == ("k1",)
     assert fine.ok and client.fatal is None
+
+
+async def test_a_call_that_fails_before_its_request_still_dates_its_slot(emulator: Emulator) -> None:
+    """An undated limiter slot counts as "now" for ever: ``limit`` calls failing between their slot and the
+    wire (here a body that cannot be serialised) must not close the window for good."""
+    async with ApiClient(settings_for(emulator, rate=5)) as client:
+        route = Route("presign", "POST", client.presign_limiter)
+        path = f"/api/v1/workspaces/{emulator.workspace}/thumbnails/presign"
+        for _ in range(5):
+            with pytest.raises(TypeError):
+                await client.signed_call(route, path, {"fileName": object()})
+        async with asyncio.timeout(10):  # the window frees after 1 s; undated slots would hold it for ever
+            presigned = await client.presign("after.jpg")
+    assert presigned.thumbnail_key

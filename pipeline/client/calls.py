@@ -246,15 +246,17 @@ class ApiClientBase:
         if slot is None:
             self._raise_if_fatal()
             raise AssertionError("the limiter was closed without a fatal answer")  # pragma: no cover
-        # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
-        creds = self.settings.credentials
-        headers = signed_headers(route.method, url.raw_path_qs, creds.access_key, creds.secret_key)
-        if kind == "presign":
-            self.stats.presign_calls += 1
-        elif kind == "status":
-            self.stats.confirm_calls += 1
-        data = None if payload is None else json.dumps(payload).encode()
+        # Whatever happens from here on, the slot is dated: an undated slot counts as "now" for ever, and
+        # ``limit`` of them would close the window for good.
         try:
+            # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
+            creds = self.settings.credentials
+            headers = signed_headers(route.method, url.raw_path_qs, creds.access_key, creds.secret_key)
+            if kind == "presign":
+                self.stats.presign_calls += 1
+            elif kind == "status":
+                self.stats.confirm_calls += 1
+            data = None if payload is None else json.dumps(payload).encode()
             # trace_request_ctx: the trace hook dates the slot to the moment the request really goes out.
             async with self.session.request(route.method, url, data=data, headers=headers,
                                             allow_redirects=False, timeout=self._api_timeout,
