@@ -180,7 +180,7 @@ def _decide(data: bytes) -> bytes:
     header = sniff.inspect(data)
     assert header is not None and not header.obstacles
     out = sniff.stripped(data, header)
-    sniff.prove(out, header)
+    sniff.prove(out, header, data)
     return out
 
 

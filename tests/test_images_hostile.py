@@ -233,3 +233,27 @@ def test_bombs_are_refused_by_the_policy_without_global_state(size: tuple[int, i
     assert limit == Image.MAX_IMAGE_PIXELS
     small = prepare(bytes(gif), ImagePolicy(max_pixels=1_000))
     assert isinstance(small, Rejected) and small.reason == "too_many_pixels"
+
+
+def test_the_proof_walks_a_stripped_file_again_and_skips_an_untouched_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass-through whose metadata was stripped is walked a second time, as the upload will read it; one with
+    nothing to strip is the very bytes already walked, so the costly walk (a scan of all the image data) is
+    not repeated."""
+    walks: list[int] = []
+    real = sniff.parse_jpeg
+
+    def counted(data: bytes) -> object:
+        walks.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(sniff, "parse_jpeg", counted)
+    up = f.stored(W, H, 1)
+    tagged = f.jpeg(up, exif=f.exif_block(1))
+    out = prepare(tagged)
+    assert isinstance(out, Prepared) and out.actions == ("passthrough", "stripped")
+    assert walks == [len(tagged), len(out.data)]  # the stripped bytes were proved on their own
+    walks.clear()
+    plain = f.jpeg(up)
+    out = prepare(plain)
+    assert isinstance(out, Prepared) and out.actions == ("passthrough",) and out.data is plain
+    assert walks == [len(plain)]

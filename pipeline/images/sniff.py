@@ -76,11 +76,15 @@ def fed(data: bytes, header: Header) -> bytes:
     return b"".join(data[a:b] for a, b in header.feed)
 
 
-def prove(out: bytes, header: Header) -> bool:
+def prove(out: bytes, header: Header, source: bytes | None = None) -> bool:
     """Raise ``Reject("corrupt")`` unless ``out`` (a pass-through output of a file with ``header``) is
     a complete picture of the same size; ``False`` when it is complete but carries bytes beyond what
-    shows the picture (PNG image data with bytes after its zlib stream), which re-encoding removes."""
-    again = inspect(out)
+    shows the picture (PNG image data with bytes after its zlib stream), which re-encoding removes.
+
+    ``source`` is the file ``header`` was read from: when ``out`` is that very object (nothing was stripped)
+    the walk is not repeated, since it would read the same bytes the same way (it is the costliest part: a
+    scan of all the image data, ~1.3 ms per 2 MB, holding the GIL)."""
+    again = header if out is source else inspect(out)
     if again is None or (again.format, again.width, again.height) != (header.format, header.width, header.height):
         raise Reject("corrupt", "the stripped file does not read back as the same picture")
     if header.format == "PNG":

@@ -95,7 +95,7 @@ def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepar
             raise Reject("too_small", f"{px(w, h)}; the minimum is {policy.min_side} px on each side")
         if not header.obstacles and (not policy.max_side or max(w, h) <= policy.max_side):
             out = data if policy.keep_metadata else sniff.stripped(data, header)
-            if len(out) <= policy.max_bytes and sniff.prove(out, header):
+            if len(out) <= policy.max_bytes and sniff.prove(out, header, data):
                 if policy.verify_pixels:
                     _verify(out)
                 content_type, extension = _TYPES[header.format]
