@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project with its test and lint tools
 
-demo: install ## generate a sample archive, start the emulator in-process and ingest it
+demo: install ## generate a sample archive, start the emulator (a child process) and ingest it
 	$(PY) -m pipeline demo --dir demo-output
 
 test: install ## run the test suite (the long scenarios are marked slow and left to `make reliability`)

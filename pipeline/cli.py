@@ -165,7 +165,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     em = sub.add_parser("emulator", help="run the local emulator of the API", formatter_class=_Help,
                         description="Run a local emulator of the Media Intelligence API until stopped.")
     add_emulator_arguments(em)
-    demo = sub.add_parser("demo", help="generate a sample archive and ingest it against the in-process emulator",
+    demo = sub.add_parser("demo", help="generate a sample archive and ingest it against the emulator (a child process)",
                           formatter_class=_Help, epilog=_epilog())
     demo.add_argument("--dir", type=Path, default=Path("demo-output"), help="where the archive and results go")
     demo.add_argument("--count", type=_count, default=300, help="photos in the sample archive")

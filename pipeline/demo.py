@@ -1,4 +1,4 @@
-"""``thumbnail-ingest demo``: a sample archive, the emulator in-process, one ingest with the progress bar.
+"""``thumbnail-ingest demo``: a sample archive, the emulator in a child process, one ingest with the progress bar.
 
 The archive mixes what real ones hold: ordinary and geotagged phone photos, rotated ones, a few too large to
 upload as they are, PNG scans with alpha, iPhone HEIC, photos too small to use, truncated copies, text files
@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from pipeline import runner, samples
-from pipeline.emulator import EmulatorConfig, emulator_in_thread
+from pipeline.emulator.child import emulator_in_child
 from pipeline.progress import render_summary
 from pipeline.python_api import make_settings
 
@@ -94,13 +94,15 @@ def build_archive(directory: Path, count: int = 300, *, seed: int = 7) -> Path:
 
 
 def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_format: str = "console") -> int:
-    """Build the archive, start the emulator in this process, ingest, print the summary; return the exit code."""
+    """Build the archive, start the emulator in a child process, ingest, print the summary; return the exit
+    code."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in ("results.parquet", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "report.html"):
         (directory / stale).unlink(missing_ok=True)
     print(f"generating a sample archive of {count} photos in {directory / 'photos'} ...", file=sys.stderr)
     manifest = build_archive(directory, count)
-    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+    # In a child process, as the real service is apart from us: see ``emulator_in_child``.
+    with emulator_in_child("--storage", "hash") as emu:
         print(f"emulator listening on {emu.base_url} (workspace {emu.workspace!r})", file=sys.stderr)
         settings = make_settings(
             workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
@@ -108,7 +110,7 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
             report=directory / "report.html", progress=progress, log_format=log_format,
         )
         summary = runner.run(settings, manifest, handle_signals=True)
-        calls = emu.counters.snapshot(arrivals=False)
+        calls = emu.counters()
     print(render_summary(summary), file=sys.stderr)
     print(
         f"emulator saw {calls.get('presign_calls')} presign calls, {calls.get('put_calls')} PUTs, "
