@@ -68,7 +68,7 @@ def test_it_ends_with_its_parent_even_on_kill_9() -> None:
 
 
 def test_a_child_that_cannot_start_is_one_sentence() -> None:
-    with pytest.raises(ConfigError, match=r"^The emulator did not start: .*rate") as caught:
-        with emulator_in_child("--rate", "-1"):
-            pass  # pragma: no cover
+    with pytest.raises(ConfigError, match=r"^The emulator did not start: .*rate") as caught, \
+            emulator_in_child("--rate", "-1"):
+        pass  # pragma: no cover
     assert "\n" not in str(caught.value)
