@@ -10,53 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from pipeline.emulator.child import emulator_in_child
 
 __all__ = ["FakeClock", "emulator_process", "fetch_state", "max_in_window"]
 
 
 @contextlib.contextmanager
 def emulator_process(*args: str, no_gc: bool = False) -> Iterator[str]:
-    """``python -m pipeline.emulator ARGS`` on a free loopback port; yields its base URL once it answers;
-    stopped on exit. The caller's ``NCLOUD_*`` variables are not passed on (the default key pair is used).
-
-    ``no_gc`` turns the cyclic garbage collector off in the emulator process: a gen-2 collection over tens of
-    thousands of issued URLs pauses its loop for tens of ms and would stamp the arrivals queued meanwhile
-    closer together than they were sent (the instrument must not distort what it measures).
-    """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NCLOUD_")}
-    argv = ["--port", str(port), *args]
-    if no_gc:
-        code = f"import gc, sys; gc.disable(); from pipeline.emulator.runtime import main; sys.exit(main({argv!r}))"
-        cmd = [sys.executable, "-c", code]
-    else:
-        cmd = [sys.executable, "-m", "pipeline.emulator", *argv]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                fetch_state(base, arrivals=False)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the emulator process did not start") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """``python -m pipeline.emulator ARGS`` in a child process (``emulator_in_child``: the built-in key pair,
+    ended with us however we end); yields its base URL once it listens, stopped on exit. ``no_gc`` turns its
+    cyclic garbage collector off (see ``emulator_in_child``)."""
+    with emulator_in_child(*args, no_gc=no_gc) as emu:
+        yield emu.base_url
 
 
 def fetch_state(base: str, *, arrivals: bool = True) -> dict[str, Any]:
