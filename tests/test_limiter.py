@@ -13,6 +13,7 @@ from aiolimiter import AsyncLimiter
 from emulator_tools import FakeClock, max_in_window
 
 from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
+from pipeline.client.limiter import FLOOR
 from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
 from pipeline.errors import (
     AuthenticationError,
@@ -32,13 +33,15 @@ def fake_limiter(rate: float, period: float, **kw: Any) -> tuple[StrictLimiter, 
 
 
 async def _acquire_all(limiter: StrictLimiter, n: int) -> list[float]:
-    """Acquire ``n`` slots concurrently; the limiter's clock at each grant, in grant order."""
+    """Acquire ``n`` slots concurrently, each sent and answered at once; the limiter's clock at each grant,
+    in grant order."""
     times: list[float] = []
 
     async def one() -> None:
         slot = await limiter.take()
         assert slot is not None
         slot.mark_sent()
+        slot.mark_answered()
         times.append(slot.t)
 
     await asyncio.gather(*(one() for _ in range(n)))
@@ -62,7 +65,7 @@ async def test_plain_asynclimiter_bursts_in_first_second() -> None:
 async def test_strict_limiter_never_exceeds_window_and_keeps_rate() -> None:
     limiter, _ = fake_limiter(100, 1.0, margin=0.005)
     times = await _acquire_all(limiter, 250)
-    assert max_in_window(times, 1.0 + 0.005) <= 100
+    assert max_in_window(times, 1.0 + FLOOR - 1e-9) <= 100  # answered at once: held by the floor alone
     assert max_in_window(times[:101], 1.0) <= 100  # the first second included
     assert (len(times) - 1) / (max(times) - min(times)) == pytest.approx(100, rel=0.01)
 
@@ -82,7 +85,7 @@ async def test_unpaced_limiter_uses_the_whole_window_at_once() -> None:
     start = fake.clock()
     times = await _acquire_all(limiter, 1001)
     assert times[:1000] == [start] * 1000
-    assert times[1000] == pytest.approx(start + 60.05)
+    assert times[1000] == pytest.approx(start + 60.0 + FLOOR)  # answered at once: the floor, not the margin
     assert max_in_window(times, 60.0) <= 1000
 
 
@@ -229,44 +232,28 @@ async def test_window_counts_real_send_times_not_slot_times() -> None:
     first = await limiter.take()
     assert first is not None
     t0 = first.t
-    for i in range(4):  # four more, each sent as soon as its slot comes (t0 + 0.1 ... t0 + 0.4)
+    for i in range(4):  # four more, each sent and answered as soon as its slot comes (t0 + 0.1 ... t0 + 0.4)
         slot = await limiter.take()
         assert slot is not None
-        slot.mark_sent()
-        if i == 2:  # at t0 + 0.3 the first request finally reaches the wire
-            first.mark_sent()
+        slot.mark_answered()
+        if i == 2:  # at t0 + 0.3 the first request finally reaches the wire, and is answered
+            first.mark_answered()
     assert first.t == pytest.approx(t0 + 0.3)
     sixth = await limiter.take()
     assert sixth is not None
     # Counting slot times, the sixth could go at t0 + 0.5 (the first slot leaving the window). Counting real
     # sends (t0+0.3, +0.1, +0.2, +0.3, +0.4), it must wait for the one at t0+0.1 to leave: t0 + 0.6.
-    assert sixth.t == pytest.approx(t0 + 0.6)
+    assert sixth.t == pytest.approx(t0 + 0.6 + FLOOR)
 
 
-
-async def test_guard_waits_do_not_push_back_the_pacing_grid() -> None:
-    """Each request reaches the wire 0-3 ms after its slot (the loop is busy). The window guard counts those
-    real send times, so it often holds a slot back by a little; the pacing grid must not restart from each
-    such wait, or the waits add up on top of the lateness (the first pipeline: 49.48/s here, 49.31/s live)."""
-    limiter, fake = fake_limiter(50, 1.0, margin=0.008)
-    sent: list[float] = []
-    for i in range(3000):
-        slot = await limiter.take()
-        assert slot is not None
-        fake.advance((i * 7919 % 31) / 10_000)  # 0-3 ms, spread evenly, no pattern the grid could ride
-        slot.mark_sent()
-        sent.append(slot.t)
-    assert max_in_window(sent, 1.0 + 0.008 - 1e-9) <= 50  # the margin kept (less float rounding)
-    # The best possible is 50 per (1.008 s + the mean lateness, 1.5 ms): 49.53/s.
-    assert (len(sent) - 1) / (sent[-1] - sent[0]) >= 49.52
-
-
-async def test_pacing_never_outruns_the_guard() -> None:
-    """The grid runs at the guard's capacity (limit per window + margin), so the guard stays a safety net."""
+async def test_pacing_spreads_the_first_window_and_the_guard_holds_the_next() -> None:
+    """The grid spaces calls ``window / limit`` apart; from the second window on, each call also waits for
+    its predecessor ``limit`` places back to leave the window (answered at once here: ``FLOOR`` after it)."""
     limiter, _ = fake_limiter(50, 1.0, margin=0.008)
     times = await _acquire_all(limiter, 101)
-    gaps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
-    assert gaps == {round(1.008 / 50, 9)}
+    assert {round(b - a, 9) for a, b in itertools.pairwise(times[:50])} == {0.02}
+    assert times[50] - times[0] == pytest.approx(1.0 + FLOOR)
+    assert times[100] - times[50] == pytest.approx(1.0 + FLOOR)
     assert limiter.rate == 50  # the rate asked for is still reported as configured
 
 
@@ -299,8 +286,8 @@ def test_retry_budget_rules() -> None:
 
 
 async def test_a_429_widens_the_margin_once_per_hold_up_to_a_ceiling() -> None:
-    """A 429 while we kept the cap on our own send times means the server's arrival stamps jitter more than
-    the margin: each AIMD decrease adds 4 ms to it (at most 5 % of the window), and the pacing follows."""
+    """A 429 while we kept the cap by our bounds means the server counts calls later than they allow for:
+    each AIMD decrease adds 4 ms to the margin and the floor (at most 5 % of the window)."""
     now = [100.0]
     limiter, _ = fake_limiter(50, 1.0, margin=0.008)
     aimd = AdaptiveRate(limiter, clock=lambda: now[0])
@@ -316,6 +303,8 @@ async def test_a_429_widens_the_margin_once_per_hold_up_to_a_ceiling() -> None:
         now[0] += 1.5
         aimd.on_success()
     assert aimd.rate == pytest.approx(50)
+    assert limiter.floor == pytest.approx(0.05)  # the floor widened with it: calls answered at once too
     times = await _acquire_all(limiter, 60)
-    assert times[1] - times[0] == pytest.approx(1.05 / 50)
+    assert times[1] - times[0] == pytest.approx(1 / 50)
+    assert times[50] - times[0] == pytest.approx(1.05)
     assert max_in_window(times, 1.05 - 1e-9) <= 50

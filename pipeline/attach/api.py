@@ -16,8 +16,8 @@ from urllib.parse import quote, urlencode
 
 from pipeline.attach.models import MAX_PER_CALL, NAME_MAX, PersonRef, PersonState, Refused, Thumb
 from pipeline.attach.settings import AttachSettings
+from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.calls import ApiClientBase, Route
-from pipeline.client.limiter import AdaptiveRate
 from pipeline.errors import ApiError, FatalApiError, NotFoundError, RequestRejectedError, TransientError
 
 __all__ = ["ATTACH_MARGIN", "LIST_PAGE_SIZE", "PersonsApi"]

@@ -8,7 +8,8 @@ the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Rou
 ``storage`` (the PUT), ``rows`` (``ApiClient``: preflight, confirm, ``upload``: one row end to end).
 """
 
-from pipeline.client.limiter import AdaptiveRate, StrictLimiter
+from pipeline.client.aimd import AdaptiveRate
+from pipeline.client.limiter import StrictLimiter
 from pipeline.client.responses import RETRY_KINDS, ClientStats, redact_url
 from pipeline.client.rows import ApiClient
 from pipeline.client.settings import ApiSettings

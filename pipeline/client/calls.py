@@ -16,7 +16,8 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from pipeline.client.limiter import AdaptiveRate, Clock, Sleep, StrictLimiter
+from pipeline.client.aimd import AdaptiveRate
+from pipeline.client.limiter import Clock, Sleep, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
 from pipeline.client.retry import SILENT_STRIKES, RetryBudget
 from pipeline.client.routes import PRESIGN_MARGIN, Route
@@ -246,8 +247,8 @@ class ApiClientBase:
         if slot is None:
             self._raise_if_fatal()
             raise AssertionError("the limiter was closed without a fatal answer")  # pragma: no cover
-        # Whatever happens from here on, the slot is dated: an undated slot counts as "now" for ever, and
-        # ``limit`` of them would close the window for good.
+        # Whatever happens from here on, the slot is dated and answered: until then it counts as in the
+        # window, and ``limit`` such slots would close the window for good.
         try:
             # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
             creds = self.settings.credentials
@@ -257,7 +258,8 @@ class ApiClientBase:
             elif kind == "status":
                 self.stats.confirm_calls += 1
             data = None if payload is None else json.dumps(payload).encode()
-            # trace_request_ctx: the trace hook dates the slot to the moment the request really goes out.
+            # trace_request_ctx: the trace hooks date the slot to the moments its bytes go out and its answer
+            # comes in.
             async with self.session.request(route.method, url, data=data, headers=headers,
                                             allow_redirects=False, timeout=self._api_timeout,
                                             trace_request_ctx=slot) as resp:
@@ -267,7 +269,7 @@ class ApiClientBase:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise map_network_error(exc, kind, url, answered=self.state is not ClientState.SILENT) from None
         finally:
-            slot.mark_sent()  # no-op when the trace hook already dated it; else (never sent) "now" is safe
+            slot.mark_answered()  # no-op when the trace hooks already dated it; else (never sent) "now" is safe
         self._check_redirect(kind, status, location)
         if self.state is ClientState.SILENT:
             self.state = ClientState.ANSWERED

@@ -1,20 +1,17 @@
-"""Strict client-side rate limiting: even pacing plus a hard sliding-window guard, and AIMD on top.
+"""Strict client-side rate limiting: even pacing plus a hard sliding-window guard (AIMD lives in ``aimd``).
 
 Why not a plain ``aiolimiter.AsyncLimiter``: ``AsyncLimiter(50, 1)`` is a leaky bucket of capacity 50, so
 it lets ~99 calls through in the first second (a full bucket plus what leaks meanwhile).
-``AsyncLimiter(1, 1/50)`` spaces calls at least 20 ms apart, which does keep every sliding 1 s window
-at <= 50 (51 calls span >= 1 s), but with no headroom at all, and each gap is measured from the previous
-call's *late* wake-up (the loop wakes timers up to ~1 ms late), so lateness accumulates and the achieved
-rate drops below the cap. ``StrictLimiter`` paces on a fixed grid (lateness is not carried forward) and,
-independently, refuses a call while the last ``limit`` recorded sends all lie within ``window + margin`` of
-now. The guard alone guarantees the cap; the pacing only keeps calls evenly spread inside it.
-
-The grid runs at the guard's own capacity, ``limit`` per ``window + margin`` (49.6/s for 50/s with an 8 ms
-margin), and a wait imposed by the guard does not move the grid. Why: the guard counts real send times,
-which trail the grid by the loop's lateness; a grid that restarted from every guard wait would pass each
-send's lateness on to the send ``limit`` calls later, for ever, and lose ~0.5 % of the cap (measured:
-49.31/s). Held fixed, the grid takes the time back on the following slots while the guard still holds
-every window.
+``AsyncLimiter(1, 1/50)`` spaces calls at least 20 ms apart, which keeps every window of our *sends* at
+<= 50, but the server counts *arrivals*, and an arrival can trail its send by anything from microseconds
+to tens of ms (a busy server loop, a queue on the path, a stalled machine): two sends 1.001 s apart can
+arrive 0.99 s apart. ``StrictLimiter`` therefore guards the window on what it knows of each arrival: a call
+leaves the window ``window`` after its send plus the most its arrival can have lagged -- its round trip when
+that is short (a proof: the arrival came before the answer), else the margin plus how much longer than
+usual its round trip took (see ``slots``). The guard alone holds the cap; calls are paced on a fixed grid
+at the cap so that they stay evenly spread, and the guard's waits then set the steady rate: ``limit`` per
+``window`` plus a typical round trip (49.9/s for 50/s on a loopback, 49.6/s with an 8 ms margin on a path
+whose round trips are all longer than the margin).
 """
 
 from __future__ import annotations
@@ -25,7 +22,9 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-__all__ = ["AdaptiveRate", "Clock", "Sleep", "Slot", "StrictLimiter"]
+from pipeline.client.slots import RoundTrips, Slot
+
+__all__ = ["Clock", "Sleep", "Slot", "StrictLimiter"]
 
 Clock = Callable[[], float]
 """Monotonic seconds (``time.monotonic`` unless a test injects its own)."""
@@ -35,33 +34,18 @@ Sleep = Callable[[float], Awaitable[None]]
 _SPIN = 0.0012
 """Seconds before a deadline at which ``acquire`` stops sleeping on a timer and yields instead."""
 
+FLOOR = 0.001
+"""Seconds every call is kept in the window beyond ``window`` at least: the server's window is half-open,
+``(t - window, t]``, and clocks read in steps."""
+
+_LOOK_AGAIN = 0.002
+"""Seconds after which the guard looks again when the window is full of calls whose exit is not known yet
+(not sent, or sent and not answered)."""
+
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
-
-
-class Slot:
-    """One taken place in a window. Counts from ``acquire`` until ``mark_sent`` dates it to the real send.
-
-    The server counts *arrivals*: a request that waits between its slot and the wire (the loop stalled on
-    other work, a pooled connection was busy) reaches the server later than its slot, and the calls queued
-    behind the stall then follow it closely. So the window is counted on real send times, and a slot not
-    yet sent counts as "now" (pessimistic) until it is.
-    """
-
-    __slots__ = ("_clock", "sent", "t")
-
-    def __init__(self, t: float, clock: Clock = time.monotonic) -> None:
-        self.t = t
-        self.sent = False
-        self._clock = clock
-
-    def mark_sent(self) -> None:
-        """Date the slot to now, the moment its request went out (first call wins; later calls are no-ops)."""
-        if not self.sent:
-            self.t = max(self.t, self._clock())
-            self.sent = True
 
 
 class StrictLimiter:
@@ -71,12 +55,19 @@ class StrictLimiter:
     unlimited (``acquire`` never waits). A rate below one call per period allows one call per
     ``period / rate`` seconds. Acquisitions are served first come, first served (``asyncio.Lock`` is fair).
 
-    Promise: the send times of the slots (``Slot.mark_sent``; a slot not yet marked counts as sending now)
-    never hold more than ``limit`` values in any half-open window ``(t - window, t]`` -- ``margin`` seconds
-    of extra headroom are kept so that the server, which counts arrivals slightly after our sends, sees the
-    same. Times are read from ``clock`` (default ``time.monotonic``) and waits use ``sleep`` (default
-    ``asyncio.sleep``): tests inject a fake pair and check windows without real time passing.
-    ``set_rate`` (AIMD) only slows the pacing; it never raises the hard limit.
+    Promise: the server never counts more than ``limit`` of our calls in any half-open window
+    ``(t - window, t]`` of its arrivals, whatever the lag between a send and its arrival, as long as each
+    call's slot is dated by ``Slot.mark_sent`` (its bytes go out) and ``Slot.mark_answered`` (its answer
+    comes back, or the call ends). A slot not yet sent, or sent and not yet answered, counts as in the
+    window. An answered call leaves it ``window`` after its send plus the smaller of two bounds on how late
+    the server can have counted it: its round trip (the arrival came before the answer: a proof), and
+    ``margin`` plus how much longer than the shortest recent round trip it took (which holds while the one-way
+    delays spread by no more than that: the assumption for a far server); never less than ``FLOOR``. While
+    the shortest recent round trip is within ``margin`` (a near server) the first bound is always the smaller,
+    so the promise is proven for any delays. A slot of ``acquire`` (no answer tracked) leaves the window
+    ``window + margin`` after its send. Times are read from ``clock`` (default ``time.monotonic``) and waits
+    use ``sleep`` (default ``asyncio.sleep``): tests inject a fake pair and check windows without real time
+    passing. ``set_rate`` (AIMD) only slows the pacing; it never raises the hard limit.
 
     ``pace=False`` drops the even pacing and keeps only the window guard: calls go as fast as they come
     while the window has room (the status cap, 1,000 in any 60 s, is then used fully from the first call).
@@ -106,7 +97,9 @@ class StrictLimiter:
         else:
             self.limit, self.window = 1, period / rate
         self.margin = margin
+        self.floor = FLOOR
         self.pace = pace
+        self._round_trips = RoundTrips()
         self._interval = 0.0
         self._rate = 0.0
         self.set_rate(rate)
@@ -170,7 +163,8 @@ class StrictLimiter:
     def rate(self) -> float:
         """The rate asked for by ``set_rate`` in calls per ``period`` (the configured rate until AIMD lowers it).
 
-        The pacing itself never goes faster than the guard's capacity, ``limit`` per ``window + margin``."""
+        The pacing grid never runs faster than ``limit`` per ``window``; the guard then holds each call until
+        its predecessor ``limit`` places back has left the window, which sets the rate actually reached."""
         return self._rate
 
     def set_rate(self, rate: float) -> None:
@@ -179,18 +173,16 @@ class StrictLimiter:
             return
         rate = min(max(rate, 1e-6), self.configured_rate)
         self._rate = rate
-        # Never faster than the guard lets calls through on average, so the guard stays a safety net.
-        self._interval = max(self.period / rate, (self.window + self.margin) / self.limit)
+        self._interval = max(self.period / rate, self.window / self.limit)
 
     def widen_margin(self, step: float, ceiling: float) -> None:
-        """Add ``step`` seconds to the margin, up to ``ceiling``: a 429 from a server we kept under its cap on
-        our own send times means its arrival stamps lag our sends by more than the margin allows for. The
-        pacing slows with it (it runs at the guard's capacity); the margin never shrinks back in a run."""
-        if self.unlimited or self.margin >= ceiling:
+        """Add ``step`` seconds to the margin and to the floor, each up to ``ceiling``: a 429 from a server we
+        kept under its cap means it counts calls later (or otherwise) than our bounds allow for, so every
+        call from now on stays that much longer in the window. Neither shrinks back in a run."""
+        if self.unlimited:
             return
         self.margin = min(ceiling, self.margin + step)
-        if self.pace:
-            self.set_rate(self._rate)
+        self.floor = min(ceiling, self.floor + step)
 
     def pause_until(self, deadline: float) -> None:
         """Let no call through before ``deadline`` (seconds of the limiter's clock), e.g. a Retry-After."""
@@ -201,40 +193,67 @@ class StrictLimiter:
         """The clock time before which no call goes through (0 when never paused)."""
         return self._paused_until
 
+    def leaves_at(self, slot: Slot) -> float | None:
+        """When ``slot`` stops counting in the window; ``None`` while that is unknown (the call has not gone
+        out, or has gone out and is waiting for its answer: the server may count it at any moment)."""
+        if not slot.sent:
+            return None
+        if slot.book is None:
+            lag = self.margin
+        elif not slot.answered:
+            return None
+        else:
+            # Arrival <= answer, so ``rtt`` bounds the lag; on a long path the spread of the one-way delay
+            # does, which is at most the margin plus the excess over the path's shortest round trip.
+            lag = min(slot.rtt, self.margin + slot.excess)
+        return slot.t + self.window + max(self.floor, lag)
+
     def _window_ready(self, now: float) -> float:
         """The earliest time the window has room for one more send (``now`` if it has room already)."""
-        horizon = self.window + self.margin
-        # Sent slots that left the window never count again; unsent ones always count (as "now").
-        while self._slots and self._slots[0].sent and self._slots[0].t <= now - horizon:
-            self._slots.popleft()
-        counted = [s for s in self._slots if not s.sent or s.t > now - horizon]
-        if len(counted) < self.limit:
+        kept: deque[Slot] = deque()
+        exits: list[float] = []
+        unknown = 0
+        for slot in self._slots:  # slots that left the window never count again
+            leaves = self.leaves_at(slot)
+            if leaves is None:
+                unknown += 1
+                kept.append(slot)
+            elif leaves > now:
+                exits.append(leaves)
+                kept.append(slot)
+        self._slots = kept
+        counted = len(exits) + unknown
+        if counted < self.limit:
             return now
-        times = sorted(s.t for s in counted if s.sent)
-        excess = len(counted) - self.limit + 1  # how many must leave the window before one more fits
-        if excess > len(times):
-            return now + 0.002  # waiting on slots still on their way out: look again shortly
-        return times[excess - 1] + horizon
+        excess = counted - self.limit + 1  # how many must leave the window before one more fits
+        if excess > len(exits):
+            return now + _LOOK_AGAIN  # waiting on calls whose exit is not known yet
+        exits.sort()
+        return exits[excess - 1]
 
     async def acquire(self, abort: Callable[[], bool] | None = None) -> bool:
         """Wait for a slot and take it, counting the send as happening now; ``False`` if ``abort`` fired.
 
-        For callers that send at once; a caller that may wait before sending uses ``take``."""
-        slot = await self.take(abort)
+        For callers that send at once and report nothing back: the server is assumed to count the call
+        within ``margin`` of now. A caller that may wait before sending, or sees the answer, uses ``take``."""
+        slot = await self.take(abort, track=False)
         if slot is None:
             return False
         slot.mark_sent()
         return True
 
-    async def take(self, abort: Callable[[], bool] | None = None) -> Slot | None:
-        """Wait for a slot and return it; the caller calls ``mark_sent()`` on it when its request goes out.
+    async def take(self, abort: Callable[[], bool] | None = None, *, track: bool = True) -> Slot | None:
+        """Wait for a slot and return it. The caller calls ``mark_sent()`` on it when its request goes out
+        and ``mark_answered()`` when the answer comes back or the call ends -- without fail (a ``finally``):
+        until then the slot holds its place in the window. ``track=False``: no answer will be reported.
 
         ``abort`` is polled after every wait: when it returns true the call gives up without taking a slot
         and ``None`` is returned; so it is after ``close()``, which also ends a wait in progress.
         """
+        book = self._round_trips if track else None
         if self.unlimited and self._paused_until == 0.0:
             stop = self.closed or (abort is not None and abort())
-            return None if stop else Slot(self._clock(), self._clock)
+            return None if stop else Slot(self._clock(), self._clock, book)
         async with self._lock:
             entered = self._clock()
             planned = max(self._next_slot, self._paused_until, entered)  # this slot's place on the grid
@@ -252,77 +271,14 @@ class StrictLimiter:
                 # and cover the rest with zero-length yields (other tasks still run meanwhile).
                 wait = ready - now
                 await self._nap(wait - self._spin if wait > self._spin else 0)
-            slot = Slot(now, self._clock)
+            slot = Slot(now, self._clock, book)
             if self.limit:
                 self._slots.append(slot)
-            # The next slot follows this slot's grid time, not the late wake-up nor the guard's wait, so
-            # neither accumulates into a lower rate; the window guard above still bounds every window.
+            # The next slot follows this slot's grid time, not the late wake-up nor the guard's wait: the
+            # grid only spreads calls evenly, the guard above bounds every window.
             self._next_slot = max(planned, self._paused_until) + self._interval
             return slot
 
     def recorded(self) -> list[float]:
         """The send times of the slots still remembered, in the order taken; for tests."""
         return [s.t for s in self._slots]
-
-
-class AdaptiveRate:
-    """AIMD on a ``StrictLimiter``'s pacing: multiply by ``decrease`` on a 429, add back while quiet; and
-    each such decrease also widens the limiter's margin by ``margin_step`` (at most ``margin_ceiling``, default
-    5 % of the window), so a server whose arrival stamps jitter more than the margin stops answering 429
-    for good at a cost of 0.4 % of the cap per 4 ms, instead of cutting the rate by 30 % again and again.
-
-    A 429 lowers the rate at most once per ``hold`` seconds (a burst of 429s answering calls that were
-    already in flight is one signal, not many). After ``hold`` seconds without a 429 the rate grows by
-    ``step`` (default 5 % of the configured rate) every ``hold`` seconds until it is back at the configured
-    rate. The rate never drops below ``floor`` (default 2 % of the configured rate).
-    """
-
-    def __init__(
-        self,
-        limiter: StrictLimiter,
-        *,
-        decrease: float = 0.7,
-        hold: float = 1.0,
-        step: float | None = None,
-        floor: float | None = None,
-        margin_step: float = 0.004,
-        margin_ceiling: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limiter = limiter
-        self.margin_step = margin_step
-        self.margin_ceiling = margin_ceiling if margin_ceiling is not None else limiter.window * 0.05
-        self.target = limiter.configured_rate
-        self.decrease = decrease
-        self.hold = hold
-        self.step = step if step is not None else self.target * 0.05
-        self.floor = floor if floor is not None else self.target * 0.02
-        self._clock = clock
-        self._last_change = -math.inf
-        self._last_decrease = -math.inf
-        self._last_429 = -math.inf
-
-    @property
-    def rate(self) -> float:
-        """The rate currently applied to the limiter."""
-        return self.limiter.rate
-
-    def on_throttled(self) -> bool:
-        """Record a 429; return whether the rate was lowered by it."""
-        now = self._clock()
-        self._last_429 = now
-        if self.limiter.unlimited or now - self._last_decrease < self.hold:
-            return False
-        self.limiter.set_rate(max(self.floor, self.rate * self.decrease))
-        self.limiter.widen_margin(self.margin_step, self.margin_ceiling)
-        self._last_change = self._last_decrease = now
-        return True
-
-    def on_success(self) -> None:
-        """Record an accepted call; raise the rate by ``step`` if it has been quiet for long enough."""
-        if self.limiter.unlimited or self.rate >= self.target:
-            return
-        now = self._clock()
-        if now - self._last_429 >= self.hold and now - self._last_change >= self.hold:
-            self.limiter.set_rate(min(self.target, self.rate + self.step))
-            self._last_change = now

@@ -5,15 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.client.limiter import AdaptiveRate, StrictLimiter
+from pipeline.client.aimd import AdaptiveRate
+from pipeline.client.limiter import StrictLimiter
 from pipeline.errors import ApiError, FatalApiError
 
 __all__ = ["PRESIGN_MARGIN", "Route"]
 
 PRESIGN_MARGIN = 0.008
-"""Seconds of headroom on the 1 s presign window: the server counts *arrivals*, which lag our sends by a
-varying delay (measured against an emulator process on 2 cores: median 1 ms, p99 4 ms, max ~8 ms). With the
-pacing at the guard's capacity this costs 0.8 % of the cap (49.6/s of 50)."""
+"""Seconds of headroom on the 1 s presign window for calls on a long path: the server counts *arrivals*,
+whose lag behind our sends varies. A call answered sooner than this is held by its round trip instead (a
+bound that always holds: on a loopback, median 2 ms); one answered later, by this plus how much longer than
+the path's shortest recent round trip it took (``StrictLimiter.leaves_at``). On a path whose round trips all
+exceed it, the cost is 0.8 % of the cap (49.6/s of 50)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,14 +95,25 @@ async def _chunk_sent(
         slot.mark_sent()
 
 
+async def _answered(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: aiohttp.TraceRequestEndParams
+) -> None:
+    """aiohttp trace hook, called as the answer's status line and headers are in: the server counted the
+    request before this moment, which bounds how late (``Slot.mark_answered``)."""
+    slot = _slot(ctx)
+    if slot is not None:
+        slot.mark_answered()
+
+
 def new_session(pool: int) -> aiohttp.ClientSession:
     """A session with a pool of ``pool`` connections, TLS verified (aiohttp's default context), no
-    cookies, no automatic raising, and the trace hook that dates limiter slots to the real send time.
+    cookies, no automatic raising, and the trace hooks that date limiter slots to the real send and answer.
     Timeouts are given per request (API calls and PUTs differ)."""
     connector = aiohttp.TCPConnector(limit=pool, limit_per_host=0)
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_headers_sent)
     trace.on_request_chunk_sent.append(_chunk_sent)
+    trace.on_request_end.append(_answered)
     return aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None), cookie_jar=aiohttp.DummyCookieJar(),
         raise_for_status=False, trace_configs=[trace],
