@@ -3,7 +3,9 @@
 - 5 photos per person: rows/s from the emulator's presign arrivals (goal >= 49.5/s: the presign cap still binds,
   one create per person keeps the persons cap just busy), and end to end, first presign to last persons call
   (the last person's create trails the last upload);
-- 1 photo per person: the same, as a share of the attach cap (goal >= 99 % of 10 persons calls/s, which binds);
+- 1 photo per person: the same, as a share of the attach cap (goal >= 99 % of 10 persons calls/s, which binds),
+  over all persons calls and from the second on: the first is the look-up of the manifest's names, made at the
+  start, half a second before the first upload can be attached;
 - the lag from each row's upload to its attach (``uploaded_at`` -> ``attached_at`` in the results): p50, p99
   (goal p99 <= 60 s), max.
 
@@ -64,11 +66,14 @@ def _one(directory: Path, rows: int, per_person: int) -> dict[str, Any]:
     lags = [(r["attached_at"] - r["uploaded_at"]).total_seconds() for r in table
             if isinstance(r["attached_at"], datetime) and isinstance(r["uploaded_at"], datetime)]
     persons_rate = (len(persons) - 1) / (persons[-1] - persons[0]) if len(persons) > 1 else 0.0
+    attaching = persons[1:]  # after the look-up of the names
+    attach_rate = (len(attaching) - 1) / (attaching[-1] - attaching[0]) if len(attaching) > 1 else 0.0
     presign_rate = (len(presigns) - 1) / (presigns[-1] - presigns[0]) if len(presigns) > 1 else 0.0
     return {"rows": rows, "photos_per_person": per_person, "attached": run.finished["by_status"].get("attached", 0),
             "presign_rows_per_s": round(presign_rate, 2), "end_to_end_rows_per_s": round(rows / span, 2),
             "persons_calls": len(persons),
             "persons_calls_per_s": round(persons_rate, 3), "of_attach_cap": round(persons_rate / 10, 4),
+            "of_attach_cap_after_lookup": round(attach_rate / 10, 4),
             "lag_p50_s": round(_pct(lags, 0.5), 2), "lag_p99_s": round(_pct(lags, 0.99), 2),
             "lag_max_s": round(max(lags, default=0.0), 2), "wall_s": round(wall, 1),
             "responses_429": snap["responses_429"], "max_persons_per_1s": snap["max_persons_per_1s"],

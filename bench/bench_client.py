@@ -4,9 +4,9 @@ The emulator runs in its own process (``python -m pipeline.emulator --storage ha
 kept), as the real service would, and stamps every presign arrival; the rate is ``(N - 1) / (t_last -
 t_first)`` over those stamps (read from ``/_emulator/state``), so it is what the server saw, not what the
 client believes. A second capped figure runs the emulator in a thread of this process: there its arrival
-stamps can lag by ~5-20 ms whenever it waits for the GIL (5 ms switch interval), more than the client's
-8 ms window margin, so it may see a 51-in-a-second near miss and answer 429, and honouring Retry-After
-then costs about a second; that figure shows whether it happened.
+stamps can lag by ~5-20 ms whenever it waits for the GIL (5 ms switch interval). The limiter holds each call
+in the window until its answer (which such a lag delays too), so this should cost a little rate and never a
+429; that figure shows whether it did.
 Rows carry ~100 KB JPEG payloads; confirmation is off (it has its own 1000/min cap) except in the nightly
 case: 600 rows with status checks, once with the status calls paced evenly at 1000/60 s (the old limiter:
 "before") and once with only the 60 s window guard ("after"; goal >= 45 rows/s, <= 1,000 in any 60 s, 0 x 429).
