@@ -223,6 +223,33 @@ async def test_presign_rate_never_exceeds_cap(emulator: Emulator) -> None:
     assert max_in_window(arrivals[:60], 1.0) <= 50  # the first second too
 
 
+async def test_calls_held_at_the_gate_go_on_together_once_one_passed(emulator: Emulator) -> None:
+    """Until a call passes authentication, calls go one at a time (a wrong key costs one request); those that
+    waited meanwhile then go on together, not each after the one before it is answered."""
+    emulator.faults.latency = 1.0  # every answer comes 1 s after the gateway counted the call
+    async with ApiClient(settings_for(emulator, concurrency=16)) as client:
+        await asyncio.gather(*(client.presign(f"g{i}.jpg") for i in range(10)))
+    arrivals = sorted(emulator.counters.snapshot()["presign_arrivals"])
+    assert len(arrivals) == 10
+    assert arrivals[1] - arrivals[0] >= 1.0  # the first went alone and was answered first
+    assert arrivals[-1] - arrivals[1] < 1.0  # the other nine together, paced (one at a time: >= 8 s)
+
+
+async def test_arrivals_queued_in_front_of_the_gateway_never_meet_a_429(emulator: Emulator) -> None:
+    """A tenth of the calls wait 30 ms in front of the gateway before it counts them: far more than the 8 ms
+    margin the first release kept on its sends, which met a 429 whenever the call 50 places after a queued
+    one was prompt. Each call now holds its place until its answer, so the server never counts 51."""
+    emulator.faults.seed = 11
+    emulator.faults.queue_rate = 0.1
+    emulator.faults.queue_delay = 0.03
+    async with ApiClient(settings_for(emulator, concurrency=32)) as client:
+        presigned = await asyncio.gather(*(client.presign(f"q{i}.jpg") for i in range(200)))
+    assert len({p.thumbnail_key for p in presigned}) == 200
+    snap = emulator.counters.snapshot()
+    assert snap["responses_429"] == 0 and snap["presign_calls"] == 200
+    assert max_in_window(snap["presign_arrivals"], 1.0) <= 50
+
+
 @pytest.mark.parametrize("emulator", [EmulatorConfig(rate=20)], indirect=True)
 async def test_adaptive_rate_meets_few_429s_below_configured_cap(emulator: Emulator) -> None:
     async with ApiClient(settings_for(emulator, concurrency=16)) as client:

@@ -259,6 +259,10 @@ def test_config_from_args() -> None:
             "0.1",
             "--latency",
             "0.5",
+            "--queue-rate",
+            "0.2",
+            "--queue-delay",
+            "0.04",
             "--seed",
             "3",
             "--storm",
@@ -274,10 +278,12 @@ def test_config_from_args() -> None:
         3,
         True,
     )
+    assert (cfg.faults.queue_rate, cfg.faults.queue_delay) == (0.2, 0.04)
     assert 9 < cfg.faults.storm_remaining() <= 10
     flags = _parse(["--access-key", "K", "--secret-key", "S"], {"NCLOUD_ACCESS_KEY": "AK", "NCLOUD_SECRET_KEY": "SK"})
     assert flags.credentials == (Credentials("K", "S"),)
-    for bad in (["--access-key", "K"], ["--error-rate", "2"], ["--storage", "disk"], ["--rate", "-1"]):
+    for bad in (["--access-key", "K"], ["--error-rate", "2"], ["--storage", "disk"], ["--rate", "-1"],
+                ["--queue-rate", "1.5"], ["--queue-delay", "-1"]):
         with pytest.raises(ConfigError):
             _parse(bad)
 

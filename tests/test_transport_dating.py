@@ -4,13 +4,14 @@ that may start a loop iteration later, so dating at the headers counted calls as
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
 
-from pipeline.client.limiter import Slot
+from pipeline.client.slots import RoundTrips, Slot
 from pipeline.client.transport import _chunk_sent, _headers_sent, new_session
 from pipeline.emulator import Emulator
 
@@ -46,8 +47,10 @@ async def test_a_request_with_a_body_is_dated_by_its_first_chunk_one_without_by_
 async def test_aiohttp_calls_the_hooks_for_a_real_post_and_get(emulator: Emulator) -> None:
     async with new_session(2) as session:
         for method, data in (("POST", b'{"fileName": "a.jpg"}'), ("GET", None)):
-            slot = Slot(0.0, Ticks())
+            slot = Slot(0.0, time.monotonic, RoundTrips())
             async with session.request(method, emulator.base_url + "/api/v1/workspaces/demo/thumbnails/presign",
                                        data=data, trace_request_ctx=slot) as resp:
+                assert slot.sent and slot.answered, method  # dated by the hooks, before the caller reads
+                answered_after = slot.rtt
                 await resp.read()
-            assert slot.sent, method  # dated by a hook, not left to the caller's fallback
+            assert 0 < answered_after < 5, method

@@ -199,14 +199,7 @@ class ApiClientBase:
             self._raise_if_fatal()
             attempt += 1
             try:
-                if self.state is ClientState.VERIFIED:
-                    result = await self._attempt(route, url, payload)
-                else:
-                    # Until one call has passed authentication, calls go one at a time: a wrong key costs one
-                    # request, not one per worker. Only the attempt is gated, never a backoff.
-                    async with self._gate:
-                        self._raise_if_fatal()
-                        result = await self._attempt(route, url, payload)
+                result = await self._gated_attempt(route, url, payload)
                 self._budget.succeeded()
                 return result
             except FatalApiError as exc:
@@ -239,6 +232,21 @@ class ApiClientBase:
         delay = self._backoff(attempt)
         log.info("retrying", call=kind, attempt=attempt, status=exc.status, error=str(exc), delay=round(delay, 3))
         await self._wait(delay)
+
+    async def _gated_attempt(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``_attempt``, one at a time until a call has passed authentication: a wrong key costs one request,
+        not one per worker. The calls that waited at the gate while one passed then go on together (each
+        waiting there for the one before it to be answered would serialise a whole worker pool's first
+        calls: 32 round trips at the start of every run). Only the attempt is gated, never a backoff."""
+        if not self._verified():
+            async with self._gate:
+                self._raise_if_fatal()
+                if not self._verified():  # read again: another call may have passed while this one waited
+                    return await self._attempt(route, url, payload)
+        return await self._attempt(route, url, payload)
+
+    def _verified(self) -> bool:
+        return self.state is ClientState.VERIFIED
 
     async def _attempt(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """Exactly one HTTP request (after a limiter slot); every outcome mapped to a result or exception."""

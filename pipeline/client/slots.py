@@ -7,9 +7,10 @@ places later is certainly outside its window if it is sent ``window + rtt`` afte
 any network, however the server's stamps lag (``StrictLimiter`` turns it into the window guard).
 
 On a long path (``rtt`` tens of ms or more) that bound is too careful: every call's arrival trails its
-send by about the same one-way delay, so only the *spread* of that delay matters. That spread is at most
-how much longer this round trip took than the shortest recent one (the path's own delay), plus a margin for
-the server's side. ``RoundTrips`` keeps the recent round trips so that each answered slot knows its excess.
+send by about the same one-way delay, so only the *spread* of that delay matters. That spread is taken to be
+at most how much longer this round trip took than the shortest recent one (the path's own delay), plus a
+margin: an assumption, not a proof (a path could delay one call on the way out and the next on the way
+back). ``RoundTrips`` keeps the recent round trips so that each answered slot knows its excess.
 """
 
 from __future__ import annotations

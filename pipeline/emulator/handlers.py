@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import math
@@ -83,8 +84,10 @@ async def api_call(emu: Emulator, request: web.Request, route: str, kind: str, h
     """
     counters = emu.counters
     counters.call(route)
-    now = emu.clock()
     faults = emu.faults
+    if faults.roll(faults.queue_rate):
+        await asyncio.sleep(faults.queue_delay)  # a queue in front of the gateway: counted when it is through
+    now = emu.clock()
     if faults.redirect_to:
         return await emu.answer(_redirect(faults.redirect_to, request))
     who = _authenticate(emu, request)

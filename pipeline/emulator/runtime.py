@@ -204,6 +204,10 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
     faults.add_argument("--stall-rate", type=float, default=0.0, help="fraction of calls accepted, never answered")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    faults.add_argument("--queue-rate", type=float, default=0.0,
+                        help="fraction of API calls held --queue-delay seconds before their arrival is counted")
+    faults.add_argument("--queue-delay", type=float, default=0.03, metavar="SECONDS",
+                        help="how long a call picked by --queue-rate waits in front of the gateway")
     faults.add_argument("--early-expiry-rate", type=float, default=0.0, help="fraction of URLs issued expired")
     faults.add_argument("--quota-exhausted", action="store_true", help="answer every API call 429 code 400")
     faults.add_argument("--storm", type=float, default=0.0, metavar="SECONDS", help="429 every API call at first")
@@ -227,11 +231,12 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
     if bool(access) != bool(secret):
         raise ConfigError("Give both an access key and a secret key (flags or NCLOUD_* variables), or neither.")
     creds = Credentials(access, secret) if access else Credentials(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY)
-    for name in ("error_rate", "html_error_rate", "drop_rate", "stall_rate", "early_expiry_rate"):
+    for name in ("error_rate", "html_error_rate", "drop_rate", "stall_rate", "early_expiry_rate", "queue_rate"):
         if not 0.0 <= getattr(ns, name, 0.0) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1.")
-    if getattr(ns, "latency", 0.0) < 0:
-        raise ConfigError("--latency must not be negative.")
+    for name in ("latency", "queue_delay"):
+        if getattr(ns, name, 0.0) < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
     if getattr(ns, "in_progress", 0) < 0:
         raise ConfigError("--in-progress must not be negative.")
     forbidden = getattr(ns, "forbidden_names", "")
@@ -245,6 +250,8 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
         drop_rate=ns.drop_rate,
         stall_rate=getattr(ns, "stall_rate", 0.0),
         latency=ns.latency,
+        queue_rate=getattr(ns, "queue_rate", 0.0),
+        queue_delay=getattr(ns, "queue_delay", 0.03),
         early_expiry_rate=ns.early_expiry_rate,
         quota_exhausted=ns.quota_exhausted,
         retry_after=getattr(ns, "retry_after", "auto"),

@@ -49,6 +49,11 @@ class Faults:
     """Fraction of calls (API and PUT) that are accepted and never answered (until the client gives up)."""
     latency: float = 0.0
     """Seconds added before every answer."""
+    queue_rate: float = 0.0
+    """Fraction of API calls held ``queue_delay`` seconds in front of the gateway before it counts their
+    arrival (a queue on the path, a busy gateway): their arrival trails their send by that much."""
+    queue_delay: float = 0.03
+    """Seconds a call picked by ``queue_rate`` waits before its arrival is stamped."""
     early_expiry_rate: float = 0.0
     """Fraction of issued URLs that are already expired when used."""
     quota_exhausted: bool = False
@@ -106,6 +111,8 @@ class Faults:
             "drop_rate": self.drop_rate,
             "stall_rate": self.stall_rate,
             "latency": self.latency,
+            "queue_rate": self.queue_rate,
+            "queue_delay": self.queue_delay,
             "early_expiry_rate": self.early_expiry_rate,
             "quota_exhausted": self.quota_exhausted,
             "retry_after": self.retry_after,

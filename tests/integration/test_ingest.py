@@ -107,7 +107,13 @@ async def test_dedupe_uploads_identical_content_once(
     assert emulator.counters.snapshot(arrivals=False)["put_calls"] == 2
     assert rows[2]["thumbnail_key"] == rows[3]["thumbnail_key"] == rows[0]["thumbnail_key"]
     assert rows[4]["thumbnail_key"] == rows[1]["thumbnail_key"] != rows[0]["thumbnail_key"]
-    assert [r["duplicate_of"] for r in rows] == [None, None, "r0", "r0", "r1"]
+    # duplicate_of names the row of the same content that was processed first: which of a group that is
+    # depends on which image the pool finished first (documented so), never on anything else.
+    for group in ({"r0", "r2", "r3"}, {"r1", "r4"}):
+        members = [r for r in rows if r["id"] in group]
+        originals = [r["id"] for r in members if r["duplicate_of"] is None]
+        assert len(originals) == 1, members
+        assert all(r["duplicate_of"] in (None, originals[0]) for r in members)
 
 
 async def test_fatal_answer_stops_once_with_exit_3(
