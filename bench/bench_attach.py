@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from emulator_tools import emulator_process, fetch_state
+from emulator_tools import arrival_rate, emulator_process, fetch_state
 
 from bench.niced import ingest_niced
 from pipeline.samples import make_jpeg
@@ -65,10 +65,8 @@ def _one(directory: Path, rows: int, per_person: int) -> dict[str, Any]:
     table = pq.read_table(out, columns=["uploaded_at", "attached_at"]).to_pylist()
     lags = [(r["attached_at"] - r["uploaded_at"]).total_seconds() for r in table
             if isinstance(r["attached_at"], datetime) and isinstance(r["uploaded_at"], datetime)]
-    persons_rate = (len(persons) - 1) / (persons[-1] - persons[0]) if len(persons) > 1 else 0.0
-    attaching = persons[1:]  # after the look-up of the names
-    attach_rate = (len(attaching) - 1) / (attaching[-1] - attaching[0]) if len(attaching) > 1 else 0.0
-    presign_rate = (len(presigns) - 1) / (presigns[-1] - presigns[0]) if len(presigns) > 1 else 0.0
+    persons_rate, presign_rate = arrival_rate(persons), arrival_rate(presigns)
+    attach_rate = arrival_rate(persons[1:])  # after the look-up of the names
     return {"rows": rows, "photos_per_person": per_person, "attached": run.finished["by_status"].get("attached", 0),
             "presign_rows_per_s": round(presign_rate, 2), "end_to_end_rows_per_s": round(rows / span, 2),
             "persons_calls": len(persons),

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config  # type: ignore[import-untyped]
-from emulator_tools import emulator_process, fetch_state
+from emulator_tools import arrival_rate, emulator_process, fetch_state
 
 from bench.niced import ingest_niced
 from pipeline.samples import make_jpeg
@@ -91,10 +91,9 @@ def _measure(manifest: Path, *args: str) -> dict[str, Any]:
         run = ingest_niced(manifest, base, "--no-confirm", *args)
         snap = fetch_state(base)
     arrivals = sorted(snap["presign_arrivals"])
-    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
+    rate = arrival_rate(arrivals)
     # The same from 3 s after the first call on: what the run holds once the pipeline has filled up.
-    held = [t for t in arrivals if t >= arrivals[0] + 3.0] if arrivals else []
-    held_rate = (len(held) - 1) / (held[-1] - held[0]) if len(held) > 1 else 0.0
+    held_rate = arrival_rate([t for t in arrivals if t >= arrivals[0] + 3.0] if arrivals else [])
     return {
         "uploaded": run.finished["by_status"].get("uploaded", 0), "wall_s": round(run.seconds, 1),
         "server_rows_per_s": round(rate, 2), "after_first_3s_rows_per_s": round(held_rate, 2),

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from emulator_tools import emulator_process, fetch_state
+from emulator_tools import arrival_rate, emulator_process, fetch_state
 
 from bench.niced import ingest_niced
 from pipeline.emulator import (
@@ -50,11 +50,6 @@ def _photos(directory: Path, rows: int, distinct: int = 120) -> Path:
     return manifest
 
 
-def _arrival_rate(arrivals: list[float]) -> float:
-    arrivals = sorted(arrivals)
-    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-
-
 def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
     """One run of the real CLI (``niced``: at a lower priority than the emulator) against the emulator in its
     own process, as the real service is: a thread in this process would delay its arrival stamps behind the
@@ -69,7 +64,7 @@ def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
                            *([] if confirm else ["--no-confirm"]))
         wall = run.seconds
         snap = fetch_state(base)
-    rate = _arrival_rate(snap["presign_arrivals"])
+    rate = arrival_rate(snap["presign_arrivals"])
     cap = 1000 / 60 if confirm else 50.0
     return {"rows": rows, "uploaded": run.finished["by_status"].get("uploaded", 0),
             "presign_calls": snap["presign_calls"],

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pipeline.emulator.child import emulator_in_child
+from pipeline.emulator.child import emulator_in_child, fetch_counters
 
-__all__ = ["FakeClock", "emulator_process", "fetch_state", "max_in_window"]
+__all__ = ["FakeClock", "arrival_rate", "emulator_process", "fetch_state", "max_in_window"]
 
 
 @contextlib.contextmanager
@@ -29,11 +27,14 @@ def emulator_process(*args: str, no_gc: bool = False) -> Iterator[str]:
 
 
 def fetch_state(base: str, *, arrivals: bool = True) -> dict[str, Any]:
-    """The counters of the emulator at ``base`` (``GET /_emulator/state``, objects left out)."""
-    url = f"{base}/_emulator/state?objects=0&arrivals={int(arrivals)}"
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        counters: dict[str, Any] = json.load(resp)["counters"]
-        return counters
+    """The counters of the emulator at ``base``, arrival times included unless told otherwise."""
+    return fetch_counters(base, arrivals=arrivals, timeout=30)
+
+
+def arrival_rate(arrivals: Sequence[float]) -> float:
+    """Calls per second over ``arrivals`` (stamps in seconds), first to last: ``(n - 1) / span``; 0 for < 2."""
+    ordered = sorted(arrivals)
+    return (len(ordered) - 1) / (ordered[-1] - ordered[0]) if len(ordered) > 1 else 0.0
 
 
 def max_in_window(times: Sequence[float], length: float = 1.0) -> int:

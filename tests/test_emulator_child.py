@@ -8,21 +8,19 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from pipeline.emulator.child import emulator_in_child
+from pipeline.emulator.child import emulator_in_child, fetch_counters
 from pipeline.errors import ConfigError
 
 
 def _answers(base_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{base_url}/_emulator/state?objects=0&arrivals=0", timeout=2):
-            return True
-    except (urllib.error.URLError, OSError):
+        fetch_counters(base_url, timeout=2)
+    except OSError:  # URLError included
         return False
+    return True
 
 
 def _gone_within(base_url: str, seconds: float) -> bool:

@@ -10,7 +10,7 @@ import random
 from collections.abc import Callable
 
 import pytest
-from emulator_tools import max_in_window
+from emulator_tools import FakeClock, max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,33 +18,28 @@ from pipeline.client.limiter import FLOOR, StrictLimiter
 from pipeline.client.slots import Slot
 
 
-class Wire:
-    """Fake time with scheduled events: a wait moves time forward through the events due meanwhile, in order,
-    so a limiter waiting on the window sees each answer come in at its own moment."""
+class Wire(FakeClock):
+    """Fake time with scheduled events: moving time forward runs the events due meanwhile, in order, so a
+    limiter waiting on the window sees each answer come in at its own moment."""
 
     def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
+        super().__init__(start)
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-
-    def clock(self) -> float:
-        return self.now
 
     def at(self, t: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._events, (t, next(self._seq), action))
 
-    def run_until(self, target: float) -> None:
+    def advance(self, seconds: float) -> None:
+        target = self.now + max(0.0, seconds)
         while self._events and self._events[0][0] <= target:
             t, _, action = heapq.heappop(self._events)
             self.now = max(self.now, t)
             action()
-        self.now = max(self.now, target)
-
-    async def sleep(self, seconds: float) -> None:
-        self.run_until(self.now + max(0.0, seconds))
+        self.now = target
 
     def drain(self) -> None:
-        self.run_until(max((t for t, _, _ in self._events), default=self.now))
+        self.advance(max((t for t, _, _ in self._events), default=self.now) - self.now)
 
 
 Delays = Callable[[int], tuple[float, float, float]]

@@ -32,7 +32,7 @@ from pipeline.config import Credentials
 from pipeline.emulator.settings import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_WORKSPACE
 from pipeline.errors import ConfigError
 
-__all__ = ["ChildEmulator", "emulator_in_child"]
+__all__ = ["ChildEmulator", "emulator_in_child", "fetch_counters"]
 
 _CHILD = """
 import os, signal, sys, threading
@@ -61,10 +61,16 @@ class ChildEmulator:
 
     def counters(self, timeout: float = 10.0) -> dict[str, Any]:
         """Its counters (``GET /_emulator/state``, without objects and arrival times)."""
-        url = f"{self.base_url}/_emulator/state?objects=0&arrivals=0"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our own child, on loopback)
-            counters: dict[str, Any] = json.load(resp)["counters"]
-        return counters
+        return fetch_counters(self.base_url, timeout=timeout)
+
+
+def fetch_counters(base_url: str, *, arrivals: bool = False, timeout: float = 10.0) -> dict[str, Any]:
+    """The counters of the emulator at ``base_url`` (``GET /_emulator/state``, objects left out; the presign
+    and persons arrival times only if ``arrivals``). Raises ``OSError`` when it does not answer."""
+    url = f"{base_url}/_emulator/state?objects=0&arrivals={int(arrivals)}"
+    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (our own emulator, on loopback)
+        counters: dict[str, Any] = json.load(resp)["counters"]
+    return counters
 
 
 @contextmanager
