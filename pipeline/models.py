@@ -50,6 +50,9 @@ class ExitCode(IntEnum):
     """Usage, manifest or configuration error: nothing was uploaded."""
     FATAL = 3
     """The run stopped on a fatal API answer (credentials, permission, workspace, quota, endpoint)."""
+    BUSY = 75
+    """Another run holds the journal (a cron run that finds last night's still going): nothing was done; try
+    later (sysexits' EX_TEMPFAIL)."""
     INTERRUPTED = 130
     """Interrupted (Ctrl-C, SIGTERM, a kernel interrupt): state saved, a re-run resumes."""
 
