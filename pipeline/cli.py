@@ -48,6 +48,7 @@ EXIT_MEANINGS = {
     ExitCode.FAILED: "some rows failed (or a local write failed); run the same command again to retry them",
     ExitCode.USAGE: "usage, manifest or configuration error; nothing was uploaded",
     ExitCode.FATAL: "a fatal API answer (credentials, permission, workspace, quota, endpoint) stopped the run",
+    ExitCode.BUSY: "another run holds the journal (cron: last night's run is still going); nothing was done",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); state saved, a re-run resumes",
 }
 
