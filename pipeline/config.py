@@ -126,6 +126,10 @@ class Settings:
     """Attach every uploaded key to its row's person (``person``/``person_id`` columns)."""
     persons: AttachSettings = field(default_factory=AttachSettings)
     """The attach stage's rate, per-person limit and deadline."""
+    id_prefix: str = field(default="", metadata={
+        "help": "put TEXT before every row key: two archives that reuse the same ids keep apart in one journal",
+        "metavar": "TEXT"})
+    """Put before every row key (the ``id``, else the path): archives whose ids overlap stay apart."""
     report: Path | None = field(default=None, metadata={
         "help": "write the run's HTML report here at the end (see `thumbnail-ingest report`)", "metavar": "HTML"})
     """Where to write the HTML run report at the end of the run (``pipeline.report``); ``None`` = none."""

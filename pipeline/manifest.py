@@ -81,6 +81,8 @@ class Manifest:
         self._remote_base = "://" in resolver.base[:16]
         """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
+        self._prefix = ""
+        """Put before every row key (``--id-prefix``)."""
         self._path_i = self._column_index(names, columns.path, "path", required=True)
         self._id_i = self._column_index(names, columns.id, "id", required=columns.id != _DEFAULTS.id)
         self._name_i = self._column_index(
@@ -120,6 +122,7 @@ class Manifest:
         batch_size: int = 4096,
         block_size: int = 1 << 20,
         base: str | None = None,
+        id_prefix: str = "",
     ) -> Manifest:
         """Open ``source`` and check what is cheap to check: readable, known format, column names.
 
@@ -132,6 +135,7 @@ class Manifest:
         missing column (with the closest name, if any). ``columns.path`` must exist;
         ``columns.id``/``file_name`` must exist only when not the defaults. ``base`` replaces the manifest's
         folder as what relative paths join (a downloaded remote manifest's URL folder: ``s3://bucket/dir/``).
+        ``id_prefix`` is put before every row key (two archives reusing the same ids keep apart in one journal).
         """
         if batch_size < 1:
             raise ManifestError("The batch size must be at least 1.")
@@ -143,7 +147,14 @@ class Manifest:
             raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
         folder = str(root.absolute()) if isinstance(root, Path) else (root or base or opened.base)
-        return cls(opened, columns, LocalResolver(folder, folder if root is not None else None), batch_size)
+        made = cls(opened, columns, LocalResolver(folder, folder if root is not None else None), batch_size)
+        made._prefix = id_prefix
+        return made
+
+    @property
+    def has_persons(self) -> bool:
+        """Whether the manifest has a person, person-id or primary column."""
+        return any(i is not None for i in self._person_i)
 
     @property
     def schema(self) -> pa.Schema:
@@ -188,15 +199,19 @@ class Manifest:
 
     def _keys(self, batch: pa.RecordBatch, start: int, paths: list[str | None]) -> list[str]:
         ids = self._text(batch, self._id_i, "id")
+        keys: list[str]
         if ids is None:
-            return [f"{NO_PATH_KEY}{start + j}" if no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
-        for j, value in enumerate(ids):
-            if not value:
-                raise ManifestError(
-                    f"Row {start + j} of {self.name} has an empty {self._id_name!r}; give every row an id, "
-                    "or pass --id-column '' to key the rows by their path."
-                )
-        return ids  # type: ignore[return-value]  # no None left: checked just above
+            keys = [f"{NO_PATH_KEY}{start + j}" if no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
+        else:
+            for j, value in enumerate(ids):
+                if not value:
+                    raise ManifestError(
+                        f"Row {start + j} of {self.name} has an empty {self._id_name!r}; give every row an id, "
+                        "or pass --id-column '' to key the rows by their path."
+                    )
+            keys = ids  # type: ignore[assignment]  # no None left: checked just above
+        prefix = self._prefix
+        return [prefix + k for k in keys] if prefix else keys
 
     def _paths(self, batch: pa.RecordBatch) -> list[str | None]:
         return self._text(batch, self._path_i, "path") or []

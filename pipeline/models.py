@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "MIN_SIDE",
     "RESULT_FIELDS",
+    "THIS_RUN",
     "Credentials",
     "ExitCode",
     "ImagePolicy",
@@ -229,6 +230,33 @@ class RowResult:
     """The person the key is attached to (``attached`` rows)."""
     attached_at: str | None = None
     """UTC ISO-8601 timestamp of the attach."""
+    run_id: str | None = None
+    """The run that last changed the row (``RunId``: UTC start time and a random suffix). Set by the journal."""
+    this_run: str | None = None
+    """What the run ``run_id`` did to the row (``THIS_RUN``); the results say ``unchanged`` for a row an earlier
+    run last changed. Derived by the journal from the transition unless the writer names it."""
+    source_path: str | None = None
+    """The row's path cell as written when it was last worked on: a known key back with another file is a
+    changed (or colliding) row. Journal only."""
+
+
+THIS_RUN: dict[str, str] = {
+    "uploaded": "uploaded by this run",
+    "attached": "uploaded (or held) and attached to its person by this run",
+    "reattached": "attached to its person again: its source or its person changed (the earlier thumbnail stays)",
+    "reused": "given the key of a byte-identical row (--dedupe): not uploaded again",
+    "rejected": "rejected by this run (its first look, or its content changed)",
+    "rechecked": "looked at again and found as it was (a fixable rejection still there, or a source whose stamp "
+                 "moved but whose content is the same)",
+    "failed": "failed in this run (a re-run retries it)",
+    "skipped": "a dry run: would be uploaded",
+    "reopened": "its source changed: reopened for a new upload that has not finished",
+    "presigned": "presigned, its upload not finished",
+    "unchanged": "left alone: finished by an earlier run and unchanged",
+    "interrupted": "not finished: the run stopped first",
+    "not_reached": "not reached: past --limit, or the run stopped on a fatal answer",
+}
+"""The values of the results' ``this_run`` column and what each means."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +286,9 @@ RESULT_FIELDS: tuple[ResultField, ...] = (
     ResultField("source_stamp", "text", in_results=False),
     ResultField("person_id", "text"),
     ResultField("attached_at", "timestamp"),
+    ResultField("run_id", "text"),
+    ResultField("this_run", "text"),
+    ResultField("source_path", "text", in_results=False),
 )
 """The one field list the journal's columns and the results' columns are derived from, in results order."""
 
@@ -292,6 +323,14 @@ class Summary:
     """With ``--attach``: ``persons_created``, ``persons_extended`` and ``thumbnails_attached`` by this run (a
     dry run: ``persons_to_create``, ``persons_to_extend``, ``thumbnails_to_attach``, ``person_full``)."""
 
+    run_id: str | None = None
+    """This run's id (the results' ``run_id`` of the rows it changed)."""
+    not_in_manifest: dict[str, int] = field(default_factory=dict)
+    """Rows the journal holds from earlier runs that this input does not name, per status (their thumbnails
+    stay where they are: attached ones with their persons)."""
+    warnings: tuple[str, ...] = ()
+    """Sentences the summary shows after the counts (rows whose keys will expire unattached, ...)."""
+
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (no results table)."""
         return {
@@ -309,4 +348,7 @@ class Summary:
             "this_run": dict(self.this_run),
             "planned": dict(self.planned),
             "attach": dict(self.attach),
+            "run_id": self.run_id,
+            "not_in_manifest": dict(self.not_in_manifest),
+            "warnings": list(self.warnings),
         }

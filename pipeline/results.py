@@ -20,10 +20,11 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +37,7 @@ from pipeline.models import RESULT_FIELDS, RowResult
 __all__ = [
     "RESULT_COLUMNS",
     "ResultChunk",
+    "as_columns",
     "check_results_target",
     "folded",
     "remove_stale_temps",
@@ -54,10 +56,26 @@ RESULT_COLUMNS: tuple[pa.Field, ...] = tuple(pa.field(f.name, _ARROW[f.kind]) fo
 
 @dataclass(frozen=True, slots=True)
 class ResultChunk:
-    """Input columns of some rows, and one ``RowResult`` per row in the same order."""
+    """Input columns of some rows, and their results in the same order: one ``RowResult`` per row, or (what
+    the runner hands on: no object per row) the results columns as lists, by ``RESULT_FIELDS`` name, with
+    ``status`` as text."""
 
     columns: pa.RecordBatch
-    results: Sequence[RowResult]
+    results: Sequence[RowResult] | Mapping[str, list[Any]]
+
+    @property
+    def rows(self) -> int:
+        """How many rows the results hold."""
+        if isinstance(self.results, Mapping):
+            return len(self.results["status"])
+        return len(self.results)
+
+
+def as_columns(results: Sequence[RowResult]) -> dict[str, list[Any]]:
+    """``RowResult``s as the results columns (``status`` as text)."""
+    found = {f.name: [getattr(r, f.name) for r in results] for f in _FIELDS}
+    found["status"] = [s.value for s in found["status"]]
+    return found
 
 
 PERSON_ID = "person_id"
@@ -192,12 +210,15 @@ def _utc(text: str | None) -> datetime | None:
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
-def _column(results: Sequence[RowResult], name: str, kind: str, *, csv: bool) -> pa.Array:
-    values = [getattr(r, name) for r in results]
-    if name == "status":
-        values = [v.value for v in values]
+def _column(values: list[Any], kind: str, *, csv: bool) -> pa.Array:
     if kind == "timestamp":
-        return pa.array(values, pa.string()) if csv else pa.array([_utc(v) for v in values], _TIMESTAMP)
+        if csv:
+            return pa.array(values, pa.string())
+        text = pa.array(values, pa.string())
+        try:  # Arrow parses ISO 8601 with a zone (``Z`` or ``+00:00``) in C
+            return pc.cast(text, _TIMESTAMP)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a naive time (read as UTC) or another form
+            return pa.array([_utc(v) for v in values], _TIMESTAMP)
     return pa.array(values, _ARROW[kind])
 
 
@@ -210,16 +231,16 @@ def _input_ids(column: pa.Array) -> list[str | None]:
 def _batches(chunks: Iterable[ResultChunk], schema: pa.Schema, *, csv: bool,
              fold: str | None = None) -> Iterator[pa.RecordBatch]:
     for chunk in chunks:
-        if chunk.columns.num_rows != len(chunk.results):  # a caller bug: never write a shifted file
-            raise ValueError(f"{chunk.columns.num_rows} input rows arrived with {len(chunk.results)} results.")
-        results, inputs = chunk.results, list(chunk.columns.columns)
+        if chunk.columns.num_rows != chunk.rows:  # a caller bug: never write a shifted file
+            raise ValueError(f"{chunk.columns.num_rows} input rows arrived with {chunk.rows} results.")
+        inputs = list(chunk.columns.columns)
+        results = dict(chunk.results) if isinstance(chunk.results, Mapping) else as_columns(chunk.results)
         if fold is not None:
             at = chunk.columns.schema.get_field_index(fold)
             ids = _input_ids(inputs.pop(at))
             # The attached id where there is one (for an id row, the same id), else the row's own input id.
-            results = [r if r.person_id is not None or ids[i] is None else replace(r, person_id=ids[i])
-                       for i, r in enumerate(results)]
-        arrays = [_column(results, f.name, f.kind, csv=csv) for f in _FIELDS]
+            results["person_id"] = [p if p is not None else ids[i] for i, p in enumerate(results["person_id"])]
+        arrays = [_column(results[f.name], f.kind, csv=csv) for f in _FIELDS]
         yield pa.RecordBatch.from_arrays(inputs + arrays, schema=schema)
 
 

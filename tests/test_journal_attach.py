@@ -46,7 +46,7 @@ def test_a_version_2_journal_is_upgraded_in_place(tmp_path: Path) -> None:
         assert done[0].thumbnail_key == "demo/k/a.jpg" and done[0].source_stamp == "1:1"
         assert j.records(["a"])["a"].person_id == "1001"
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (4,)
         columns = [name for (_, name, *_rest) in db.execute("PRAGMA table_info(rows)")]
         assert {f.name for f in RESULT_FIELDS} <= set(columns)
     with Journal.open(path, workspace="demo") as j:
@@ -83,13 +83,35 @@ def test_a_failed_attach_keeps_its_key_and_is_not_an_orphan(journal: Journal) ->
     assert journal.lookup(["r1"])["r1"].status is Status.ATTACHED
 
 
-def test_an_attached_row_is_final_and_keeps_its_key(journal: Journal) -> None:
+def test_an_attached_row_keeps_its_key_until_reopened_and_its_old_key_is_superseded(journal: Journal) -> None:
     journal.record(uploaded("r1", "ws/1"))
     journal.mark_attached(["r1"], ANN, "2026-11-29T09:00:00.000+00:00")
     with pytest.raises(JournalStateError):
-        journal.reopen("r1")
-    with pytest.raises(JournalStateError):
         journal.record(RowResult(0, "r1", Status.ATTACHED, thumbnail_key="ws/other"))
+    with pytest.raises(JournalStateError):  # never straight to a new key: only through a reopen
+        journal.mark_presigned("r1", "ws/2")
+    journal.reopen("r1")  # its source or person changed: the old key stays with its person
+    assert [(o.thumbnail_key, o.reason) for o in journal.orphans()] == [("ws/1", "superseded")]
+    journal.mark_presigned("r1", "ws/2")
+    journal.record(uploaded("r1", "ws/2"))
+    assert journal.lookup(["r1"])["r1"].thumbnail_key == "ws/2"
+
+
+def test_each_write_says_which_run_made_it_and_what_it_did(journal: Journal) -> None:
+    journal.run_id = "run-1"
+    journal.record(uploaded("r1", "ws/1"))
+    journal.record(RowResult(0, "r2", Status.REJECTED, reason="too_small"))
+    first = journal.records(["r1", "r2"])
+    assert (first["r1"].run_id, first["r1"].this_run) == ("run-1", "uploaded")
+    assert (first["r2"].run_id, first["r2"].this_run) == ("run-1", "rejected")
+    journal.run_id = "run-2"
+    journal.restamp("r1", "9:9", "photos/r1.jpg")  # content shown unchanged: a new stamp only
+    journal.record(RowResult(0, "r2", Status.REJECTED, reason="too_small"))
+    journal.mark_attached(["r1"], ANN, "2026-11-29T09:00:00.000+00:00")
+    again = journal.records(["r1", "r2"])
+    assert (again["r1"].run_id, again["r1"].this_run) == ("run-2", "attached")
+    assert again["r1"].source_path == "photos/r1.jpg" and again["r1"].source_stamp == "9:9"
+    assert (again["r2"].run_id, again["r2"].this_run) == ("run-2", "rechecked")
 
 
 def test_a_failed_attach_uploaded_again_orphans_its_old_key_as_expired(journal: Journal) -> None:

@@ -36,6 +36,8 @@ _UPSERT = (
     f"INSERT OR REPLACE INTO rows (key, {_COLS}, updated_at) "  # noqa: S608 (constants)
     f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
 )
+_STATUS = {status.value: status for status in Status}
+"""Text -> ``Status`` without the enum's call per row."""
 _ORPHAN = "INSERT OR IGNORE INTO orphans (key, thumbnail_key, reason, recorded_at) VALUES (?, ?, ?, ?)"
 
 
@@ -61,6 +63,8 @@ class Entry:
     source_stamp: str | None
     uploaded_at: str | None = None
     person_id: str | None = None
+    source_path: str | None = None
+    """The path cell the row was last worked on with (``None`` in rows of journals older than version 4)."""
 
 
 def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -91,6 +95,8 @@ class Journal(AttachJournal):
         """The format version found on open when it was upgraded (0: none)."""
         (legacy,) = conn.execute("SELECT EXISTS(SELECT 1 FROM rows WHERE legacy_idx IS NOT NULL)").fetchone()
         self.has_legacy = bool(legacy)
+        self.run_id: str | None = None
+        """The run writing now: every row it writes gets this ``run_id`` and a ``this_run`` label."""
 
     @classmethod
     def open(cls, path: Path, *, workspace: str) -> Journal:
@@ -143,9 +149,9 @@ class Journal(AttachJournal):
         found: dict[str, Entry] = {}
         for part in _chunks(keys):
             query = ("SELECT key, status, thumbnail_key, reason, source_sha256, source_stamp, uploaded_at, "  # noqa: S608
-                     f"person_id FROM rows WHERE key IN ({_marks(len(part))})")
-            for key, status, thumb, reason, sha, stamp, at, person in self._conn.execute(query, tuple(part)):
-                found[key] = Entry(Status(status), thumb, reason, sha, stamp, at, person)
+                     f"person_id, source_path FROM rows WHERE key IN ({_marks(len(part))})")
+            for key, status, thumb, reason, sha, stamp, at, person, path in self._conn.execute(query, tuple(part)):
+                found[key] = Entry(_STATUS[status], thumb, reason, sha, stamp, at, person, path)
         return found
 
     def records(self, keys: Sequence[str]) -> dict[str, RowResult]:
@@ -155,6 +161,15 @@ class Journal(AttachJournal):
             query = f"SELECT key, {_COLS} FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
             for record in self._conn.execute(query, tuple(part)):
                 found[record[0]] = _result(record)
+        return found
+
+    def raw_records(self, keys: Sequence[str]) -> dict[str, tuple[object, ...]]:
+        """The journaled records of those ``keys`` that have one, as tuples in ``COLUMNS`` order (``status`` as
+        text): what the results are built from, with no object per row."""
+        found: dict[str, tuple[object, ...]] = {}
+        for part in _chunks(keys):
+            query = f"SELECT key, {_COLS} FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
+            found.update((record[0], record[1:]) for record in self._conn.execute(query, tuple(part)))
         return found
 
     def counts(self) -> dict[str, int]:
@@ -197,11 +212,14 @@ class Journal(AttachJournal):
         with self._transaction() as conn:
             prior = self._priors(conn, [r.key for r in results])
             found = [(k, t, reason, now) for k, t, reason in orphans]
+            stamped = []
             for result in results:
                 before = prior.get(result.key)
                 states.check(result.key, before, result.status, result.thumbnail_key)
                 found.extend((result.key, key, why, now)
                              for key, why in states.orphans_of(before, result.status, result.thumbnail_key))
+                stamped.append(self._stamped(result, before))
+            results = stamped
             for part in _chunks(drop):
                 conn.execute(f"DELETE FROM rows WHERE key IN ({_marks(len(part))})", tuple(part))  # noqa: S608
             conn.executemany(_UPSERT, (_values(r, now) for r in results))
@@ -210,23 +228,33 @@ class Journal(AttachJournal):
             if attach is not None:
                 attach_facts.apply(conn, attach, now)
 
+    def _stamped(self, result: RowResult, prior: states.Prior | None) -> RowResult:
+        """``result`` with this run's id and what this run did to the row: the writer's own label when it names
+        one (``this_run`` set, ``run_id`` not), else ``states.this_run`` of the transition."""
+        if self.run_id is None:
+            return result
+        if result.this_run is not None and result.run_id is None:
+            return replace(result, run_id=self.run_id)
+        label = states.this_run(prior, result.status, result.thumbnail_key, result.reason)
+        return replace(result, run_id=self.run_id, this_run=label)
+
     @staticmethod
     def _priors(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, states.Prior]:
         prior: dict[str, states.Prior] = {}
         for part in _chunks(keys):
-            query = f"SELECT key, status, thumbnail_key FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
-            for key, status, thumb in conn.execute(query, tuple(part)):
-                prior[key] = states.Prior(Status(status), thumb)
+            query = f"SELECT key, status, thumbnail_key, reason FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
+            for key, status, thumb, reason in conn.execute(query, tuple(part)):
+                prior[key] = states.Prior(Status(status), thumb, reason)
         return prior
 
     def mark_presigned(self, key: str, thumbnail_key: str, *, source_sha256: str | None = None,
-                       source_stamp: str | None = None) -> None:
+                       source_stamp: str | None = None, source_path: str | None = None) -> None:
         """Journal (committed) that ``thumbnail_key`` was presigned for the row, before its PUT starts.
 
         Raises ``JournalStateError`` if the row is uploaded: presigning it again would upload it twice.
         """
         self._write([RowResult(0, key, Status.PRESIGNED, thumbnail_key=thumbnail_key, source_sha256=source_sha256,
-                               source_stamp=source_stamp)])
+                               source_stamp=source_stamp, source_path=source_path)])
 
     def record(self, result: RowResult, *, retried: Sequence[str] = ()) -> None:
         """Journal one finished row in its own commit; ``retried`` are keys of rounds the client gave up on."""
@@ -247,15 +275,19 @@ class Journal(AttachJournal):
         self._write(results, orphans=extra)
 
     def reopen(self, key: str) -> None:
-        """An uploaded row whose source content changed goes back to ``pending``; its key is kept as an
-        orphan (``replaced``) and the row will get a new upload."""
+        """An uploaded (or attached) row whose source content (or person) changed goes back to ``pending``; its
+        key is kept as an orphan (``replaced``; an attached one ``superseded``: it stays with its person) and the
+        row will get a new upload."""
         self._write([RowResult(0, key, Status.PENDING)])
 
-    def restamp(self, key: str, stamp: str) -> None:
-        """Remember a new source stamp for a finished row whose content was shown unchanged."""
+    def restamp(self, key: str, stamp: str | None, path: str | None = None) -> None:
+        """Remember a new source stamp (and path cell) for a finished row whose content was shown unchanged."""
         record = self.records([key]).get(key)
-        if record is not None and record.source_stamp != stamp:
-            self._write([replace(record, source_stamp=stamp)])
+        if record is None:
+            return
+        new = replace(record, source_stamp=stamp or record.source_stamp, source_path=path or record.source_path)
+        if new != record:
+            self._write([new])
 
     def reset_inflight(self) -> int:
         """For a resumed run: rows left ``presigned`` go back to ``pending``; their keys become orphans

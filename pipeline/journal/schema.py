@@ -6,7 +6,9 @@ journal is upgraded in place: its rows keep their keys and remember their old po
 row keyed by position can be adopted by its new key once its content is shown to be the same. Version 3
 (``--attach``) adds the ``person_id`` and ``attached_at`` columns, the persons known to the run (``persons``:
 target -> person id) and the attach intents (``attach_intents``: journaled before each create/add call and
-removed with the call's outcome, so a killed run can reconcile the call it was making).
+removed with the call's outcome, so a killed run can reconcile the call it was making). Version 4 adds
+``run_id`` and ``this_run`` (the run that last changed a row and what it did) and ``source_path`` (the path cell
+the row's key was last worked on with: a known key back with another file is a changed row).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pipeline.models import RESULT_FIELDS
 
 __all__ = ["COLUMNS", "SCHEMA_VERSION", "ensure_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SQL_TYPES = {"text": "TEXT", "int32": "INTEGER", "int64": "INTEGER", "timestamp": "TEXT"}
 COLUMNS: tuple[str, ...] = tuple(f.name for f in RESULT_FIELDS)
@@ -70,7 +72,8 @@ def _version(conn: sqlite3.Connection) -> int:
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Re-key version-1 rows (by position) on their key; orphans follow their row's key."""
-    common = [c for c in COLUMNS if c != "source_stamp" and c not in _ATTACH_COLUMNS]
+    later = {c.split()[0] for c in _V4_COLUMNS}
+    common = [c for c in COLUMNS if c != "source_stamp" and c not in _ATTACH_COLUMNS and c not in later]
     cols = ", ".join(common)
     conn.execute("DROP INDEX IF EXISTS rows_sha256")  # v1's index names are v2's: free them first
     conn.execute("DROP INDEX IF EXISTS rows_inflight")
@@ -104,7 +107,19 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+_V4_COLUMNS = ("run_id TEXT", "this_run TEXT", "source_path TEXT")
+"""Version 4's new ``rows`` columns, as written then (a later version adds its own list)."""
+
+
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Add the run columns and the source path (a journal just upgraded from an older version may have them)."""
+    have = {name for (_, name, *_rest) in conn.execute("PRAGMA table_info(rows)")}
+    for column in _V4_COLUMNS:
+        if column.split()[0] not in have:
+            conn.execute(f"ALTER TABLE rows ADD COLUMN {column}")
+
+
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3, 3: _migrate_3_to_4}
 """``from version -> step``; each step brings the journal to the next version inside one transaction."""
 
 

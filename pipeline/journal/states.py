@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pipeline.errors import JournalStateError
 from pipeline.models import Status
 
-__all__ = ["TRANSITIONS", "Prior", "check", "orphans_of"]
+__all__ = ["TRANSITIONS", "Prior", "check", "orphans_of", "this_run"]
 
 P, PS, U, A, R, F, S = (Status.PENDING, Status.PRESIGNED, Status.UPLOADED, Status.ATTACHED, Status.REJECTED,
                         Status.FAILED, Status.SKIPPED)
@@ -25,7 +25,7 @@ TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     P: _WORK,
     PS: frozenset({PS, P, U, F}),
     U: frozenset({U, P, A, F, R}),
-    A: frozenset({A}),
+    A: frozenset({A, P}),
     R: _WORK | {A, P},
     F: _WORK | {A},
     S: _WORK,
@@ -38,7 +38,9 @@ whose row a re-run attaches (``failed -> attached``, same key) or uploads again 
 ``uploaded -> rejected`` (same key) is a row an earlier run uploaded that its person has no room for
 (``person_full`` with ``--attach``): it keeps its key, unattached; a later run with room attaches it
 (``rejected -> attached``, same key); a changed source reopens it (``rejected -> pending``, key an orphan).
-An attached row is final: its key sits on a person and never expires."""
+An attached row keeps its key while its source and its person stay the same; one whose source content or person
+changed goes back to ``pending`` (``attached -> pending``): its key stays with the person it was attached to (the
+API cannot remove a thumbnail), recorded as an orphan ``superseded``, and the row is uploaded and attached again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Prior:
 
     status: Status
     thumbnail_key: str | None
+    reason: str | None = None
 
 
 def check(key: str, prior: Prior | None, target: Status, thumbnail_key: str | None) -> None:
@@ -73,7 +76,8 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
     Reasons: ``superseded`` (a presigned key replaced by a newer one), ``interrupted`` (a run stopped with the
     row in flight: its PUT may or may not have happened), ``abandoned`` (the row ended without using its
     presigned key), ``failed`` (the row failed holding a key), ``replaced`` (an uploaded key whose source
-    changed), ``expired`` (an uploaded key that failed its attach and is replaced by a fresh upload),
+    changed), ``superseded`` (an attached key whose row is attached again: it stays with its person), ``expired``
+    (an uploaded key that failed its attach and is replaced by a fresh upload),
     ``unattached`` (the key of a row rejected ``person_full`` after its upload, replaced or dropped).
     """
     found: list[tuple[str, str]] = []
@@ -88,6 +92,8 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
                 found.append((old, "superseded" if thumbnail_key else "abandoned"))
         elif prior.status is U and target is P:
             found.append((old, "replaced"))
+        elif prior.status is A and target is P:
+            found.append((old, "superseded"))
         elif prior.status is F and target is not A and old != thumbnail_key:
             found.append((old, "expired"))
         elif prior.status is R and old != thumbnail_key:
@@ -96,3 +102,16 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
     if target is F and thumbnail_key and not keeps_key:
         found.append((thumbnail_key, "failed"))
     return found
+
+
+def this_run(prior: Prior | None, target: Status, thumbnail_key: str | None, reason: str | None) -> str:
+    """What a write does to a row, as the results' ``this_run`` says it (``models.THIS_RUN``): the new status's
+    word, except ``rechecked`` for a row found as it was (a row re-recorded with its own key: a new stamp; a rejection given the same reason again) and ``reopened`` for a row sent back to ``pending``."""
+    if prior is not None and prior.status is target:
+        if target in (U, A) and prior.thumbnail_key == thumbnail_key:
+            return "rechecked"
+        if target is R and prior.reason == reason:
+            return "rechecked"
+    if target is P:
+        return "reopened"
+    return target.value

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipeline.journal import Entry
 from pipeline.models import Status
 
-__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "stamp_of"]
+__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "stamp_of"]
 
 FIXABLE_REASONS = frozenset({
     "not_found", "unreadable", "outside_root", "missing_path", "invalid_path",
@@ -36,9 +36,12 @@ class Why(str, Enum):
     RECHECK = "recheck"
     RETRY = "retry"
     UNFINISHED = "unfinished"
+    """Journaled but not finished: left in flight by a stopped run, or reopened."""
     EXPIRED = "expired"
     """Uploaded but never attached, and its key is too old to attach (``--attach``): uploaded again."""
-    """Journaled but not finished: left in flight by a stopped run, or reopened."""
+    PERSON_CHANGED = "person_changed"
+    """Attached, and the manifest now names another person (``--attach``): uploaded again and attached to the new
+    person; the earlier thumbnail stays with the earlier person."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,14 @@ class Decision:
 _SKIP = Decision(None)
 
 
+def source_identity(path: str) -> str:
+    """A path cell as a source's identity: a URL without its query string or fragment (a presigned source URL
+    is signed again every night; the object it names is the same), any other cell as written."""
+    if "://" in path[:16]:
+        return path.split("?", 1)[0].split("#", 1)[0]
+    return path
+
+
 def stamp_of(source: Path | str) -> str | None:
     """``size:mtime_ns`` of a local file, or ``None`` when it cannot be stat'ed (missing, no permission)."""
     try:
@@ -62,18 +73,30 @@ def stamp_of(source: Path | str) -> str | None:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool) -> Decision:
+def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool, path: str | None = None,
+           attach: bool = False, person_changed: bool = False) -> Decision:
     """The decision for a row whose key has ``entry`` in the journal and whose source has ``stamp`` now
-    (``None``: no stamp could be taken, e.g. the file is missing)."""
+    (``None``: no stamp could be taken, e.g. the file is missing), read from the path cell ``path``.
+
+    A row holding a key is never re-sent while its source is the same: same stamp and same path cell. A moved
+    stamp or a key that now names another file costs a hash (``verify_sha256``); only other content is a new
+    upload. An attached row is looked at again only with ``attach`` (its new key must reach its person): when
+    its source changed, or when its person did (``person_changed``: a new upload for the new person)."""
     if entry is None:
         return Decision(Why.NEW)
     status = entry.status
-    if status is Status.ATTACHED:
-        return _SKIP  # its key sits on a person: final
-    if status is Status.UPLOADED or (status is Status.REJECTED and entry.thumbnail_key):
+    holds = status is Status.UPLOADED or (status is Status.REJECTED and bool(entry.thumbnail_key))
+    if status is Status.ATTACHED or holds:
         # A row rejected after its upload (person_full) holds its key like an uploaded row: never re-sent.
-        if stamp is None or stamp == entry.source_stamp:
-            return _SKIP  # a source deleted after its upload keeps its key
+        if status is Status.ATTACHED and not attach:
+            return _SKIP  # its key sits on a person; without --attach a new key could not replace it there
+        if stamp is None:
+            return _SKIP  # a source deleted (or unreadable) after its upload keeps its key
+        if status is Status.ATTACHED and person_changed:
+            return Decision(Why.PERSON_CHANGED)
+        moved = path is not None and entry.source_path is not None and path != entry.source_path
+        if stamp == entry.source_stamp and not moved:
+            return _SKIP
         return Decision(Why.CHANGED, verify_sha256=entry.source_sha256)
     if status is Status.REJECTED:
         if entry.reason in FIXABLE_REASONS:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +22,11 @@ from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
 from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Why
+from pipeline.runner.plan import Why, source_identity
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
-__all__ = ["FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of"]
+__all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -128,9 +130,12 @@ class PrepareStage(FanOut):
     same sha256, nothing to do."""
 
     def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready]) -> None:
+                 pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready],
+                 passed: Counter[str] | None = None) -> None:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
         self.pool, self.inbox, self.out = pool, inbox, out
+        self.passed: Counter[str] = Counter() if passed is None else passed
+        """Rows that passed prepare, by why they were planned: what the run uploads (a dry run: would upload)."""
         self.slots = asyncio.Semaphore(max(2, slots))
         self.content: dict[str, _Content] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -156,12 +161,14 @@ class PrepareStage(FanOut):
                     bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp), row.path)
                 return
             duplicate_of, reuse = await self._content(row, out)
+            self.passed[job.why.value] += 1
             if reuse is not None:
-                self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse,
+                self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse, this_run="reused",
                                                uploaded_at=now_utc(), duplicate_of=duplicate_of), row.path)
             elif self.s.dry_run or self.control.stopping.is_set():
                 if self.s.dry_run:
-                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of), row.path)
+                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of,
+                                                   detail=unattached_detail(self.s, row, None)), row.path)
                 self.release(row, out, None)
             else:
                 await self.out.put(Ready(job, out, duplicate_of))
@@ -173,13 +180,11 @@ class PrepareStage(FanOut):
         under its new key); then only the stamp is updated."""
         row = job.row
         if job.verify_sha256 is not None and digest == job.verify_sha256:
-            if job.stamp is not None:
-                self.journal.restamp(row.key, job.stamp)
+            self.journal.restamp(row.key, job.stamp, source_identity(row.path))
             self.recorder.unchanged()
             return True
         if job.why is Why.NEW and self.journal.adopt_legacy(row.index, digest, row.key) is not None:
-            if job.stamp is not None:
-                self.journal.restamp(row.key, job.stamp)
+            self.journal.restamp(row.key, job.stamp, source_identity(row.path))
             self.recorder.unchanged()
             return True
         return False
@@ -206,6 +211,23 @@ class PrepareStage(FanOut):
         del self.content[prepared.source_sha256]
         if not entry.key.done():
             entry.key.set_result(key)
+
+
+KEY_LIFETIME = timedelta(hours=24)
+"""A key not attached to a person expires this long after its upload (API.md, section 2)."""
+
+
+def unattached_detail(settings: Settings, row: Row, uploaded_at: str | None) -> str | None:
+    """With ``--attach``, the detail of a row that has no person: its key is uploaded but not attached, and
+    expires 24 h after its upload (at ``uploaded_at`` + 24 h; a dry run: 24 h after a real run's upload)."""
+    if not settings.attach or row.person is not None or row.person_id is not None:
+        return None
+    if uploaded_at is None:
+        return ("no person: with --attach a real run uploads it unattached, and its key expires 24 h after its "
+                "upload; give it a person (or person_id) to attach it")
+    expires = (datetime.fromisoformat(uploaded_at) + KEY_LIFETIME).astimezone(timezone.utc)
+    return (f"no person: uploaded but not attached; its key expires at {expires:%Y-%m-%d %H:%M} UTC; give it a "
+            "person (or person_id) and run again before then to attach it")
 
 
 def result_of(job: Job, p: Prepared, status: Status, **extra: Any) -> RowResult:

@@ -12,6 +12,7 @@ import structlog
 from pipeline.journal import Journal
 from pipeline.models import RowResult, Status
 from pipeline.progress import Progress
+from pipeline.runner.plan import source_identity
 
 __all__ = ["Recorder"]
 
@@ -25,9 +26,12 @@ LOGGED_PER_REASON = 100
 results file lists every one)."""
 
 
-def _clipped(result: RowResult) -> RowResult:
-    """The result with a ``detail`` short enough for a log line and a results cell (a hostile manifest can
-    hold a path of megabytes, and details quote paths)."""
+def _clipped(result: RowResult, path: str) -> RowResult:
+    """The result with its path cell (``source_path``: a key back with another file is a changed row) and a
+    ``detail`` short enough for a log line and a results cell (a hostile manifest can hold a path of megabytes,
+    and details quote paths)."""
+    if result.source_path is None and path:
+        result = replace(result, source_path=source_identity(path))
     if result.detail is None or len(result.detail) <= _MAX_DETAIL:
         return result
     cut = _MAX_DETAIL // 2
@@ -61,13 +65,13 @@ class Recorder:
 
     def record(self, result: RowResult, path: str, *, retried: Sequence[str] = ()) -> None:
         """Journal one finished row now (its own commit); raises ``LocalWriteError`` when the disk refuses."""
-        result = _clipped(result)
+        result = _clipped(result, path)
         self.journal.record(result, retried=retried)
         self._finish(result, path)
 
     def record_later(self, result: RowResult, path: str) -> None:
         """Journal a rejection with the next group (at most ``_FLUSH_EVERY`` rows wait)."""
-        self._pending.append((_clipped(result), path))
+        self._pending.append((_clipped(result, path), path))
         if len(self._pending) >= _FLUSH_EVERY:
             self.flush()
 

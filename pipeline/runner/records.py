@@ -25,7 +25,12 @@ class Job:
     verify_sha256: str | None = None
     """Hash the source first; equal to this means unchanged and nothing to upload."""
     uploaded: bool = False
-    """The row is uploaded in the journal (a changed source must reopen it before a new upload)."""
+    """The row holds a key in the journal (uploaded or attached): a changed source must reopen it before a new
+    upload."""
+    replaces: str | None = None
+    """The key an attached row held (``--attach``): it stays with its person, and the new key joins it."""
+    replaced_person: str | None = None
+    """The person ``replaces`` is attached to."""
     data: bytes | None = field(default=None, repr=False)
     """A remote source's bytes, once the fetch stage has them (a local source is read by the image stage)."""
 

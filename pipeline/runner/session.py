@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,7 +46,9 @@ from pipeline.runner.attach_prep import AttachBook, collect, open_attach
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
+from pipeline.runner.counting import honest_plan, not_in_manifest, unattached_warning, would_attach
 from pipeline.runner.ending import nothing_found, write_run_results
+from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, holds_keys, run_paths
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
@@ -69,6 +72,11 @@ log = structlog.get_logger("pipeline.runner")
 def _ignore_sigint() -> None:
     """Pool processes leave Ctrl-C to the parent (else one Ctrl-C in a terminal counts once per process)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def new_run_id() -> str:
+    """A run id: its UTC start to the second and 6 random hex digits (sorts by time; unique in practice)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
 def _make_pool(settings: Settings) -> tuple[Executor, int]:
@@ -97,6 +105,8 @@ class RunSession:
         """With ``--attach``: the stage (its ``book`` counts persons and keys; ``lags`` upload-to-attach s)."""
         self.remote_base: str | None = None
         """The URL folder of a manifest read from object storage or the web: what relative paths joined."""
+        self.run_id = new_run_id()
+        """This run's id: the results' ``run_id`` of every row it changes."""
 
     async def run(self) -> Summary:
         """Check, run, write results, summarise. Raises ``ConfigError`` (and subclasses) before any upload
@@ -116,7 +126,8 @@ class RunSession:
                 manifest_path = Path.cwd() / (name or "manifest.csv")
             elif isinstance(source, (str, os.PathLike)):
                 manifest_path = Path(source)
-            manifest = Manifest.open(source, s.columns, root=s.root, batch_size=s.batch_size, base=base)
+            manifest = Manifest.open(source, s.columns, root=s.root, batch_size=s.batch_size, base=base,
+                                     id_prefix=s.id_prefix)
             info = await asyncio.to_thread(manifest.scan)
             return await self._run(manifest, info, manifest_path, started)
 
@@ -139,6 +150,9 @@ class RunSession:
             else:
                 journal = Journal.open(scratch / "journal.sqlite", workspace=s.api.workspace)
             stack.callback(journal.close)
+            journal.run_id = self.run_id
+            if manifest.has_persons:  # before any write: another archive's ids must not take this one's rows
+                await asyncio.to_thread(check_ids, manifest, journal)
             redo = journal.reset_inflight()
             person_rows = await asyncio.to_thread(collect, manifest, journal) if s.attach else None
             spill_dir = (paths.out or paths.journal or scratch / "x").parent
@@ -148,7 +162,7 @@ class RunSession:
             control = RunControl()
             if self.on_control is not None:
                 self.on_control(control)
-            log.info("run_started", manifest=manifest.name, rows=info.rows, dry_run=s.dry_run,
+            log.info("run_started", run_id=self.run_id, manifest=manifest.name, rows=info.rows, dry_run=s.dry_run,
                      journal=str(paths.journal) if paths.journal else None, redo_in_flight=redo,
                      migrated_from=journal.migrated_from or None)
             progress = Progress(info.rows, enabled=s.progress)
@@ -170,10 +184,13 @@ class RunSession:
                         attach = await open_attach(client, journal, control, person_rows, s.persons)
                         plan = await self._stages(manifest, journal, recorder, control, spill, client, attach)
                 else:
-                    if person_rows is not None:  # names looked up read-only when a key pair is found
-                        infos, why_not = await dry_lookup(s.api, s.persons, journal, person_rows)
-                        self.dry_attach = dry_plan(person_rows, journal, s.persons.person_max, infos, why_not)
                     plan = await self._stages(manifest, journal, recorder, control, spill, None)
+                    if person_rows is not None and not control.stopping.is_set():
+                        # Counted over the rows that passed prepare (or hold a key) only, and looked up (read-only,
+                        # when a key pair is found) only for them: the plan a real run then carries out.
+                        rows = would_attach(person_rows, journal)
+                        infos, why_not = await dry_lookup(s.api, s.persons, journal, rows)
+                        self.dry_attach = dry_plan(rows, journal, s.persons.person_max, infos, why_not)
             except FatalApiError as exc:
                 control.fail(exc)
             except LocalWriteError as exc:
@@ -192,7 +209,8 @@ class RunSession:
             counts = ResultCounts()
             table = await write_run_results(s, paths, manifest.schema, journal, spill, control, plan, counts,
                                             keep=self.collect_results or paths.out is None)
-            summary = self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo)
+            summary = self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo,
+                                    journal.counts())
         if s.report is not None and summary.results_path is not None and summary.results_path.exists():
             await asyncio.to_thread(self._report, summary, paths)
         return summary
@@ -236,13 +254,14 @@ class RunSession:
                                                     s.persons.person_max, s.persons.attach_within, self.clock,
                                                     recorder.this_run)
                 plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher, route)
-                prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready)
+                prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready, plan.passed)
                 stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
                                        FetchStage(journal, recorder, control, fetcher, jobs, fetched), prep]
                 if self.attach_stage is not None:
                     stages.append(self.attach_stage)
                 if client is not None:
-                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route))
+                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route,
+                                              unattached=plan.unattached))
                 else:
                     stages.append(Drain(ready))
                 await supervise(stages)
@@ -251,7 +270,8 @@ class RunSession:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _summary(self, total: int, started: float, paths: RunPaths, control: RunControl, recorder: Recorder,
-                 plan: PlanStage | None, counts: ResultCounts, table: pa.Table | None, redo: int) -> Summary:
+                 plan: PlanStage | None, counts: ResultCounts, table: pa.Table | None, redo: int,
+                 journal_counts: dict[str, int]) -> Summary:
         elapsed = self.clock() - started
         done_now = sum(n for status, n in recorder.this_run.items() if status != "unchanged")
         error, code = None, ExitCode.OK
@@ -267,11 +287,10 @@ class RunSession:
             code, error = ExitCode.USAGE, nothing_found(counts.with_path, self.s, paths, self.remote_base)
         elif counts.by_status.get("failed") or (counts.by_status.get("pending") and not (plan and plan.limited)):
             code = ExitCode.FAILED
-        planned = dict(plan.planned) if plan is not None else {}
-        if self.route is not None:
-            planned.update(self.route.planned)
+        planned = honest_plan(plan, self.route.planned if self.route is not None else {}, recorder.this_run)
         if redo:
             planned["redo_in_flight"] = redo
+        warnings = unattached_warning(plan.unattached if plan is not None else [], self.s)
         return Summary(
             total=total, by_status=dict(counts.by_status), by_reason=dict(counts.by_reason), duration_s=elapsed,
             rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out,
@@ -280,4 +299,6 @@ class RunSession:
             error=error, this_run={k: n for k, n in recorder.this_run.items() if n}, planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
             attach=self.attach_stage.book.counts() if self.attach_stage is not None else dict(self.dry_attach),
+            run_id=self.run_id, not_in_manifest=not_in_manifest(journal_counts, counts.in_journal),
+            warnings=warnings,
         )

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from pipeline.journal import Journal
-from pipeline.models import RowResult, Status
+from pipeline.journal.schema import COLUMNS
+from pipeline.models import Status
 from pipeline.results import ResultChunk
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class ResultCounts:
     with_path: int = 0
     with_path_not_found: int = 0
     rows: int = 0
+    in_journal: Counter[str] = field(default_factory=Counter)
+    """Rows of this input the journal holds, per journaled status (the rest of the journal is not in it)."""
 
 
 class Spill:
@@ -88,6 +91,7 @@ class Spill:
         set."""
         self.close()
         width = len(self.schema)
+        run_id = journal.run_id
         with pa.OSFile(str(self.path), "rb") as source:
             reader = ipc.open_stream(source)
             for batch in reader:
@@ -95,19 +99,41 @@ class Spill:
                     raise WriteAborted
                 keys: list[str] = batch.column(width).to_pylist()
                 has_path: list[bool] = batch.column(width + 1).to_pylist()
-                records = journal.records(keys)
-                results = []
-                for i, key in enumerate(keys):
-                    r = records.get(key)
-                    if r is None or not r.status.terminal:
-                        r = RowResult(i, key, Status.PENDING, reason=unfinished[0], detail=unfinished[1])
-                    results.append(r)
-                    counts.by_status[r.status.value] += 1
-                    if r.reason:
-                        counts.by_reason[r.reason] += 1
-                    if has_path[i]:
-                        counts.with_path += 1
-                        counts.with_path_not_found += r.reason == "not_found"
+                raw = journal.raw_records(keys)
+                counts.in_journal.update(str(r[_STATUS]) for r in raw.values())
+                values = _columns([_as_this_run(raw.get(key), unfinished, run_id) for key in keys])
+                reasons = values["reason"]
+                counts.by_status.update(str(v) for v in values["status"])
+                counts.by_reason.update(str(r) for r in reasons if r)
+                counts.with_path += sum(has_path)
+                counts.with_path_not_found += sum(1 for hp, r in zip(has_path, reasons, strict=True)
+                                                  if hp and r == "not_found")
                 counts.rows += len(keys)
                 columns = pa.RecordBatch.from_arrays(batch.columns[:width], schema=self.schema)
-                yield ResultChunk(columns, results)
+                yield ResultChunk(columns, values)
+
+
+_STATUS, _RUN, _THIS = COLUMNS.index("status"), COLUMNS.index("run_id"), COLUMNS.index("this_run")
+_TERMINAL = frozenset(s.value for s in Status if s.terminal)
+
+
+def _as_this_run(record: tuple[object, ...] | None, unfinished: tuple[str, str], run_id: str | None
+                 ) -> tuple[object, ...]:
+    """A journal record as this run's results show it: one this run did not finish is ``pending`` with
+    ``unfinished``'s reason and detail (``this_run`` the reason); one an earlier run changed last is
+    ``unchanged`` (its ``run_id`` says which run)."""
+    if record is None or record[_STATUS] not in _TERMINAL:
+        fields: dict[str, object] = dict.fromkeys(COLUMNS)
+        fields.update(status=Status.PENDING.value, reason=unfinished[0], detail=unfinished[1], attempts=0,
+                      run_id=run_id if record is None else record[_RUN], this_run=unfinished[0])
+        return tuple(fields[c] for c in COLUMNS)
+    if record[_RUN] != run_id or run_id is None:
+        return (*record[:_THIS], "unchanged", *record[_THIS + 1:])
+    return record
+
+
+def _columns(records: list[tuple[object, ...]]) -> dict[str, list[object]]:
+    """Records (tuples in ``COLUMNS`` order) as one list per column."""
+    if not records:
+        return {c: [] for c in COLUMNS}
+    return dict(zip(COLUMNS, (list(c) for c in zip(*records, strict=True)), strict=True))

@@ -22,10 +22,10 @@ from pipeline.fetch import Fetcher, SourceStamp
 from pipeline.journal import Entry, Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Row, RowResult, Status
-from pipeline.runner.attach_prep import target_of
+from pipeline.runner.attach_prep import target_of, target_text
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Decision, Why, decide, stamp_of
+from pipeline.runner.plan import Decision, Why, decide, source_identity, stamp_of
 from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pipeline.manifest import RowBatch
 
 __all__ = ["Drain", "FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "by_person",
-           "hash_source", "supervise"]
+           "hash_source", "source_identity", "supervise"]
 
 T = TypeVar("T")
 
@@ -93,8 +93,15 @@ class PlanStage:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
         self.inbox, self.out, self.fetcher, self.attach = inbox, out, fetcher, attach
         self.planned: Counter[str] = Counter()
+        """Rows by why they were planned (``finished``: left alone), counted as they are handed on."""
+        self.passed: Counter[str] = Counter()
+        """Rows by why, counted by the prepare stage once they passed prepare: what is (or would be) uploaded."""
+        self.unattached: list[str] = []
+        """Upload times of rows without a person under ``--attach``, noted by the upload stage."""
         self.limited = False
         self._jobs = 0
+        self._persons: dict[str, str] | None = None
+        """Target text -> person id as the journal knew them when planning began (``--attach``)."""
 
     async def run(self) -> None:
         try:
@@ -112,13 +119,20 @@ class PlanStage:
         await self._remote_stamps(rows, entries, stamps)
         work: list[tuple[Row, Job | None]] = []
         finished = 0
+        attach = self.s.attach  # a dry run decides as the real run would
         for row, stamp, gone in zip(rows, stamps, missing, strict=True):
             entry = entries.get(row.key)
             routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
             if routed is True:
                 continue
-            decision = (Decision(Why.EXPIRED) if isinstance(routed, Job)
-                        else decide(entry, stamp, retry_failed=self.s.retry_failed))
+            if isinstance(routed, Job):
+                decision = Decision(Why.EXPIRED)
+            elif entry is None:
+                decision = decide(None, stamp, retry_failed=self.s.retry_failed)
+            else:
+                attached = entry.status is Status.ATTACHED
+                decision = decide(entry, stamp, retry_failed=self.s.retry_failed, path=source_identity(row.path),
+                                  attach=attach, person_changed=attach and attached and self._moved(row, entry))
             if decision.why is None:
                 finished += 1
                 continue
@@ -127,10 +141,13 @@ class PlanStage:
                 break
             self._jobs += 1
             self.planned[decision.why.value] += 1
-            uploaded = entry is not None and bool(entry.thumbnail_key) and entry.status in (Status.UPLOADED,
-                                                                                     Status.REJECTED)
+            holds = entry is not None and bool(entry.thumbnail_key) and entry.status in _HOLDING
             usable = (row.source is not None or row.remote is not None) and not gone
-            work.append((row, Job(row, decision.why, stamp, decision.verify_sha256, uploaded) if usable else None))
+            on_person = holds and entry is not None and entry.status is Status.ATTACHED
+            planned = Job(row, decision.why, stamp, decision.verify_sha256, holds,
+                          replaces=entry.thumbnail_key if on_person and entry is not None else None,
+                          replaced_person=entry.person_id if on_person and entry is not None else None)
+            work.append((row, planned if usable else None))
         if self.attach is not None:
             # A person's rows uploaded close together reach the attach stage close together: fewer, fuller
             # create/add calls. Only the work order changes: the results follow the spill (input order), and
@@ -150,12 +167,25 @@ class PlanStage:
             else:
                 await self.out.put(job)
 
+    def _moved(self, row: Row, entry: Entry) -> bool:
+        """Whether an attached row's person is no longer the one its key sits on: the manifest now names a
+        person id, or a name the journal maps to, other than ``entry.person_id`` (a name the journal does not
+        know is another person too). A row whose person cells were emptied stays where it is."""
+        target = target_of(row)
+        if target is None or entry.person_id is None:
+            return False
+        if target.person_id is not None:
+            return target.person_id != entry.person_id
+        if self._persons is None:
+            self._persons = {t: p.person_id for t, p in self.journal.known_persons().items()}
+        return self._persons.get(target_text(target)) != entry.person_id
+
     async def _remote_stamps(self, rows: tuple[Row, ...], entries: dict[str, Entry],
                              stamps: list[str | None]) -> None:
         """The stamps (one HEAD each, at the fetch stage's concurrency) of remote rows the journal holds as
         finished: an unchanged ETag leaves the row alone without fetching it."""
         wanted = [i for i, r in enumerate(rows) if r.remote is not None and r.key in entries
-                  and entries[r.key].status in (Status.UPLOADED, Status.REJECTED)]
+                  and entries[r.key].status in _HOLDING]
 
         async def one(i: int) -> None:
             ref = rows[i].remote
@@ -164,6 +194,10 @@ class PlanStage:
             stamps[i] = got.value if isinstance(got, SourceStamp) else None
 
         await asyncio.gather(*(one(i) for i in wanted))
+
+
+_HOLDING = (Status.UPLOADED, Status.REJECTED, Status.ATTACHED)
+"""Journal states in which a row may hold its key (a changed source reopens it before a new upload)."""
 
 
 def _absent(path: str) -> bool | None:

@@ -16,7 +16,8 @@ from pipeline.naming import upload_name
 from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.prepare_stage import PrepareStage, result_of
+from pipeline.runner.plan import source_identity
+from pipeline.runner.prepare_stage import PrepareStage, result_of, unattached_detail
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
@@ -31,9 +32,11 @@ class UploadStage:
 
     def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
                  client: ApiClient, prepare_stage: PrepareStage, inbox: Pipe[Ready],
-                 attach: AttachRoute | None = None) -> None:
+                 attach: AttachRoute | None = None, *, unattached: list[str] | None = None) -> None:
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
         self.client, self.prep, self.inbox, self.attach = client, prepare_stage, inbox, attach
+        self.unattached: list[str] = [] if unattached is None else unattached
+        """Upload times of rows that have no person under ``--attach`` (their keys expire unattached)."""
 
     async def run(self) -> None:
         try:
@@ -51,7 +54,8 @@ class UploadStage:
                 continue
 
             async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
-                self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp)
+                self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
+                                            source_path=source_identity(job.row.path))
 
             try:
                 outcome = await self.client.upload(
@@ -73,8 +77,12 @@ class UploadStage:
                 continue
             key = outcome.thumbnail_key if outcome.ok else None
             if outcome.ok:
+                at = now_utc()
+                lonely = unattached_detail(self.s, row, at)
+                if lonely is not None:
+                    self.unattached.append(at)
                 result = result_of(job, prepared, Status.UPLOADED, thumbnail_key=key, attempts=outcome.attempts,
-                                   uploaded_at=now_utc(), duplicate_of=item.duplicate_of)
+                                   uploaded_at=at, duplicate_of=item.duplicate_of, detail=lonely)
             else:
                 result = result_of(job, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
                                    attempts=outcome.attempts, duplicate_of=item.duplicate_of)
