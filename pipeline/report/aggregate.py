@@ -221,7 +221,8 @@ class _Pass:
         return ReportData(
             name=name, rows=self.rows, by_status=tuple(self.status.most_common()), reasons=tuple(reasons),
             reasons_exact=self.reasons.exact, other_reasons=len(folded),
-            other_reason_rows=sum(count for _, count in folded) + self.reasons.overflow, samples=tuple(samples), changed=changed, throughput=series,
+            other_reason_rows=sum(count for _, count in folded) + self.reasons.overflow, samples=tuple(samples),
+            changed=changed, throughput=series,
             dry_run=self._estimate(caps) if self.skipped else None, persons=self._persons(),
             named_by=tuple(c for c in (self.names.id, self.names.path) if self.reader.has(c)),
         )

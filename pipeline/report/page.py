@@ -27,9 +27,10 @@ h3{margin:22px 0 6px}code{font-family:ui-monospace,Menlo,Consolas,monospace;font
 #eceff1;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.chart text{font-size:12px;
 fill:#37474f}.sheet{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:190px;border:1px solid #cfd8dc;
 border-radius:4px;padding:6px;font-size:11px;overflow:hidden}figure img{width:SIDEpx;height:SIDEpx;
-object-fit:contain;display:block;margin:0 auto 4px;background:#f5f7f8}figcaption div{overflow-wrap:anywhere}.pair{display:flex;gap:4px}.pair figure{width:auto;border:0;
-padding:0}figure.change{width:290px}table.notshown{font-size:12px;max-width:100%}table.notshown td{
-overflow-wrap:anywhere;max-width:420px}td.why{color:#8d4b00}.note{color:#546e7a;font-size:12px}.cc{color:#b71c1c;background:#ffebee;
+object-fit:contain;display:block;margin:0 auto 4px;background:#f5f7f8}figcaption div{overflow-wrap:anywhere}
+.pair{display:flex;gap:4px}.pair figure{width:auto;border:0;padding:0}figure.change{width:290px}
+table.notshown{font-size:12px;max-width:100%}table.notshown td{overflow-wrap:anywhere;max-width:420px}
+td.why{color:#8d4b00}.note{color:#546e7a;font-size:12px}.cc{color:#b71c1c;background:#ffebee;
 border:1px solid #ef9a9a;border-radius:2px;font:11px ui-monospace,Menlo,Consolas,monospace}.chart .cc{fill:#b71c1c;
 font-weight:bold}
 """.replace("SIDE", str(SIDE))
