@@ -50,6 +50,7 @@ EXIT_MEANINGS = {
     ExitCode.FATAL: "a fatal API answer (credentials, permission, workspace, quota, endpoint) stopped the run",
     ExitCode.BUSY: "another run holds the journal (cron: last night's run is still going); nothing was done",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); state saved, a re-run resumes",
+    ExitCode.BUSY: "another run holds the journal; nothing was done, run again once it has finished",
 }
 
 
@@ -246,9 +247,31 @@ def _dispatch(ns: argparse.Namespace, out: _Out) -> int:
     return run_demo(ns.dir, count=ns.count, progress=ns.progress, log_format=fmt)
 
 
+def _fill_closed_std_streams() -> None:
+    """Give a standard descriptor (0, 1, 2) that was closed when the process started ``/dev/null``, and
+    ``sys.stdout``/``sys.stderr`` a stream on it when Python left them ``None``.
+
+    ``thumbnail-ingest ingest ... 2>&-`` then runs normally with its logs dropped. Without this the next file
+    opened (the journal, the results) would take descriptor 2, and any write meant for stderr would land in it.
+    """
+    for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, flags)  # the lowest free descriptor: ``fd`` itself, as 0..fd-1 are open
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "w", encoding="utf-8", errors="replace", closefd=False))  # noqa: SIM115
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the subcommand, and return the exit code (``ExitCode``; never a traceback for a
-    user error). Every message goes to stderr: one sentence each in console mode, JSON in json mode."""
+    user error). Every message goes to stderr: one sentence each in console mode, JSON in json mode. A
+    closed stderr (``2>&-``) drops the messages and changes nothing else."""
+    _fill_closed_std_streams()
     args = list(sys.argv[1:] if argv is None else argv)
     out = _Out(_early_format(args, os.environ))
     logs.configure_logging("json" if out.json else "auto")

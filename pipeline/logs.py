@@ -43,7 +43,8 @@ RETRY_EVENTS = frozenset({"retrying", "rate_limited"})
 
 class SafeStream:
     """A text stream whose failures are swallowed: after the first ``OSError``/``ValueError`` (a closed pipe,
-    a closed file) every later write is dropped, so a reader that went away can never stop the run.
+    a closed file), or when there is no stream at all (``sys.stderr`` is ``None``: the process started with
+    descriptor 2 closed), every later write is dropped, so a reader that went away can never stop the run.
 
     With no ``stream``, writes go to the ``sys.stderr`` of the moment (so a caller may swap it).
     """
@@ -67,7 +68,7 @@ class SafeStream:
                 self.stream.write(text)
                 if "\n" in text:
                     self.stream.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):  # AttributeError: sys.stderr is None (fd 2 closed)
                 self.broken = True
         return len(text)
 
@@ -77,7 +78,7 @@ class SafeStream:
             return
         try:
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             self.broken = True
 
     def isatty(self) -> bool:

@@ -394,3 +394,68 @@ def test_report_is_a_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["report", "--help"])
     assert exc.value.code == 0 and "results" in capsys.readouterr().out
+
+
+# --- start-up edges: a closed stderr, endpoints that are not scheme://host[:port] (hardening, third pass) ----
+
+
+def _close_stderr() -> None:
+    os.close(2)  # as `2>&-` does: the child starts with no descriptor 2 at all (DEVNULL would be an open file)
+
+
+def test_a_dry_run_with_stderr_closed_runs_and_exits_0(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, 2, bad=False)
+    cmd = [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", "w", "--dry-run",
+           "--no-progress"]
+    proc = subprocess.run(cmd, env=_env(), stdout=subprocess.PIPE, preexec_fn=_close_stderr,
+                          timeout=120, check=False)
+    assert proc.returncode == 0
+    assert proc.stdout == b""
+    rows = pq.read_table(tmp_path / "manifest.dryrun.parquet").to_pylist()
+    assert [(r["id"], r["status"]) for r in rows] == [("k0", "skipped"), ("k1", "skipped")]
+
+
+def test_a_run_with_stderr_closed_keeps_its_own_exit_code_and_journal(emulator_thread: Emulator,
+                                                                      tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, 3)
+    cmd = [sys.executable, "-m", "pipeline", *_args(emulator_thread, manifest, "-v")]
+    proc = subprocess.run(cmd, env=_env(emulator_thread), stdout=subprocess.DEVNULL,
+                          preexec_fn=_close_stderr, timeout=120, check=False)
+    assert proc.returncode == 0
+    rows = pq.read_table(tmp_path / "manifest.results.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["uploaded"] * 3 + ["rejected"]
+    with sqlite3.connect(tmp_path / "manifest.journal.sqlite") as conn:  # no log line was written into it
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("http://[::1", "--endpoint is not a valid http(s) URL"),
+        ("http://127.0.0.1:99999", "--endpoint is not a valid http(s) URL"),
+        ("http://127.0.0.1:9/api/v1", "--endpoint takes scheme://host[:port] only"),
+        ("https://mi.example/api/v1/workspaces", "the API paths are added by the tool (--presign-path"),
+        ("http://127.0.0.1:9/?sig=TOPSECRETQ", "it cannot hold a query or a fragment"),
+        ("http://127.0.0.1:9#TOPSECRETF", "it cannot hold a query or a fragment"),
+        ("http://user:TOPSECRETP@127.0.0.1:9", "--endpoint cannot hold user info"),
+        ("https:///api", "--endpoint needs a host"),
+    ],
+)
+def test_endpoints_other_than_scheme_host_port_are_one_sentence_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, message: str
+) -> None:
+    manifest = _manifest(tmp_path, 1, bad=False)
+    code = main(["ingest", str(manifest), "--workspace", "w", "--dry-run", "--no-progress", "--endpoint", endpoint])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err and "TOPSECRET" not in err
+    assert not (tmp_path / "manifest.dryrun.parquet").exists()
+
+
+def test_an_endpoint_with_only_a_trailing_slash_is_taken(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, 1, bad=False)
+    code = main(["ingest", str(manifest), "--workspace", "w", "--dry-run", "--no-progress", "--endpoint",
+                 "http://[::1]:9/"])
+    assert code == 0

@@ -69,7 +69,8 @@ class Page(HTMLParser):
             self.counts.append(a)
         if tag == "img":
             self.images.append(a.get("src", ""))
-        self._in_ph = tag == "div" and a.get("class") == "ph"
+        # A photo not shown is a row of the sheet's "not shown" table; its why cell says why.
+        self._in_ph = tag == "td" and a.get("class") == "why"
 
     def handle_data(self, data: str) -> None:
         if self._in_ph:

@@ -8,8 +8,8 @@ once). ``__post_init__`` refuses bad values with a sentence that names the flag.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError
 from pipeline.models import Credentials
@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_PRESIGN_PATH",
     "DEFAULT_STATUS_PATH",
     "ApiSettings",
+    "endpoint_problem",
     "flag_name",
 ]
 
@@ -34,6 +35,34 @@ def _knob(default: float, help: str, unit: str = "") -> float:
 def flag_name(name: str) -> str:
     """The command-line flag of a settings field: ``read_timeout`` -> ``--read-timeout``."""
     return "--" + name.replace("_", "-")
+
+
+def endpoint_problem(text: str) -> str | None:
+    """Why ``text`` cannot be the API's base address, as one sentence naming ``--endpoint``; ``None`` when it
+    is ``http(s)://host[:port]`` (a trailing ``/`` allowed). The sentence never repeats user info, a query or
+    a fragment: they may hold a credential."""
+    example = f"such as {DEFAULT_ENDPOINT}"
+    if not isinstance(text, str) or not text.lower().startswith(("http://", "https://")):
+        shown = repr(text) if isinstance(text, str) and "@" not in text and "?" not in text else "another value"
+        return f"--endpoint must be an http(s) URL {example}; got {shown}."
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # parsed here: a port above 65535 or not a number raises ValueError
+        host = parts.hostname
+    except ValueError:  # an unclosed IPv6 bracket, a bad port
+        return f"--endpoint is not a valid http(s) URL (scheme://host[:port], {example})."
+    if "@" in parts.netloc:
+        return ("--endpoint cannot hold user info (user:password@); the API keys come from NCLOUD_ACCESS_KEY and "
+                "NCLOUD_SECRET_KEY.")
+    if not host or any(c.isspace() for c in text):
+        return f"--endpoint needs a host: scheme://host[:port], {example}."
+    if parts.path not in ("", "/") or parts.query or parts.fragment or text.endswith(("?", "#")):
+        base = f"{parts.scheme.lower()}://{parts.netloc}"
+        if parts.path not in ("", "/"):
+            return (f"--endpoint takes scheme://host[:port] only (here {base}); the API paths are added by the "
+                    "tool (--presign-path, --status-path).")
+        return f"--endpoint takes scheme://host[:port] only (here {base}); it cannot hold a query or a fragment."
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +106,9 @@ class ApiSettings:
     def __post_init__(self) -> None:
         if not self.workspace:
             raise ConfigError("A workspace name is required (--workspace).")
-        if not re.match(r"^https?://[^/\s]+", self.endpoint):
-            raise ConfigError(f"--endpoint must be an http(s) URL such as {DEFAULT_ENDPOINT}; got {self.endpoint!r}.")
+        problem = endpoint_problem(self.endpoint)
+        if problem is not None:
+            raise ConfigError(problem)
         for name in ("presign_path", "status_path"):
             value = getattr(self, name)
             if not value.startswith("/") or "{workspace}" not in value:

@@ -1,11 +1,13 @@
 """The run report: one self-contained HTML page of a results manifest (and its journal).
 
 ``write_report`` reads the results once in batches (Parquet or CSV; memory flat in their size), samples the
-rejected, failed and changed photos uniformly, makes small pixel-only thumbnails of them under a byte budget,
-and writes a page with no script and no network access (its Content-Security-Policy forbids both).
+rejected, failed and changed photos uniformly, makes small pixel-only thumbnails of them under a byte budget
+(local photos only under the root, remote ones only when asked), and writes a page with no script and no
+network access (its Content-Security-Policy forbids both).
 Modules: ``reading`` (batches), ``sampling`` (bounded samples and counters), ``aggregate`` (the one pass),
-``thumbs`` (sources and thumbnails), ``charts`` (SVG), ``page`` (HTML), ``journal_view``, ``writer``,
-``command`` (the CLI subcommand).
+``thumbs`` (sources and thumbnails), ``remote`` (``--fetch-thumbnails``), ``charts`` (SVG), ``page`` (HTML),
+``text`` (escaping, invisible characters as markers), ``journal_view``, ``writer``, ``command`` (the CLI
+subcommand).
 """
 
 from pipeline.report.command import add_report_arguments, run_report

@@ -22,11 +22,14 @@ from pipeline.report.records import (
 )
 from pipeline.report.sampling import BottomK, BoundedCounter
 
-__all__ = ["CHANGE_KINDS", "MAX_REASONS", "aggregate"]
+__all__ = ["CHANGE_KINDS", "MAX_REASONS", "TOP_REASONS", "aggregate"]
 
 CHANGE_KINDS = ("reoriented", "resized", "converted")
 MAX_REASONS = 64
 """Distinct reasons given their own contact sheet; rows of further reasons share one "other reasons" sheet."""
+TOP_REASONS = 20
+"""Reasons listed one by one in the totals (most rows first); the rest are folded into one "N other reasons" line."""
+_REASON_COUNTS = 10_000  # distinct (status, reason) pairs counted one by one; rows of later ones are "other"
 OTHER_REASONS = "(other reasons)"
 NO_REASON = "(no reason)"
 _MAX_PERSONS = 200_000  # a set of ~200k ids is ~30 MB: enough for real archives, bounded for hostile files
@@ -89,7 +92,7 @@ class _Pass:
         self.reader, self.names, self.per_section = reader, names, per_section
         self.rows = 0
         self.status = BoundedCounter(MAX_REASONS)
-        self.reasons = BoundedCounter(4 * MAX_REASONS)
+        self.reasons = BoundedCounter(_REASON_COUNTS)
         self.samples: dict[str, BottomK[SampleRow]] = {}
         self.changed = {kind: BottomK[SampleRow](per_section, seed=11 + i) for i, kind in enumerate(CHANGE_KINDS)}
         self.uploads, self.attaches = _Timeline("uploaded"), _Timeline("attached")
@@ -114,7 +117,8 @@ class _Pass:
         self.status.add_counts(status)
         self.rejected += pc.sum(pc.equal(status, "rejected").cast(pa.int64())).as_py() or 0
         if self.reader.has("reason"):
-            self.reasons.add_counts(pc.binary_join_element_wise(status, batch.column("reason"), "\x1f"))
+            shown = pc.utf8_slice_codeunits(batch.column("reason"), 0, _TEXT)  # as the page shows it
+            self.reasons.add_counts(pc.binary_join_element_wise(status, shown, "\x1f"))
         self._fold_samples(batch, status)
         if self.reader.has("uploaded_at"):
             self.uploads.add(batch.column("uploaded_at"))
@@ -130,15 +134,51 @@ class _Pass:
         if failed.num_rows:
             reason = (pc.fill_null(failed.column("reason"), NO_REASON) if self.reader.has("reason")
                       else pa.array([NO_REASON] * failed.num_rows))
-            for value in pc.unique(reason).to_pylist():
-                group = value if value in self.samples or len(self.samples) < MAX_REASONS else OTHER_REASONS
-                sampler = self.samples.setdefault(group, BottomK[SampleRow](self.per_section, len(self.samples) + 1))
-                sampler.offer(failed.filter(pc.equal(reason, value)), self.sample)
+            self._offer_by_reason(failed, reason)
         if not self.reader.has("action"):
             return
         good = batch.filter(pc.and_kleene(pc.invert(bad), pc.is_valid(batch.column("action"))))
         for kind, sampler in self.changed.items():
             sampler.offer(good.filter(pc.match_substring(good.column("action"), kind)), self.sample)
+
+    def _sampler(self, reason: str) -> BottomK[SampleRow]:
+        """The sample a reason's rows go to: its own for the first ``MAX_REASONS`` reasons, then the shared one."""
+        group = reason if reason in self.samples or len(self.samples) < MAX_REASONS else OTHER_REASONS
+        sampler = self.samples.get(group)
+        if sampler is None:
+            sampler = self.samples[group] = BottomK[SampleRow](self.per_section, len(self.samples) + 1)
+        return sampler
+
+    def _offer_by_reason(self, rows: pa.RecordBatch, reason: pa.Array) -> None:
+        """Offer each row to its reason's sample, grouping the rows once: the reasons are dictionary-encoded,
+        each distinct reason mapped to its sample (a dict look-up per distinct reason, not a pass over the
+        rows per reason), the rows sorted by sample once and each sample offered one contiguous slice. A
+        batch of 65,536 distinct reasons costs the same few passes as one of a single reason."""
+        encoded = pc.dictionary_encode(reason)
+        samplers: list[BottomK[SampleRow]] = []
+        slot: dict[int, int] = {}  # id(sampler) -> its position in ``samplers``
+        of_value: list[int] = []
+        for value in encoded.dictionary.to_pylist():
+            sampler = self._sampler(str(value))
+            position = slot.setdefault(id(sampler), len(samplers))
+            if position == len(samplers):
+                samplers.append(sampler)
+            of_value.append(position)
+        groups = pa.array(of_value, pa.int32()).take(encoded.indices)
+        if len(samplers) == 1:
+            samplers[0].offer(rows, self.sample)
+            return
+        order = pc.sort_indices(groups)  # stable: rows keep file order within a sample
+        ordered = rows.take(order)
+        sizes = [0] * len(samplers)
+        counted = pc.value_counts(groups)
+        for position, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(),
+                                   strict=True):
+            sizes[position] = count
+        start = 0
+        for sampler, size in zip(samplers, sizes, strict=True):
+            sampler.offer(ordered.slice(start, size), self.sample)
+            start += size
 
     def _fold_dry_run(self, batch: pa.RecordBatch, status: pa.Array) -> None:
         skipped = batch.filter(pc.equal(status, "skipped"))
@@ -168,17 +208,21 @@ class _Pass:
             self.persons_by_id.add_counts(named.column("person_id"))
 
     def result(self, name: str, caps: ReportCaps) -> ReportData:
+        ranked = self.reasons.most_common()
         reasons = []
-        for joined, count in self.reasons.most_common():
+        for joined, count in ranked[:TOP_REASONS]:
             status, _, reason = joined.partition("\x1f")
             reasons.append(ReasonCount(status, reason, count))
+        folded = ranked[TOP_REASONS:]
         samples = sorted(((reason, s.seen, tuple(s.items())) for reason, s in self.samples.items()),
                          key=lambda entry: (entry[0] == OTHER_REASONS, -entry[1], entry[0]))
         changed = tuple(ChangedSample(kind, s.seen, tuple(s.items())) for kind, s in self.changed.items() if s.seen)
         series = tuple(s for s in (self.uploads.series(), self.attaches.series()) if s is not None)
         return ReportData(
             name=name, rows=self.rows, by_status=tuple(self.status.most_common()), reasons=tuple(reasons),
-            reasons_exact=self.reasons.exact, samples=tuple(samples), changed=changed, throughput=series,
+            reasons_exact=self.reasons.exact, other_reasons=len(folded),
+            other_reason_rows=sum(count for _, count in folded) + self.reasons.overflow, samples=tuple(samples),
+            changed=changed, throughput=series,
             dry_run=self._estimate(caps) if self.skipped else None, persons=self._persons(),
             named_by=tuple(c for c in (self.names.id, self.names.path) if self.reader.has(c)),
         )

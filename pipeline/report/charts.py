@@ -1,17 +1,17 @@
 """Inline SVG charts: horizontal bars for totals, and throughput over time with the rate caps drawn in.
 
-Every label goes through ``html.escape``: an SVG inside HTML is parsed as markup, so a reason such as
-``</svg><script>`` must arrive as text.
+Every label is escaped (``pipeline.report.text``): an SVG inside HTML is parsed as markup, so a reason such as
+``</svg><script>`` must arrive as text; invisible characters in it are shown as ``<U+XXXX>`` markers.
 """
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from pipeline.report.records import Series
+from pipeline.report.text import plain, svg_text
 
 __all__ = ["bar_chart", "throughput_chart"]
 
@@ -20,8 +20,7 @@ _SERIES_COLOURS = ("#1565c0", "#6a1b9a")
 _CAP_COLOURS = ("#c62828", "#ef6c00", "#6a1b9a")
 
 
-def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+_e = plain  # titles and labels that hold text only; <text> content goes through svg_text (styled markers)
 
 
 def bar_chart(title: str, items: Sequence[tuple[str, int]], *, colour_by: Sequence[str] | None = None) -> str:
@@ -39,7 +38,7 @@ def bar_chart(title: str, items: Sequence[tuple[str, int]], *, colour_by: Sequen
         status = colour_by[i] if colour_by is not None else label
         colour = _COLOURS.get(status, "#546e7a")
         shown = label if len(label) <= 34 else label[:33] + "…"
-        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_e(shown)}</text>')
+        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{svg_text(shown)}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{colour}"/>')
         parts.append(f'<text x="{label_w + length + 6:.1f}" y="{y + 15}">{count:,}</text>')
     parts.append("</svg>")

@@ -28,8 +28,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--journal", type=Path, default=None,
                         help="the run's journal (default: <manifest>.journal.sqlite beside the results, if there)")
     parser.add_argument("--root", type=root_location, default=None, metavar="DIR|URL",
-                        help="folder relative photo paths are read from, never left (default: the results' folder); "
-                             "photos under an s3://, gs:// or http(s):// root are not fetched: placeholders")
+                        help="folder relative photo paths are read from; no photo is read outside it, symlinks "
+                             "resolved (default: the results' folder); an s3://, gs:// or http(s):// root makes "
+                             "relative paths remote photos")
+    parser.add_argument("--fetch-thumbnails", action="store_true",
+                        help="fetch the sampled remote photos (s3://, gs://, http(s)://) for their thumbnails; "
+                             "without it they are listed as not fetched")
     parser.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
                         help="leave the photos out (for reports that are shared)")
     parser.add_argument("--per-section", type=int, default=48,
@@ -69,7 +73,7 @@ def run_report(ns: argparse.Namespace) -> int:
     caps = ReportCaps(presign_per_s=ns.rate, status_per_min=ns.confirm_rate, attach_per_s=ns.attach_rate,
                       status_checks=ns.confirm)
     info = write_report(results, out, journal=journal, thumbnails=ns.thumbnails, per_section=ns.per_section,
-                        caps=caps, root=ns.root,
+                        caps=caps, root=ns.root, fetch_thumbnails=ns.fetch_thumbnails,
                         columns=ColumnNames(path=ns.path_column, id=ns.id_column, person=ns.person_column))
     log.info("report_written", path=str(info.path), bytes=info.size_bytes, rows=info.rows,
              thumbnails=info.thumbnails, placeholders=info.placeholders)

@@ -1,17 +1,19 @@
 """The HTML page: one self-contained file with no script, inline CSS and SVG, and ``data:`` thumbnails.
 
 Its Content-Security-Policy forbids scripts and any network load (``default-src 'none'``), so even a string
-that slipped past escaping could neither run nor call home. Everything from the data goes through ``_e``.
+that slipped past escaping could neither run nor call home. Everything from the data goes through ``_e``
+(text: escaped, invisible characters shown as styled ``<U+XXXX>`` markers, ``pipeline.report.text``) or
+``_a`` (attributes: the same markers as plain text), so no raw bidi or zero-width character reaches the page.
 Numbers carry ``data-count`` attributes so tests (and scripts users write) can read them exactly.
 """
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 
 from pipeline.report import charts
 from pipeline.report.records import DryRunEstimate, JournalInfo, PersonsSummary, ReportCaps, ReportData, SampleRow
+from pipeline.report.text import marked, plain
 from pipeline.report.thumbs import SIDE, ThumbMaker
 
 __all__ = ["render"]
@@ -24,21 +26,23 @@ h3{margin:22px 0 6px}code{font-family:ui-monospace,Menlo,Consolas,monospace;font
 .meta{color:#546e7a}table{border-collapse:collapse;margin:8px 0}th,td{padding:3px 10px;border-bottom:1px solid
 #eceff1;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}.chart text{font-size:12px;
 fill:#37474f}.sheet{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:190px;border:1px solid #cfd8dc;
-border-radius:4px;padding:6px;font-size:11px;overflow:hidden}figure img,.ph{width:SIDEpx;height:SIDEpx;
-object-fit:contain;display:block;margin:0 auto 4px;background:#f5f7f8}.ph{display:flex;align-items:center;
-justify-content:center;text-align:center;color:#78909c;border:1px dashed #b0bec5;box-sizing:border-box;
-padding:6px}figcaption div{overflow-wrap:anywhere}.pair{display:flex;gap:4px}.pair figure{width:auto;border:0;
-padding:0}figure.change{width:290px}.note{color:#546e7a;font-size:12px}
+border-radius:4px;padding:6px;font-size:11px;overflow:hidden}figure img{width:SIDEpx;height:SIDEpx;
+object-fit:contain;display:block;margin:0 auto 4px;background:#f5f7f8}figcaption div{overflow-wrap:anywhere}
+.pair{display:flex;gap:4px}.pair figure{width:auto;border:0;padding:0}figure.change{width:290px}
+table.notshown{font-size:12px;max-width:100%}table.notshown td{overflow-wrap:anywhere;max-width:420px}
+td.why{color:#8d4b00}.note{color:#546e7a;font-size:12px}.cc{color:#b71c1c;background:#ffebee;
+border:1px solid #ef9a9a;border-radius:2px;font:11px ui-monospace,Menlo,Consolas,monospace}.chart .cc{fill:#b71c1c;
+font-weight:bold}
 """.replace("SIDE", str(SIDE))
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+_e = marked  # text content: escaped, invisible characters shown as <U+XXXX> markers
+_a = plain  # attributes: escaped, invisible characters as <U+XXXX> text (exact otherwise)
 
 
 def _n(count: int, ident: str = "", **data: str) -> str:
     """A number cell; ``ident`` and ``data-*`` attributes say what it counts, for readers of the page's data."""
-    attrs = (f' id="{_e(ident)}"' if ident else "") + "".join(f' data-{k}="{_e(v)}"' for k, v in data.items())
+    attrs = (f' id="{_a(ident)}"' if ident else "") + "".join(f' data-{k}="{_a(v)}"' for k, v in data.items())
     return f'<td class="n"{attrs} data-count="{int(count)}">{int(count):,}</td>'
 
 
@@ -70,7 +74,13 @@ def _reasons(data: ReportData) -> str:
     rows = "".join(f"<tr><th>{_e(r.reason)}</th><td>{_e(r.status)}</td>"
                    f"{_n(r.count, reason=r.reason, status=r.status)}"
                    f"{_share(r.count, data.rows)}</tr>" for r in data.reasons)
-    note = "" if data.reasons_exact else '<p class="note">More distinct reasons than the report lists one by one.</p>'
+    if data.other_reasons or data.other_reason_rows:
+        plus = "" if data.reasons_exact else "+"
+        rows += (f'<tr class="other"><th><span id="other-reasons" data-count="{data.other_reasons}">'
+                 f"{data.other_reasons:,}{plus}</span> other reasons</th><td></td>"
+                 f"{_n(data.other_reason_rows, 'other-reason-rows')}{_share(data.other_reason_rows, data.rows)}</tr>")
+    note = "" if data.reasons_exact else ('<p class="note">More distinct reasons than the report counts one by one: '
+                                          "the number of other reasons is a lower bound; their rows are exact.</p>")
     chart = charts.bar_chart("rows by reason", [(f"{r.reason} ({r.status})", r.count) for r in data.reasons],
                              colour_by=[r.status for r in data.reasons])
     return (f'<section id="reasons"><h2>Totals by reason</h2><table><thead><tr><th>reason</th><th>status</th>'
@@ -132,11 +142,8 @@ def _persons(p: PersonsSummary | None) -> str:
             f"<th>person_id</th><th>thumbnails</th></tr></thead><tbody>{top}</tbody></table></section>")
 
 
-def _picture(maker: ThumbMaker, path: str, *, orient: bool, label: str = "") -> str:
-    thumb = maker.make(path, orient=orient)
-    if thumb.data is None:
-        return f'<div class="ph">{_e(label + thumb.why)}</div>'
-    return f'<img alt="{_e(label)}" src="{thumb.data}" width="{SIDE}" height="{SIDE}">'
+def _img(thumb_data: str) -> str:
+    return f'<img alt="" src="{thumb_data}" width="{SIDE}" height="{SIDE}">'
 
 
 def _short(text: str, limit: int = 400) -> str:
@@ -152,15 +159,43 @@ def _caption(row: SampleRow) -> str:
             + (f'<div class="note">{_e(facts)}</div>' if facts else "") + "</figcaption>")
 
 
+def _not_shown(rows: Sequence[tuple[SampleRow, str]]) -> str:
+    """The sampled rows whose photo is not shown, one compact row each, with why."""
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{_e(r.key)}</td><td><code>{_e(_short(r.path))}</code></td><td>{_e(r.detail)}</td>"
+                   f'<td class="why">{_e(why)}</td></tr>' for r, why in rows)
+    return ('<table class="notshown"><thead><tr><th>photo not shown</th><th>path</th><th>detail</th><th>why</th>'
+            f"</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _sheet(maker: ThumbMaker, rows: Sequence[SampleRow], *, pairs: bool) -> str:
+    """Figures of the rows whose photo can be shown (``pairs``: before and after), then a table of the rest."""
+    figures: list[str] = []
+    missing: list[tuple[SampleRow, str]] = []
+    for r in rows:
+        first = maker.make(r.path, orient=not pairs)
+        second = maker.make(r.path, orient=True) if pairs and first.data is not None else None
+        if first.data is None or (second is not None and second.data is None):
+            missing.append((r, first.why or (second.why if second is not None else "")))
+        elif second is not None and second.data is not None:
+            figures.append(f'<figure class="change"><div class="pair"><figure>{_img(first.data)}<figcaption>before'
+                           f"</figcaption></figure><figure>{_img(second.data)}<figcaption>after</figcaption>"
+                           f"</figure></div>{_caption(r)}</figure>")
+        else:
+            figures.append(f"<figure>{_img(first.data)}{_caption(r)}</figure>")
+    sheet = f'<div class="sheet">{"".join(figures)}</div>' if figures else ""
+    return sheet + _not_shown(missing)
+
+
 def _sheets(data: ReportData, maker: ThumbMaker) -> str:
     if not data.samples:
         return ""
     parts = ['<section id="sheets"><h2>Rejected and failed photos, by reason</h2>']
     for i, (reason, count, rows) in enumerate(data.samples):
-        figures = "".join(f"<figure>{_picture(maker, r.path, orient=True)}{_caption(r)}</figure>" for r in rows)
-        parts.append(f'<h3 id="reason-{i}" data-reason="{_e(reason)}" data-count="{count}">{_e(reason)} '
-                     f'<span class="note">{count:,} rows; {len(rows):,} shown</span></h3>'
-                     f'<div class="sheet">{figures}</div>')
+        parts.append(f'<h3 id="reason-{i}" data-reason="{_a(reason)}" data-count="{count}">{_e(reason)} '
+                     f'<span class="note">{count:,} rows; {len(rows):,} sampled</span></h3>'
+                     + _sheet(maker, rows, pairs=False))
     parts.append("</section>")
     return "".join(parts)
 
@@ -171,13 +206,9 @@ def _changed(data: ReportData, maker: ThumbMaker) -> str:
     parts = ['<section id="changed"><h2>Changed photos: before and after</h2><p class="note">Before: the '
              "source's stored pixels. After: as the policy turned it, with the uploaded size.</p>"]
     for sample in data.changed:
-        figures = "".join(
-            f'<figure class="change"><div class="pair"><figure>{_picture(maker, r.path, orient=False)}'
-            f"<figcaption>before</figcaption></figure><figure>{_picture(maker, r.path, orient=True)}"
-            f"<figcaption>after</figcaption></figure></div>{_caption(r)}</figure>" for r in sample.rows)
-        parts.append(f'<h3 data-kind="{_e(sample.kind)}" data-count="{sample.count}">{_e(sample.kind)} '
-                     f'<span class="note">{sample.count:,} rows; {len(sample.rows):,} shown</span></h3>'
-                     f'<div class="sheet">{figures}</div>')
+        parts.append(f'<h3 data-kind="{_a(sample.kind)}" data-count="{sample.count}">{_e(sample.kind)} '
+                     f'<span class="note">{sample.count:,} rows; {len(sample.rows):,} sampled</span></h3>'
+                     + _sheet(maker, sample.rows, pairs=True))
     parts.append("</section>")
     return "".join(parts)
 
@@ -205,7 +236,7 @@ def render(data: ReportData, maker: ThumbMaker, caps: ReportCaps, *, generated: 
         f"{maker.made:,} thumbnails made from the sources (pixels only, no metadata).")
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" '
             f'content="{_CSP}"><meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>Run report: {_e(data.name)}</title><style>{_CSS}</style></head><body>"
+            f"<title>Run report: {plain(data.name)}</title><style>{_CSS}</style></head><body>"
             f'<h1>Run report</h1><p class="meta">Results <code>{_e(data.name)}</code>, {data.rows:,} rows; '
             f"written {_e(generated)}. Rows named by {', '.join(f'<code>{_e(c)}</code>' for c in columns)}.</p>"
             f'{body}<footer><p class="note">{_e(photos)} Made by thumbnail-ingest report; this page loads nothing '

@@ -165,14 +165,20 @@ class ReportData:
     rows: int
     by_status: tuple[tuple[str, int], ...]
     reasons: tuple[ReasonCount, ...]
+    """The ``TOP_REASONS`` reasons with the most rows, most first."""
     reasons_exact: bool
-    """False when the file held more distinct reasons than the report tracks (the rest are counted as other)."""
+    """False when the file held more distinct reasons than the report counts one by one: ``other_reasons``
+    is then a lower bound (``other_reason_rows`` stays exact)."""
     samples: tuple[tuple[str, int, tuple[SampleRow, ...]], ...]
     """Per reason: ``(reason, rows, sampled rows)``, most frequent reason first."""
     changed: tuple[ChangedSample, ...]
     throughput: tuple[Series, ...]
     dry_run: DryRunEstimate | None
     persons: PersonsSummary | None
+    other_reasons: int = 0
+    """Distinct (status, reason) pairs folded into one line (not among ``reasons``)."""
+    other_reason_rows: int = 0
+    """Rows with a reason that is not among ``reasons``."""
     named_by: tuple[str, ...] = ()
     """The columns a row is known by: the id column (when the file has one) and the path column."""
     journal: JournalInfo | None = None

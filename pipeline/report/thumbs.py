@@ -1,11 +1,14 @@
 """Small JPEG thumbnails of source photos for the page, made from pixels only, under a byte budget.
 
-Sources are found like the manifest finds them: a relative path against the base folder (the ``root`` when
-given, else the results file's folder), an absolute path, or a ``file://`` URL. With a root, a path whose real
-location lies outside it is never opened. Remote sources (``s3://``, ``https://``, ...) are never fetched, and
-neither is anything under a remote root (an ``s3://``, ``gs://``, ``http(s)://`` prefix given as text): its
-relative paths are remote sources, and local paths lie outside it.
-Whatever cannot be shown becomes a ``Thumb`` with ``data=None`` and a short reason for the placeholder.
+Sources are named like the manifest names them (``pipeline.fetch.SourceParser``): a relative path against the
+root, an absolute path, a ``file://`` URL, or an ``s3://``, ``gs://``, ``http(s)://`` URL. The root is
+``--root`` when given, else the results file's folder, and a local photo is read only when its real location
+(symlinks resolved) lies inside it: ``../private``, an absolute path elsewhere, a ``file://`` URL elsewhere or a
+symlink inside pointing outside are never opened. Remote photos are fetched only when asked
+(``fetch=True``: ``--fetch-thumbnails``), through ``pipeline.fetch.Fetcher`` and its address rules, before the
+page is rendered (``prefetch``). Under a remote root (an ``s3://``, ``gs://``, ``http(s)://`` prefix given as
+text) relative paths are remote sources and local paths lie outside it.
+Whatever cannot be shown becomes a ``Thumb`` with ``data=None`` and a short reason.
 """
 
 from __future__ import annotations
@@ -15,20 +18,25 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 from PIL import Image, ImageOps
 
-__all__ = ["Thumb", "ThumbMaker"]
+from pipeline.fetch.refs import Problem, SourceParser, SourceRef
+
+__all__ = ["NOT_FETCHED", "SIDE", "Thumb", "ThumbMaker", "render_thumbnail"]
 
 SIDE = 128
 """Longest side of a thumbnail, in pixels."""
+NOT_FETCHED = "remote source, not fetched"
 _QUALITY = 70
 _MAX_SOURCE_BYTES = 200 * 1024 * 1024
 _MAX_PIXELS = 100_000_000  # the image stage's own decompression-bomb limit
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_WHY = {"missing_path": "no path", "invalid_path": "invalid path", "unsupported_source": "unsupported source",
+        "outside_root": "outside the root"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,46 +47,61 @@ class Thumb:
     why: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A remote photo's thumbnails, upright and as stored (JPEG bytes), or why there are none."""
+
+    upright: bytes | None
+    stored: bytes | None
+    why: str = ""
+
+
 class ThumbMaker:
     """Makes thumbnails until ``budget`` bytes of them were embedded; after that, placeholders.
 
-    ``enabled=False`` makes every thumbnail a placeholder (for reports that are shared).
+    ``root`` is the folder (or remote prefix) photos are read under. ``enabled=False`` makes every thumbnail
+    a placeholder (for reports that are shared); ``fetch=True`` lets ``prefetch`` fetch remote photos.
     """
 
-    def __init__(self, base: Path | str, root: Path | str | None, *, enabled: bool = True,
-                 budget: int = 3_000_000) -> None:
-        self.remote_root = root if isinstance(root, str) and _URL.match(root) else None
-        self.base = str(Path(base).absolute()) if self.remote_root is None else ""
-        self.root = os.path.realpath(root) if root is not None and self.remote_root is None else None
+    def __init__(self, root: Path | str, *, enabled: bool = True, budget: int = 3_000_000,
+                 fetch: bool = False) -> None:
+        remote = isinstance(root, str) and _URL.match(root) is not None and not root.lower().startswith("file:")
+        self.root_real = None if remote else os.path.realpath(root)
+        self._parser = (SourceParser(base=None, root=str(root)) if remote
+                        else SourceParser(base=str(Path(root).absolute()), root=None))
         self.enabled = enabled
+        self.fetch = fetch
         self.budget = budget
         self.used = 0
         self.made = 0
         self.placeholders = 0
+        self.fetched: dict[str, Fetched] = {}
 
-    def source(self, text: str) -> Path | str:
-        """The local file a path cell names, or why it cannot be shown."""
-        if not text or text.isspace():
-            return "no path"
-        if "\x00" in text:
-            return "invalid path"
-        if _URL.match(text):
-            parsed = urlparse(text)
-            if parsed.scheme.lower() != "file":
-                return "remote source, not fetched"
-            text = unquote(parsed.path)
-        elif self.remote_root is not None and not text.startswith(os.sep):
-            return "remote source, not fetched"  # it lies under the remote root
-        if self.remote_root is not None:
-            return "outside the root"
-        real = os.path.realpath(os.path.join(self.base, text))  # noqa: PTH118  # an absolute cell replaces base
-        if self.root is not None and not (real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)):
-            return "outside the root"
-        found = Path(real)
+    def source(self, text: str) -> Path | SourceRef | str:
+        """The local file a path cell names (inside the root), the remote source it names, or why neither."""
+        ref = self._parser(text)
+        if isinstance(ref, Problem):
+            return _WHY.get(ref.reason, ref.reason.replace("_", " "))
+        if not ref.is_local:
+            return ref
+        real = os.path.realpath(ref.key)
+        root = self.root_real
+        if root is None or not (real == root or real.startswith(root.rstrip(os.sep) + os.sep)):
+            return "outside the root"  # a symlink inside pointing out included: realpath followed it
+        found = Path(real)  # the checked real location is what is opened
         try:
             return found if found.is_file() else "not found"
         except OSError:  # a name too long for the file system, a permission problem on a parent folder
             return "cannot be read"
+
+    def remote_sources(self, texts: Iterable[str]) -> list[SourceRef]:
+        """The distinct remote sources among ``texts``, in order (what ``prefetch`` would fetch)."""
+        refs: dict[str, SourceRef] = {}
+        for text in texts:
+            found = self.source(text)
+            if isinstance(found, SourceRef):
+                refs.setdefault(found.url, found)
+        return list(refs.values())
 
     def make(self, text: str, *, orient: bool = True) -> Thumb:
         """A thumbnail of the photo at ``text`` (EXIF orientation applied when ``orient``), or a placeholder."""
@@ -89,9 +112,19 @@ class ThumbMaker:
         found = self.source(text)
         if isinstance(found, str):
             return self._placeholder(found)
-        data = _render(found, orient)
-        if data is None:
-            return self._placeholder("cannot be decoded")
+        if isinstance(found, SourceRef):
+            if not self.fetch:
+                return self._placeholder(NOT_FETCHED)
+            fetched = self.fetched.get(found.url)
+            if fetched is None:
+                return self._placeholder("left out to keep the page small")  # prefetch stopped at the budget
+            data = fetched.upright if orient else fetched.stored
+            if data is None:
+                return self._placeholder(fetched.why or "cannot be decoded")
+        else:
+            data = render_thumbnail(found, orient)
+            if data is None:
+                return self._placeholder("cannot be decoded")
         uri = "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
         self.used += len(uri)
         self.made += 1
@@ -102,14 +135,16 @@ class ThumbMaker:
         return Thumb(None, why)
 
 
-def _render(path: Path, orient: bool) -> bytes | None:
-    """JPEG bytes of a small copy of the image's pixels (no EXIF, ICC, XMP or comments), or ``None``."""
+def render_thumbnail(source: Path | bytes, orient: bool) -> bytes | None:
+    """JPEG bytes of a small copy of the image's pixels (no EXIF, ICC, XMP or comments), or ``None`` when
+    ``source`` (a file or the bytes of one) is too big or cannot be decoded."""
     try:
-        if path.stat().st_size > _MAX_SOURCE_BYTES:
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        if size > _MAX_SOURCE_BYTES:
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, never decode a bomb
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
                 if im.width * im.height > _MAX_PIXELS:
                     return None
                 im.draft("RGB", (SIDE * 2, SIDE * 2))  # JPEG decodes at 1/2..1/8 scale: cheap for big photos

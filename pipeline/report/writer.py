@@ -15,6 +15,7 @@ from pipeline.report.journal_view import read_journal
 from pipeline.report.page import render
 from pipeline.report.reading import ColumnNames
 from pipeline.report.records import ReportCaps, ReportInfo
+from pipeline.report.remote import prefetch
 from pipeline.report.thumbs import ThumbMaker
 
 __all__ = ["MAX_PER_SECTION", "THUMBNAIL_BUDGET", "write_report"]
@@ -34,15 +35,18 @@ def write_report(
     per_section: int = 48,
     caps: ReportCaps | None = None,
     root: Path | str | None = None,
+    fetch_thumbnails: bool = False,
     columns: ColumnNames | None = None,
     now: datetime | None = None,
 ) -> ReportInfo:
     """Write the HTML report of the results file ``results`` (Parquet or CSV) to ``out`` and say what it wrote.
 
     Reads ``results`` once, in batches (memory flat in its size). Photos are found like the manifest finds
-    them: relative paths against ``root`` when given (and never outside it), else against the results file's
-    folder; remote sources are never fetched, nor is anything under a remote ``root`` (``s3://...`` as text):
-    those photos are placeholders. ``thumbnails=False`` leaves every photo out. At most
+    them, and read only under ``root`` (default: the results file's folder), symlinks resolved: a photo whose
+    real location is outside is listed as not shown, never opened. Remote photos (``s3://``, ``gs://``,
+    ``http(s)://``, and relative paths under a remote ``root`` given as text) are fetched only with
+    ``fetch_thumbnails`` (through ``pipeline.fetch``), else listed as not fetched. ``thumbnails=False`` leaves
+    every photo out. At most
     ``per_section`` photos per contact sheet (1..``MAX_PER_SECTION``). The file at ``out`` is replaced only by
     a complete page. Raises ``ConfigError`` for an unreadable results file or a bad ``per_section``, and
     ``LocalWriteError`` when ``out`` cannot be written.
@@ -57,8 +61,10 @@ def write_report(
     data = aggregate(results, names=names, per_section=per_section, caps=caps)
     if journal is not None:
         data = replace(data, journal=read_journal(journal))
-    maker = ThumbMaker(root if root is not None else results.absolute().parent, root, enabled=thumbnails,
-                       budget=THUMBNAIL_BUDGET)
+    maker = ThumbMaker(root if root is not None else results.absolute().parent, enabled=thumbnails,
+                       budget=THUMBNAIL_BUDGET, fetch=fetch_thumbnails)
+    prefetch(maker, [r.path for _, _, rows in data.samples for r in rows]
+             + [r.path for sample in data.changed for r in sample.rows])  # in page order: the budget fills alike
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     page = render(data, maker, caps, generated=moment.strftime("%Y-%m-%d %H:%M UTC"), columns=data.named_by)
     encoded = page.encode("utf-8")
