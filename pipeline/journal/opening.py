@@ -70,9 +70,8 @@ def connect(path: Path, workspace: str) -> tuple[sqlite3.Connection, bool, int]:
         if "locked" in str(exc):
             hint = ("is in use by another program (a sqlite3 shell writing to it counts); wait for it to end "
                     "or use another --journal path.")
-        elif isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-            hint = (f"is damaged or not a usable journal ({exc}): restore it from a backup, or use another --journal "
-                    "path (a new journal uploads again what it does not know).")
+        elif _is_damage(exc):
+            raise _damaged(path, f"or not a usable journal ({exc})") from exc
         else:
             hint = f"is not a usable journal ({exc}); use another --journal path."
         raise ConfigError(f"The journal {path} {hint}") from exc
@@ -90,9 +89,17 @@ def _check_intact(conn: sqlite3.Connection, path: Path) -> None:
     found here, before any upload, not as a traceback in the middle of a run. One pass over the pages."""
     problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)").fetchall()]
     if problems and problems != ["ok"]:
-        raise ConfigError(f"The journal {path} is damaged ({'; '.join(problems)[:200]}): restore it from a "
-                          "backup, or use another --journal path (a new journal uploads again what it does not "
-                          "know).")
+        raise _damaged(path, f"({'; '.join(problems)[:200]})")
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """SQLite's "malformed", "not a database" and the like (``DatabaseError``), not a lock or an I/O error."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def _damaged(path: Path, detail: str) -> ConfigError:
+    return ConfigError(f"The journal {path} is damaged {detail}: restore it from a backup, or use another "
+                       "--journal path (a new journal uploads again what it does not know).")
 
 
 def _check_states(conn: sqlite3.Connection, path: Path) -> None:
@@ -142,6 +149,8 @@ def copy_for_dry_run(source: Path | None, dest: Path) -> None:
             finally:
                 src.close()
         except sqlite3.Error as exc:
+            if _is_damage(exc):
+                raise _damaged(Path(source), f"({exc})") from exc
             raise ConfigError(f"The journal {source} cannot be read for a dry run ({exc}).") from exc
 
 

@@ -131,7 +131,7 @@ async def test_unwritable_results_folder_is_refused_before_any_upload(
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(ConfigError, match="cannot be written"):
         await runner.run_async(_settings(emu, out=tmp_path / "a-file" / "r.parquet"), archive)
-    with pytest.raises(ConfigError, match="the manifest itself"):
+    with pytest.raises(ConfigError, match=r"manifest and the results \(--out\) are the same file"):
         await runner.run_async(_settings(emu, out=tmp_path / "people.csv"), archive)
     assert _puts(emu) == 0
 
