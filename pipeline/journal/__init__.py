@@ -97,13 +97,10 @@ class Journal(AttachJournal):
 
     @classmethod
     def open(cls, path: Path, *, workspace: str) -> Journal:
-        """Take the journal's lock (``<path>.lock``, never waiting), then open (creating or upgrading) the
-        journal at ``path`` for ``workspace``; the lock is held until ``close()``.
-
-        Raises ``JournalBusyError`` naming the holder when another run holds the lock,
-        ``JournalMismatchError`` when it belongs to another workspace, ``ConfigError`` when the file is not a
-        journal, is damaged, holds an unknown state, is newer than this release or is read-only.
-        """
+        """Take the journal's lock (``<path>.lock``, never waiting; held until ``close()``), then open
+        (creating or upgrading) the journal at ``path`` for ``workspace``. Raises ``JournalBusyError`` (another
+        run holds it), ``JournalMismatchError`` (another workspace's), ``ConfigError`` (not a journal, damaged,
+        an unknown state, newer than this release, read-only)."""
         path = Path(path)
         lock = JournalLock.take(path)
         try:
@@ -116,8 +113,8 @@ class Journal(AttachJournal):
     @classmethod
     def scratch(cls, source: Path | None, dest: Path, *, workspace: str) -> Journal:
         """A private copy of the journal at ``source`` (if it exists) at ``dest``, opened: what a dry run
-        works on, so it sees what a real run would see and changes nothing. It never waits on a run holding
-        ``source`` (a snapshot of its last commit), and reads one on a read-only mount."""
+        works on, so it sees what a real run would see and changes nothing. A snapshot of the last commit: it
+        never waits on a run holding ``source``, and reads one on a read-only mount."""
         copy_for_dry_run(source, dest)
         return cls.open(dest, workspace=workspace)
 
