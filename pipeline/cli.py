@@ -18,7 +18,8 @@ from typing import Any
 import structlog
 
 from pipeline import __version__, logs, options
-from pipeline.errors import ConfigError, IngestError
+from pipeline.errors import ConfigError, IngestError, JournalBusyError
+from pipeline.journal.location import STATE_DIR_ENV
 from pipeline.models import ExitCode
 from pipeline.redaction import redact_text
 
@@ -35,6 +36,7 @@ ENVIRONMENT = (
     (f"{ENV_PREFIX}ENDPOINT", "default of --endpoint"),
     (f"{ENV_PREFIX}LOG_FORMAT", "default of --log-format"),
     (f"{ENV_PREFIX}LOG_LEVEL", "default of --log-level"),
+    (STATE_DIR_ENV, "folder of the default journals (else the user's state folder)"),
     ("NO_COLOR", "set to anything: no colours in console logs"),
     ("AWS_ACCESS_KEY_ID", "s3:// sources: with AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION"),
     ("AWS_PROFILE", "s3:// sources: a profile of ~/.aws/credentials and ~/.aws/config"),
@@ -48,9 +50,9 @@ EXIT_MEANINGS = {
     ExitCode.FAILED: "some rows failed (or a local write failed); run the same command again to retry them",
     ExitCode.USAGE: "usage, manifest or configuration error; nothing was uploaded",
     ExitCode.FATAL: "a fatal API answer (credentials, permission, workspace, quota, endpoint) stopped the run",
-    ExitCode.BUSY: "another run holds the journal (cron: last night's run is still going); nothing was done",
+    ExitCode.BUSY: "another run holds the journal (cron: last night's run is still going); nothing was done, "
+                   "try again later",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM); state saved, a re-run resumes",
-    ExitCode.BUSY: "another run holds the journal; nothing was done, run again once it has finished",
 }
 
 
@@ -279,6 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(args)
         out = _Out(getattr(ns, "log_format", "auto"))
         return _dispatch(ns, out)
+    except JournalBusyError as exc:
+        out.error("journal_busy", str(exc), error_type=type(exc).__name__)
+        return int(ExitCode.BUSY)
     except ConfigError as exc:
         out.error("config_error", str(exc), error_type=type(exc).__name__)
         return int(ExitCode.USAGE)

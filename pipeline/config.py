@@ -102,7 +102,11 @@ class Settings:
     out: Path | None = None
     """Results manifest (.parquet or .csv). Default: ``<manifest stem>.results.parquet`` beside it."""
     journal: Path | None = None
-    """SQLite journal. Default: ``<manifest stem>.journal.sqlite`` beside the results."""
+    """SQLite journal. Default: one per endpoint and workspace in the user's state folder
+    (``journal.location``), or an older release's ``<manifest stem>.journal.sqlite`` found beside the manifest."""
+    journal_wait: float = field(default=10.0, metadata={
+        "help": "how long to wait for another run holding the journal before stopping with exit 75; 0 = don't wait",
+        "unit": "s"})
     root: Path | str | None = field(default=None, metadata={"convert": root_location})
     """Relative paths resolve against this (default: the manifest's folder); paths may not escape it. A local
     folder is a ``Path``; an ``s3://``, ``gs://`` or ``http(s)://`` prefix stays text (``root_location``)."""
@@ -141,6 +145,8 @@ class Settings:
             problem = root_problem(root) if isinstance(root, str) else None
             if isinstance(root, str) and problem is not None:
                 raise ConfigError(f"--root {_without_secrets(root)} cannot be used: {problem}.")
+        if not self.journal_wait >= 0:
+            raise ConfigError("--journal-wait must be 0 (don't wait) or more seconds.")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
         if self.log_format not in ("auto", "console", "json"):

@@ -6,7 +6,8 @@ Exceptions are for what stops a run or must be handled by the caller::
     IngestError                      base of everything this package raises on purpose
     ├── ConfigError                  bad flag, setting or credentials            -> exit 2
     │   ├── ManifestError            unreadable manifest, missing column, ...    -> exit 2
-    │   └── JournalMismatchError     journal belongs to another manifest         -> exit 2
+    │   ├── JournalMismatchError     journal belongs to another manifest         -> exit 2
+    │   └── JournalBusyError         another run holds the journal (cron overlap) -> exit 75
     ├── JournalStateError            a write would re-upload an uploaded row: a bug, never data
     ├── LocalWriteError              the journal or the results could not be written (disk full) -> exit 1
     ├── FatalApiError                the API says no for every row               -> exit 3
@@ -34,6 +35,7 @@ __all__ = [
     "EndpointUnreachableError",
     "FatalApiError",
     "IngestError",
+    "JournalBusyError",
     "JournalMismatchError",
     "JournalStateError",
     "LocalWriteError",
@@ -63,6 +65,11 @@ class ManifestError(ConfigError):
 
 class JournalMismatchError(ConfigError):
     """The journal was created for a different manifest or workspace."""
+
+
+class JournalBusyError(ConfigError):
+    """Another run holds the journal's lock (and kept it for the whole ``--journal-wait``): nothing was done;
+    the message names the holder (pid, host, since when, its command). The CLI exits 75 (``ExitCode.BUSY``)."""
 
 
 class JournalStateError(IngestError):

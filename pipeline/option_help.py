@@ -30,7 +30,8 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
     (ApiSettings, "endpoint"): Spec("API base URL", metavar="URL", env="ENDPOINT"),
     (Settings, "out"): Spec("results manifest, .parquet or .csv (default: <manifest>.results.parquet)",
                              metavar="RESULTS"),
-    (Settings, "journal"): Spec("SQLite journal of row states (default: <manifest>.journal.sqlite)",
+    (Settings, "journal"): Spec("SQLite journal of row states (default: one per endpoint and workspace in the "
+                                 "user's state folder)",
                                  metavar="PATH"),
     (Settings, "root"): Spec("resolve relative paths here and refuse paths outside it: a folder or an s3://, "
                               "gs://, http(s):// prefix (default: the manifest's folder, no containment check)",

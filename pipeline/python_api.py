@@ -1,31 +1,28 @@
 """The Python API for notebooks and scripts: ``ingest`` (sync) and ``ingest_async``.
 
 Both accept a manifest path, a pyarrow Table or a pandas DataFrame and return a ``Summary`` whose
-``results`` is a pyarrow Table (``summary.results.to_pandas()`` works).
+``results`` is a pyarrow Table (``summary.results.to_pandas()`` works). Without ``journal=``, the journal is
+the one the CLI uses too: one per endpoint and workspace in the user's state folder (``journal.location``), so
+``df.head(10)`` then ``df``, or any DataFrame naming the same keys, resumes instead of uploading again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import os
 import threading
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import platformdirs
 import structlog
 
 from pipeline import logs, runner
-from pipeline.config import ColumnMap, Settings
+from pipeline.config import Settings
 from pipeline.errors import ManifestError
 from pipeline.models import ExitCode, Summary
 from pipeline.options import build_settings
 from pipeline.runner import RunControl
 
-__all__ = ["ingest", "ingest_async", "make_settings", "notebook_journal"]
+__all__ = ["ingest", "ingest_async", "make_settings"]
 
 log = structlog.get_logger("pipeline")
 
@@ -38,32 +35,6 @@ def make_settings(**options: Any) -> Settings:
     batch_size = options.pop("batch_size", None)  # a tuning knob for tests and benchmarks, not a user option
     settings = build_settings(options, style="python")
     return settings if batch_size is None else replace(settings, batch_size=int(batch_size))
-
-
-def notebook_journal(workspace: str, source: Any, columns: ColumnMap) -> Path:
-    """Where the Python API keeps the journal of an in-memory input given without ``out=``/``journal=``: the
-    user's state folder, keyed by workspace and the input's identity (its column names and the keys of its
-    first rows), so running the same cell again resumes instead of uploading everything again."""
-    import pyarrow as pa
-
-    table = source if isinstance(source, pa.Table) else None
-    if table is None:
-        head = source.head(_IDENTITY_ROWS)
-        names = [str(c) for c in source.columns]
-        key_column = columns.id if columns.id is not None and columns.id in names else columns.path
-        keys = [str(v) for v in head[key_column]] if key_column in names else []
-    else:
-        names = table.schema.names
-        key_column = columns.id if columns.id is not None and columns.id in names else columns.path
-        keys = ([str(v) for v in table.column(key_column).slice(0, _IDENTITY_ROWS).to_pylist()]
-                if key_column in names else [])
-    digest = hashlib.sha256(json.dumps([workspace, names, keys]).encode("utf-8", "surrogatepass")).hexdigest()
-    folder = Path(platformdirs.user_state_dir("thumbnail-ingest", appauthor=False)) / "journals"
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in workspace)[:40]
-    return folder / f"{safe}-{digest[:16]}.sqlite"
-
-
-_IDENTITY_ROWS = 100
 
 
 def _settle(summary: Summary) -> Summary:
@@ -87,8 +58,6 @@ async def _run(source: Any, control_box: list[RunControl] | None, options: dict[
         # Without this, structlog's default prints debug events (one per rejected row) into the notebook.
         # A caller who configured structlog keeps their configuration.
         logs.configure_logging(settings.log_format, secrets=[settings.api.credentials.secret_key])
-    if settings.journal is None and settings.out is None and not isinstance(source, (str, os.PathLike)):
-        settings = replace(settings, journal=notebook_journal(settings.api.workspace, source, settings.columns))
     on_control = control_box.append if control_box is not None else None
     in_main = threading.current_thread() is threading.main_thread()
     try:

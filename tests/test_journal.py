@@ -130,7 +130,7 @@ def test_lookup_many_keys(journal: Journal) -> None:
 
 
 def test_second_run_on_the_same_journal_is_refused(tmp_path: Path) -> None:
-    with Journal.open(tmp_path / "j.sqlite", workspace="ws"), pytest.raises(ConfigError, match="in use"):
+    with Journal.open(tmp_path / "j.sqlite", workspace="ws"), pytest.raises(ConfigError, match="held by run pid"):
         Journal.open(tmp_path / "j.sqlite", workspace="ws")
 
 

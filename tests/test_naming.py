@@ -32,14 +32,15 @@ def test_override_keeps_the_users_stem_but_not_directories() -> None:
 
 def test_default_results_and_journal_paths_keep_the_whole_stem() -> None:
     from pipeline.config import ApiSettings, Credentials, Settings
+    from pipeline.journal.location import default_journal
     from pipeline.runner import run_paths
 
     api = ApiSettings(workspace="w", credentials=Credentials("a", "b"))
+    journal = default_journal(api.endpoint, "w")
     paths = run_paths(Settings(api=api), Path("/d/photos.2024-05.csv"))
-    assert (paths.out, paths.journal) == (Path("/d/photos.2024-05.results.parquet"),
-                                          Path("/d/photos.2024-05.journal.sqlite"))
-    # The journal follows the manifest, never --out: changing --out never re-uploads.
+    assert (paths.out, paths.journal) == (Path("/d/photos.2024-05.results.parquet"), journal)
+    # The journal follows the workspace, never --out: changing --out never re-uploads.
     paths = run_paths(Settings(api=api, out=Path("/r/x.v2.csv")), Path("/d/m.csv"))
-    assert paths.journal == Path("/d/m.journal.sqlite")
+    assert paths.journal == journal
     dry = run_paths(Settings(api=api, dry_run=True), Path("/d/m.csv.gz"))
-    assert (dry.out, dry.journal) == (Path("/d/m.dryrun.parquet"), Path("/d/m.journal.sqlite"))
+    assert (dry.out, dry.journal) == (Path("/d/m.dryrun.parquet"), journal)

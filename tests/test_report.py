@@ -278,8 +278,8 @@ def test_journal_section_reads_a_real_journal_without_changing_it(tmp_path: Path
     results = results_file(tmp_path / "m.results.parquet", mixed_rows(12))
     journal_path = tmp_path / "m.journal.sqlite"
     with Journal.open(journal_path, workspace='ws-"<b>'):
-        held, _ = render(tmp_path, results, journal=journal_path)  # a running ingest holds its lock
-    assert "in use by a running ingest" in held
+        held, _ = render(tmp_path, results, journal=journal_path)  # a running ingest holds it: read at once
+    assert "ws-&quot;&lt;b&gt;" in held and "in use" not in held
     before = journal_path.read_bytes()
     text, _ = render(tmp_path, results, journal=journal_path)
     assert "ws-&quot;&lt;b&gt;" in text and journal_path.read_bytes() == before

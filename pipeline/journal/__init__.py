@@ -5,9 +5,9 @@ an edited or grown manifest looks its keys up here and does only what is new, un
 and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
 nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
-``PRAGMA user_version``; ``opening`` connects, locks and checks the workspace. The file is held with an
-exclusive lock while open: two runs never share a journal. It stores keys, reasons and digests only; never a
-URL or a signature. Use it from one thread at a time.
+``PRAGMA user_version``; ``opening`` connects and checks the file and the workspace; ``lock`` holds an OS
+lock on ``<journal>.lock`` while it is open: two runs never share a journal, and readers never wait. It
+stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pipeline.errors import JournalStateError, LocalWriteError
 from pipeline.journal import attach as attach_facts
 from pipeline.journal import states
 from pipeline.journal.attach import AttachIntent, AttachJournal, AttachWrite, KnownPerson
+from pipeline.journal.lock import JournalLock
 from pipeline.journal.opening import connect, copy_for_dry_run, now_text
 from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION
 from pipeline.models import RowResult, Status
@@ -87,8 +88,10 @@ class Journal(AttachJournal):
     """An open journal. Build with ``Journal.open`` (or ``Journal.scratch`` for a dry run); close with
     ``close()`` or a ``with`` block."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, created: bool, migrated_from: int) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, created: bool, migrated_from: int,
+                 lock: JournalLock | None = None) -> None:
         self._conn = conn
+        self._lock = lock
         self.path = path
         self.created = created
         self.migrated_from = migrated_from
@@ -100,24 +103,32 @@ class Journal(AttachJournal):
 
     @classmethod
     def open(cls, path: Path, *, workspace: str) -> Journal:
-        """Open (creating or upgrading) the journal at ``path`` for ``workspace``, and lock it.
-
-        Raises ``JournalMismatchError`` when it belongs to another workspace, ``ConfigError`` when the file is
-        not a journal, is newer than this release, or another run holds it.
-        """
-        conn, created, found = connect(Path(path), workspace)
-        return cls(conn, Path(path), created, found if 0 < found < SCHEMA_VERSION else 0)
+        """Take the journal's lock (``<path>.lock``, never waiting; held until ``close()``), then open
+        (creating or upgrading) the journal at ``path`` for ``workspace``. Raises ``JournalBusyError`` (another
+        run holds it), ``JournalMismatchError`` (another workspace's), ``ConfigError`` (not a journal, damaged,
+        an unknown state, newer than this release, read-only)."""
+        path = Path(path)
+        lock = JournalLock.take(path)
+        try:
+            conn, created, found = connect(path, workspace)
+        except BaseException:
+            lock.release()
+            raise
+        return cls(conn, path, created, found if 0 < found < SCHEMA_VERSION else 0, lock)
 
     @classmethod
     def scratch(cls, source: Path | None, dest: Path, *, workspace: str) -> Journal:
         """A private copy of the journal at ``source`` (if it exists) at ``dest``, opened: what a dry run
-        works on, so it sees what a real run would see and changes nothing."""
+        works on, so it sees what a real run would see and changes nothing. A snapshot of the last commit: it
+        never waits on a run holding ``source``, and reads one on a read-only mount."""
         copy_for_dry_run(source, dest)
         return cls.open(dest, workspace=workspace)
 
     def close(self) -> None:
-        """Close the connection (committed writes are already durable); idempotent."""
+        """Close the connection (committed writes are already durable), then release the lock; idempotent."""
         self._conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> Journal:
         return self

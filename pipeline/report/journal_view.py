@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
+from pipeline.journal.opening import connect_read_only
 from pipeline.report.records import JournalInfo
 
 __all__ = ["read_journal"]
@@ -18,10 +18,9 @@ def read_journal(path: Path) -> JournalInfo:
     shown = str(path)
     if not Path(path).is_file():
         return JournalInfo(shown, None, None, (), 0, problem="the journal file does not exist")
-    uri = "file:" + quote(str(Path(path).absolute())) + "?mode=ro"
     conn: sqlite3.Connection | None = None
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=0.5)
+        conn = connect_read_only(Path(path))  # never waits on a running ingest; reads a read-only mount too
         meta = dict(conn.execute("SELECT k, v FROM meta WHERE k IN ('workspace', 'created_at')").fetchall())
         states = conn.execute("SELECT status, COUNT(*) FROM rows GROUP BY status ORDER BY COUNT(*) DESC").fetchall()
         (orphans,) = conn.execute("SELECT COUNT(*) FROM orphans").fetchone()

@@ -1,5 +1,7 @@
-"""Where a run reads and writes: the default results and journal paths beside the manifest, and whether an
-existing results file holds keys (a dry run never replaces one that does)."""
+"""Where a run reads and writes: the default results path beside the manifest, the default journal (one per
+endpoint and workspace in the user's state folder, ``journal.location``; an older release's journal beside the
+manifest is still used), the refusal of two roles naming one file, and whether an existing results file holds
+keys (a dry run never replaces one that does)."""
 
 from __future__ import annotations
 
@@ -10,35 +12,64 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.journal.location import default_journal, legacy_journal, manifest_stem
 
-__all__ = ["RunPaths", "holds_keys", "run_paths"]
+__all__ = ["RunPaths", "check_distinct", "holds_keys", "run_paths"]
 
 
 @dataclass(frozen=True, slots=True)
 class RunPaths:
-    """Where a run reads and writes. ``journal`` is the real journal (a dry run reads a copy of it)."""
+    """Where a run reads and writes. ``journal`` is the real journal (a dry run reads a copy of it);
+    ``journal_beside_manifest`` says it is an older release's default journal found beside the manifest."""
 
     manifest: Path | None
     out: Path | None
-    journal: Path | None
+    journal: Path
+    journal_beside_manifest: bool = False
 
 
 def run_paths(settings: Settings, manifest_path: Path | None) -> RunPaths:
-    """Defaults: results ``<manifest>.results.parquet`` (a dry run: ``<manifest>.dryrun.parquet``) and journal
-    ``<manifest>.journal.sqlite``, both beside the manifest; never derived from ``--out``, so changing ``--out``
-    never re-uploads. In-memory input has no default (the Python API picks a journal for it)."""
-    out, journal = settings.out, settings.journal
-    if manifest_path is not None:
-        stem = manifest_path.name
-        for suffix in (".csv.gz", ".tsv.gz", manifest_path.suffix):
-            if suffix and stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        if out is None:
-            out = manifest_path.with_name(stem + (".dryrun.parquet" if settings.dry_run else ".results.parquet"))
-        if journal is None:
-            journal = manifest_path.with_name(stem + ".journal.sqlite")
-    return RunPaths(manifest_path, out, journal)
+    """Defaults: results ``<manifest>.results.parquet`` beside the manifest (a dry run:
+    ``<manifest>.dryrun.parquet``; in-memory input: none); journal ``journal.location.default_journal`` of the
+    endpoint and workspace, unless ``<manifest>.journal.sqlite`` (an older release's default) exists beside the
+    manifest. Never derived from ``--out``, so changing ``--out`` never re-uploads. Reads no file."""
+    out, journal, beside = settings.out, settings.journal, False
+    if manifest_path is not None and out is None:
+        suffix = ".dryrun.parquet" if settings.dry_run else ".results.parquet"
+        out = manifest_path.with_name(manifest_stem(manifest_path) + suffix)
+    if journal is None and manifest_path is not None and legacy_journal(manifest_path).is_file():
+        journal, beside = legacy_journal(manifest_path), True
+    if journal is None:
+        journal = default_journal(settings.api.endpoint, settings.api.workspace)
+    return RunPaths(manifest_path, out, journal, beside)
+
+
+def check_distinct(paths: RunPaths, report: Path | None, *, manifest_is_file: bool = True) -> None:
+    """Raise ``ConfigError`` (one sentence) when two of the manifest (when it is a local file), the results,
+    the journal and the report are the same file: the same file when both exist (``os.path.samefile``: hard
+    and symbolic links too), else the same resolved path. Writing one over another would destroy it
+    (``--journal`` equal to ``--out`` once wiped the journal)."""
+    named = {"manifest": paths.manifest if manifest_is_file else None, "results (--out)": paths.out,
+             "journal (--journal)": paths.journal, "report (--report)": report}
+    seen: list[tuple[str, Path]] = []
+    for role, path in named.items():
+        if path is None:
+            continue
+        for other, earlier in seen:
+            if _same(path, earlier):
+                raise ConfigError(f"The {other} and the {role} are the same file ({path}): each needs its own "
+                                  "file, so choose another path for one of them.")
+        seen.append((role, path))
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:  # an unreadable folder, a symlink loop: compare what was written
+        return a.absolute() == b.absolute()
 
 
 def holds_keys(path: Path) -> bool:

@@ -34,6 +34,8 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
+from pipeline.journal.location import default_journal
+from pipeline.journal.lock import waiting
 from pipeline.manifest import Manifest, ManifestInfo
 from pipeline.models import ExitCode, Summary
 from pipeline.progress import Progress
@@ -49,7 +51,7 @@ from pipeline.runner.control import RunControl
 from pipeline.runner.counting import honest_plan, not_in_manifest, unattached_warning, would_attach
 from pipeline.runner.ending import nothing_found, write_run_results
 from pipeline.runner.identity import check_ids
-from pipeline.runner.paths import RunPaths, holds_keys, run_paths
+from pipeline.runner.paths import RunPaths, check_distinct, holds_keys, run_paths
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
 from pipeline.runner.spill import ResultCounts, Spill
@@ -126,6 +128,8 @@ class RunSession:
                 manifest_path = Path.cwd() / (name or "manifest.csv")
             elif isinstance(source, (str, os.PathLike)):
                 manifest_path = Path(source)
+            # Before the manifest is read: a results path or journal naming the manifest (or each other) stops here.
+            check_distinct(run_paths(s, manifest_path), s.report, manifest_is_file=base is None)
             manifest = Manifest.open(source, s.columns, root=s.root, batch_size=s.batch_size, base=base,
                                      id_prefix=s.id_prefix)
             info = await asyncio.to_thread(manifest.scan)
@@ -135,6 +139,10 @@ class RunSession:
                    ) -> Summary:
         s = self.s
         paths = run_paths(s, manifest_path)
+        if paths.journal_beside_manifest:
+            log.warning("journal_found_beside_manifest", journal=str(paths.journal),
+                        action="using it (an earlier release's default); to move on, pass --journal with this "
+                               "path, or move the file to " + str(default_journal(s.api.endpoint, s.api.workspace)))
         if paths.out is not None:
             check_results_target(paths.out, manifest.schema, manifest=manifest_path, rows=info.rows)
             if s.dry_run and paths.out.exists() and holds_keys(paths.out):
@@ -143,12 +151,11 @@ class RunSession:
             remove_stale_temps(paths.out)
         with contextlib.ExitStack() as stack:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="thumbnail-ingest-")))
-            if s.dry_run:
+            if s.dry_run:  # a snapshot of the real journal: never waits on a run holding it
                 journal = Journal.scratch(paths.journal, scratch / "journal.sqlite", workspace=s.api.workspace)
-            elif paths.journal is not None:
-                journal = Journal.open(paths.journal, workspace=s.api.workspace)
-            else:
-                journal = Journal.open(scratch / "journal.sqlite", workspace=s.api.workspace)
+            else:  # a cron run that finds last night's still going waits a little, then stops (exit 75)
+                held = paths.journal
+                journal = await waiting(lambda: Journal.open(held, workspace=s.api.workspace), s.journal_wait)
             stack.callback(journal.close)
             journal.run_id = self.run_id
             if manifest.has_persons:  # before any write: another archive's ids must not take this one's rows
@@ -163,7 +170,7 @@ class RunSession:
             if self.on_control is not None:
                 self.on_control(control)
             log.info("run_started", run_id=self.run_id, manifest=manifest.name, rows=info.rows, dry_run=s.dry_run,
-                     journal=str(paths.journal) if paths.journal else None, redo_in_flight=redo,
+                     journal=str(paths.journal), redo_in_flight=redo,
                      migrated_from=journal.migrated_from or None)
             progress = Progress(info.rows, enabled=s.progress)
             recorder = Recorder(journal, progress)

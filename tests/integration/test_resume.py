@@ -14,6 +14,7 @@ from helpers import MakeEmulator
 from pipeline import runner
 from pipeline.emulator import EmulatorConfig
 from pipeline.errors import ManifestError
+from pipeline.journal.location import default_journal
 from pipeline.python_api import make_settings
 from pipeline.samples import make_jpeg
 
@@ -58,7 +59,7 @@ async def test_an_edited_grown_manifest_uploads_only_what_is_new_changed_or_fixe
 
     first = await runner.run_async(settings(), manifest)
     assert first.by_status == {"uploaded": 995, "rejected": 5}
-    assert first.journal_path == tmp_path / "people.journal.sqlite"
+    assert first.journal_path == default_journal(emu.base_url, emu.workspace)
     assert emu.counters.snapshot(arrivals=False)["put_calls"] == 995
     emu.reset_counters()
 

@@ -22,6 +22,7 @@ from pipeline import ingest, ingest_async, runner
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.errors import AuthenticationError, ConfigError, ManifestError
 from pipeline.journal import Journal
+from pipeline.journal.location import default_journal
 from pipeline.models import ExitCode
 from pipeline.python_api import make_settings
 from pipeline.runner.spill import Spill
@@ -66,7 +67,7 @@ async def test_changing_out_never_reuploads(emu: Emulator, archive: Path, tmp_pa
     again = await runner.run_async(_settings(emu, out=tmp_path / "other" / "results.csv"), archive)
     assert _puts(emu) == 12
     assert again.by_status == {"uploaded": 12} and again.exit_code == ExitCode.OK
-    assert again.journal_path == tmp_path / "people.journal.sqlite"
+    assert again.journal_path == default_journal(emu.base_url, emu.workspace)
 
 
 async def test_fixable_rejections_are_checked_again(emu: Emulator, archive: Path, tmp_path: Path) -> None:
@@ -104,7 +105,7 @@ async def test_dry_run_never_replaces_real_results(emu: Emulator, archive: Path,
     assert [r["status"] for r in rows] == ["uploaded"] * 12 + ["skipped"]
     with pytest.raises(ConfigError, match="holds the keys of a real run"):
         await runner.run_async(_settings(emu, dry_run=True, out=real.results_path), archive)
-    with Journal.open(tmp_path / "people.journal.sqlite", workspace=emu.workspace) as j:
+    with Journal.open(default_journal(emu.base_url, emu.workspace), workspace=emu.workspace) as j:
         assert j.lookup(["r99"]) == {}  # the dry run changed nothing in the real journal
 
 
@@ -130,7 +131,7 @@ async def test_unwritable_results_folder_is_refused_before_any_upload(
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(ConfigError, match="cannot be written"):
         await runner.run_async(_settings(emu, out=tmp_path / "a-file" / "r.parquet"), archive)
-    with pytest.raises(ConfigError, match="the manifest itself"):
+    with pytest.raises(ConfigError, match=r"manifest and the results \(--out\) are the same file"):
         await runner.run_async(_settings(emu, out=tmp_path / "people.csv"), archive)
     assert _puts(emu) == 0
 
@@ -295,13 +296,14 @@ def test_a_kernel_interrupt_stops_like_ctrl_c_and_releases_the_journal(
         assert summary.interrupted and summary.exit_code == ExitCode.INTERRUPTED
         done = summary.by_status.get("uploaded", 0)
         assert 1 <= done < 40
-        with Journal.open(tmp_path / "m.journal.sqlite", workspace=emu.workspace):
+        journal = default_journal(emu.base_url, emu.workspace)
+        with Journal.open(journal, workspace=emu.workspace):
             pass  # the lock was released
         puts = _puts(emu)
         again = ingest(manifest, **{**opts, "concurrency": 16})
         assert again.by_status == {"uploaded": 40}
         assert _puts(emu) == puts + 40 - done
-        with sqlite3.connect(tmp_path / "m.journal.sqlite") as db:
+        with sqlite3.connect(journal) as db:
             assert db.execute("select count(*) from rows where status = 'uploaded'").fetchone() == (40,)
 
 
