@@ -5,7 +5,10 @@
 - a 1,000,000-row manifest of missing files through the real CLI: rows/s (goal >= 10,000) and peak RSS
   (goal <= 300 MB; every path is missing, so the run ends with exit 2 naming the folder);
 - re-running a finished 100,000-row journal: seconds (goal <= 10) and API calls (goal 0); then with 1 % of the
-  rows' photos changed: seconds beyond their uploads at the cap (goal <= 15).
+  rows' photos changed: seconds beyond their uploads at the cap (goal <= 15);
+- the nightly no-op: a re-run of a finished 100,000- and 1,000,000-row journal in microseconds a row, from the
+  run's own duration (``run_finished``'s ``duration_s``, the interpreter's start-up left out; goal <= 15 us a row),
+  with the whole command's wall time beside it.
 
 ``BENCH_QUICK=1`` shrinks every size by 10x for a smoke run.
 """
@@ -165,6 +168,33 @@ def _resume(directory: Path) -> dict[str, Any]:
             "changed_rerun_minus_uploads_at_cap_s": round(changed_s - puts / 50.0, 1)}
 
 
+def _noop(directory: Path, rows: int) -> dict[str, Any]:
+    """A no-op re-run of a finished ``rows``-row journal: us a row from the run's own duration, the command's
+    wall seconds, its CPU seconds and peak RSS, and the API calls it made (goal 0)."""
+    import json
+
+    manifest, journal = _finished_archive(directory / f"noop{rows}", rows, max(1, rows // 100))
+    with emulator_in_thread(EmulatorConfig(storage="hash")) as emu:
+        env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
+               "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
+        log = manifest.with_suffix(".log")
+        started = time.monotonic()
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", emu.workspace,
+                 "--endpoint", emu.base_url, "--journal", str(journal), "--no-progress", "--log-format", "json"],
+                env=env, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        snap = emu.counters.snapshot(arrivals=False)
+    finished = [json.loads(line) for line in log.read_text().splitlines() if '"run_finished"' in line]
+    duration = float(finished[-1]["duration_s"]) if finished else float("nan")
+    return {"rows": rows, "us_per_row": round(duration / rows * 1e6, 1), "run_s": round(duration, 2),
+            "command_wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mb": usage.ru_maxrss // 1024, "exit_code": os.waitstatus_to_exitcode(status),
+            "api_calls": snap["presign_calls"] + snap["status_calls"] + snap["put_calls"]}
+
+
 def run(out_dir: Path) -> dict[str, Any]:
     """Run all four measurements; print and return the figures."""
     work = out_dir / "runner-work"
@@ -178,4 +208,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     print("1M-row manifest of missing files:", figures["million_missing"], flush=True)
     figures["resume_100k"] = _resume(work)
     print("re-run of a finished 100k-row journal:", figures["resume_100k"], flush=True)
+    for rows in (100_000 // SCALE, 1_000_000 // SCALE):
+        figures[f"noop_{rows}"] = _noop(work, rows)
+        print(f"no-op re-run of {rows:,} finished rows:", figures[f"noop_{rows}"], flush=True)
     return figures

@@ -274,12 +274,17 @@ class Manifest:
             keys = self._keys(batch, index, paths)
             names = self._text(batch, self._name_i, "file-name")
             rows = []
+            resolved: dict[str | None, tuple[Path | None, tuple[str, str] | None]] = {}
             for j, text in enumerate(paths):
                 file_name = (names[j] or None) if names is not None else None
                 if text is not None and ("://" in text[:16] or self._remote_base):  # a URL, or one joined
                     rows.append(self._url_row(index + j, keys[j], text, file_name))
                     continue
-                source, problem = resolve(text)
+                # A photo named by several rows of a batch is resolved once (pathlib costs ~3 us a call).
+                found = resolved.get(text)
+                if found is None:
+                    found = resolved[text] = resolve(text)
+                source, problem = found
                 rows.append(Row(index + j, keys[j], text or "", source, file_name, problem))
             if any(i is not None for i in self._person_i):
                 rows = self._with_persons(batch, rows)

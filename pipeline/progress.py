@@ -82,6 +82,7 @@ class Progress:
 _PLAN_LABELS = (
     ("new", "new rows to upload"),
     ("changed", "changed sources to upload again"),
+    ("person_changed", "rows whose person changed: new key"),
     ("recheck", "rejections to check again"),
     ("retry", "failed rows to retry"),
     ("redo_in_flight", "rows in flight when stopped, to redo"),
@@ -90,11 +91,13 @@ _PLAN_LABELS = (
     ("expired", "unattached keys too old: upload again"),
     ("person_full", "rows past --person-max (rejected)"),
     ("person_not_found", "rows of unknown person ids (failed)"),
+    ("rejected", "rows rejected (never uploaded)"),
 )
 _ATTACH_LABELS = (
     ("persons_created", "persons created"),
     ("persons_extended", "persons extended"),
     ("thumbnails_attached", "thumbnails attached"),
+    ("thumbnails_superseded", "attached again (earlier ones stay)"),
     ("persons_to_create", "persons to create"),
     ("persons_to_extend", "persons to extend"),
     ("thumbnails_to_attach", "thumbnails to attach"),
@@ -132,6 +135,9 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
         lines.append("persons")
         lines.extend(f"  {label:<36}{summary.attach[key]:>8,}" for key, label in _ATTACH_LABELS
                      if key in summary.attach)
+    if summary.not_in_manifest:
+        gone = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.not_in_manifest.items()))
+        lines.append(f"not in this input: {gone} (rows of earlier runs; their thumbnails stay with their persons)")
     retries = {kind: n for kind, n in summary.retries.items() if n}
     if retries:
         lines.append("retries")
@@ -144,6 +150,9 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
         lines.append(f"results   {summary.results_path}")
     if summary.journal_path is not None:
         lines.append(f"journal   {summary.journal_path}")
+    if summary.run_id is not None:
+        lines.append(f"run id    {summary.run_id}")
+    lines.extend(f"warning: {w}" for w in summary.warnings)
     failed = summary.by_status.get("failed", 0)
     if summary.error:  # on a line of its own, named: what cron mail shows when grepped
         lines.append(f"thumbnail-ingest: stopped: {summary.error}")

@@ -217,8 +217,10 @@ def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
     """Each row's source stamp, and whether its source is missing altogether (rejected without the pool).
 
     A folder that does not exist is looked up once per batch, not once per row: a manifest whose paths are
-    relative to the wrong folder costs one system call per folder."""
+    relative to the wrong folder costs one system call per folder; a file named by several rows of a batch is
+    stat'ed once."""
     folders: dict[str, bool | None] = {}
+    seen: dict[str, tuple[str | None, bool]] = {}  # a file named by several rows is stat'ed once
     stamps: list[str | None] = []
     missing: list[bool] = []
     for row in rows:
@@ -227,12 +229,15 @@ def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
             missing.append(False)
             continue
         text = str(row.source)
-        folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
-        if folder not in folders:
-            folders[folder] = _absent(folder)
-        stamp = None if folders[folder] else stamp_of(text)
-        stamps.append(stamp)
-        missing.append(stamp is None and (folders[folder] is True or _absent(text) is True))
+        known = seen.get(text)
+        if known is None:
+            folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
+            if folder not in folders:
+                folders[folder] = _absent(folder)
+            stamp = None if folders[folder] else stamp_of(text)
+            known = seen[text] = (stamp, stamp is None and (folders[folder] is True or _absent(text) is True))
+        stamps.append(known[0])
+        missing.append(known[1])
     return stamps, missing
 
 
