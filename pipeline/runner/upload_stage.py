@@ -54,6 +54,11 @@ class UploadStage:
                 self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp)
 
             try:
+                # A row with a person waits here for its person's look-up: a key that cannot be attached is
+                # never uploaded (the route records the refusal).
+                if self.attach is not None and await self.attach.admit(row) is not None:
+                    self.prep.release(row, prepared, None)
+                    continue
                 outcome = await self.client.upload(
                     upload_name(row, prepared), prepared.data, prepared.content_type,
                     confirm=self.s.confirm, on_presigned=on_presigned,
