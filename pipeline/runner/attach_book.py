@@ -12,6 +12,7 @@ source changed: its new key is attached again, and its old thumbnail stays with 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -51,16 +52,26 @@ class AttachBook:
     held_refused: Callable[[str, RowRefusal], None] | None = None
     """Records a held key (uploaded by an earlier run) that its person's look-up refused (``AttachRoute``)."""
 
+    kept_full: set[str] = field(default_factory=set)
+    """Rows the journal holds rejected ``person_full`` whose person has nothing else to attach in this run:
+    left as they are (looking the person up only to refuse them again would be the run's only person call)."""
+
     @classmethod
-    def of(cls, rows: list[AttachRow], person_max: int, refusals: dict[str, RowRefusal]) -> AttachBook:
-        """The book of ``rows`` (``collect``'s) before any look-up; ``refusals`` are known without one."""
+    def of(cls, rows: list[AttachRow], person_max: int, refusals: dict[str, RowRefusal],
+           rejected: AbstractSet[str] = frozenset(), full: AbstractSet[str] = frozenset()) -> AttachBook:
+        """The book of ``rows`` (``collect``'s) before any look-up; ``refusals`` are known without one;
+        ``rejected`` are the rows the journal holds rejected, ``person_full`` ones among them ``full``."""
         book = cls(person_max=person_max, refusals=dict(refusals))
+        busy: set[Target] = set()
         for row in rows:
             book.groups.setdefault(row.target, []).append(row)
             if row.attached:
                 book.held[row.row_key] = row.target
             elif row.row_key not in refusals:
                 book.target_by_key[row.row_key] = row.target
+                if row.row_key not in rejected:
+                    busy.add(row.target)  # a row to upload or attach: the person is looked up anyway
+        book.kept_full = {k for k in full if k in book.target_by_key and book.target_by_key[k] not in busy}
         return book
 
     def wants(self, row_key: str) -> bool:

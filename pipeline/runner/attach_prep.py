@@ -55,13 +55,17 @@ def _parse(text: str) -> Target:
 
 
 class Collected(list[AttachRow]):
-    """``collect``'s rows, in input order, with the rows refused before any look-up (``invalid_person``)."""
+    """``collect``'s rows, in input order, with the rows refused before any look-up (``invalid_person``) and
+    the rows the journal holds rejected (``rejected``), ``person_full`` among them (``full``)."""
 
     refusals: dict[str, RowRefusal]
+    rejected: set[str]
+    full: set[str]
 
-    def __init__(self, rows: list[AttachRow], refusals: dict[str, RowRefusal]) -> None:
+    def __init__(self, rows: list[AttachRow], refusals: dict[str, RowRefusal], rejected: set[str],
+                 full: set[str]) -> None:
         super().__init__(rows)
-        self.refusals = refusals
+        self.refusals, self.rejected, self.full = refusals, rejected, full
 
 
 def _same_person(target: Target, person_id: str | None, known: dict[str, KnownPerson]) -> bool:
@@ -78,6 +82,8 @@ def collect(manifest: Manifest, journal: Journal) -> Collected:
     two rows marked primary. Logs one ``person_names_normalised`` warning when names were normalised."""
     found: list[AttachRow] = []
     refusals: dict[str, RowRefusal] = {}
+    full: set[str] = set()
+    rejected: set[str] = set()
     changed: set[str] = set()
     known = journal.known_persons()
     for batch in manifest.row_batches():
@@ -92,6 +98,10 @@ def collect(manifest: Manifest, journal: Journal) -> Collected:
                                                f"the person name {row.person!r} {why}: fix it in the manifest")
                 continue
             entry = entries.get(row.key)
+            if entry is not None and entry.status is Status.REJECTED:
+                rejected.add(row.key)
+                if entry.reason == "person_full":
+                    full.add(row.key)
             done = (entry is not None and entry.status is Status.ATTACHED
                     and _same_person(target, entry.person_id, known))
             found.append(AttachRow(row.key, target, row.primary, attached=done))
@@ -103,7 +113,7 @@ def collect(manifest: Manifest, journal: Journal) -> Collected:
     if conflicts:
         raise ConfigError("; ".join(str(c) for c in conflicts) + ": mark one row primary per person "
                           "(nothing was uploaded).")
-    return Collected(found, refusals)
+    return Collected(found, refusals, rejected, full)
 
 
 async def reconcile(api: PersonsApi, journal: Journal, intent: AttachIntent) -> bool:
@@ -159,7 +169,8 @@ async def look_up(api: PersonsApi, journal: Journal, targets: list[Target]) -> d
 
 
 async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], person_max: int,
-                  refusals: dict[str, RowRefusal] | None = None) -> AttachBook:
+                  refusals: dict[str, RowRefusal] | None = None, rejected: set[str] | None = None,
+                  full: set[str] | None = None) -> AttachBook:
     """Reconcile the journal's intents (person calls only when there are some) and build the ``AttachBook``
     with its ``Lookups`` (no look-up yet)."""
     intents = journal.intents()
@@ -169,10 +180,10 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
         entries = journal.lookup(sorted(r.row_key for r in rows if not r.attached))
         rows = [replace(r, attached=True) if (e := entries.get(r.row_key)) is not None
                 and e.status is Status.ATTACHED else r for r in rows]
-    book = AttachBook.of(rows, person_max, refusals or {})
+    book = AttachBook.of(rows, person_max, refusals or {}, rejected or set(), full or set())
     book.lookups = Lookups(api, journal, book.learn)
-    log.info("attach_planned", persons=len(book.groups), to_attach=len(book.target_by_key),
-             invalid_person=len(refusals or {}))
+    log.info("attach_planned", persons=len(book.groups), to_attach=len(book.target_by_key) - len(book.kept_full),
+             invalid_person=len(refusals or {}), person_full_kept=len(book.kept_full))
     return book
 
 
@@ -184,8 +195,9 @@ async def open_attach(client: ApiClient, journal: Journal, control: RunControl, 
         return None
     api = PersonsApi(client, settings)
     refusals = rows.refusals if isinstance(rows, Collected) else {}
+    rejected, full = (rows.rejected, rows.full) if isinstance(rows, Collected) else (set(), set())
     try:
-        return api, await prepare(api, journal, rows, settings.person_max, refusals)
+        return api, await prepare(api, journal, rows, settings.person_max, refusals, rejected, full)
     except FatalApiError as exc:
         control.fail(exc)
     except ApiError as exc:

@@ -71,6 +71,11 @@ class AttachRoute:
     async def route(self, row: Row, entry: Entry | None, stamp: str | None) -> Job | bool:
         """``True`` when the row is dealt with here, a ``Job`` to upload it again (key too old or gone),
         ``False`` when the ordinary plan decides."""
+        if row.key in self.book.kept_full:
+            # Rejected person_full by an earlier run, and its person has nothing else to attach: looking the
+            # person up only to refuse the row again would be this run's only person call.
+            self.recorder.progress.update(Status.REJECTED.value)
+            return True
         refusal = self.book.refusals.get(row.key)
         holds = _holds_unattached(entry)
         if refusal is not None and holds and refusal.reason == "person_full":
