@@ -3,20 +3,36 @@ work, made beside the first uploads; names normalised; names the API cannot take
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pyarrow.parquet as pq
 import pytest
 from attach_archive import make_archive, seed
 from helpers import write_manifest
+from persons_helpers import uploaded_keys
 from structlog.testing import capture_logs
 
 from pipeline import runner
-from pipeline.config import Settings
+from pipeline.attach import AttachSettings, PersonsApi
+from pipeline.client import ApiClient
+from pipeline.config import ApiSettings, Settings
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.emulator.state import PERSON_ROUTES
+from pipeline.journal import Journal
+from pipeline.manifest import Manifest
+from pipeline.models import Status
+from pipeline.progress import Progress
+from pipeline.runner.attach_prep import collect, prepare
+from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.attach_stage import AttachStage
+from pipeline.runner.control import RunControl
+from pipeline.runner.recorder import Recorder
+from pipeline.runner.records import Attachable, Pipe
 from pipeline.samples import make_jpeg
 
 pytestmark = pytest.mark.parametrize(
@@ -109,3 +125,91 @@ async def test_names_differing_only_by_spaces_or_zero_width_characters_are_one_p
     assert sorted((p.name, len(p.keys)) for p in emulator.persons.values()) == [("Alice", 4), ("Bob", 1)]
     warned = [e for e in events if e["event"] == "person_names_normalised"]
     assert len(warned) == 1 and warned[0]["names"] == 3 and warned[0]["log_level"] == "warning"
+
+
+class _Side:
+    """The attach side of a run, wired by hand around a journal and the emulator, for the half of a reopened
+    row the plan and upload stages do not do: ``admit`` before the upload, ``uploaded`` after it."""
+
+    def __init__(self, emu: Emulator, journal: Journal, manifest: Path, person_max: int = 100) -> None:
+        self.emu, self.journal, self.person_max = emu, journal, person_max
+        self.rows = {r.key: r for b in Manifest.open(manifest).row_batches() for r in b.rows}
+        self.collected = collect(Manifest.open(manifest), journal)
+
+    async def __aenter__(self) -> _Side:
+        api_settings = ApiSettings(workspace=self.emu.workspace, credentials=self.emu.credentials,
+                                   endpoint=self.emu.base_url)
+        self.client = await ApiClient(api_settings).__aenter__()
+        api = PersonsApi(self.client, AttachSettings(attach_rate=0, person_max=self.person_max))
+        c = self.collected
+        self.book = await prepare(api, self.journal, c, self.person_max, c.refusals, c.rejected, c.full)
+        recorder = Recorder(self.journal, Progress(len(self.rows), enabled=False))
+        pipe: Pipe[Attachable] = Pipe(16)
+        self.route = AttachRoute(self.book, recorder, pipe)
+        self.stage = AttachStage(api, self.journal, RunControl(), self.book, pipe, self.person_max, 600.0,
+                                 time.monotonic, recorder.this_run)
+        self.task = asyncio.create_task(self.stage.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.route.out.close()
+        await self.task
+        await self.client.__aexit__(None, None, None)
+
+
+def _reopened(journal: Journal, key: str, status: str, thumbnail_key: str | None = None) -> None:
+    """What the plan and upload stages journal for a reopened attached row (attached -> pending -> presigned
+    -> uploaded), written directly (through the journal's own locked connection): this half attaches."""
+    with journal._transaction() as db:
+        db.execute("UPDATE rows SET status = ?, thumbnail_key = ?, person_id = NULL, attached_at = NULL "
+                   "WHERE key = ?", (status, thumbnail_key, key))
+
+
+async def test_a_changed_source_or_person_is_attached_again(emulator: Emulator, settings_for: SettingsFor,
+                                                            tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    manifest = _photos(folder, ["Ann", "Ann", "Bob"])
+    first = await runner.run_async(settings_for(emulator, attach=True), manifest)
+    old = {r["id"]: r for r in pq.read_table(first.results_path).to_pylist()}
+    ann, bob = old["q000"]["person_id"], old["q002"]["person_id"]
+    rows = [{"id": f"q{i:03d}", "path": f"q{i:03d}.jpg", "person": who} for i, who in enumerate(["Ann", "Ann", "Cy"])]
+    manifest = write_manifest(folder / "manifest.csv", rows)  # q000's source changes, q002 moves to Cy
+    async with aiohttp.ClientSession() as http:
+        new = await uploaded_keys(http, emulator, 2, prefix="again")
+    db_path = tmp_path / "journal.sqlite"
+    with Journal.open(db_path, workspace=emulator.workspace) as journal:
+        async with _Side(emulator, journal, manifest) as side:
+            for key, thumbnail, person in (("q000", new[0], ann), ("q002", new[1], bob)):
+                assert await side.route.admit(side.rows[key]) is None
+                _reopened(journal, key, "uploaded", thumbnail)
+                await side.route.uploaded(side.rows[key], thumbnail, replaces=old[key]["thumbnail_key"],
+                                          replaced_person=person)
+        got = journal.records(["q000", "q002"])
+        assert side.book.counts()["thumbnails_superseded"] == 2
+    persons = {p.name: p for p in emulator.persons.values()}
+    assert persons["Ann"].keys == [old["q000"]["thumbnail_key"], old["q001"]["thumbnail_key"], new[0]]
+    assert persons["Bob"].keys == [old["q002"]["thumbnail_key"]] and persons["Cy"].keys == [new[1]]
+    assert got["q000"].status is Status.ATTACHED and got["q000"].person_id == ann
+    assert got["q000"].detail == (f"attached again: its source changed; the earlier thumbnail "
+                                  f"{old['q000']['thumbnail_key']} stays with person {ann} (the API cannot "
+                                  "remove one)")
+    cy = str(persons["Cy"].id)
+    assert got["q002"].status is Status.ATTACHED and got["q002"].person_id == cy
+    assert got["q002"].detail == (f"moved to person {cy}; the earlier thumbnail {old['q002']['thumbnail_key']} "
+                                  f"stays with person {bob} (the API cannot remove one)")
+
+
+async def test_an_old_thumbnail_still_counts_against_person_max(emulator: Emulator, settings_for: SettingsFor,
+                                                                tmp_path: Path) -> None:
+    manifest = _photos(tmp_path / "photos", ["Ann", "Ann"])
+    await runner.run_async(settings_for(emulator, attach=True, person_max=2), manifest)
+    db_path = tmp_path / "journal.sqlite"
+    with Journal.open(db_path, workspace=emulator.workspace) as journal:
+        async with _Side(emulator, journal, manifest, person_max=2) as side:
+            _reopened(journal, "q000", "pending")  # its source changed: reopened before its upload
+            refusal = await side.route.admit(side.rows["q000"])
+        got = journal.records(["q000"])["q000"]
+    # Ann holds 2 (its earlier thumbnail of q000 stays): no room for a new key, so none is uploaded.
+    assert refusal is not None and refusal.reason == "person_full"
+    assert got.status is Status.REJECTED and got.reason == "person_full" and "earlier thumbnail" in (got.detail or "")
+    assert len(next(iter(emulator.persons.values())).keys) == 2
