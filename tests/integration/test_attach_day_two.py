@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pyarrow.parquet as pq
 import pytest
-from attach_archive import make_archive, seed
+from emulator_tools import max_in_window
 from helpers import write_manifest
 from persons_helpers import uploaded_keys
 from structlog.testing import capture_logs
@@ -35,7 +35,7 @@ from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Pipe
 from pipeline.samples import make_jpeg
 
-pytestmark = pytest.mark.parametrize(
+UNCAPPED = pytest.mark.parametrize(
     "emulator", [EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0)], indirect=True)
 
 SettingsFor = Callable[..., Settings]
@@ -60,19 +60,21 @@ def _photos(folder: Path, owners: list[str], *, broken: frozenset[int] = frozens
     return write_manifest(folder / "manifest.csv", rows)
 
 
+@UNCAPPED
 async def test_a_run_with_nothing_to_attach_makes_no_person_call(emulator: Emulator, settings_for: SettingsFor,
                                                                   tmp_path: Path) -> None:
-    existing_id = await seed(emulator)
-    archive = make_archive(tmp_path / "photos", existing_id)
-    first = await runner.run_async(settings_for(emulator, attach=True), archive.manifest)
-    assert first.exit_code == 0 and first.by_reason == {"person_full": 10}
+    manifest = _photos(tmp_path / "photos", ["Ann", "Ann", "Ann", "Bob", "Bob", ""])
+    first = await runner.run_async(settings_for(emulator, attach=True, person_max=2), manifest)
+    assert first.exit_code == 0 and first.by_reason == {"person_full": 1}
     before = _person_calls(emulator)
-    again = await runner.run_async(settings_for(emulator, attach=True), archive.manifest)
-    # Every row is attached, or rejected person_full (which never causes a look-up): nothing to ask.
-    assert again.exit_code == 0 and again.by_reason == {"person_full": 10}
-    assert _person_calls(emulator) == before
+    for _ in range(2):
+        again = await runner.run_async(settings_for(emulator, attach=True, person_max=2), manifest)
+        # Every row is attached, or rejected person_full (which alone never causes a look-up): nothing to ask.
+        assert again.exit_code == 0 and again.by_status == {"attached": 4, "rejected": 1, "uploaded": 1}
+        assert _person_calls(emulator) == before
 
 
+@UNCAPPED
 async def test_rows_rejected_by_prepare_never_cause_a_look_up(emulator: Emulator, settings_for: SettingsFor,
                                                               tmp_path: Path) -> None:
     owners = ["Ann", "Ann", "Bob", "", "Cy"]
@@ -85,6 +87,7 @@ async def test_rows_rejected_by_prepare_never_cause_a_look_up(emulator: Emulator
     assert [p.name for p in emulator.persons.values()] == ["Bob"]
 
 
+@UNCAPPED
 async def test_the_first_upload_does_not_wait_for_every_look_up(emulator: Emulator, settings_for: SettingsFor,
                                                                 tmp_path: Path) -> None:
     names = [f"Friend {n:02d}" for n in range(12)]
@@ -98,6 +101,7 @@ async def test_the_first_upload_does_not_wait_for_every_look_up(emulator: Emulat
     assert snap["person_list_calls"] == 12 and looked_up_before <= 6
 
 
+@UNCAPPED
 async def test_names_the_api_cannot_take_are_refused_per_row(emulator: Emulator, settings_for: SettingsFor,
                                                              tmp_path: Path) -> None:
     bad = ["x" * 51, "   ", "semi;colon", "pi|pe", "back`tick", "\u200b"]
@@ -116,6 +120,7 @@ async def test_names_the_api_cannot_take_are_refused_per_row(emulator: Emulator,
     assert [p.name for p in emulator.persons.values()] == ["Ann"]
 
 
+@UNCAPPED
 async def test_names_differing_only_by_spaces_or_zero_width_characters_are_one_person(
         emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
     manifest = _photos(tmp_path / "photos", ["Alice", "Alice ", "Alice\u200b", " Alice\ufeff", "Bob"])
@@ -165,6 +170,7 @@ def _reopened(journal: Journal, key: str, status: str, thumbnail_key: str | None
                    "WHERE key = ?", (status, thumbnail_key, key))
 
 
+@UNCAPPED
 async def test_a_changed_source_or_person_is_attached_again(emulator: Emulator, settings_for: SettingsFor,
                                                             tmp_path: Path) -> None:
     folder = tmp_path / "photos"
@@ -199,6 +205,7 @@ async def test_a_changed_source_or_person_is_attached_again(emulator: Emulator, 
                                   f"stays with person {bob} (the API cannot remove one)")
 
 
+@UNCAPPED
 async def test_an_old_thumbnail_still_counts_against_person_max(emulator: Emulator, settings_for: SettingsFor,
                                                                 tmp_path: Path) -> None:
     manifest = _photos(tmp_path / "photos", ["Ann", "Ann"])
@@ -213,3 +220,16 @@ async def test_an_old_thumbnail_still_counts_against_person_max(emulator: Emulat
     assert refusal is not None and refusal.reason == "person_full"
     assert got.status is Status.REJECTED and got.reason == "person_full" and "earlier thumbnail" in (got.detail or "")
     assert len(next(iter(emulator.persons.values())).keys) == 2
+
+
+@pytest.mark.parametrize("emulator", [EmulatorConfig(rate=0, confirm_rate=0, persons_rate=10)], indirect=True)
+async def test_person_calls_of_a_run_never_exceed_their_cap_on_the_emulators_arrivals(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    # 15 new persons of one photo each: look-ups beside the uploads and creates, all under one cap of 10/s.
+    manifest = _photos(tmp_path / "photos", [f"Solo {n:02d}" for n in range(15)])
+    summary = await runner.run_async(settings_for(emulator, attach=True, attach_rate=10.0), manifest)
+    assert summary.by_status == {"attached": 15}
+    snap = emulator.counters.snapshot()
+    arrivals = snap["persons_arrivals"]
+    assert len(arrivals) >= 30 and snap["responses_429"] == 0
+    assert snap["max_persons_per_1s"] <= 10 and max_in_window(arrivals, 1.0) <= 10
