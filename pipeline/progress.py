@@ -90,16 +90,19 @@ _PLAN_LABELS = (
     ("expired", "unattached keys too old: upload again"),
     ("person_full", "rows past --person-max (rejected)"),
     ("person_not_found", "rows of unknown person ids (failed)"),
+    ("invalid_person", "rows whose person name the API refuses"),
 )
 _ATTACH_LABELS = (
     ("persons_created", "persons created"),
     ("persons_extended", "persons extended"),
     ("thumbnails_attached", "thumbnails attached"),
+    ("thumbnails_superseded", "attached again (source/person changed)"),
     ("persons_to_create", "persons to create"),
     ("persons_to_extend", "persons to extend"),
     ("thumbnails_to_attach", "thumbnails to attach"),
     ("person_full", "rows person_full"),
     ("person_not_found", "rows person_not_found"),
+    ("invalid_person", "rows invalid_person"),
     ("names_not_looked_up", "names not looked up (create or extend?)"),
 )
 
