@@ -28,7 +28,7 @@ from pipeline.manifest import Manifest
 from pipeline.models import Status
 from pipeline.progress import Progress
 from pipeline.runner.attach_prep import collect, prepare
-from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.attach_route import KEY_GONE, AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
@@ -233,3 +233,23 @@ async def test_person_calls_of_a_run_never_exceed_their_cap_on_the_emulators_arr
     arrivals = snap["persons_arrivals"]
     assert len(arrivals) >= 30 and snap["responses_429"] == 0
     assert snap["max_persons_per_1s"] <= 10 and max_in_window(arrivals, 1.0) <= 10
+
+
+@UNCAPPED
+async def test_an_expired_key_fails_alone_and_the_next_run_uploads_it_again(
+        emulator: Emulator, settings_for: SettingsFor, tmp_path: Path) -> None:
+    manifest = _photos(tmp_path / "photos", ["Ann", "Ann", "Ann"])
+    first = await runner.run_async(settings_for(emulator), manifest)  # uploaded, not attached
+    keys = {r["id"]: r["thumbnail_key"] for r in pq.read_table(first.results_path).to_pylist()}
+    emulator.objects[keys["q001"]].uploaded_at -= 24 * 3600  # this one key expired server-side
+    summary = await runner.run_async(settings_for(emulator, attach=True), manifest)
+    rows = {r["id"]: r for r in pq.read_table(summary.results_path).to_pylist()}
+    assert rows["q001"]["status"] == "failed" and rows["q001"]["reason"] == "attach_failed"
+    assert rows["q001"]["detail"].startswith(KEY_GONE) and keys["q001"] in rows["q001"]["detail"]
+    assert rows["q000"]["status"] == rows["q002"]["status"] == "attached"  # the others went on without it
+    again = await runner.run_async(settings_for(emulator, attach=True), manifest)
+    rows = {r["id"]: r for r in pq.read_table(again.results_path).to_pylist()}
+    assert again.planned.get("expired") == 1 and again.exit_code == 0
+    assert rows["q001"]["status"] == "attached" and rows["q001"]["thumbnail_key"] != keys["q001"]
+    ann = next(iter(emulator.persons.values()))
+    assert ann.keys == [keys["q000"], keys["q002"], rows["q001"]["thumbnail_key"]]
