@@ -28,8 +28,8 @@ from pipeline.runner.attach_book import AttachBook
 from pipeline.runner.attach_lookups import WHOLE_LIST_FROM, Lookups, target_text
 from pipeline.runner.control import RunControl
 
-__all__ = ["AttachBook", "Collected", "collect", "look_up", "now_utc", "open_attach", "reconcile", "target_of",
-           "target_text"]
+__all__ = ["AttachBook", "Collected", "collect", "look_up", "now_utc", "open_attach", "reconcile", "same_person",
+           "target_of", "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -68,8 +68,9 @@ class Collected(list[AttachRow]):
         self.refusals, self.rejected, self.full = refusals, rejected, full
 
 
-def _same_person(target: Target, person_id: str | None, known: dict[str, KnownPerson]) -> bool:
-    """Whether ``person_id`` (where the journal holds a row attached) is ``target``'s person."""
+def same_person(target: Target, person_id: str | None, known: dict[str, KnownPerson]) -> bool:
+    """Whether ``person_id`` (where the journal holds a row attached) is ``target``'s person (``known``: the
+    journal's ``known_persons()``). A row attached elsewhere has changed person: it is attached again."""
     mine = target.person_id if target.person_id is not None else (
         known[target_text(target)].person_id if target_text(target) in known else None)
     return person_id is not None and mine == person_id
@@ -103,7 +104,7 @@ def collect(manifest: Manifest, journal: Journal) -> Collected:
                 if entry.reason == "person_full":
                     full.add(row.key)
             done = (entry is not None and entry.status is Status.ATTACHED
-                    and _same_person(target, entry.person_id, known))
+                    and same_person(target, entry.person_id, known))
             found.append(AttachRow(row.key, target, row.primary, attached=done))
     if changed:
         log.warning("person_names_normalised", names=len(changed),

@@ -25,13 +25,23 @@ from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Job, Pipe
 
-__all__ = ["KEY_GONE", "REUPLOAD_AFTER", "AttachRoute"]
+__all__ = ["KEY_GONE", "REUPLOAD_AFTER", "AttachRoute", "gone_keys"]
 
 REUPLOAD_AFTER = timedelta(hours=23)
 """An unattached key older than this is not attached but replaced: it expires 24 h after its upload."""
 KEY_GONE = "the service no longer knows this key (expired or unknown)"
 """How the detail of an ``attach_failed`` row whose key the service refused as expired/unknown starts: the
 next run uploads it again instead of trying the same key."""
+
+
+def gone_keys(detail: str, keys: set[str]) -> set[str]:
+    """Those of a refused create/add call's ``keys`` its answer ``detail`` says the service no longer knows
+    (expired, or not an uploaded key of the workspace): the ones it names, or all of them when it names none."""
+    text = detail.lower()
+    unknown = "thumbnailkey" in text and any(w in text for w in ("not an uploaded", "unknown", "not found"))
+    if "expired" not in text and not unknown:
+        return set()
+    return {k for k in keys if k in detail} or set(keys)
 
 
 def _too_old(uploaded_at: str | None, now: datetime) -> bool:

@@ -32,7 +32,7 @@ from pipeline.attach import PersonInfo, PersonRef, PersonsApi, PersonState, Plan
 from pipeline.errors import ApiError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.runner.attach_prep import AttachBook, now_utc, reconcile, target_text
-from pipeline.runner.attach_route import KEY_GONE
+from pipeline.runner.attach_route import KEY_GONE, gone_keys
 from pipeline.runner.control import RunControl
 from pipeline.runner.records import Attachable, Pipe
 
@@ -234,7 +234,7 @@ class AttachStage:
             self.book.count[target] = done.state.count
             self.journal.remember_person(KnownPerson(intent.target, done.state.id, False))
             return
-        gone = _gone(done.detail, call) if done.person is None else set()
+        gone = gone_keys(done.detail, {t.thumbnail_key for t in call.thumbnails}) if done.person is None else set()
         if gone:  # the service no longer knows these keys: they fail alone, the next plan sends the others
             keys = tuple(t.row_key for t in call.thumbnails if t.thumbnail_key in gone)
             done = _Done(None, f"{KEY_GONE}; the next run uploads it again ({done.detail})")
@@ -295,14 +295,3 @@ class AttachStage:
             return _Done(person)
         return _Done(None, f"{got.reason}: {got.detail}")
 
-
-def _gone(detail: str, call: PlannedCall) -> set[str]:
-    """The call's keys the answer ``detail`` says the service no longer knows (expired, or not an uploaded
-    key of the workspace): those it names, or every key when it names none."""
-    text = detail.lower()
-    unknown = "thumbnailkey" in text and any(w in text for w in ("not an uploaded", "unknown", "not found"))
-    if "expired" not in text and not unknown:
-        return set()
-    keys = {t.thumbnail_key for t in call.thumbnails}
-    named = {k for k in keys if k in detail}
-    return named or keys
