@@ -118,6 +118,9 @@ async def test_names_the_api_cannot_take_are_refused_per_row(emulator: Emulator,
         assert summary.exit_code == 0
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] == 3  # the refused rows never uploaded
     assert [p.name for p in emulator.persons.values()] == ["Ann"]
+    dry = await runner.run_async(settings_for(emulator, attach=True, dry_run=True, out=tmp_path / "dry.parquet"),
+                                 manifest)
+    assert dry.attach["invalid_person"] == len(bad) and dry.exit_code == 0
 
 
 @UNCAPPED
