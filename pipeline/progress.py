@@ -91,6 +91,7 @@ _PLAN_LABELS = (
     ("expired", "unattached keys too old: upload again"),
     ("person_full", "rows past --person-max (rejected)"),
     ("person_not_found", "rows of unknown person ids (failed)"),
+    ("invalid_person", "rows whose person name the API refuses"),
     ("rejected", "rows rejected (never uploaded)"),
 )
 _ATTACH_LABELS = (
@@ -103,6 +104,7 @@ _ATTACH_LABELS = (
     ("thumbnails_to_attach", "thumbnails to attach"),
     ("person_full", "rows person_full"),
     ("person_not_found", "rows person_not_found"),
+    ("invalid_person", "rows invalid_person"),
     ("names_not_looked_up", "names not looked up (create or extend?)"),
 )
 

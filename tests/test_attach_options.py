@@ -29,6 +29,10 @@ def test_settings_from_flags_and_keywords() -> None:
     assert s.attach and s.persons.person_max == 7 and s.columns.person is None
     with pytest.raises(ConfigError, match="person_max="):
         build_settings({"workspace": "w", "person_max": 0, "credentials": CREDS}, style="python")
+    with pytest.raises(ConfigError, match=r"^--person-max must be 1 to 100 \(the API holds at most 100 .*got 101\.$"):
+        build_settings({"workspace": "w", "attach": True, "person_max": 101, "credentials": CREDS}, style="cli")
+    assert build_settings({"workspace": "w", "person_max": 100, "credentials": CREDS},
+                          style="cli").persons.person_max == 100
     with pytest.raises(ConfigError, match="--dedupe cannot be used with --attach"):
         build_settings({"workspace": "w", "attach": True, "dedupe": True, "credentials": CREDS}, style="cli")
 

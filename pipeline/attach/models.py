@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_PER_CALL", "NAME_MAX", "REFUSAL_REASONS", "PersonRef", "PersonState", "Refused", "Thumb"]
+__all__ = ["MAX_PER_CALL", "MAX_PER_PERSON", "NAME_MAX", "REFUSAL_REASONS", "PersonRef", "PersonState", "Refused",
+           "Thumb"]
 
 MAX_PER_CALL = 100
 """Most thumbnails in one create or add call (API.md section 3)."""
+MAX_PER_PERSON = 100
+"""Most thumbnails one person holds in all (API.md section 3: treat it as the limit)."""
 NAME_MAX = 50
 """Longest person name the API accepts."""
 REFUSAL_REASONS = ("person_not_found", "name_exists", "create_rejected", "add_rejected", "delete_rejected")

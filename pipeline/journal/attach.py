@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -101,12 +101,18 @@ class AttachJournal:
         self._write((), attach=AttachWrite(persons=(person,), drop_intents=(intent,) if intent else ()))
 
     def mark_attached(self, keys: Sequence[str], person: KnownPerson, attached_at: str, *,
-                      intent: str | None = None) -> list[RowResult]:
+                      intent: str | None = None, details: Mapping[str, str] | None = None) -> list[RowResult]:
         """The rows ``keys`` (uploaded, or failed to attach) are attached to ``person``: one transaction with
-        the person and the end of ``intent``. Returns the journaled records."""
+        the person and the end of ``intent``; ``details`` says, per row key, what else happened (a row
+        attached again). Returns the journaled records."""
         found = self.records(keys)
+        notes = details or {}
+        # A row attached again says so in this run's results (its own ``this_run`` label: ``run_id`` left to the
+        # journal's writer).
         done = [replace(found[k], status=Status.ATTACHED, person_id=person.person_id, attached_at=attached_at,
-                        reason=None, detail=None) for k in keys if k in found]
+                        reason=None, detail=notes.get(k), run_id=None if k in notes else found[k].run_id,
+                        this_run="reattached" if k in notes else found[k].this_run)
+                for k in keys if k in found]
         self._write(done, attach=AttachWrite(persons=(person,), drop_intents=(intent,) if intent else ()))
         return done
 

@@ -20,7 +20,7 @@ from pipeline.client import ApiClient, ApiSettings
 from pipeline.config import load_credentials
 from pipeline.errors import ConfigError, IngestError
 from pipeline.journal import Journal
-from pipeline.runner.attach_prep import look_up, target_text
+from pipeline.runner.attach_prep import Collected, look_up, target_text
 
 __all__ = ["DRY_RUN_CREDENTIALS", "dry_lookup", "dry_plan"]
 
@@ -55,7 +55,8 @@ async def dry_lookup(api_settings: ApiSettings, attach: AttachSettings, journal:
 def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
              infos: dict[Target, PersonInfo] | None = None, why_not: str | None = None) -> dict[str, int]:
     """What ``--attach`` would do: persons to create and to extend, thumbnails to attach, rows
-    ``person_full`` (counting what the persons hold: ``infos`` from ``dry_lookup``) and ids not found.
+    ``person_full`` (counting what the persons hold: ``infos`` from ``dry_lookup``), ids not found and rows
+    whose name the API cannot take (``invalid_person``).
     Without ``infos`` only the journal is known: names it does not know are ``names_not_looked_up``, not
     guessed. Logs one ``attach_plan`` event with the first persons."""
     groups: dict[Target, list[AttachRow]] = {}
@@ -83,6 +84,8 @@ def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
               "person_full": sum(r.reason == "person_full" for r in planned.refused)}
     if missing:
         counts["person_not_found"] = sum(len(groups[t]) for t in missing)
+    if isinstance(rows, Collected) and rows.refusals:
+        counts["invalid_person"] = len(rows.refusals)
     if why_not is not None:
         counts["names_not_looked_up"] = len(unknown)
         log.warning("attach_lookup_skipped", reason=why_not, names=len(unknown))

@@ -1,37 +1,37 @@
-"""Before any upload with ``--attach``: each person's rows, the primaries checked, the persons looked up, the
-rows past ``person_max`` known, and the attach calls a killed run left unfinished reconciled.
+"""Before any upload with ``--attach``: each person's rows, the primaries checked, the names the API cannot
+take refused, and the attach calls a killed run left unfinished reconciled. No person is looked up here.
 
-``collect`` is one pass over the manifest's rows (names and keys only); ``validate`` stops the run on two
-rows marked primary for one person. With the client open (after its preflight), ``prepare`` first settles
-every journaled intent (``reconcile``: a create by looking the name up, an add by the person's thumbnail
-count against the count before the call plus the keys sent), then looks each person up once (the journal's
-known id, else the name: one filtered list call per name, or the whole list when there are many names; an
-id's thumbnail count) and plans the refusals (``person_full``, ``person_not_found``).
+``collect`` is one pass over the manifest's rows (names and keys only): each row's target (its name
+normalised: ``attach.names``), ``attached`` when the journal holds it attached to that very person; it stops
+the run on two rows marked primary for one person. With the client open (after its preflight),
+``open_attach`` settles every journaled intent, if any (``reconcile``: a create by looking the name up, an
+add by the person's thumbnail count against the count before the call plus the keys sent), and builds the
+``AttachBook`` with its ``Lookups``: each person is looked up when it is first needed (``attach_lookups``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import structlog
 
-from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, PersonState, Target, plan, validate
+from pipeline.attach import AttachRow, AttachSettings, PersonsApi, PersonState, Target, validate
+from pipeline.attach.names import normalise, problem
 from pipeline.attach.planner import RowRefusal
 from pipeline.client import ApiClient
 from pipeline.errors import ApiError, ConfigError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, Status
+from pipeline.runner.attach_book import AttachBook
+from pipeline.runner.attach_lookups import WHOLE_LIST_FROM, Lookups, target_text
 from pipeline.runner.control import RunControl
 
-__all__ = ["AttachBook", "collect", "look_up", "now_utc", "open_attach", "prepare", "reconcile", "target_of",
-           "target_text"]
+__all__ = ["AttachBook", "Collected", "collect", "look_up", "now_utc", "open_attach", "reconcile", "same_person",
+           "target_of", "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
-
-WHOLE_LIST_FROM = 20
-"""Names to look up from which one listing of every person (1000 a page) is cheaper than a call per name."""
 
 
 def now_utc() -> str:
@@ -40,17 +40,13 @@ def now_utc() -> str:
 
 
 def target_of(row: Row) -> Target | None:
-    """Whom a row belongs to: its ``person_id`` when set (add to that person), else its ``person``."""
+    """Whom a row belongs to: its ``person_id`` when set (add to that person), else its ``person``, normalised
+    (``attach.names.normalise``: ``Alice``, ``Alice `` and ``Alice<U+200B>`` are one person)."""
     if row.person_id is not None:
         return Target(person_id=row.person_id)
     if row.person is not None:
-        return Target(name=row.person)
+        return Target(name=normalise(row.person))
     return None
-
-
-def target_text(target: Target) -> str:
-    """The journal's form of a target: ``id:<person id>`` or ``name:<name>``."""
-    return f"id:{target.person_id}" if target.person_id is not None else f"name:{target.name}"
 
 
 def _parse(text: str) -> Target:
@@ -58,69 +54,67 @@ def _parse(text: str) -> Target:
     return Target(person_id=value) if kind == "id" else Target(name=value)
 
 
-@dataclass
-class AttachBook:
-    """What the attach stage knows, per person: its rows in input order (accepted ones: a key once
-    uploaded, ``attached`` once done), what the person was before this run (``info``), its thumbnail count
-    now, and the rows refused before upload. Owned by one event loop; mutated by the attach stage only."""
+class Collected(list[AttachRow]):
+    """``collect``'s rows, in input order, with the rows refused before any look-up (``invalid_person``) and
+    the rows the journal holds rejected (``rejected``), ``person_full`` among them (``full``)."""
 
-    rows: dict[Target, list[AttachRow]] = field(default_factory=dict)
-    info: dict[Target, PersonInfo] = field(default_factory=dict)
-    count: dict[Target, int] = field(default_factory=dict)
-    refusals: dict[str, RowRefusal] = field(default_factory=dict)
-    target_by_key: dict[str, Target] = field(default_factory=dict)
-    created: set[Target] = field(default_factory=set)
-    extended: set[Target] = field(default_factory=set)
-    attached: int = 0
+    refusals: dict[str, RowRefusal]
+    rejected: set[str]
+    full: set[str]
 
-    def wants(self, row_key: str) -> bool:
-        """Whether the row is one to attach (it has a person and was not refused)."""
-        return row_key in self.target_by_key
-
-    def arrive(self, row_key: str, thumbnail_key: str) -> Target:
-        """Note the row's uploaded key; returns its target."""
-        target = self.target_by_key[row_key]
-        group = self.rows[target]
-        for i, row in enumerate(group):
-            if row.row_key == row_key:
-                group[i] = replace(row, thumbnail_key=thumbnail_key)
-        return target
-
-    def settle(self, target: Target, row_keys: set[str], *, attached: bool) -> None:
-        """The rows are attached (or, failed, leave this run's plan)."""
-        group = self.rows[target]
-        if attached:
-            self.rows[target] = [replace(r, attached=True) if r.row_key in row_keys else r for r in group]
-            self.attached += len(row_keys)
-        else:
-            self.rows[target] = [r for r in group if r.row_key not in row_keys]
-
-    def counts(self) -> dict[str, int]:
-        """Persons created and extended and thumbnails attached by this run (``Summary.attach``)."""
-        return {"persons_created": len(self.created), "persons_extended": len(self.extended - self.created),
-                "thumbnails_attached": self.attached}
-
-    def waiting(self, target: Target) -> int:
-        """Rows of the person that are neither uploaded nor attached yet."""
-        return sum(1 for r in self.rows[target] if r.thumbnail_key is None and not r.attached)
+    def __init__(self, rows: list[AttachRow], refusals: dict[str, RowRefusal], rejected: set[str],
+                 full: set[str]) -> None:
+        super().__init__(rows)
+        self.refusals, self.rejected, self.full = refusals, rejected, full
 
 
-def collect(manifest: Manifest, journal: Journal) -> list[AttachRow]:
-    """Every row with a person, in input order, ``attached`` when the journal says so; raises
-    ``ConfigError`` (exit 2, before any upload) when a person has two rows marked primary."""
+def same_person(target: Target, person_id: str | None, known: dict[str, KnownPerson]) -> bool:
+    """Whether ``person_id`` (where the journal holds a row attached) is ``target``'s person (``known``: the
+    journal's ``known_persons()``). A row attached elsewhere has changed person: it is attached again."""
+    mine = target.person_id if target.person_id is not None else (
+        known[target_text(target)].person_id if target_text(target) in known else None)
+    return person_id is not None and mine == person_id
+
+
+def collect(manifest: Manifest, journal: Journal) -> Collected:
+    """Every row with a person, in input order, ``attached`` when the journal holds it attached to that
+    person (a row whose person changed is to attach again), and the rows whose name the API cannot take
+    (``invalid_person``, never uploaded); raises ``ConfigError`` (exit 2, before any upload) when a person has
+    two rows marked primary. Logs one ``person_names_normalised`` warning when names were normalised."""
     found: list[AttachRow] = []
+    refusals: dict[str, RowRefusal] = {}
+    full: set[str] = set()
+    rejected: set[str] = set()
+    changed: set[str] = set()
+    known = journal.known_persons()
     for batch in manifest.row_batches():
         mine = [(row, t) for row in batch.rows if (t := target_of(row)) is not None]
         entries = journal.lookup([row.key for row, _ in mine])
         for row, target in mine:
+            if row.person_id is None and row.person is not None and row.person != target.name:
+                changed.add(row.person)
+            why = problem(target.name) if target.name is not None else None
+            if why is not None:
+                refusals[row.key] = RowRefusal(row.key, "invalid_person",
+                                               f"the person name {row.person!r} {why}: fix it in the manifest")
+                continue
             entry = entries.get(row.key)
-            done = entry is not None and entry.status is Status.ATTACHED
+            if entry is not None and entry.status is Status.REJECTED:
+                rejected.add(row.key)
+                if entry.reason == "person_full":
+                    full.add(row.key)
+            done = (entry is not None and entry.status is Status.ATTACHED
+                    and same_person(target, entry.person_id, known))
             found.append(AttachRow(row.key, target, row.primary, attached=done))
+    if changed:
+        log.warning("person_names_normalised", names=len(changed),
+                    action="surrounding spaces and zero-width characters were removed; rows whose names differ "
+                           "only by them are one person")
     conflicts = validate(found)
     if conflicts:
         raise ConfigError("; ".join(str(c) for c in conflicts) + ": mark one row primary per person "
                           "(nothing was uploaded).")
-    return found
+    return Collected(found, refusals, rejected, full)
 
 
 async def reconcile(api: PersonsApi, journal: Journal, intent: AttachIntent) -> bool:
@@ -159,7 +153,8 @@ async def _names(api: PersonsApi, names: list[str]) -> dict[str, str]:
 
 async def look_up(api: PersonsApi, journal: Journal, targets: list[Target]) -> dict[Target, PersonState]:
     """Each target's person as the workspace holds it now, read-only (list and details calls only): by the
-    journal's known id, the target's own id, else its name; a target with no such person is left out."""
+    journal's known id, the target's own id, else its name; a target with no such person is left out. The
+    dry run's look-up, all at once (a real run looks each person up when needed: ``Lookups``)."""
     known = journal.known_persons()
     ids = {t: known[target_text(t)].person_id for t in targets if target_text(t) in known}
     ids.update({t: t.person_id for t in targets if t.person_id is not None})
@@ -174,61 +169,40 @@ async def look_up(api: PersonsApi, journal: Journal, targets: list[Target]) -> d
     return found
 
 
-async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], person_max: int) -> AttachBook:
-    """Reconcile the journal's intents, look the persons up and plan the refusals: the ``AttachBook``."""
-    for intent in journal.intents():
+async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], person_max: int,
+                  refusals: dict[str, RowRefusal] | None = None, rejected: set[str] | None = None,
+                  full: set[str] | None = None) -> AttachBook:
+    """Reconcile the journal's intents (person calls only when there are some) and build the ``AttachBook``
+    with its ``Lookups`` (no look-up yet)."""
+    intents = journal.intents()
+    for intent in intents:
         await reconcile(api, journal, intent)
-    attached_now = {r.row_key for r in rows if not r.attached}
-    if attached_now:
-        entries = journal.lookup(sorted(attached_now))
+    if intents:  # a reconciled call attached rows
+        entries = journal.lookup(sorted(r.row_key for r in rows if not r.attached))
         rows = [replace(r, attached=True) if (e := entries.get(r.row_key)) is not None
                 and e.status is Status.ATTACHED else r for r in rows]
-    groups: dict[Target, list[AttachRow]] = {}
-    for row in rows:
-        groups.setdefault(row.target, []).append(row)
-    todo = [t for t, g in groups.items() if not all(r.attached for r in g)]
-    found = await look_up(api, journal, todo)
-    book = AttachBook()
-    for target in todo:
-        group = groups[target]
-        state = found.get(target)
-        if state is None:
-            if target.person_id is None:
-                book.info[target] = PersonInfo(None)
-                book.count[target] = 0
-            continue
-        mine = sum(r.attached for r in group)
-        book.info[target] = PersonInfo(state.id, max(0, state.count - mine), state.primary_id is not None)
-        book.count[target] = state.count
-        if target.name is not None:
-            journal.remember_person(KnownPerson(target_text(target), state.id, False))
-    known_info = {t: i for t, i in book.info.items() if i.person_id is not None}
-    refused = plan([r for t in todo for r in groups[t]], known_info, person_max).refused
-    book.refusals = {r.row_key: r for r in refused}
-    for target in todo:
-        accepted = [r for r in groups[target] if r.row_key not in book.refusals]
-        if target in book.info and accepted:
-            book.rows[target] = accepted
-            book.target_by_key.update((r.row_key, target) for r in accepted if not r.attached)
-    log.info("attach_planned", persons=len(book.rows), to_create=sum(i.person_id is None for i in book.info.values()),
-             refused=len(book.refusals))
+    book = AttachBook.of(rows, person_max, refusals or {}, rejected or set(), full or set())
+    book.lookups = Lookups(api, journal, book.learn)
+    log.info("attach_planned", persons=len(book.groups), to_attach=len(book.target_by_key) - len(book.kept_full),
+             invalid_person=len(refusals or {}), person_full_kept=len(book.kept_full))
     return book
 
 
 async def open_attach(client: ApiClient, journal: Journal, control: RunControl, rows: list[AttachRow] | None,
                       settings: AttachSettings) -> tuple[PersonsApi, AttachBook] | None:
-    """The persons client and the planned ``AttachBook`` (``None`` without ``--attach`` or after a fatal
-    answer). Lookups that keep failing stop the run before any upload: uploading keys that cannot be
-    attached would leave them to expire."""
+    """The persons client and the ``AttachBook`` (``None`` without ``--attach`` or after a fatal answer).
+    Reconciliations that keep failing stop the run before any upload."""
     if rows is None or control.fatal is not None:
         return None
     api = PersonsApi(client, settings)
+    refusals = rows.refusals if isinstance(rows, Collected) else {}
+    rejected, full = (rows.rejected, rows.full) if isinstance(rows, Collected) else (set(), set())
     try:
-        return api, await prepare(api, journal, rows, settings.person_max)
+        return api, await prepare(api, journal, rows, settings.person_max, refusals, rejected, full)
     except FatalApiError as exc:
         control.fail(exc)
     except ApiError as exc:
         control.fail(ServiceUnavailableError(
-            f"The persons API kept failing while the persons were looked up ({exc}); nothing was uploaded: "
-            "run the same command again later."))
+            f"The persons API kept failing while unfinished attach calls were checked ({exc}); nothing was "
+            "uploaded: run the same command again later."))
     return None

@@ -7,6 +7,13 @@ the input: a create with what is there, adds for the rest, the primary set when 
 (``attach.plan``). One call at a time per person (the thumbnail count before an add must be exact for the
 reconciliation of a killed run); persons in parallel under the persons limiter. Each call's intent is
 journaled before it is made and ends with its outcome in one transaction.
+
+A key uploaded by an earlier run may arrive before its person was looked up: it waits for the look-up (which
+may refuse it ``person_full``). The loop sleeps until a call ends, a key or a look-up arrives, or the next
+person is due; never while every persons slot is busy. A key the service says expired (or does not know)
+fails ``attach_failed`` alone (the call is made again without it) with a detail that makes the next run
+upload it again. A row attached again (its source or its person changed) says so in its detail: its earlier
+thumbnail stays with its person.
 """
 
 from __future__ import annotations
@@ -22,9 +29,10 @@ from typing import Any
 import structlog
 
 from pipeline.attach import PersonInfo, PersonRef, PersonsApi, PersonState, PlannedCall, Refused, Target, plan
-from pipeline.errors import ApiError, FatalApiError
+from pipeline.errors import ApiError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.runner.attach_prep import AttachBook, now_utc, reconcile, target_text
+from pipeline.runner.attach_route import KEY_GONE, gone_keys
 from pipeline.runner.control import RunControl
 from pipeline.runner.records import Attachable, Pipe
 
@@ -62,15 +70,24 @@ class AttachStage:
         """When the oldest waiting key of each person arrived (a person absent here has none waiting)."""
         self.busy: dict[Target, asyncio.Task[None]] = {}
         self.lags: list[float] = []
+        self.turns = 0
+        """Iterations of the loop (a test's check that it sleeps while it waits)."""
         self._arrived: dict[str, float] = {}
+        self._parked: dict[Target, list[Attachable]] = {}
+        """Keys whose person is being looked up."""
+        self._replaced: dict[str, Attachable] = {}
+        """Rows attached again: what they replace."""
 
     async def run(self) -> None:
         getter: asyncio.Task[Attachable | None] | None = None
         closed = False
         try:
-            while not closed or self.since or self.busy:
+            while not closed or self.since or self.busy or self._parked:
+                self.turns += 1
                 self._launch(final=closed or self.control.stopping.is_set())
-                waits: set[asyncio.Task[Any]] = set(self.busy.values())
+                waits: set[asyncio.Future[Any]] = set(self.busy.values())
+                if self.control.fatal is None:
+                    waits.update(self._lookup(t) for t in self._parked)
                 if not closed:
                     getter = getter or asyncio.ensure_future(self.inbox.get())
                     waits.add(getter)
@@ -83,18 +100,52 @@ class AttachStage:
                         closed = True
                     else:
                         self._arrive(item)
+                self._unpark()
                 for task in done:
-                    if task is not getter and task.exception() is not None:
+                    if isinstance(task, asyncio.Task) and task is not getter and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
         finally:
             if getter is not None:
                 getter.cancel()
             for task in self.busy.values():
                 task.cancel()
+            if self.book.lookups is not None:
+                await self.book.lookups.close()
+
+    def _lookup(self, target: Target) -> asyncio.Future[Any]:
+        assert self.book.lookups is not None
+        return self.book.lookups.want(target)
+
+    def _unpark(self) -> None:
+        """Hand on the keys whose person's look-up ended: to attach, or refused (recorded by the route)."""
+        for target in [t for t in self._parked if self._lookup(t).done()]:
+            items = self._parked.pop(target)
+            future = self._lookup(target)
+            error = None if future.cancelled() else future.exception()
+            if error is not None or future.cancelled():
+                if isinstance(error, FatalApiError):
+                    self.control.fail(error)
+                elif error is not None:
+                    self.control.fail(ServiceUnavailableError(
+                        f"The persons API kept failing while {target} was looked up ({error}); its keys stay "
+                        "uploaded for the next run."))
+                continue
+            for item in items:
+                self._arrive(item)
 
     def _arrive(self, item: Attachable) -> None:
-        if not self.book.wants(item.row_key):
+        target = self.book.target_by_key.get(item.row_key)
+        if target is None:
+            refusal = self.book.refusals.get(item.row_key)
+            if refusal is not None and not item.fresh and self.book.held_refused is not None:
+                self.book.held_refused(item.row_key, refusal)  # its person's look-up refused it
             return
+        if not self.book.known(target):
+            self._parked.setdefault(target, []).append(item)
+            self._lookup(target)
+            return
+        if item.replaces is not None or item.row_key in self.book.reopened:
+            self._replaced[item.row_key] = item
         target = self.book.arrive(item.row_key, item.thumbnail_key)
         now = self.clock()
         self.since.setdefault(target, now)
@@ -134,8 +185,8 @@ class AttachStage:
         """Seconds until the oldest waiting key of a person that is not busy is due; ``None`` when none
         is (a busy person's task wakes the loop when it ends; after a fatal answer nothing is sent)."""
         due = [t for target, t in self.since.items() if target not in self.busy]
-        if not due or self.control.fatal is not None:
-            return None
+        if not due or self.control.fatal is not None or len(self.busy) >= PERSONS_IN_FLIGHT:
+            return None  # every persons slot busy: the first task to end wakes the loop
         return max(0.0, min(due) + self.hold - self.clock())
 
     async def _attach(self, target: Target) -> None:
@@ -183,6 +234,10 @@ class AttachStage:
             self.book.count[target] = done.state.count
             self.journal.remember_person(KnownPerson(intent.target, done.state.id, False))
             return
+        gone = gone_keys(done.detail, {t.thumbnail_key for t in call.thumbnails}) if done.person is None else set()
+        if gone:  # the service no longer knows these keys: they fail alone, the next plan sends the others
+            keys = tuple(t.row_key for t in call.thumbnails if t.thumbnail_key in gone)
+            done = _Done(None, f"{KEY_GONE}; the next run uploads it again ({done.detail})")
         if done.person is None:
             failed = self.journal.mark_attach_failed(keys, done.detail, intent=intent.id)
             for r in failed:
@@ -195,7 +250,11 @@ class AttachStage:
     def _settled(self, target: Target, intent: AttachIntent, person: KnownPerson | None) -> None:
         """Journal (unless reconciliation did) and note the attached rows."""
         if person is not None:
-            self.journal.mark_attached(intent.row_keys, person, now_utc(), intent=intent.id)
+            details = {k: self._again(k, person.person_id) for k in intent.row_keys if k in self._replaced}
+            self.journal.mark_attached(intent.row_keys, person, now_utc(), intent=intent.id, details=details)
+        for key in intent.row_keys:
+            if self._replaced.pop(key, None) is not None:
+                self.book.superseded += 1
         now = self.clock()
         self.lags.extend(now - self._arrived.pop(k, now) for k in intent.row_keys)
         self._count(intent.row_keys, "attached")
@@ -207,6 +266,16 @@ class AttachStage:
             self.book.count[target] = len(intent.row_keys)
         else:
             self.book.count[target] = intent.count_before + len(intent.row_keys)
+
+    def _again(self, row_key: str, person_id: str) -> str:
+        """The detail of a row attached again: where its earlier thumbnail stays."""
+        item = self._replaced[row_key]
+        old = item.replaced_person or person_id
+        earlier = f"the earlier thumbnail {item.replaces}" if item.replaces else "its earlier thumbnail"
+        stays = f"{earlier} stays with person {old} (the API cannot remove one)"
+        if old != person_id:
+            return f"moved to person {person_id}; {stays}"
+        return f"attached again: its source changed; {stays}"
 
     def _created(self, target: Target, got: PersonRef | Refused, n: int) -> _Done:
         text = target_text(target)
@@ -225,3 +294,4 @@ class AttachStage:
         if got.state is not None and got.state.count >= before + n:  # a retry of a call that had happened
             return _Done(person)
         return _Done(None, f"{got.reason}: {got.detail}")
+

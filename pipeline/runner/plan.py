@@ -22,6 +22,7 @@ __all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "s
 FIXABLE_REASONS = frozenset({
     "not_found", "unreadable", "outside_root", "missing_path", "invalid_path",
     "access_denied", "fetch_failed", "source_too_large", "unsupported_source", "person_full", "person_not_found",
+    "invalid_person",
 })
 """Rejections that depend on where files are, on flags or on the network, not on the picture: re-checked on
 every run."""

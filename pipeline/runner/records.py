@@ -47,12 +47,18 @@ class Ready:
 @dataclass(frozen=True, slots=True)
 class Attachable:
     """An uploaded row with a person, handed to the attach stage: its key, path and thumbnail key; ``fresh``
-    when this run uploaded it (this run's counts then move it from ``uploaded`` to where it ends)."""
+    when this run uploaded it (this run's counts then move it from ``uploaded`` to where it ends); what it
+    replaces when it was attached before."""
 
     row_key: str
     path: str
     thumbnail_key: str
     fresh: bool = False
+    replaces: str | None = None
+    """The key this row's new key replaces: the journal held the row attached with it before its source or
+    its person changed (that thumbnail stays with ``replaced_person``: the API cannot remove one)."""
+    replaced_person: str | None = None
+    """The person id ``replaces`` is attached to."""
 
 
 class Pipe(Generic[T]):

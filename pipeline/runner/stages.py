@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pipeline.config import Settings
 from pipeline.fetch import Fetcher, SourceStamp
-from pipeline.journal import Entry, Journal
+from pipeline.journal import Entry, Journal, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, RowResult, Status
-from pipeline.runner.attach_prep import target_of, target_text
+from pipeline.runner.attach_prep import same_person, target_of
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
 from pipeline.runner.plan import Decision, Why, decide, source_identity, stamp_of
@@ -100,7 +100,7 @@ class PlanStage:
         """Upload times of rows without a person under ``--attach``, noted by the upload stage."""
         self.limited = False
         self._jobs = 0
-        self._persons: dict[str, str] | None = None
+        self._persons: dict[str, KnownPerson] | None = None
         """Target text -> person id as the journal knew them when planning began (``--attach``)."""
 
     async def run(self) -> None:
@@ -168,17 +168,15 @@ class PlanStage:
                 await self.out.put(job)
 
     def _moved(self, row: Row, entry: Entry) -> bool:
-        """Whether an attached row's person is no longer the one its key sits on: the manifest now names a
-        person id, or a name the journal maps to, other than ``entry.person_id`` (a name the journal does not
-        know is another person too). A row whose person cells were emptied stays where it is."""
+        """Whether an attached row's person is no longer the one its key sits on (``attach_prep.same_person``:
+        a person id, or a name the journal maps to, other than ``entry.person_id``). A row whose person cells
+        were emptied stays where it is."""
         target = target_of(row)
         if target is None or entry.person_id is None:
             return False
-        if target.person_id is not None:
-            return target.person_id != entry.person_id
         if self._persons is None:
-            self._persons = {t: p.person_id for t, p in self.journal.known_persons().items()}
-        return self._persons.get(target_text(target)) != entry.person_id
+            self._persons = self.journal.known_persons()
+        return not same_person(target, entry.person_id, self._persons)
 
     async def _remote_stamps(self, rows: tuple[Row, ...], entries: dict[str, Entry],
                              stamps: list[str | None]) -> None:

@@ -58,6 +58,11 @@ class UploadStage:
                                             source_path=source_identity(job.row.path))
 
             try:
+                # A row with a person waits here for its person's look-up: a key that cannot be attached is
+                # never uploaded (the route records the refusal).
+                if self.attach is not None and await self.attach.admit(row) is not None:
+                    self.prep.release(row, prepared, None)
+                    continue
                 outcome = await self.client.upload(
                     upload_name(row, prepared), prepared.data, prepared.content_type,
                     confirm=self.s.confirm, on_presigned=on_presigned,
@@ -90,4 +95,4 @@ class UploadStage:
             self.recorder.record(result, row.path, retried=retried)
             self.prep.release(row, prepared, key)
             if key is not None and self.attach is not None:
-                await self.attach.uploaded(row, key)
+                await self.attach.uploaded(row, key, replaces=job.replaces, replaced_person=job.replaced_person)
