@@ -16,6 +16,7 @@ from pipeline.attach import AttachRow
 from pipeline.config import Settings
 from pipeline.journal import Journal
 from pipeline.models import Status
+from pipeline.runner.attach_prep import Collected
 from pipeline.runner.prepare_stage import KEY_LIFETIME
 from pipeline.runner.stages import PlanStage
 
@@ -66,7 +67,7 @@ def would_attach(rows: list[AttachRow], journal: Journal) -> list[AttachRow]:
     hold an uploaded key to attach, or are attached already (they count on their person); rows rejected,
     failed or not reached are left out, so they cause no look-up and no count."""
     entries = journal.lookup([r.row_key for r in rows])
-    kept = []
+    kept: list[AttachRow] = []
     for row in rows:
         entry = entries.get(row.row_key)
         if entry is None:
@@ -78,4 +79,6 @@ def would_attach(rows: list[AttachRow], journal: Journal) -> list[AttachRow]:
         elif entry.status is Status.UPLOADED or (entry.thumbnail_key and entry.status in (Status.REJECTED,
                                                                                            Status.FAILED)):
             kept.append(row)
+    if isinstance(rows, Collected):  # the rows refused before any look-up (invalid_person) stay counted
+        return Collected(kept, rows.refusals, rows.rejected, rows.full)
     return kept

@@ -17,7 +17,7 @@ from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Row, Status
 from pipeline.runner.attach_prep import target_of, target_text
-from pipeline.runner.plan import source_identity
+from pipeline.runner.plan import source_of
 
 __all__ = ["Collision", "check_ids", "collisions"]
 
@@ -39,7 +39,7 @@ class Collision:
 def _collides(row: Row, was_path: str | None, person_id: str | None, persons: dict[str, str]) -> str | None:
     """The row's target text when it names another file and another person than the journal's record."""
     target = target_of(row)
-    if target is None or person_id is None or was_path is None or was_path == source_identity(row.path):
+    if target is None or person_id is None or was_path is None or was_path == source_of(row):
         return None
     text = target_text(target)
     now = target.person_id if target.person_id is not None else persons.get(text)
@@ -66,7 +66,7 @@ def collisions(manifest: Manifest, journal: Journal) -> tuple[int, list[Collisio
             count += 1
             if len(shown) < EXAMPLES:
                 assert entry.source_path is not None and entry.person_id is not None
-                shown.append(Collision(row.key, entry.source_path, source_identity(row.path), entry.person_id,
+                shown.append(Collision(row.key, entry.source_path, source_of(row), entry.person_id,
                                        target))
     return count, shown
 

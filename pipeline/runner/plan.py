@@ -15,9 +15,9 @@ from enum import Enum
 from pathlib import Path
 
 from pipeline.journal import Entry
-from pipeline.models import Status
+from pipeline.models import Row, Status
 
-__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "stamp_of"]
+__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "source_of", "stamp_of"]
 
 FIXABLE_REASONS = frozenset({
     "not_found", "unreadable", "outside_root", "missing_path", "invalid_path",
@@ -63,6 +63,12 @@ def source_identity(path: str) -> str:
     if "://" in path[:16]:
         return path.split("?", 1)[0].split("#", 1)[0]
     return path
+
+
+def source_of(row: Row) -> str:
+    """What a row's source is, as the journal remembers it (``source_path``): a local file's resolved path (two
+    manifests in two folders may both say ``p1.jpg``), else the cell's ``source_identity``."""
+    return str(row.source) if row.source is not None else source_identity(row.path)
 
 
 def stamp_of(source: Path | str) -> str | None:

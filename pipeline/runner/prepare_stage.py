@@ -22,7 +22,7 @@ from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
 from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Why, source_identity
+from pipeline.runner.plan import Why, source_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
@@ -158,7 +158,8 @@ class PrepareStage(FanOut):
             if isinstance(out, Rejected):
                 self.recorder.record_later(RowResult(
                     row.index, row.key, Status.REJECTED, reason=out.reason, detail=out.detail,
-                    bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp), row.path)
+                    bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp,
+                    source_path=source_of(row)), row.path)
                 return
             duplicate_of, reuse = await self._content(row, out)
             self.passed[job.why.value] += 1
@@ -180,11 +181,11 @@ class PrepareStage(FanOut):
         under its new key); then only the stamp is updated."""
         row = job.row
         if job.verify_sha256 is not None and digest == job.verify_sha256:
-            self.journal.restamp(row.key, job.stamp, source_identity(row.path))
+            self.journal.restamp(row.key, job.stamp, source_of(row))
             self.recorder.unchanged()
             return True
         if job.why is Why.NEW and self.journal.adopt_legacy(row.index, digest, row.key) is not None:
-            self.journal.restamp(row.key, job.stamp, source_identity(row.path))
+            self.journal.restamp(row.key, job.stamp, source_of(row))
             self.recorder.unchanged()
             return True
         return False
@@ -234,5 +235,6 @@ def result_of(job: Job, p: Prepared, status: Status, **extra: Any) -> RowResult:
     """The ``RowResult`` of a prepared row (what was or would be uploaded)."""
     row = job.row
     return RowResult(row.index, row.key, status, action=p.action, width=p.width, height=p.height,
-                     bytes=len(p.data), source_sha256=p.source_sha256, source_stamp=job.stamp, **extra)
+                     bytes=len(p.data), source_sha256=p.source_sha256, source_stamp=job.stamp,
+                     source_path=source_of(row), **extra)
 

@@ -25,7 +25,7 @@ from pipeline.models import Row, RowResult, Status
 from pipeline.runner.attach_prep import same_person, target_of
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Decision, Why, decide, source_identity, stamp_of
+from pipeline.runner.plan import Decision, Why, decide, source_of, stamp_of
 from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from pipeline.manifest import RowBatch
 
 __all__ = ["Drain", "FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "by_person",
-           "hash_source", "source_identity", "supervise"]
+           "hash_source", "supervise"]
 
 T = TypeVar("T")
 
@@ -131,7 +131,7 @@ class PlanStage:
                 decision = decide(None, stamp, retry_failed=self.s.retry_failed)
             else:
                 attached = entry.status is Status.ATTACHED
-                decision = decide(entry, stamp, retry_failed=self.s.retry_failed, path=source_identity(row.path),
+                decision = decide(entry, stamp, retry_failed=self.s.retry_failed, path=source_of(row),
                                   attach=attach, person_changed=attach and attached and self._moved(row, entry))
             if decision.why is None:
                 finished += 1

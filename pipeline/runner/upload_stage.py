@@ -16,7 +16,7 @@ from pipeline.naming import upload_name
 from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import source_identity
+from pipeline.runner.plan import source_of
 from pipeline.runner.prepare_stage import PrepareStage, result_of, unattached_detail
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
@@ -55,7 +55,7 @@ class UploadStage:
 
             async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
                 self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
-                                            source_path=source_identity(job.row.path))
+                                            source_path=source_of(job.row))
 
             try:
                 # A row with a person waits here for its person's look-up: a key that cannot be attached is

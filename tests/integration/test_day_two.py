@@ -131,7 +131,7 @@ async def test_another_archive_reusing_the_ids_is_stopped_before_any_upload(
         await runner.run_async(settings_for(emulator, attach=True), manifest_b)
     text = str(caught.value)
     assert text.startswith("12 row(s)") and "--id-prefix" in text and "--journal" in text
-    assert text.count(" was ") == 3  # three examples
+    assert text.count("' was '") == 3  # three examples
     assert _presigns(emulator) == presigns and _person_calls(emulator) == calls
     with pytest.raises(ConfigError):  # without --attach too: the rows would be taken all the same
         await runner.run_async(settings_for(emulator), manifest_b)
