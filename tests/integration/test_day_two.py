@@ -193,3 +193,26 @@ async def test_rows_without_a_person_under_attach_are_warned_about(emulator: Emu
     row = _results(summary)["r01"]
     assert row["status"] == "uploaded" and "expires at" in row["detail"] and "UTC" in row["detail"]
     assert len(summary.warnings) == 1 and summary.warnings[0].startswith("1 row(s) have no person")
+
+
+async def test_notebook_variants_of_one_frame_upload_and_attach_each_photo_once(emulator: Emulator,
+                                                                                 tmp_path: Path) -> None:
+    """Seven cells on one DataFrame, no ``journal=``: the workspace's journal makes each a resume."""
+    import pandas as pd
+
+    from pipeline.python_api import ingest_async
+
+    _, rows = _archive(tmp_path / "a", 20)
+    frame = pd.DataFrame([{**r, "path": str(tmp_path / "a" / r["path"])} for r in rows])
+    options = {"workspace": emulator.workspace, "endpoint": emulator.base_url, "credentials": emulator.credentials,
+               "rate": 0.0, "confirm_rate": 0.0, "progress": False, "attach": True}
+    variants = [frame.head(10), frame, frame.assign(team="x"), frame.sort_values("path", ascending=False),
+                frame[frame["person"] != "Person 1"], frame.iloc[::-1], frame.sample(frac=1.0, random_state=3)]
+    done = []
+    for variant in variants:
+        summary = await ingest_async(variant.reset_index(drop=True), **options)
+        done.append(summary.this_run)
+    assert _presigns(emulator) == 20 and done[0] == {"attached": 10} and done[1] == {"attached": 10}
+    assert all(d == {} for d in done[2:])
+    held = _keys_of(emulator)
+    assert sorted(len(keys) for keys in held.values()) == [5, 5, 5, 5]  # each photo once on its person
