@@ -14,7 +14,8 @@ from typing import Any
 
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError
-from pipeline.fetch import Fetcher, FetchRejected
+from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected
+from pipeline.fetch.budget import Lease
 from pipeline.images import prepare
 from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
@@ -101,6 +102,8 @@ class FetchStage(FanOut):
         self.tasks: set[asyncio.Task[None]] = set()
 
     def _direct(self, job: Job) -> bool:
+        if job.row.remote is None:
+            self.fetcher.saw_local()  # H4: the run has local files too (a refusing bucket is not the run's end)
         return job.row.remote is None  # local sources are read by the image stage
 
     async def _one(self, job: Job) -> None:
@@ -108,17 +111,21 @@ class FetchStage(FanOut):
         assert row.remote is not None
         # The slot is held until the bytes are handed on: fetched bytes waiting for the image stage count
         # against --fetch-concurrency, so memory stays flat however long the manifest.
+        got: Fetched | FetchRejected | None = None
         try:
-            got = await self.fetcher.fetch(row.remote)
+            got = await self.fetcher.fetch(row.remote, hold=True)  # H4: held until the image stage releases it
             if isinstance(got, FetchRejected):
                 if not job.uploaded:  # an uploaded row keeps its key while its source cannot be read
                     self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
                                                          detail=got.detail), row.path)
                 return
-            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
+            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value, lease=got.lease))
+            got = None  # H4: the image stage releases the lease now
         except FatalApiError as exc:  # a store that refuses every request: the run's business
             self.control.fail(exc)
         finally:
+            if isinstance(got, Fetched) and got.lease is not None:
+                got.lease.release()  # H4: not handed on (the run is ending)
             self.slots.release()
 
 
@@ -132,6 +139,9 @@ class PrepareStage(FanOut):
         self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
         self.pool, self.inbox, self.out = pool, inbox, out
         self.slots = asyncio.Semaphore(max(2, slots))
+        # H4: prepared images held from here until their upload ends (``release``), by row index.
+        self.prepared = ByteBudget(settings.fetch.prepared_max_bytes)
+        self.held: dict[int, Lease] = {}
         self.content: dict[str, _Content] = {}
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -164,8 +174,12 @@ class PrepareStage(FanOut):
                     self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of), row.path)
                 self.release(row, out, None)
             else:
-                await self.out.put(Ready(job, out, duplicate_of))
+                # H4: hold the image's bytes before the source's go back, and hand on no source bytes.
+                self.held[row.index] = await self.prepared.acquire(len(out.data))
+                await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of))
         finally:
+            if job.lease is not None:
+                job.lease.release()  # H4: the source's bytes are no longer needed
             self.slots.release()
 
     def _unchanged(self, job: Job, digest: str) -> bool:
@@ -199,7 +213,10 @@ class PrepareStage(FanOut):
         return None, None
 
     def release(self, row: Row, prepared: Prepared, key: str | None) -> None:
-        """Hand ``key`` to the rows waiting on this content; only the row that registered it may."""
+        """Hand ``key`` to the rows waiting on this content; only the row that registered it may. Gives back
+        the row's prepared bytes (its upload is over)."""
+        if (held := self.held.pop(row.index, None)) is not None:
+            held.release()  # H4
         entry = self.content.get(prepared.source_sha256)
         if entry is None or entry.first_key != row.key:
             return

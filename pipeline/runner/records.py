@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from pipeline.fetch.budget import Lease
 from pipeline.models import Prepared, Row
 from pipeline.runner.plan import Why
 
@@ -28,6 +29,8 @@ class Job:
     """The row is uploaded in the journal (a changed source must reopen it before a new upload)."""
     data: bytes | None = field(default=None, repr=False)
     """A remote source's bytes, once the fetch stage has them (a local source is read by the image stage)."""
+    lease: Lease | None = field(default=None, repr=False, compare=False)
+    """Holds ``data`` in the fetch budget until the image stage releases it (H4: byte budget)."""
 
 
 @dataclass(frozen=True, slots=True)
