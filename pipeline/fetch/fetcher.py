@@ -30,7 +30,7 @@ from pipeline.fetch.local import local_stamp, read_local
 from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
-from pipeline.fetch.stores import ObjectStores
+from pipeline.fetch.stores import ObjectStores, unreadable
 from pipeline.fetch.web import WebClient
 
 __all__ = ["Fetcher"]
@@ -159,6 +159,8 @@ class Fetcher:
 
     async def _attempts(self, ref: SourceRef, attempt: Callable[[], Awaitable[T | Failure]]) -> T | FetchRejected:
         guarded = ref.scheme in ("s3", "gs")  # a web host's 403 is about one URL, never the run
+        if guarded and (refused := unreadable(ref)) is not None:  # no request can read it: say why, at once
+            return FetchRejected(refused.reason, refused.detail)
         retries = self.settings.fetch_retries
         for number in range(retries + 1):
             if not guarded:

@@ -27,7 +27,7 @@ from pipeline.fetch.outcomes import SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
 
-__all__ = ["ObjectStores", "key_problem", "profile_credentials", "s3_endpoint"]
+__all__ = ["ObjectStores", "key_problem", "profile_credentials", "s3_endpoint", "unreadable"]
 
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
@@ -87,7 +87,8 @@ def key_problem(key: str) -> str | None:
     return None
 
 
-def _unreadable(ref: SourceRef) -> Failure | None:
+def unreadable(ref: SourceRef) -> Failure | None:
+    """The ``unsupported_source`` failure of an object whose key obstore cannot read (``key_problem``)."""
     problem = key_problem(ref.key)
     if problem is None:
         return None
@@ -149,7 +150,7 @@ class ObjectStores:
 
     async def head(self, ref: SourceRef) -> SourceStamp | Failure:
         """The object's stamp from a HEAD request."""
-        if (refused := _unreadable(ref)) is not None:
+        if (refused := unreadable(ref)) is not None:
             return refused
         try:
             meta = await obstore.head_async(self._store(ref), ref.key)
@@ -161,7 +162,7 @@ class ObjectStores:
         """Hand the object's bytes to ``sink`` in order and answer its stamp. Its size (from the response
         head) is checked against ``max_bytes`` before the body is read, and the body is read only once
         ``claim`` holds that many bytes (the caller gives them back or hands them on)."""
-        if (refused := _unreadable(ref)) is not None:
+        if (refused := unreadable(ref)) is not None:
             return refused
         try:
             result = await obstore.get_async(self._store(ref), ref.key)
