@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError
 from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected
@@ -26,6 +28,8 @@ from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
 __all__ = ["FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of"]
+
+log = structlog.get_logger("pipeline.runner")
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -144,6 +148,13 @@ class PrepareStage(FanOut):
         self.held: dict[int, Lease] = {}
         self.content: dict[str, _Content] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """The shared loop; at the end, logs the prepared images' byte budget high-water mark (H4)."""
+        try:
+            await super().run()
+        finally:
+            log.info("byte_budget", budget="prepared", capacity=self.prepared.capacity, peak=self.prepared.peak)
 
     async def _pooled(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
