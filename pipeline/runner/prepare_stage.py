@@ -76,6 +76,8 @@ class FanOut:
         try:
             while (job := await self.inbox.get()) is not None:
                 if self.control.stopping.is_set():
+                    if job.lease is not None:
+                        job.lease.release()  # H4: a job left after a stop gives its source bytes back
                     continue
                 if self._direct(job):
                     await self.out.put(job)
