@@ -67,7 +67,7 @@ async def test_a_bucket_refusing_everything_stops_the_run_when_it_is_all_there_i
             for n in range(10):
                 await fetcher.fetch(_ref(f"s3://only-bad/k{n}.jpg"))
     async with Fetcher(FetchSettings(s3_endpoint=s3.endpoint, fetch_timeout=30), sleep=_no_wait) as fetcher:
-        fetcher.saw_local()  # the run also has local files: the bucket is one store's fault, not the run's
+        fetcher.saw(None)  # the run also has local files: the bucket is one store's fault, not the run's
         for n in range(10):
             got = await fetcher.fetch(_ref(f"s3://only-bad/k{n}.jpg"))
             assert isinstance(got, FetchRejected) and got.reason == "not_found"

@@ -70,10 +70,11 @@ class Fetcher:
             await self._web.close()
             self._web = None
 
-    def saw_local(self) -> None:
-        """Record that the run also reads local files (read elsewhere): a store that refuses everything is
-        then one store's fault, not the run's (see ``limits.AccessGuard``)."""
-        self._guard.saw("file://")
+    def saw(self, ref: SourceRef | None) -> None:
+        """Record that the run reads from ``ref``'s store (``None``: a local file, read elsewhere), before any
+        request: a store that refuses everything is then one store's fault, not the run's, and only its rows
+        are rejected (see ``limits.AccessGuard``)."""
+        self._guard.saw(ref.store if ref is not None else "file://")
 
     async def fetch(self, ref: SourceRef, *, hold: bool = False) -> Fetched | FetchRejected:
         """The source's bytes and stamp, or why not. With ``hold`` a remote source's bytes stay held in

@@ -108,8 +108,6 @@ class FetchStage(FanOut):
         self.tasks: set[asyncio.Task[None]] = set()
 
     def _direct(self, job: Job) -> bool:
-        if job.row.remote is None:
-            self.fetcher.saw_local()  # H4: the run has local files too (a refusing bucket is not the run's end)
         return job.row.remote is None  # local sources are read by the image stage
 
     async def _one(self, job: Job) -> None:
