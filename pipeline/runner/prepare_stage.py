@@ -16,8 +16,7 @@ import structlog
 
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError
-from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected
-from pipeline.fetch.budget import Lease
+from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
 from pipeline.images import prepare
 from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
@@ -113,8 +112,8 @@ class FetchStage(FanOut):
     async def _one(self, job: Job) -> None:
         row = job.row
         assert row.remote is not None
-        # The slot is held until the bytes are handed on: fetched bytes waiting for the image stage count
-        # against --fetch-concurrency, so memory stays flat however long the manifest.
+        # The slot is held until the bytes are handed on, and the bytes stay in the fetch budget (their lease,
+        # H4) until the image stage is done with them: memory stays flat however long the manifest.
         got: Fetched | FetchRejected | None = None
         try:
             got = await self.fetcher.fetch(row.remote, hold=True)  # H4: held until the image stage releases it

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pipeline.fetch.budget import Lease
+from pipeline.fetch import Lease
 from pipeline.models import Prepared, Row
 from pipeline.runner.plan import Why
 
