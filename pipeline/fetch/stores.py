@@ -92,7 +92,8 @@ def unreadable(ref: SourceRef) -> Failure | None:
     problem = key_problem(ref.key)
     if problem is None:
         return None
-    return Failure("unsupported_source", f"{ref.display}: {ref.scheme.upper()} {problem}")
+    store = "S3" if ref.scheme == "s3" else "GCS"
+    return Failure("unsupported_source", f"{ref.display}: {store} {problem}")
 
 
 def _failure(exc: Exception, where: str) -> Failure:
