@@ -172,3 +172,11 @@ def test_a_presigned_url_keeps_its_row_key_when_signed_again(tmp_path: Path) -> 
         keys.append([row.key for row in rows])
         assert rows[0].remote is not None and rows[0].remote.url == url  # still fetched with its signature
     assert keys[0] == keys[1] == ["https://h.example/photos/a.jpg", "https://h.example/photos/b.jpg"]
+
+
+async def test_a_gcs_key_obstore_cannot_read_is_refused_before_any_request() -> None:
+    async with Fetcher(FetchSettings(), sleep=_no_wait) as fetcher:
+        got = await fetcher.fetch(_ref("gs://bkt/a//b.jpg"))
+        assert got == FetchRejected("unsupported_source",
+                                    "gs://bkt/a//b.jpg: GCS key with '//' cannot be read by this client")
+        assert fetcher.stats.requests == 0
