@@ -5,7 +5,8 @@ Memory stays flat: files are streamed batch by batch; the one whole-manifest str
 ``scan``, keeps an 8-byte hash per row (~24 bytes a row while they are sorted: ~25 MB for a million rows).
 
 Row identity: a row's key is its id cell as text when the manifest has an id column, else its path cell exactly as
-written; a row with neither gets ``#row-<n>`` (``n`` its 0-based position) and is rejected ``missing_path``. Keys
+written (an ``http(s)://`` source's without its query string: ``row_keys.path_key``); a row with neither gets
+``#row-<n>`` (``n`` its 0-based position) and is rejected ``missing_path``. Keys
 are unique within a manifest: ``scan`` refuses a repeat before anything is uploaded.
 
 Columns: ``path`` is required; ``id``, ``file_name`` and the person columns (``person``, ``person_id``,
@@ -32,7 +33,7 @@ from pipeline.errors import ManifestError
 from pipeline.fetch.refs import Problem, SourceParser, root_location, root_problem
 from pipeline.models import Row
 from pipeline.resolve import LocalResolver, no_path
-from pipeline.row_keys import duplicate_message, hash64, repeated_hashes
+from pipeline.row_keys import duplicate_message, hash64, path_key, repeated_hashes
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
 __all__ = ["NO_PATH_KEY", "Manifest", "ManifestInfo", "RowBatch"]
@@ -79,6 +80,7 @@ class Manifest:
         self._resolver = resolver
         self._urls: SourceParser | None = None
         self._remote_base = "://" in resolver.base[:16]
+        self._web_base = resolver.base[:8].lower().startswith(("http://", "https://"))
         """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
         self._prefix = ""
@@ -201,7 +203,9 @@ class Manifest:
         ids = self._text(batch, self._id_i, "id")
         keys: list[str]
         if ids is None:
-            keys = [f"{NO_PATH_KEY}{start + j}" if no_path(p) else p for j, p in enumerate(paths)]  # type: ignore[misc]
+            web = self._web_base
+            keys = [f"{NO_PATH_KEY}{start + j}" if no_path(p) else path_key(p, web_base=web)  # type: ignore[arg-type]
+                    for j, p in enumerate(paths)]
         else:
             for j, value in enumerate(ids):
                 if not value:

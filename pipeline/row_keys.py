@@ -1,5 +1,5 @@
-"""Row keys: the 8-byte hashes the duplicate check keeps per row, finding repeats among them by sorting, and
-the sentence that names a repeated key."""
+"""Row keys: a path cell's key (``path_key``), the 8-byte hashes the duplicate check keeps per row, finding
+repeats among them by sorting, and the sentence that names a repeated key."""
 
 from __future__ import annotations
 
@@ -9,7 +9,20 @@ from array import array
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["duplicate_message", "hash64", "repeated_hashes"]
+__all__ = ["duplicate_message", "hash64", "path_key", "repeated_hashes"]
+
+
+def path_key(cell: str, *, web_base: bool) -> str:
+    """The key of a row keyed by its path ``cell``: the cell as written, but an ``http(s)://`` source's query
+    string is not part of its identity (a presigned URL is signed anew each night; the same photo must keep its
+    row). ``web_base``: relative cells join an ``http(s)://`` folder (a manifest read from the web). An
+    ``s3://``/``gs://`` key or a local path keeps its ``?``: there it is part of the name."""
+    if "?" not in cell:
+        return cell
+    scheme = cell[:8].lower()
+    if scheme.startswith(("http://", "https://")) or (web_base and "://" not in cell[:16]):
+        return cell.split("?", 1)[0]
+    return cell
 
 
 def hash64(key: str) -> int:

@@ -89,8 +89,25 @@ def test_a_remote_base_without_root_joins_but_does_not_confine() -> None:
     assert parser("img/a.jpg") == SourceRef("gs", "bkt", "manifests/img/a.jpg")
     assert parser("../img/a.jpg") == SourceRef("gs", "bkt", "img/a.jpg")
     assert _reason(parser("../../a.jpg")) == "invalid_path"  # above the bucket: no such key can exist
-    assert parser("/local/a.jpg") == SourceRef("file", "", "/local/a.jpg")
     assert parser("s3://x/y.jpg") == SourceRef("s3", "x", "y.jpg")
+
+
+def test_a_remote_manifest_never_names_local_files() -> None:
+    """A manifest read from a URL (its base is remote) stays remote: absolute paths and file:// are refused
+    with a sentence, relative cells (even climbing) join its URL folder and never reach the disk."""
+    for base in ("https://h/dir/", "gs://bkt/manifests/"):
+        parser = SourceParser(base=base, root=None)
+        for cell in ("/etc/passwd", "file:///etc/passwd", "file://localhost/home/u/a.jpg"):
+            answer = parser(cell)
+            assert isinstance(answer, Problem) and answer.reason == "outside_root", (base, cell)
+            assert "local file" in answer.detail and base in answer.detail
+        for cell in ("../x.jpg", "./a/../../x.jpg", "../../../../etc/passwd"):
+            answer = parser(cell)
+            assert not (isinstance(answer, SourceRef) and answer.is_local), (base, cell)
+    web = SourceParser(base="https://h/dir/", root=None)
+    assert web("../x.jpg") == SourceRef("https", "h", "/x.jpg")
+    # A local root chosen by the user still reads local files (the base is then the root, not the URL).
+    assert SourceParser(base="https://h/dir/", root="/")("/etc/hosts") == SourceRef("file", "", "/etc/hosts")
 
 
 @given(st.text(alphabet="ab./", max_size=12))

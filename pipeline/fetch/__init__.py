@@ -3,12 +3,15 @@
 ``SourceParser``/``parse_source`` turn a manifest cell into a ``SourceRef`` (or a ``Problem``);
 ``Fetcher`` fetches refs under the run's bounds (``FetchSettings``), answering ``Fetched`` or
 ``FetchRejected`` per source, ``stat`` answers a ``SourceStamp`` without the bytes; a store that refuses
-everything raises ``SourceAccessError`` (a ``FatalApiError``: exit 3). ``open_remote_manifest`` downloads
-a remote manifest to a temporary file the manifest reader can open.
+everything has its rows rejected, and when every store the run reads from does, ``SourceAccessError`` (a
+``FatalApiError``: exit 3) stops the run. ``ByteBudget`` hands out ``Lease``s: fetched bytes stay held until the
+image stage releases them. ``open_remote_manifest`` downloads a remote manifest to a temporary file the
+manifest reader can open.
 """
 
+from pipeline.fetch.budget import ByteBudget, Lease
 from pipeline.fetch.fetcher import Fetcher
-from pipeline.fetch.limits import ByteBudget, SourceAccessError
+from pipeline.fetch.limits import SourceAccessError
 from pipeline.fetch.manifest_file import is_remote_manifest, open_remote_manifest
 from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
 from pipeline.fetch.refs import Problem, SourceParser, SourceRef, parse_source
@@ -21,6 +24,7 @@ __all__ = [
     "FetchStats",
     "Fetched",
     "Fetcher",
+    "Lease",
     "Problem",
     "SourceAccessError",
     "SourceParser",

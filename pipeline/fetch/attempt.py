@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.fetch.limits import ByteBudget
+from pipeline.fetch.budget import ByteBudget, Lease
 
-__all__ = ["Failure", "Sink", "reserve", "size_text", "status_failure", "too_large"]
+__all__ = ["Claim", "Failure", "Sink", "size_text", "status_failure", "too_large"]
 
 Sink = Callable[[bytes], object]
 """Receives a body's chunks in order (a collector in memory, or a file's ``write``)."""
@@ -60,11 +59,28 @@ def size_text(nbytes: int) -> str:
     return f"{nbytes / 1e6:.1f} MB" if nbytes >= 100_000 else f"{nbytes} bytes"
 
 
-@asynccontextmanager
-async def reserve(budget: ByteBudget | None, nbytes: int) -> AsyncIterator[None]:
-    """Hold ``nbytes`` of ``budget`` for the block; no budget (a download to disk) holds nothing."""
-    if budget is None:
-        yield
-        return
-    async with budget.reserve(nbytes):
-        yield
+class Claim:
+    """The bytes one attempt holds in the fetch budget: taken (``take``) before a body is read, trimmed
+    (``fit``) to what arrived, then handed on with the bytes (``lease``) or given back (``release``). Without a
+    budget (a download to disk) it holds nothing."""
+
+    def __init__(self, budget: ByteBudget | None) -> None:
+        self._budget = budget
+        self.lease: Lease | None = None
+
+    async def take(self, nbytes: int) -> None:
+        """Wait for ``nbytes`` of the budget (clipped to its capacity) and hold them."""
+        if self._budget is not None:
+            self.release()
+            self.lease = await self._budget.acquire(nbytes)
+
+    def fit(self, nbytes: int) -> None:
+        """Hold no more than ``nbytes`` (the body turned out smaller than reserved)."""
+        if self.lease is not None:
+            self.lease.shrink(nbytes)
+
+    def release(self) -> None:
+        """Give back whatever is held."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None

@@ -1,13 +1,15 @@
 """``Fetcher``: the fetch stage. One per run; ``async with Fetcher(settings) as f: await f.fetch(ref)``.
 
 Bounds, all from ``FetchSettings``: at most ``fetch_concurrency`` sources in flight; at most
-``fetch_max_bytes_in_flight`` bytes being received at once (a ``ByteBudget`` reserved from the announced
-size before a body is read, so memory stays flat whatever the concurrency); ``source_max_bytes`` per
+``fetch_max_bytes_in_flight`` source bytes held at once (a ``ByteBudget`` reserved from the announced
+size before a body is read, so memory stays flat whatever the concurrency; with ``fetch(ref, hold=True)`` the
+bytes stay held until the caller releases them, e.g. once the image stage is done with them); ``source_max_bytes`` per
 source, refused from its size before reading and cut off if the body grows past it; ``fetch_timeout``
 per remote source, retries included; ``fetch_retries`` retries after 5xx, 429 (honouring Retry-After),
 timeouts of a connection and dropped connections, with exponential backoff and jitter. A store that
-refuses the first ``fatal_after`` requests (401/403, unknown bucket) with no success stops the run with
-``SourceAccessError``. Per-source problems are data (``FetchRejected``); nothing else is raised.
+refuses its first ``fatal_after`` requests (401/403, unknown bucket) with no success is closed: its rows are
+rejected with a sentence naming it; when every store the run reads from is closed, ``SourceAccessError`` stops
+the run (``limits.AccessGuard``). Per-source problems are data (``FetchRejected``); nothing else is raised.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from typing import TypeVar
 import structlog
 from aiohttp.abc import AbstractResolver
 
-from pipeline.fetch.attempt import Failure
+from pipeline.fetch.attempt import Claim, Failure
 from pipeline.fetch.limits import AccessGuard, ByteBudget
 from pipeline.fetch.local import local_stamp, read_local
 from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
-from pipeline.fetch.stores import ObjectStores
+from pipeline.fetch.stores import ObjectStores, unreadable
 from pipeline.fetch.web import WebClient
 
 __all__ = ["Fetcher"]
@@ -62,17 +64,27 @@ class Fetcher:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self.budget.peak:  # the high-water mark of source bytes held: what the run's memory was bounded by
+            log.info("byte_budget", budget="source", capacity=self.budget.capacity, peak=self.budget.peak)
         if self._web is not None:
             await self._web.close()
             self._web = None
 
-    async def fetch(self, ref: SourceRef) -> Fetched | FetchRejected:
-        """The source's bytes and stamp, or why not. Raises only ``SourceAccessError`` (stop the run)."""
+    def saw(self, ref: SourceRef | None) -> None:
+        """Record that the run reads from ``ref``'s store (``None``: a local file, read elsewhere), before any
+        request: a store that refuses everything is then one store's fault, not the run's, and only its rows
+        are rejected (see ``limits.AccessGuard``)."""
+        self._guard.saw(ref.store if ref is not None else "file://")
+
+    async def fetch(self, ref: SourceRef, *, hold: bool = False) -> Fetched | FetchRejected:
+        """The source's bytes and stamp, or why not. With ``hold`` a remote source's bytes stay held in
+        ``budget`` (``Fetched.lease``) until the caller releases the lease. Raises only ``SourceAccessError``
+        (stop the run)."""
         async with self._slots:
             if ref.is_local:
                 outcome = await self._fetch_local(ref)
             else:
-                outcome = await self._remote(ref, lambda: self._get(ref))
+                outcome = await self._remote(ref, lambda: self._get(ref, hold))
         if isinstance(outcome, Fetched):
             self.stats.fetched += 1
             self.stats.bytes += outcome.size
@@ -107,16 +119,24 @@ class Fetcher:
 
     async def _to_file(self, ref: SourceRef, path: Path, max_bytes: int) -> SourceStamp | Failure:
         with path.open("wb") as fh:  # a fresh file per attempt: a retry never appends to a torn body
-            return await self._transport(ref).stream(ref, fh.write, None, max_bytes)
+            return await self._transport(ref).stream(ref, fh.write, Claim(None), max_bytes)
 
-    async def _get(self, ref: SourceRef) -> Fetched | Failure:
+    async def _get(self, ref: SourceRef, hold: bool) -> Fetched | Failure:
         chunks: list[bytes] = []
-        stamp = await self._transport(ref).stream(ref, chunks.append, self.budget, self.settings.source_max_bytes)
-        if isinstance(stamp, Failure):
-            return stamp
-        data = b"".join(chunks)
-        chunks.clear()
-        return Fetched(data, len(data), stamp)
+        claim = Claim(self.budget)
+        try:
+            stamp = await self._transport(ref).stream(ref, chunks.append, claim, self.settings.source_max_bytes)
+            if isinstance(stamp, Failure):
+                return stamp
+            data = b"".join(chunks)
+            chunks.clear()
+            claim.fit(len(data))
+            if not hold:
+                return Fetched(data, len(data), stamp)
+            lease, claim.lease = claim.lease, None  # handed on: the caller releases it
+            return Fetched(data, len(data), stamp, lease)
+        finally:
+            claim.release()  # a failure, a cancellation, or bytes not held by the caller
 
     def _transport(self, ref: SourceRef) -> WebClient | ObjectStores:
         return self._client() if ref.scheme in ("http", "https") else self._stores
@@ -142,10 +162,14 @@ class Fetcher:
 
     async def _attempts(self, ref: SourceRef, attempt: Callable[[], Awaitable[T | Failure]]) -> T | FetchRejected:
         guarded = ref.scheme in ("s3", "gs")  # a web host's 403 is about one URL, never the run
+        if guarded and (refused := unreadable(ref)) is not None:  # no request can read it: say why, at once
+            return FetchRejected(refused.reason, refused.detail)
         retries = self.settings.fetch_retries
         for number in range(retries + 1):
-            if guarded:
-                self._guard.check(ref.store)
+            if not guarded:
+                self._guard.saw(ref.store)
+            elif (closed := self._guard.check(ref.store)) is not None:
+                return FetchRejected(closed.reason, closed.detail)
             self.stats.requests += 1
             outcome = await attempt()
             if not isinstance(outcome, Failure):
@@ -155,7 +179,7 @@ class Fetcher:
             if guarded and outcome.proves_access:
                 self._guard.succeeded(ref.store)
             if guarded and outcome.refusal is not None:
-                self._guard.refused(ref.store, outcome.refusal)
+                self._guard.refused(ref.store, outcome.refusal, outcome.reason)
             if not outcome.retryable:
                 return FetchRejected(outcome.reason, outcome.detail)
             if number == retries:

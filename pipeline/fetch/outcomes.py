@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["FetchRejected", "FetchStats", "Fetched", "SourceStamp"]
+from pipeline.fetch.budget import Lease
+
+__all__ = ["UNSTAMPED", "FetchRejected", "FetchStats", "Fetched", "SourceStamp"]
+
+UNSTAMPED = "unstamped"
+"""The stamp a HEAD answers for a web source with neither ETag nor Last-Modified. A fetch stamps such a source
+``None``, so this never equals a journaled stamp: a finished row is fetched again and its sha256 decides
+whether it changed (a source nothing identifies cheaply is compared by content)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +34,13 @@ class SourceStamp:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """A source's complete bytes (``size == len(data)``) and the stamp of the version they are."""
+    """A source's complete bytes (``size == len(data)``) and the stamp of the version they are; ``lease``
+    (``Fetcher.fetch(ref, hold=True)``) holds their bytes in the fetch budget until the caller releases it."""
 
     data: bytes = field(repr=False)
     size: int
     stamp: SourceStamp
+    lease: Lease | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

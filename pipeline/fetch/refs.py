@@ -206,7 +206,9 @@ class SourceParser:
 
     ``base`` (default: the current folder) is what relative cells join when there is no ``root``; ``root``
     both replaces the base and confines every source to itself. Either may be a local folder or an
-    ``s3://``, ``gs://``, ``http(s)://`` prefix; ``file://`` is accepted as a local folder. The realpath of
+    ``s3://``, ``gs://``, ``http(s)://`` prefix; ``file://`` is accepted as a local folder. With a remote base
+    and no local root (a manifest read from a URL), an absolute path or ``file://`` cell is ``outside_root``: a
+    remote manifest's rows stay remote. The realpath of
     each local folder is cached (rows share few folders), so a local row costs one ``lstat`` of its file.
     """
 
@@ -236,17 +238,27 @@ class SourceParser:
         if scheme is None:
             if self._base_remote is not None and not cell.startswith("/"):
                 ref = self._base_remote.join(cell, confined=self._root_remote is not None)
+            elif self._base_remote is not None and self._root_local is None:
+                return self._local_refused(cell)
             else:
                 # os.path on str, not pathlib: several times cheaper per row, and a million rows add up.
                 ref = SourceRef("file", "", os.path.join(self._base_local, cell))  # noqa: PTH118
         elif scheme == "file":
             path = _file_path(cell)
+            if not isinstance(path, Problem) and self._base_remote is not None and self._root_local is None:
+                return self._local_refused(path)
             ref = path if isinstance(path, Problem) else SourceRef("file", "", path)
         elif scheme in REMOTE_SCHEMES:
             ref = _remote(scheme, cell)
         else:
             return Problem("unsupported_source", f"the {scheme}:// scheme is not read (s3, gs, http, https, file)")
         return ref if isinstance(ref, Problem) else self._confine(ref)
+
+    def _local_refused(self, path: str) -> Problem:
+        """A local file named by a remote manifest (its base is a URL): never read, whatever the path says, so
+        a manifest from the web cannot make this machine upload its files."""
+        return Problem("outside_root", f"{path} is a local file, and a manifest read from "
+                       f"{self._base_remote} may name only remote sources")
 
     def _confine(self, ref: SourceRef) -> SourceRef | Problem:
         if self._root_remote is not None:

@@ -18,7 +18,8 @@ _MB = 1024 * 1024
 
 @dataclass(frozen=True, slots=True)
 class FetchSettings:
-    """How sources are fetched: concurrency, memory, size, time and retry bounds, and the S3 endpoint.
+    """How sources are fetched: concurrency, memory, size, time and retry bounds, and the S3 endpoint; and the
+    memory bound of prepared images (``prepared_max_bytes``), the other half of a run's byte budget.
 
     Raises ``ConfigError`` (one sentence naming the setting) for a value that cannot work.
     """
@@ -28,7 +29,13 @@ class FetchSettings:
     )
     fetch_max_bytes_in_flight: int = field(
         default=256 * _MB,
-        metadata={"help": "cap on source bytes being fetched at once, so memory stays flat", "metavar": "BYTES"},
+        metadata={"help": "cap on remote source bytes held at once, from their fetch until the image stage is "
+                          "done with them, so memory stays flat", "metavar": "BYTES"},
+    )
+    prepared_max_bytes: int = field(
+        default=256 * _MB,
+        metadata={"help": "cap on prepared images held at once, from the image stage until their upload is done",
+                  "metavar": "BYTES"},
     )
     source_max_bytes: int = field(
         default=50 * _MB,
@@ -60,6 +67,8 @@ class FetchSettings:
             raise ConfigError(f"source_max_bytes must be at least 1; got {self.source_max_bytes}.")
         if self.fetch_max_bytes_in_flight < 1:
             raise ConfigError(f"fetch_max_bytes_in_flight must be at least 1; got {self.fetch_max_bytes_in_flight}.")
+        if self.prepared_max_bytes < 1:
+            raise ConfigError(f"prepared_max_bytes must be at least 1; got {self.prepared_max_bytes}.")
         if not (math.isfinite(self.fetch_timeout) and self.fetch_timeout > 0):
             raise ConfigError(f"fetch_timeout must be a positive number of seconds; got {self.fetch_timeout}.")
         if self.fetch_retries < 0:

@@ -22,13 +22,12 @@ from typing import Any
 import obstore
 from obstore.store import GCSStore, S3Store
 
-from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
-from pipeline.fetch.limits import ByteBudget
+from pipeline.fetch.attempt import Claim, Failure, Sink, status_failure, too_large
 from pipeline.fetch.outcomes import SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
 
-__all__ = ["ObjectStores", "profile_credentials", "s3_endpoint"]
+__all__ = ["ObjectStores", "key_problem", "profile_credentials", "s3_endpoint", "unreadable"]
 
 _STATUS = re.compile(r"status code: (\d{3})")
 _CODE = re.compile(r"<Code>([A-Za-z]+)</Code>")
@@ -63,6 +62,38 @@ def profile_credentials() -> dict[str, str]:
         if config.has_section(name) and config[name].get("region"):
             found["region"] = config[name]["region"]
     return found
+
+
+def key_problem(key: str) -> str | None:
+    """Why obstore cannot read the object ``key`` as written, as a sentence's end; ``None`` when it can.
+
+    obstore's paths are ``/``-separated segments: it refuses an empty segment (``//``), a ``.`` or ``..``
+    segment and a control character, and silently drops a leading or trailing ``/`` (it would read another
+    object). Such keys are legal in S3 and GCS, so they are refused here by name, before any request.
+    """
+    if key.startswith("/"):
+        return "key starting with '/' cannot be read by this client (it would read the key without it)"
+    if key.endswith("/"):
+        return "key ending with '/' cannot be read by this client (it would read the key without it)"
+    if "//" in key:
+        return "key with '//' cannot be read by this client"
+    segments = key.split("/")
+    for dots in (".", ".."):
+        if dots in segments:
+            return f"key with a '{dots}' segment cannot be read by this client"
+    control = next((c for c in key if ord(c) < 32 or ord(c) == 127), None)
+    if control is not None:
+        return f"key with a control character ({control!r}) cannot be read by this client"
+    return None
+
+
+def unreadable(ref: SourceRef) -> Failure | None:
+    """The ``unsupported_source`` failure of an object whose key obstore cannot read (``key_problem``)."""
+    problem = key_problem(ref.key)
+    if problem is None:
+        return None
+    store = "S3" if ref.scheme == "s3" else "GCS"
+    return Failure("unsupported_source", f"{ref.display}: {store} {problem}")
 
 
 def _failure(exc: Exception, where: str) -> Failure:
@@ -120,30 +151,33 @@ class ObjectStores:
 
     async def head(self, ref: SourceRef) -> SourceStamp | Failure:
         """The object's stamp from a HEAD request."""
+        if (refused := unreadable(ref)) is not None:
+            return refused
         try:
             meta = await obstore.head_async(self._store(ref), ref.key)
         except Exception as exc:  # obstore raises its own classes and builtins; all become a Failure
             return _failure(exc, ref.display)
         return _stamp(meta)
 
-    async def stream(self, ref: SourceRef, sink: Sink, budget: ByteBudget | None,
-                     max_bytes: int) -> SourceStamp | Failure:
+    async def stream(self, ref: SourceRef, sink: Sink, claim: Claim, max_bytes: int) -> SourceStamp | Failure:
         """Hand the object's bytes to ``sink`` in order and answer its stamp. Its size (from the response
         head) is checked against ``max_bytes`` before the body is read, and the body is read only once
-        ``budget`` (when given) holds that many bytes."""
+        ``claim`` holds that many bytes (the caller gives them back or hands them on)."""
+        if (refused := unreadable(ref)) is not None:
+            return refused
         try:
             result = await obstore.get_async(self._store(ref), ref.key)
             stamp = _stamp(result.meta)
             size = stamp.size or 0
             if size > max_bytes:
                 return too_large(ref.display, max_bytes, size)
-            async with reserve(budget, size):
-                received = 0
-                async for chunk in result.stream(min_chunk_size=_CHUNK):
-                    received += len(chunk)
-                    if received > max_bytes:
-                        return too_large(ref.display, max_bytes, None)
-                    sink(chunk)
+            await claim.take(size)
+            received = 0
+            async for chunk in result.stream(min_chunk_size=_CHUNK):
+                received += len(chunk)
+                if received > max_bytes:
+                    return too_large(ref.display, max_bytes, None)
+                sink(chunk)
         except Exception as exc:  # as above: every obstore error becomes a Failure
             return _failure(exc, ref.display)
         if received != size:

@@ -13,6 +13,7 @@ slip one past a check made earlier (aiohttp caches only answers that passed). No
 from __future__ import annotations
 
 import socket
+import zlib
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -23,9 +24,8 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from pipeline.fetch.addresses import is_refused_address
-from pipeline.fetch.attempt import Failure, Sink, reserve, status_failure, too_large
-from pipeline.fetch.limits import ByteBudget
-from pipeline.fetch.outcomes import FetchStats, SourceStamp
+from pipeline.fetch.attempt import Claim, Failure, Sink, status_failure, too_large
+from pipeline.fetch.outcomes import UNSTAMPED, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 
 __all__ = ["MAX_REDIRECTS", "AddressRefused", "WebClient"]
@@ -113,17 +113,21 @@ class WebClient:
         await self._session.close()
 
     async def head(self, ref: SourceRef) -> SourceStamp | Failure:
-        """The source's stamp from a HEAD request (redirects followed as for GET)."""
-        return await self._request("HEAD", ref, None, None, 0)
+        """The source's stamp from a HEAD request (redirects followed as for GET); ``UNSTAMPED`` when the
+        answer has neither ETag nor Last-Modified (the row is then fetched and its sha256 decides)."""
+        stamp = await self._request("HEAD", ref, None, None, 0)
+        if isinstance(stamp, SourceStamp) and stamp.value is None:
+            return SourceStamp(UNSTAMPED, stamp.size)
+        return stamp
 
-    async def stream(self, ref: SourceRef, sink: Sink, budget: ByteBudget | None,
-                     max_bytes: int) -> SourceStamp | Failure:
-        """Hand the body to ``sink`` in order and answer its stamp: a Content-Length over ``max_bytes`` is
-        refused unread, a body growing past it is cut off; the body is read once ``budget`` (when given)
-        holds its size (``max_bytes`` when not announced)."""
-        return await self._request("GET", ref, sink, budget, max_bytes)
+    async def stream(self, ref: SourceRef, sink: Sink, claim: Claim, max_bytes: int) -> SourceStamp | Failure:
+        """Hand the body (decoded, when served with a gzip or deflate Content-Encoding) to ``sink`` in order
+        and answer its stamp: a Content-Length over ``max_bytes`` is refused unread, a body growing (or
+        decoding) past it is cut off; the body is read once ``claim`` holds its size (``max_bytes`` when not
+        announced or encoded)."""
+        return await self._request("GET", ref, sink, claim, max_bytes)
 
-    async def _request(self, method: str, ref: SourceRef, sink: Sink | None, budget: ByteBudget | None,
+    async def _request(self, method: str, ref: SourceRef, sink: Sink | None, claim: Claim | None,
                        max_bytes: int) -> SourceStamp | Failure:
         url = _url(ref.url)
         for _ in range(MAX_REDIRECTS + 1):
@@ -145,9 +149,9 @@ class WebClient:
                     if response.status != 200:
                         after = _retry_after(response.headers.get("Retry-After"))
                         return status_failure(response.status, None, where, after)
-                    if sink is None:
+                    if sink is None or claim is None:
                         return _stamp(response.headers, response.content_length)
-                    return await _body(response, where, sink, budget, max_bytes)
+                    return await _body(response, where, sink, claim, max_bytes)
             except aiohttp.InvalidURL:  # a host aiohttp will not connect to (e.g. "2852039166"): no retry helps
                 return Failure("fetch_failed", f"{where}: not a URL the HTTP client accepts")
             except aiohttp.ClientConnectorError as exc:
@@ -160,18 +164,45 @@ class WebClient:
         return Failure("fetch_failed", f"{ref.display}: more than {MAX_REDIRECTS} redirects")
 
 
-async def _body(response: aiohttp.ClientResponse, where: str, sink: Sink, budget: ByteBudget | None,
+_DECODED = {"gzip": 47, "x-gzip": 47, "deflate": 47}
+"""Content-Encodings decoded, with zlib's ``wbits``: 32 + 15 reads a gzip or a zlib header alike."""
+
+
+async def _body(response: aiohttp.ClientResponse, where: str, sink: Sink, claim: Claim,
                 max_bytes: int) -> SourceStamp | Failure:
     size = response.content_length
     if size is not None and size > max_bytes:
         return too_large(where, max_bytes, size)
-    async with reserve(budget, size if size is not None else max_bytes):
-        received = 0
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity", *_DECODED):
+        return Failure("unsupported_source", f"{where}: served with Content-Encoding {encoding[:40]!r}, "
+                       "which is not decoded (gzip and deflate are)")
+    decoder = zlib.decompressobj(_DECODED[encoding]) if encoding in _DECODED else None
+    # A decoded body's size is unknown until it ends: hold the limit, then only what arrived.
+    await claim.take(size if size is not None and decoder is None else max_bytes)
+    received = produced = 0
+    try:
         async for chunk in response.content.iter_chunked(_CHUNK):
             received += len(chunk)
-            if received > max_bytes:
+            if decoder is not None:
+                # Never more than the limit + 1 out of one chunk: a gzip bomb stops at the limit.
+                chunk = decoder.decompress(chunk, max_bytes - produced + 1)
+            produced += len(chunk)
+            if produced > max_bytes:
                 return too_large(where, max_bytes, None)
             sink(chunk)
+        if decoder is not None:
+            tail = decoder.flush(max_bytes - produced + 1)
+            produced += len(tail)
+            if produced > max_bytes:
+                return too_large(where, max_bytes, None)
+            sink(tail)
+    except zlib.error:
+        return Failure("fetch_failed", f"{where}: the body is not valid {encoding} (Content-Encoding)")
     if size is not None and received != size:
         return Failure("fetch_failed", f"{where}: {received} of {size} bytes arrived", retryable=True)
+    if decoder is not None and not decoder.eof:
+        return Failure("fetch_failed", f"{where}: the {encoding} body ends early", retryable=True)
+    claim.fit(produced)
+    # The stamp counts the bytes as served, as a HEAD's Content-Length does, so the two compare.
     return _stamp(response.headers, received)

@@ -14,9 +14,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError
-from pipeline.fetch import Fetcher, FetchRejected
+from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
 from pipeline.images import prepare
 from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
@@ -27,6 +29,8 @@ from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
 __all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
+
+log = structlog.get_logger("pipeline.runner")
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -73,6 +77,8 @@ class FanOut:
         try:
             while (job := await self.inbox.get()) is not None:
                 if self.control.stopping.is_set():
+                    if job.lease is not None:
+                        job.lease.release()  # a job left after a stop gives its source bytes back
                     continue
                 if self._direct(job):
                     await self.out.put(job)
@@ -108,19 +114,23 @@ class FetchStage(FanOut):
     async def _one(self, job: Job) -> None:
         row = job.row
         assert row.remote is not None
-        # The slot is held until the bytes are handed on: fetched bytes waiting for the image stage count
-        # against --fetch-concurrency, so memory stays flat however long the manifest.
+        # The slot is held until the bytes are handed on, and the bytes stay in the fetch budget (their lease)
+        # until the image stage is done with them: memory stays flat however long the manifest.
+        got: Fetched | FetchRejected | None = None
         try:
-            got = await self.fetcher.fetch(row.remote)
+            got = await self.fetcher.fetch(row.remote, hold=True)  # held until the image stage releases it
             if isinstance(got, FetchRejected):
                 if not job.uploaded:  # an uploaded row keeps its key while its source cannot be read
                     self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
                                                          detail=got.detail), row.path)
                 return
-            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value))
+            await self.out.put(replace(job, data=got.data, stamp=got.stamp.value, lease=got.lease))
+            got = None  # the image stage releases the lease now
         except FatalApiError as exc:  # a store that refuses every request: the run's business
             self.control.fail(exc)
         finally:
+            if isinstance(got, Fetched) and got.lease is not None:
+                got.lease.release()  # not handed on (the run is ending)
             self.slots.release()
 
 
@@ -137,8 +147,18 @@ class PrepareStage(FanOut):
         self.passed: Counter[str] = Counter() if passed is None else passed
         """Rows that passed prepare, by why they were planned: what the run uploads (a dry run: would upload)."""
         self.slots = asyncio.Semaphore(max(2, slots))
+        # Prepared images held from here until their upload ends (``release``), by row index.
+        self.prepared = ByteBudget(settings.fetch.prepared_max_bytes)
+        self.held: dict[int, Lease] = {}
         self.content: dict[str, _Content] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """The shared loop; at the end, logs the prepared images' byte budget high-water mark."""
+        try:
+            await super().run()
+        finally:
+            log.info("byte_budget", budget="prepared", capacity=self.prepared.capacity, peak=self.prepared.peak)
 
     async def _pooled(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -172,8 +192,12 @@ class PrepareStage(FanOut):
                                                    detail=unattached_detail(self.s, row, None)), row.path)
                 self.release(row, out, None)
             else:
-                await self.out.put(Ready(job, out, duplicate_of))
+                # Hold the image's bytes before the source's go back, and hand on no source bytes.
+                self.held[row.index] = await self.prepared.acquire(len(out.data))
+                await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of))
         finally:
+            if job.lease is not None:
+                job.lease.release()  # the source's bytes are no longer needed
             self.slots.release()
 
     def _unchanged(self, job: Job, digest: str) -> bool:
@@ -205,7 +229,10 @@ class PrepareStage(FanOut):
         return None, None
 
     def release(self, row: Row, prepared: Prepared, key: str | None) -> None:
-        """Hand ``key`` to the rows waiting on this content; only the row that registered it may."""
+        """Hand ``key`` to the rows waiting on this content; only the row that registered it may. Gives back
+        the row's prepared bytes (its upload is over)."""
+        if (held := self.held.pop(row.index, None)) is not None:
+            held.release()
         entry = self.content.get(prepared.source_sha256)
         if entry is None or entry.first_key != row.key:
             return

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from pipeline.fetch import Lease
 from pipeline.models import Prepared, Row
 from pipeline.runner.plan import Why
 
@@ -33,6 +34,8 @@ class Job:
     """The person ``replaces`` is attached to."""
     data: bytes | None = field(default=None, repr=False)
     """A remote source's bytes, once the fetch stage has them (a local source is read by the image stage)."""
+    lease: Lease | None = field(default=None, repr=False, compare=False)
+    """Holds ``data`` in the fetch budget until the image stage releases it (the byte budget)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,9 @@ class PlanStage:
 
     async def _plan(self, batch: RowBatch) -> None:
         rows = batch.rows
+        for row in rows:  # every store the run reads from, before any request (judging a refusing store)
+            if row.remote is not None or row.source is not None:
+                self.fetcher.saw(row.remote)
         stamps, missing = await asyncio.to_thread(_stat_rows, rows)
         entries = self.journal.lookup([r.key for r in rows])
         await self._remote_stamps(rows, entries, stamps)
