@@ -40,6 +40,7 @@ _UPSERT = (
 )
 _STATUS = {status.value: status for status in Status}
 """Text -> ``Status`` without the enum's call per row."""
+_new = tuple.__new__
 _ORPHAN = "INSERT OR IGNORE INTO orphans (key, thumbnail_key, reason, recorded_at) VALUES (?, ?, ?, ?)"
 
 
@@ -162,7 +163,8 @@ class Journal(AttachJournal):
         for part in _chunks(keys):
             query = ("SELECT key, status, thumbnail_key, reason, source_sha256, source_stamp, uploaded_at, "  # noqa: S608
                      f"person_id, source_path FROM rows WHERE key IN ({_marks(len(part))})")
-            found.update((r[0], Entry(_STATUS[r[1]], *r[2:])) for r in self._conn.execute(query, tuple(part)))
+            # tuple.__new__: a NamedTuple's own constructor is Python code, and a no-op re-run builds one a row.
+            found.update({r[0]: _new(Entry, (_STATUS[r[1]], *r[2:])) for r in self._conn.execute(query, part)})
         return found
 
     def records(self, keys: Sequence[str]) -> dict[str, RowResult]:
