@@ -65,7 +65,7 @@ class Fetcher:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         if self.budget.peak:  # the high-water mark of source bytes held: what the run's memory was bounded by
-            log.info("byte_budget", budget="source", capacity=self.budget.capacity, peak=self.budget.peak)
+            log.debug("byte_budget", budget="source", capacity=self.budget.capacity, peak=self.budget.peak)
         if self._web is not None:
             await self._web.close()
             self._web = None

@@ -158,7 +158,7 @@ class PrepareStage(FanOut):
         try:
             await super().run()
         finally:
-            log.info("byte_budget", budget="prepared", capacity=self.prepared.capacity, peak=self.prepared.peak)
+            log.debug("byte_budget", budget="prepared", capacity=self.prepared.capacity, peak=self.prepared.peak)
 
     async def _pooled(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
