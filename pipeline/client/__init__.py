@@ -5,7 +5,8 @@
 ``responses`` (answers -> results or exceptions, ``redact_url``, ``ClientStats``), ``transport`` (the session,
 the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Route``, the cap margins),
 ``retry`` (``RetryBudget``: the pure retry/outage rules), ``calls`` (signed MI calls retried by time),
-``storage`` (the PUT), ``rows`` (``ApiClient``: preflight, confirm, ``upload``: one row end to end).
+``storage`` (the PUT), ``stopping`` (``Halt``: waits cut short when the run is interrupted), ``rows``
+(``ApiClient``: preflight, confirm, ``upload``: one row end to end).
 """
 
 from pipeline.client.aimd import AdaptiveRate
@@ -13,6 +14,7 @@ from pipeline.client.limiter import StrictLimiter
 from pipeline.client.responses import RETRY_KINDS, ClientStats, redact_url
 from pipeline.client.rows import ApiClient
 from pipeline.client.settings import ApiSettings
+from pipeline.client.stopping import RowInterrupted
 from pipeline.client.transport import ClientState
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ApiSettings",
     "ClientState",
     "ClientStats",
+    "RowInterrupted",
     "StrictLimiter",
     "redact_url",
 ]

@@ -22,6 +22,7 @@ from pipeline.client.responses import ClientStats, api_error, ok_result, presign
 from pipeline.client.retry import SILENT_STRIKES, RetryBudget
 from pipeline.client.routes import PRESIGN_MARGIN, Route
 from pipeline.client.settings import ApiSettings
+from pipeline.client.stopping import Halt
 from pipeline.client.storage import put_object
 from pipeline.client.transport import (
     ClientState,
@@ -80,6 +81,7 @@ class ApiClientBase:
         self._fatal: FatalApiError | None = None
         self._gate = asyncio.Lock()
         self._stopped = asyncio.Event()
+        self._halt = Halt(settings.stop_grace, sleep)
         self._budget = RetryBudget(settings, host_of(self._presign_url))
         self._throttle_streak = {id(self.presign_limiter): 0, id(self.status_limiter): 0}
         self._status_ok, self._status_404s = False, 0
@@ -95,6 +97,7 @@ class ApiClientBase:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        await self._halt.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -103,6 +106,11 @@ class ApiClientBase:
     def fatal(self) -> FatalApiError | None:
         """The first fatal answer of this client, if any (then every call raises it without I/O)."""
         return self._fatal
+
+    def halt(self) -> None:
+        """The run is interrupted: every wait of a row holding no key ends now (``upload`` raises
+        ``RowInterrupted``); rows holding a key get ``settings.stop_grace`` seconds more. Idempotent."""
+        self._halt.start()
 
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:

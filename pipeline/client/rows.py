@@ -12,6 +12,8 @@ import structlog
 
 from pipeline.client.calls import ApiClientBase
 from pipeline.client.retry import SILENT_STRIKES
+from pipeline.client.stopping import RowInterrupted, until
+from pipeline.client.storage import UnansweredPutError
 from pipeline.client.transport import ClientState, PresignIncompleteError, map_network_error
 from pipeline.errors import ApiError, FatalApiError, RequestRejectedError, UploadError
 from pipeline.models import Presigned, UploadCheck, UploadOutcome
@@ -54,10 +56,9 @@ class ApiClient(ApiClientBase):
         self._raise_if_fatal()
         for _ in range(SILENT_STRIKES):
             try:
-                async with self.session.get(self._presign_url, allow_redirects=False,
-                                            timeout=self._api_timeout) as resp:
-                    await resp.read()
-                    status, location = resp.status, resp.headers.get("Location", "")
+                status, location = await until(self._halt.now, self._probe())
+            except RowInterrupted:
+                return  # the run was interrupted: it uploads nothing, so there is nothing left to prove
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 error = map_network_error(exc, "preflight", self._presign_url, answered=False)
                 if isinstance(error, FatalApiError):
@@ -68,6 +69,12 @@ class ApiClient(ApiClientBase):
                 self.state = ClientState.ANSWERED
             return
         raise self._set_fatal(self._budget.silence_error(), "preflight")
+
+    async def _probe(self) -> tuple[int, str]:
+        """One unsigned GET of the presign path: its status and Location."""
+        async with self.session.get(self._presign_url, allow_redirects=False, timeout=self._api_timeout) as resp:
+            await resp.read()
+            return resp.status, resp.headers.get("Location", "")
 
     async def confirm(self, thumbnail_key: str) -> UploadCheck:
         """The upload's verdict: ``completed`` for ``COMPLETED``; else ``message`` is ``uploadMessage``
@@ -108,15 +115,23 @@ class ApiClient(ApiClientBase):
 
         Promises: per-row problems come back as an ``UploadOutcome`` (reason ``request_rejected``,
         ``presign_failed``, ``upload_failed`` or ``confirm_failed``, with a ``detail`` that never holds a
-        secret, a signature or a URL query); only ``FatalApiError`` is raised. ``on_presigned`` is awaited
-        after every successful presign and before its PUT (the runner journals the key there). A failed,
-        expired or unanswered PUT, a presign answer without a url, and a ``FILE_NOT_EXIST`` verdict start a
-        new round -- at most ``settings.max_row_attempts`` rounds -- and every key given up on (including
-        one that came without its url) is listed in ``orphans``.
+        secret, a signature or a URL query); only ``FatalApiError`` and ``RowInterrupted`` are raised.
+        ``on_presigned`` is awaited after every successful presign and before its PUT (the runner journals
+        the key there). A failed, expired or unanswered PUT, a presign answer without a url, and a
+        ``FILE_NOT_EXIST`` verdict start a new round -- at most ``settings.max_row_attempts`` rounds -- and
+        every key given up on (including one that came without its url) is listed in ``orphans``. A PUT that
+        got no answer after it may have been sent (a timeout, a broken connection) is followed by the key's
+        status call whatever ``confirm`` says: ``COMPLETED`` means it landed, and the row is done with that
+        key (no second copy).
+
+        After ``halt()``: ``RowInterrupted`` at once while the row holds no key (before or during a presign,
+        its retries, a 429 pause, a backoff between rounds; a key presigned just then is never used), and
+        after ``settings.stop_grace`` seconds while it holds one (its PUT or status calls under way).
         """
         orphans: list[str] = []
         rounds = 0
         last_reason, last_detail = "upload_failed", "no attempt made"
+        halt = self._halt
 
         def failed(reason: str, detail: str) -> UploadOutcome:
             detail = self.redactor.text(detail)
@@ -125,9 +140,10 @@ class ApiClient(ApiClientBase):
 
         while rounds < self.settings.max_row_attempts:
             self._raise_if_fatal()
+            halt.check()
             rounds += 1
             try:
-                presigned = await self.presign(file_name)
+                presigned = await until(halt.now, self.presign(file_name))
             except RequestRejectedError as exc:
                 return failed("request_rejected", str(exc))
             except PresignIncompleteError as exc:
@@ -135,42 +151,48 @@ class ApiClient(ApiClientBase):
                     orphans.append(exc.thumbnail_key)
                 last_reason, last_detail = "presign_failed", str(exc)
                 self.stats.retries["transient"] += 1
-                await self._wait(self._backoff(rounds))
+                await until(halt.now, self._wait(self._backoff(rounds)))
                 continue
             except ApiError as exc:
                 return failed("presign_failed", str(exc))
+            halt.check()  # answered as the run stopped: the key is never used, so nothing can be stored
             if on_presigned is not None:
                 await on_presigned(presigned)
             key = presigned.thumbnail_key
+            unanswered: UnansweredPutError | None = None
             try:
-                await self.put(presigned, data, content_type)
+                await until(halt.late, self.put(presigned, data, content_type))
+            except UnansweredPutError as exc:
+                unanswered = exc  # it may have landed: asked below before any new round
+                log.info("put_unanswered", attempt=rounds, error=str(exc))
             except UploadError as exc:
                 orphans.append(key)
                 if not exc.retryable:
                     return failed("upload_failed", str(exc))
-                kind = "expired" if exc.expired else "put_failed"
                 last_reason, last_detail = "upload_failed", str(exc)
-                if rounds < self.settings.max_row_attempts:
-                    self.stats.retries[kind] += 1
-                    # An expired URL needs no pause; a 5xx/SlowDown/dropped PUT backs off before the new URL.
-                    delay = 0.0 if exc.expired else self._backoff(rounds)
-                    log.info("retrying", call="put", kind=kind, attempt=rounds, status=exc.status,
-                             code=exc.code, error=str(exc), delay=round(delay, 3))
-                    await self._wait(delay)
+                await self._before_new_round(rounds, exc)
                 continue
-            if not confirm:
+            if unanswered is None and not confirm:
                 return UploadOutcome(key, rounds, orphans=tuple(orphans))
             try:
-                status, message = await self.settle(key)
+                status, message = await until(halt.late, self.settle(key))
             except ApiError as exc:
                 orphans.append(key)
+                if unanswered is not None:
+                    return failed("upload_failed", f"{unanswered}; its upload status could not be asked: {exc}")
                 return failed("confirm_failed", str(exc))
             if status == "COMPLETED":
+                if unanswered is not None:
+                    log.info("put_landed", attempt=rounds)  # no second round, so no second copy
                 return UploadOutcome(key, rounds, orphans=tuple(orphans))
             orphans.append(key)
             if status not in FINAL_STATUSES:
                 wait = self.settings.confirm_wait
                 return failed("confirm_failed", f"upload status still {status or 'empty'} after {wait:g} s of asking")
+            if message == "FILE_NOT_EXIST" and unanswered is not None:
+                last_reason, last_detail = "upload_failed", str(unanswered)  # it did not land: a new round
+                await self._before_new_round(rounds, unanswered)
+                continue
             if message == "FILE_NOT_EXIST":
                 last_reason = "confirm_failed"
                 last_detail = "upload status FAILED: FILE_NOT_EXIST after a PUT"
@@ -180,3 +202,15 @@ class ApiClient(ApiClientBase):
                 continue
             return failed("confirm_failed", f"upload status FAILED: {message or 'no message'}")
         return failed(last_reason, f"gave up after {rounds} presign+PUT rounds; last: {last_detail}")
+
+    async def _before_new_round(self, rounds: int, exc: UploadError) -> None:
+        """After a failed PUT: count the retry and pause before the next presign (an expired URL needs no
+        pause; a 5xx/SlowDown/dropped PUT backs off). Ends at once when the run is interrupted."""
+        if rounds >= self.settings.max_row_attempts:
+            return
+        kind = "expired" if exc.expired else "put_failed"
+        self.stats.retries[kind] += 1
+        delay = 0.0 if exc.expired else self._backoff(rounds)
+        log.info("retrying", call="put", kind=kind, attempt=rounds, status=exc.status, code=exc.code,
+                 error=str(exc), delay=round(delay, 3))
+        await until(self._halt.now, self._wait(delay))

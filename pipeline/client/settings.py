@@ -97,6 +97,9 @@ class ApiSettings:
         "unit": "rounds"})
     confirm_wait: float = _knob(
         60.0, "how long to keep asking while an upload's status is not final (IN_PROGRESS)", "s")
+    stop_grace: float = _knob(
+        20.0, "after a first Ctrl-C/SIGTERM, how long uploads already holding a key may take to finish; then they "
+        "are left for the next run (every other wait ends at once)", "s")
     backoff_base: float = 0.2
     """First retry's upper bound (full jitter doubles it per attempt up to ``backoff_max``)."""
     backoff_max: float = _knob(10.0, "longest pause between two tries of one call", "s")
@@ -126,7 +129,7 @@ class ApiSettings:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{flag_name(name)} must be a positive number of {_unit(name)}; got {value}.")
-        for name in ("max_retry_after", "confirm_wait"):
+        for name in ("max_retry_after", "confirm_wait", "stop_grace"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{flag_name(name)} must be zero or a positive number of seconds; got {value}.")

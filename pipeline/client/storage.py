@@ -16,9 +16,14 @@ from pipeline.errors import FatalApiError, UploadError
 from pipeline.models import Presigned
 from pipeline.redaction import Redactor
 
-__all__ = ["put_object"]
+__all__ = ["UnansweredPutError", "put_object"]
 
 log = structlog.get_logger(__name__)
+
+
+class UnansweredPutError(UploadError):
+    """A PUT that got no answer after it may have been sent (a timeout, a connection that broke): the object
+    may have been stored all the same, so the key's upload status is asked before a new round."""
 
 
 async def put_object(
@@ -37,7 +42,8 @@ async def put_object(
     an idempotent request on a broken connection. Times out after ``settings.put_timeout(len(data))``.
 
     Raises ``UploadError`` (``expired``/``retryable`` set; messages redacted, no URL query) for a failed
-    PUT, and ``EndpointUnreachableError`` when TLS with the storage host fails (deterministic).
+    PUT (``UnansweredPutError`` when it may have been stored though no answer came), and
+    ``EndpointUnreachableError`` when TLS with the storage host fails (deterministic).
     """
     url = presigned.url
     timeout = aiohttp.ClientTimeout(total=settings.put_timeout(len(data)), sock_connect=settings.connect_timeout)
@@ -52,10 +58,13 @@ async def put_object(
         if isinstance(error, FatalApiError):
             raise error from None
         raise UploadError(str(error), retryable=False) from None  # pragma: no cover - TLS maps to fatal
+    except aiohttp.ClientConnectorError as exc:
+        # No connection was made, so nothing was sent: a new round cannot store a second copy.
+        raise UploadError(f"PUT {redact_url(url)}: {type(exc).__name__} (no connection)", retryable=True) from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        # Ambiguous: the object may have been stored and only the answer lost. The caller starts over from a
-        # new URL and records this key as a possible orphan.
-        raise UploadError(f"PUT {redact_url(url)}: {type(exc).__name__} (no answer)", retryable=True) from None
+        # Ambiguous: the object may have been stored and only the answer lost. The caller asks the key's
+        # status before it starts over from a new URL.
+        raise UnansweredPutError(f"PUT {redact_url(url)}: {type(exc).__name__} (no answer)") from None
     if 200 <= status < 300:
         return
     error = s3_error(status, body, url, redactor=redactor)

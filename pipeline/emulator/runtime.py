@@ -204,6 +204,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     faults.add_argument("--drop-rate", type=float, default=0.0, help="fraction of connections dropped")
     faults.add_argument("--stall-rate", type=float, default=0.0, help="fraction of calls accepted, never answered")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    faults.add_argument("--put-answer-delay", type=float, default=0.0, metavar="SECONDS",
+                        help="seconds a PUT's answer is held after its object is stored")
     faults.add_argument("--queue-rate", type=float, default=0.0,
                         help="fraction of API calls held --queue-delay seconds before their arrival is counted")
     faults.add_argument("--queue-delay", type=float, default=0.03, metavar="SECONDS",
@@ -234,7 +236,7 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
     for name in ("error_rate", "html_error_rate", "drop_rate", "stall_rate", "early_expiry_rate", "queue_rate"):
         if not 0.0 <= getattr(ns, name, 0.0) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1.")
-    for name in ("latency", "queue_delay"):
+    for name in ("latency", "queue_delay", "put_answer_delay"):
         if getattr(ns, name, 0.0) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative.")
     if getattr(ns, "in_progress", 0) < 0:
@@ -250,6 +252,7 @@ def config_from_args(ns: argparse.Namespace, env: Mapping[str, str]) -> Emulator
         drop_rate=ns.drop_rate,
         stall_rate=getattr(ns, "stall_rate", 0.0),
         latency=ns.latency,
+        put_answer_delay=getattr(ns, "put_answer_delay", 0.0),
         queue_rate=getattr(ns, "queue_rate", 0.0),
         queue_delay=getattr(ns, "queue_delay", 0.03),
         early_expiry_rate=ns.early_expiry_rate,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import socket
 import ssl
@@ -159,6 +160,11 @@ class Emulator:
         self.counters.bump("stalled")
         await self._closing.wait()
         return self.drop(request)
+
+    async def hold(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the emulator stops (so a held answer never delays its shutdown)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     @web.middleware
     async def _log_request(

@@ -49,6 +49,9 @@ class Faults:
     """Fraction of calls (API and PUT) that are accepted and never answered (until the client gives up)."""
     latency: float = 0.0
     """Seconds added before every answer."""
+    put_answer_delay: float = 0.0
+    """Seconds the storage holds its answer to a PUT after the object is stored (a slow storage front): a
+    client that times out first sees no answer although its object landed."""
     queue_rate: float = 0.0
     """Fraction of API calls held ``queue_delay`` seconds in front of the gateway before it counts their
     arrival (a queue on the path, a busy gateway): their arrival trails their send by that much."""
@@ -111,6 +114,7 @@ class Faults:
             "drop_rate": self.drop_rate,
             "stall_rate": self.stall_rate,
             "latency": self.latency,
+            "put_answer_delay": self.put_answer_delay,
             "queue_rate": self.queue_rate,
             "queue_delay": self.queue_delay,
             "early_expiry_rate": self.early_expiry_rate,

@@ -65,6 +65,8 @@ async def put_object(emu: Emulator, request: web.Request) -> web.Response:
     await _store(emu, issued, request.headers.get("Content-Type", ""), data)
     counters.bump("puts_ok")
     etag = emu.objects[issued.thumbnail_key].etag
+    if faults.put_answer_delay > 0:
+        await emu.hold(faults.put_answer_delay)  # stored, answered late: the client may have given up
     return await emu.answer(web.Response(status=200, headers={"ETag": etag}))
 
 

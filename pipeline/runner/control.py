@@ -2,12 +2,16 @@
 
 States: ``running`` -> ``stopping`` (Ctrl-C once, a kernel interrupt, a fatal API answer, a local write
 failure, ``--limit`` reached) -> ``abandoned`` (a second signal: rows in flight are given up and redone next
-run). Stages read ``stopping``; only this object changes it.
+run). Stages read ``stopping``; only this object changes it. A signal also runs the ``on_interrupt``
+callbacks once, so that waits end by cancellation instead of being polled: the client cuts every wait of a
+row holding no key and gives rows holding one ``--stop-grace`` seconds; the fetch and image stages cancel
+their tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from enum import Enum
 
 import structlog
@@ -41,6 +45,7 @@ class RunControl:
         self.abandoned = False
         self.signals = 0
         self.writing_results = False
+        self._on_interrupt: list[Callable[[], None]] = []
         self._main = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
 
@@ -48,6 +53,20 @@ class RunControl:
     def interrupted(self) -> bool:
         """Whether a signal or an interrupt stopped the run."""
         return self.cause is StopCause.INTERRUPTED
+
+    def on_interrupt(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (from the loop's thread) once, at the first signal or interrupt; at once when one
+        came already. Returns the function that takes the callback back (a stage that ended)."""
+        if self.signals:
+            callback()
+        else:
+            self._on_interrupt.append(callback)
+
+        def forget() -> None:
+            if callback in self._on_interrupt:
+                self._on_interrupt.remove(callback)
+
+        return forget
 
     def stop(self, cause: StopCause) -> None:
         """Stop taking new rows; the first cause is kept (a fatal answer after Ctrl-C stays an interrupt)."""
@@ -79,8 +98,10 @@ class RunControl:
         self.stop(StopCause.LOCAL)
 
     def on_signal(self) -> None:
-        """SIGINT/SIGTERM: the first stops taking rows (rows in flight finish, results are written); the
-        second abandons the rows in flight (they are redone on the next run)."""
+        """SIGINT/SIGTERM: the first stops taking rows and ends every wait of a row that holds no key (the
+        ``on_interrupt`` callbacks); uploads holding a key finish within ``--stop-grace``, then results are
+        written. The second abandons the rows in flight (they are redone on the next run) and leaves the
+        previous results file as it was."""
         self.signals += 1
         if self.signals > 1:
             self.abandon()
@@ -89,8 +110,11 @@ class RunControl:
             self.cause = StopCause.INTERRUPTED  # a fatal answer or a full disk stays the cause it is
         self.stopping.set()
         action = ("finishing the results file" if self.writing_results else
-                  "finishing rows in flight, then writing results (Ctrl-C again to abandon them)")
+                  "finishing uploads under way, then writing results (Ctrl-C again to abandon them)")
         log.warning("interrupted", action=action)
+        callbacks, self._on_interrupt = self._on_interrupt, []
+        for callback in callbacks:
+            callback()
 
     def abandon(self) -> None:
         """Give up the rows in flight now (they stay ``presigned`` and are redone next run)."""

@@ -73,7 +73,13 @@ class FanOut:
     async def _one(self, job: Job) -> None:
         raise NotImplementedError
 
+    def _cancel_tasks(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
     async def run(self) -> None:
+        # A signal cancels the jobs under way (a slow source, a queued image): their rows stay unfinished.
+        forget = self.control.on_interrupt(self._cancel_tasks)
         try:
             while (job := await self.inbox.get()) is not None:
                 if self.control.stopping.is_set():
@@ -84,12 +90,19 @@ class FanOut:
                     await self.out.put(job)
                     continue
                 await self.slots.acquire()
+                if self.control.stopping.is_set():  # stopped while this job waited for a slot
+                    self.slots.release()
+                    continue
                 task = asyncio.create_task(self._one(job))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
-            if self.tasks:
-                await asyncio.gather(*self.tasks)
+            if self.tasks:  # a job cancelled by a signal is no failure; the first failure ends the stage
+                done, _ = await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_EXCEPTION)
+                failed = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
+                if failed:
+                    raise failed[0]  # type: ignore[misc]
         finally:
+            forget()
             for task in self.tasks:
                 task.cancel()
             self.recorder.flush()

@@ -180,6 +180,8 @@ class RunSession:
                     loop.add_signal_handler(sig, control.on_signal)
                     stack.callback(loop.remove_signal_handler, sig)
             client = self.client = None if s.dry_run else ApiClient(s.api)
+            if client is not None:
+                control.on_interrupt(client.halt)  # a signal ends the waits of rows that hold no key
             plan: PlanStage | None = None
             try:
                 if client is not None:

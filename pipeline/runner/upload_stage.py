@@ -7,7 +7,7 @@ import asyncio
 
 import structlog
 
-from pipeline.client import ApiClient
+from pipeline.client import ApiClient, RowInterrupted
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError, IngestError
 from pipeline.journal import Journal
@@ -70,6 +70,9 @@ class UploadStage:
             except FatalApiError as exc:
                 self.prep.release(row, prepared, None)
                 self.control.fail(exc)
+                continue
+            except RowInterrupted:  # a signal: nothing recorded, the journal keeps the row for the next run
+                self.prep.release(row, prepared, None)
                 continue
             except (IngestError, asyncio.CancelledError):  # a full disk, a journal rule: the run's business
                 self.prep.release(row, prepared, None)
