@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import options
+from pipeline import option_args, options
 from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings
 from pipeline.errors import ConfigError
@@ -21,7 +21,7 @@ CREDS = Credentials("access", "secret-value")
 
 def _parse(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
-    options.add_options(parser, env or {})
+    option_args.add_options(parser, env or {})
     ns = parser.parse_args(list(argv))
     return {o.keyword: getattr(ns, o.keyword) for o in options.OPTIONS}
 
@@ -149,5 +149,6 @@ def test_a_malformed_remote_root_is_one_sentence_naming_the_flag_or_keyword(root
         with pytest.raises(ConfigError) as info:
             options.build_settings({**_parse("--root", root), "workspace": "w", "credentials": CREDS}, style=style)
         message = str(info.value)
-        assert message.startswith(f"{name} ") and "\n" not in message and message.endswith(".")
+        assert message.startswith(name) and "\n" not in message and message.endswith(".")
         assert "pw" not in message and "abc" not in message
+        assert style == "cli" or "--" not in message
