@@ -34,10 +34,10 @@ def parse_size(value: object) -> int:
         raise ValueError(f"expected a size such as 256M, 50MB, 1.5GiB or 2048; got {value!r}")
     number, letter, tail = m.group(1), (m.group(2) or "").lower(), (m.group(3) or "").lower()
     base = 1000 if tail == "b" else 1024  # "MB" is decimal; "M" and "MiB" binary
-    amount = float(number) * base ** _POWERS[letter]
+    amount: float = float(number) * base ** _POWERS[letter]
     if not math.isfinite(amount):
         raise ValueError(f"expected a size such as 256M, 50MB or 2048; got {value!r}")
-    return int(round(amount))
+    return round(amount)
 
 
 def format_size(size: int) -> str:
