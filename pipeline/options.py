@@ -155,8 +155,8 @@ def concurrency_cap(rate: float) -> int:
 def python_message(message: str, values: Mapping[str, Any] | None = None) -> str:
     """``message`` with CLI flags replaced by Python keywords: ``--path-column`` -> ``path_column=``,
     ``--no-confirm`` -> ``confirm=False``, ``--processes`` -> ``use_processes=``, ``--id-column ''`` ->
-    ``id_column=None``, ``--journal PATH`` -> ``journal=PATH``; a flag followed by the value the caller gave
-    in ``values`` (keyword -> value: ``--root /data``) becomes ``root='/data'``."""
+    ``id_column=None``, ``--journal PATH`` -> ``journal=PATH``, ``--endpoint http://h`` -> ``endpoint='http://h'``;
+    a flag followed by the value the caller gave in ``values`` (``--root /data``) becomes ``root='/data'``."""
     for keyword, value in (values or {}).items():
         option = _BY_KEYWORD.get(keyword)
         if option is None or value is None or isinstance(value, bool):
@@ -172,13 +172,16 @@ def python_message(message: str, values: Mapping[str, Any] | None = None) -> str
         keyword = option.keyword if option is not None else m.group(1)[2:].replace("-", "_")
         if m.group(2) is not None:  # "--id-column ''": no such column
             return f"{keyword}=None"
+        if m.group(4) is not None:  # "--endpoint http://host": a value as Python writes it
+            return f"{keyword}={m.group(4)!r}"
         if option is not None and option.negated:
             return f"{keyword}=False" + (f" {m.group(3)}" if m.group(3) else "")
         if m.group(3) is not None and option is not None and m.group(3) == option.metavar:
             return f"{keyword}={m.group(3)}"
         return f"{keyword}=" + (f" {m.group(3)}" if m.group(3) else "")
 
-    return re.sub(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?:( '')| ([A-Z][A-Z_|]*)\b)?", swap, message)
+    url = r"[a-z][a-z0-9+.-]*://[^\s'\",;]*[^\s'\",;.)]"
+    return re.sub(rf"(?<![\w-])(--[a-z][a-z0-9-]*)(?:( '')| ([A-Z][A-Z_|]*)\b| ({url}))?", swap, message)
 
 
 def _shown(value: Any) -> str:
