@@ -126,6 +126,19 @@ def test_python_messages_translate_flags_to_keywords() -> None:
         "an endpoint such as https://h/a--b stays")
 
 
+def test_python_messages_write_values_as_python_does() -> None:
+    message = options.python_message
+    assert message("pass --id-column '' to key the rows") == "pass id_column=None to key the rows"
+    assert message("use another --journal PATH, or (--id-prefix TEXT, e.g.") == (
+        "use another journal=PATH, or (id_prefix=TEXT, e.g.")
+    assert message("try --endpoint http://h:80.") == "try endpoint='http://h:80'."
+    assert message("--root /data/x is not a folder.", {"root": "/data/x"}) == "root='/data/x' is not a folder."
+    assert message("--root /data/xy is not a folder.", {"root": "/data/x"}) == "root= /data/xy is not a folder."
+    assert message("past --limit 5; run", {"limit": 5}) == "past limit=5; run"
+    assert message("--rate PER_SECOND, --rate FAST, --no-confirm ON") == (
+        "rate=PER_SECOND, rate= FAST, confirm=False ON")
+
+
 def test_an_unknown_keyword_is_named_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"concurency=; did you mean concurrency=\?"):
         _build(concurency=3)
