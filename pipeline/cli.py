@@ -17,11 +17,13 @@ from typing import Any
 
 import structlog
 
-from pipeline import __version__, logs, options
+from pipeline import __version__, logs, option_args, options
 from pipeline.errors import ConfigError, IngestError, JournalBusyError
 from pipeline.journal.location import STATE_DIR_ENV
 from pipeline.models import ExitCode
+from pipeline.option_help import LOGS
 from pipeline.redaction import redact_text
+from pipeline.sizes import SIZE_RULE
 
 __all__ = ["build_parser", "main"]
 
@@ -56,11 +58,12 @@ EXIT_MEANINGS = {
 }
 
 
-def _epilog() -> str:
+def _epilog(*, sizes: bool = False) -> str:
     codes = "\n".join(f"  {code.value:<5}{EXIT_MEANINGS[code]}" for code in ExitCode)
     width = max(len(name) for name, _ in ENVIRONMENT) + 2
     env = "\n".join(f"  {name:<{width}}{what}" for name, what in ENVIRONMENT)
-    return f"exit codes:\n{codes}\n\nenvironment:\n{env}"
+    rule = f"SIZE {SIZE_RULE}\n\n" if sizes else ""
+    return f"{rule}exit codes:\n{codes}\n\nenvironment:\n{env}"
 
 
 class UsageError(ConfigError):
@@ -76,15 +79,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default, except for on/off switches where it would only confuse; keeps the
-    epilog's tables as written."""
+    """Shows each option's default (``50``, not ``50.0``), except for on/off switches and empty texts where it
+    would only confuse; keeps the epilog's tables as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        switch = default is None or default is True or default is False or default == argparse.SUPPRESS
+        switch = default is None or default is True or default is False or default in (argparse.SUPPRESS, "")
         if "(default:" in text or switch or not action.option_strings:
             return text
+        if isinstance(default, float):
+            return text + f" (default: {default:g})"
         return text + " (default: %(default)s)"
 
 
@@ -106,7 +111,8 @@ def _count(text: str) -> int:
     return value
 
 
-def _add_log_flags(p: argparse.ArgumentParser, env: Mapping[str, str], *, with_format: bool) -> None:
+def _add_log_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup, env: Mapping[str, str], *,
+                   with_format: bool) -> None:
     if with_format:
         p.add_argument("--log-format", choices=("auto", "console", "json"),
                        default=env.get(f"{ENV_PREFIX}LOG_FORMAT") or "auto",
@@ -122,7 +128,8 @@ def _add_log_flags(p: argparse.ArgumentParser, env: Mapping[str, str], *, with_f
 
 def _add_ingest(sub: argparse._SubParsersAction[_Parser], env: Mapping[str, str]) -> None:
     p = sub.add_parser(
-        "ingest", help="upload the photos of a manifest", formatter_class=_Help, epilog=_epilog(),
+        "ingest", help="upload the photos of a manifest", formatter_class=_Help, epilog=_epilog(sizes=True),
+        usage="%(prog)s [options] MANIFEST",  # the options are listed below, by group: not all again up here
         description="Read MANIFEST (.csv or .parquet; column 'path' required, 'id' and 'file_name' optional),\n"
         "make each photo acceptable to the API or reject it with a reason, upload each accepted photo\n"
         "exactly once, and write a results manifest. Re-running the same command resumes from the journal.\n"
@@ -130,8 +137,8 @@ def _add_ingest(sub: argparse._SubParsersAction[_Parser], env: Mapping[str, str]
     )
     p.add_argument("manifest", help="the manifest: a .csv/.tsv (gzipped too) or .parquet file, or its "
                    "s3://, gs:// or https:// URL")
-    options.add_options(p, env)
-    _add_log_flags(p, env, with_format=False)
+    groups = option_args.add_options(p, env)
+    _add_log_flags(groups[LOGS], env, with_format=False)
 
 
 def _add_report(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -1,16 +1,19 @@
 """The help text of the ``ingest`` options whose settings field carries no ``help`` metadata of its own (fields
 owned by modules that should not know about the CLI: ``Settings``, ``ColumnMap``, ``ImagePolicy``, part of
-``ApiSettings``). ``options`` reads it; nothing else does."""
+``ApiSettings``), the help group of every option (``GROUP_OF``, in the order of ``GROUPS``) and which options are
+byte sizes (``SIZES``). ``options`` reads it; nothing else does."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.attach.settings import AttachSettings
 from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings
+from pipeline.fetch.settings import FetchSettings
 from pipeline.models import ImagePolicy
 
-__all__ = ["HELP_TABLE", "Spec"]
+__all__ = ["GROUPS", "GROUP_OF", "HELP_TABLE", "LOGS", "SIZES", "Spec"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,54 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
                                   "('' = none)", metavar="NAME"),
     (Settings, "attach"): Spec("attach every uploaded thumbnail to its row's person (person / person_id "
                                 "columns) before its key expires"),
+    (ImagePolicy, "max_input_bytes"): Spec("local source files larger than this are rejected too_large without "
+                                            "being read"),
     (ImagePolicy, "max_side"): Spec("downscale so the long side is at most PX pixels (default: only what "
                                      "5 MB requires)", metavar="PX"),
     (ImagePolicy, "keep_metadata"): Spec("keep EXIF/XMP (GPS!) in uploaded files"),
     (ImagePolicy, "verify_pixels"): Spec("fully decode pass-through images"),
 }
+
+
+API, RATES, INPUT, IMAGES, SOURCES, PERSONS, JOURNAL, LOGS = GROUPS = (
+    "API and credentials",
+    "rates and retries",
+    "input and columns",
+    "images",
+    "sources (remote fetch)",
+    "persons (--attach)",
+    "journal and resuming",
+    "output and logs",
+)
+"""The help's option groups, in the order ``ingest --help`` shows them."""
+
+GROUP_OF: dict[tuple[type, str], str] = {
+    **{(ApiSettings, name): API for name in ("workspace", "endpoint", "presign_path", "status_path")},
+    **{(ApiSettings, name): RATES for name in (
+        "rate", "confirm_rate", "concurrency", "connect_timeout", "read_timeout", "put_timeout_floor",
+        "put_min_rate", "max_retry_after", "retry_window", "outage_budget", "max_row_attempts", "confirm_wait",
+        "backoff_max")},
+    (Settings, "confirm"): RATES,
+    **{(ColumnMap, name): INPUT for name in ("path", "id", "file_name", "person", "person_id", "primary")},
+    (Settings, "root"): INPUT,
+    (Settings, "id_prefix"): INPUT,
+    (Settings, "limit"): INPUT,
+    **{(ImagePolicy, name): IMAGES for name in ("max_side", "keep_metadata", "verify_pixels", "max_input_bytes")},
+    **{(Settings, name): IMAGES for name in ("workers", "use_processes", "dedupe")},
+    **{(FetchSettings, name): SOURCES for name in (
+        "fetch_concurrency", "fetch_max_bytes_in_flight", "source_max_bytes", "fetch_timeout", "fetch_retries",
+        "s3_endpoint")},
+    (Settings, "attach"): PERSONS,
+    **{(AttachSettings, name): PERSONS for name in ("attach_rate", "person_max", "attach_within", "persons_path")},
+    **{(Settings, name): JOURNAL for name in ("journal", "journal_wait", "retry_failed", "dry_run")},
+    **{(Settings, name): LOGS for name in ("out", "report", "log_format", "progress")},
+}
+"""Each option's help group, keyed like ``HELP_TABLE`` (a field's ``metadata["group"]`` wins)."""
+
+SIZES: frozenset[tuple[type, str]] = frozenset({
+    (FetchSettings, "fetch_max_bytes_in_flight"),
+    (FetchSettings, "source_max_bytes"),
+    (ImagePolicy, "max_input_bytes"),
+})
+"""Options that are byte sizes (besides fields whose ``metadata["unit"]`` is ``"bytes"``): they take ``256M``,
+``50MB``, ``1.5GiB`` or ``2048`` and show their defaults in units."""

@@ -6,13 +6,16 @@ dataclass, never repeated here) and its help. A field is user-facing when its ``
 (``flag`` and ``metavar`` optional) or when ``option_help.HELP_TABLE`` supplies the help for it, so a field
 added later with ``help`` metadata gets a flag without touching this module.
 
+Each option belongs to one help group (``option_help.GROUP_OF``, or the field's ``metadata["group"]``); byte
+sizes (``option_help.SIZES``, or ``metadata["unit"] == "bytes"``) take ``256M``, ``50MB``, ``1.5GiB`` or
+``2048`` (``pipeline.sizes``) on the command line and in Python. ``option_args.add_options`` makes the flags.
+
 ``build_settings`` turns flat keyword values (from argparse or from ``make_settings(**kw)``) into validated
 ``Settings``; its ``ConfigError`` names the flag (``--path-column``) or the keyword (``path_column=``).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import math
@@ -28,13 +31,14 @@ from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings, load_credentials
 from pipeline.errors import ConfigError
 from pipeline.models import Credentials
+from pipeline.option_help import GROUP_OF, SIZES
 from pipeline.option_help import HELP_TABLE as _TABLE
+from pipeline.sizes import parse_size
 
 __all__ = [
     "ENV_PREFIX",
     "OPTIONS",
     "Option",
-    "add_options",
     "build_settings",
     "concurrency_cap",
     "python_message",
@@ -67,6 +71,10 @@ class Option:
     choices: tuple[str, ...] = ()
     convert: Any = None
     """The owner's own reading of a text or path value (its ``metadata["convert"]``), instead of ``kind``'s."""
+    group: str = ""
+    """The help group the flag is listed under (``option_help.GROUPS``)."""
+    size: bool = False
+    """A byte size: ``256M``, ``50MB``, ``1.5GiB`` or ``2048`` (``pipeline.sizes``)."""
 
     @property
     def negated(self) -> bool:
@@ -111,13 +119,16 @@ def _collect(owner: type) -> list[Option]:
         flag = str(f.metadata.get("flag") or (spec.flag if spec and spec.flag else "")) or (
             "--no-" if kind is bool and default is True else "--") + keyword.replace("_", "-")
         unit = str(f.metadata.get("unit", ""))
-        metavar = f.metadata.get("metavar") or (spec.metavar if spec else None) or _UNIT_METAVAR.get(unit)
-        if unit and unit not in help_text:
+        size = unit == "bytes" or (owner, f.name) in SIZES
+        metavar = "SIZE" if size else (
+            f.metadata.get("metavar") or (spec.metavar if spec else None) or _UNIT_METAVAR.get(unit))
+        if unit and unit not in help_text and not size and metavar != _UNIT_METAVAR.get(unit):
             help_text = f"{help_text} [{unit}]"
         found.append(Option(keyword, owner, f.name, flag, help_text, kind, optional, default,
                             None if kind is bool else (metavar or _KIND_METAVAR.get(kind, "VALUE")),
                             spec.env if spec else None,
-                            spec.choices if spec else (), f.metadata.get("convert")))
+                            spec.choices if spec else (), f.metadata.get("convert"),
+                            str(f.metadata.get("group") or GROUP_OF.get((owner, f.name), "")), size))
     return found
 
 
@@ -141,57 +152,41 @@ def concurrency_cap(rate: float) -> int:
     return max(CONCURRENCY_FLOOR, math.ceil(rate * 5))
 
 
-def _cli_value(option: Option) -> Any:
-    def convert(text: str) -> Any:
-        if option.convert is not None:
-            return option.convert(text)
-        if option.kind not in (int, float):
-            return Path(text) if option.kind is Path else text
-        what = "a whole number" if option.kind is int else "a finite number"
-        try:
-            value = option.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return value
-
-    convert.__name__ = option.kind.__name__
-    return convert
-
-
-def add_options(parser: argparse.ArgumentParser, env: Mapping[str, str]) -> None:
-    """Add one argparse option per ``Option`` (``dest`` = its keyword; defaults from the dataclasses, or from
-    ``THUMBNAIL_INGEST_<ENV>`` in ``env`` where the option names one)."""
-    for o in OPTIONS:
-        help_text = o.help
-        default = o.default
-        if o.env is not None:
-            help_text += f" [env {ENV_PREFIX}{o.env}]"
-            default = env.get(ENV_PREFIX + o.env) or default
-        if o.kind is bool:
-            parser.add_argument(o.flag, dest=o.keyword, action="store_false" if o.negated else "store_true",
-                                default=o.default, help=help_text)
-            continue
-        kwargs: dict[str, Any] = {"dest": o.keyword, "default": default, "help": help_text}
-        if o.choices:
-            kwargs["choices"] = o.choices
-        else:
-            kwargs.update(type=_cli_value(o), metavar=o.metavar)
-        parser.add_argument(o.flag, **kwargs)
-
-
-def python_message(message: str) -> str:
+def python_message(message: str, values: Mapping[str, Any] | None = None) -> str:
     """``message`` with CLI flags replaced by Python keywords: ``--path-column`` -> ``path_column=``,
-    ``--no-confirm`` -> ``confirm=False``, ``--processes`` -> ``use_processes=``."""
+    ``--no-confirm`` -> ``confirm=False``, ``--processes`` -> ``use_processes=``, ``--id-column ''`` ->
+    ``id_column=None``, ``--journal PATH`` -> ``journal=PATH``, ``--endpoint http://h`` -> ``endpoint='http://h'``;
+    a flag followed by the value the caller gave in ``values`` (``--root /data``) becomes ``root='/data'``."""
+    for keyword, value in (values or {}).items():
+        option = _BY_KEYWORD.get(keyword)
+        if option is None or value is None or isinstance(value, bool):
+            continue
+        shown = {str(value), str(Path(value).absolute())} if isinstance(value, (str, os.PathLike)) else {
+            str(value)}
+        written = f"{keyword}={_shown(value)}".replace("\\", "\\\\")  # a replacement: backslashes doubled
+        for text in sorted(shown, key=len, reverse=True):  # the longest first: "/a/b" before "/a"
+            message = re.sub(rf"(?<![\w-]){re.escape(option.flag)} {re.escape(text)}(?![\w/.-])", written, message)
 
     def swap(m: re.Match[str]) -> str:
-        option = _BY_FLAG.get(m.group(0))
-        if option is None:
-            return m.group(0)[2:].replace("-", "_") + "="
-        return f"{option.keyword}=False" if option.negated else f"{option.keyword}="
+        option = _BY_FLAG.get(m.group(1))
+        keyword = option.keyword if option is not None else m.group(1)[2:].replace("-", "_")
+        if m.group(2) is not None:  # "--id-column ''": no such column
+            return f"{keyword}=None"
+        if m.group(4) is not None:  # "--endpoint http://host": a value as Python writes it
+            return f"{keyword}={m.group(4)!r}"
+        if option is not None and option.negated:
+            return f"{keyword}=False" + (f" {m.group(3)}" if m.group(3) else "")
+        if m.group(3) is not None and option is not None and m.group(3) == option.metavar:
+            return f"{keyword}={m.group(3)}"
+        return f"{keyword}=" + (f" {m.group(3)}" if m.group(3) else "")
 
-    return re.sub(r"(?<![\w-])--[a-z][a-z0-9-]*", swap, message)
+    url = r"[a-z][a-z0-9+.-]*://[^\s'\",;]*[^\s'\",;.)]"
+    return re.sub(rf"(?<![\w-])(--[a-z][a-z0-9-]*)(?:( '')| ([A-Z][A-Z_|]*)\b| ({url}))?", swap, message)
+
+
+def _shown(value: Any) -> str:
+    """How a Python caller wrote ``value``: a path as its text in quotes, a number as is."""
+    return repr(str(value)) if isinstance(value, (str, os.PathLike)) else repr(value)
 
 
 def _name(option: Option, style: Style) -> str:
@@ -204,6 +199,14 @@ def _check_type(option: Option, value: Any, style: Style) -> Any:
         if option.optional or option.kind is bool:
             return option.default if option.kind is bool else None
         raise ConfigError(f"{_name(option, style)} may not be None.")
+    if option.size:
+        try:
+            size = parse_size(value)
+        except ValueError as exc:
+            raise ConfigError(f"{_name(option, style)} {exc}.") from None
+        if size < 1:
+            raise ConfigError(f"{_name(option, style)} must be at least 1 byte; got {value!r}.")
+        return size
     if option.convert is not None and isinstance(value, (str, os.PathLike)):
         return option.convert(value)
     if option.kind is Path and isinstance(value, (str, Path)):
@@ -288,5 +291,5 @@ def build_settings(values: Mapping[str, Any], *, style: Style, env: Mapping[str,
         return _build(values, style, env)
     except ConfigError as exc:
         if style == "python":
-            raise type(exc)(python_message(str(exc))) from None
+            raise type(exc)(python_message(str(exc), values)) from None
         raise

@@ -1,9 +1,12 @@
 """The Python API for notebooks and scripts: ``ingest`` (sync) and ``ingest_async``.
 
-Both accept a manifest path, a pyarrow Table or a pandas DataFrame and return a ``Summary`` whose
-``results`` is a pyarrow Table (``summary.results.to_pandas()`` works). Without ``journal=``, the journal is
-the one the CLI uses too: one per endpoint and workspace in the user's state folder (``journal.location``), so
-``df.head(10)`` then ``df``, or any DataFrame naming the same keys, resumes instead of uploading again.
+Both accept a manifest path, a pyarrow Table, a pandas DataFrame or any table offering the Arrow stream
+interface (``__arrow_c_stream__``: polars, DuckDB relations) and return a ``Summary`` whose ``results`` is a
+pyarrow Table (``summary.results.to_pandas()`` gives ``width``, ``height``, ``bytes`` as pandas' ``Int64``).
+Every error names keywords (``path_column=``, ``root='/data'``), never the CLI's flags. Without ``journal=``,
+the journal is the one the CLI uses too: one per endpoint and workspace in the user's state folder
+(``journal.location``), so ``df.head(10)`` then ``df``, or any DataFrame naming the same keys, resumes instead of
+uploading again.
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import structlog
 
 from pipeline import logs, runner
 from pipeline.config import Settings
-from pipeline.errors import ManifestError
+from pipeline.errors import ConfigError, FatalApiError, ManifestError
 from pipeline.models import ExitCode, Summary
-from pipeline.options import build_settings
+from pipeline.options import build_settings, python_message
 from pipeline.runner import RunControl
 
 __all__ = ["ingest", "ingest_async", "make_settings"]
@@ -37,15 +40,24 @@ def make_settings(**options: Any) -> Settings:
     return settings if batch_size is None else replace(settings, batch_size=int(batch_size))
 
 
-def _settle(summary: Summary) -> Summary:
+def _in_python(exc: BaseException, options: dict[str, Any]) -> BaseException:
+    """``exc`` with its message in the Python API's words (``path_column=``, not ``--path-column``), same
+    type and attributes: the runner and the layers under it word their messages for the command line."""
+    if isinstance(exc, (ConfigError, FatalApiError)) and exc.args and isinstance(exc.args[0], str):
+        exc.args = (python_message(exc.args[0], options), *exc.args[1:])
+    return exc
+
+
+def _settle(summary: Summary, options: dict[str, Any]) -> Summary:
     """Raise what the run ended on, keeping its type: the original ``FatalApiError`` subclass (with
-    ``status``, ``code`` and ``.summary``), or ``ManifestError`` when no photo path exists."""
+    ``status``, ``code`` and ``.summary``), or ``ManifestError`` when no photo path exists; either worded
+    with keywords."""
     if summary.exit_code == ExitCode.FATAL and summary.fatal is not None:
         exc = summary.fatal
         exc.summary = summary  # type: ignore[attr-defined]
-        raise exc
+        raise _in_python(exc, options)
     if summary.exit_code == ExitCode.USAGE and summary.error:
-        raise ManifestError(summary.error)
+        raise ManifestError(python_message(summary.error, options))
     if summary.interrupted:
         log.warning("interrupted", action="state saved; run the same cell again to resume",
                     journal=str(summary.journal_path) if summary.journal_path else None)
@@ -63,6 +75,9 @@ async def _run(source: Any, control_box: list[RunControl] | None, options: dict[
     try:
         return await runner.run_async(settings, source, collect_results=True, on_control=on_control,
                                       handle_signals=in_main and control_box is None)
+    except (ConfigError, FatalApiError) as exc:
+        _in_python(exc, options)
+        raise
     finally:
         logs.flush_retry_summary()
 
@@ -76,7 +91,7 @@ async def ingest_async(source: Any, **options: Any) -> Summary:
     task = asyncio.ensure_future(_run(source, box, options))
     while True:
         try:
-            return _settle(await asyncio.shield(task))
+            return _settle(await asyncio.shield(task), options)
         except asyncio.CancelledError:
             if task.done() or not box:
                 raise
@@ -93,7 +108,7 @@ def ingest(source: Any, **options: Any) -> Summary:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _settle(asyncio.run(_run(source, None, options)))
+        return _settle(asyncio.run(_run(source, None, options)), options)
     box: dict[str, Any] = {}
     controls: list[RunControl] = []
     finished = threading.Event()
@@ -123,4 +138,4 @@ def ingest(source: Any, **options: Any) -> Summary:
             applied += 1
     if "error" in box:
         raise box["error"]
-    return _settle(box["value"])
+    return _settle(box["value"], options)

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError, LocalWriteError
 from pipeline.models import RESULT_FIELDS, RowResult
+from pipeline.pandas_meta import with_nullable_ints
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -106,7 +107,8 @@ def result_schema(input_schema: pa.Schema, *, csv: bool = False, fold: str | Non
         fields.append(field.with_name(name))
     for field in RESULT_COLUMNS:
         fields.append(field.with_type(pa.string()) if csv and field.type == _TIMESTAMP else field)
-    return pa.schema(fields)  # no metadata: pandas' index notes would describe the input, not this
+    # No input metadata (pandas' index notes would describe the input); pandas reads the results' integers as Int64.
+    return with_nullable_ints(pa.schema(fields), (f.name for f in RESULT_COLUMNS))
 
 
 def results_format(path: Path, fmt: str | None = None) -> str:

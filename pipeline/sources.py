@@ -102,9 +102,34 @@ def _check_names(name: str, names: list[str]) -> None:
     )
 
 
+def _refusal(source: Any) -> str:
+    kind = type(source).__name__
+    hint = ""
+    if isinstance(source, (list, tuple)) and source and all(isinstance(r, dict) for r in source):
+        hint = " (rows as dicts: pass pyarrow.Table.from_pylist(rows))"
+    elif isinstance(source, dict):
+        hint = " (columns as a dict: pass pyarrow.table(columns))"
+    return ("A manifest must be a .csv, .tsv or .parquet path, a pyarrow Table, a pandas DataFrame or a table "
+            f"with the Arrow stream interface (polars, DuckDB); got {kind}{hint}.")
+
+
+def _arrow_stream(source: Any) -> Source:
+    """A table offering ``__arrow_c_stream__`` (polars, DuckDB, newer pandas), read once into memory: the run
+    reads its rows twice (scan, then the batches), and an Arrow stream can be read only once."""
+    name = f"<{type(source).__name__}>"
+    try:
+        table = pa.table(source)
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise ManifestError(f"The table {name} cannot be read as Arrow: {arrow_message(exc)}.") from exc
+    table = table.replace_schema_metadata(None)
+    _check_names(name, table.schema.names)
+    return Source(name, table.schema, lambda: iter(table.to_batches()), str(Path.cwd()), False)
+
+
 def open_source(source: Any, *, block_size: int, batch_size: int) -> Source:
-    """Open a path, a pyarrow Table or a pandas DataFrame; refuses repeated column names (results could not hold
-    them) and anything unreadable with a one-sentence ``ManifestError``."""
+    """Open a path, a pyarrow Table, a pandas DataFrame or any table offering the Arrow PyCapsule stream
+    interface (``__arrow_c_stream__``); refuses repeated column names (results could not hold them) and
+    anything unreadable with a one-sentence ``ManifestError`` (one naming what is accepted for other input)."""
     if isinstance(source, pa.Table):
         table = source
         _check_names("<pyarrow.Table>", table.schema.names)
@@ -123,10 +148,9 @@ def open_source(source: Any, *, block_size: int, batch_size: int) -> Source:
         opened = _open_file(path, str(source), block_size, batch_size)
         _check_names(opened.name, opened.schema.names)
         return opened
-    raise ManifestError(
-        "A manifest must be a .csv, .tsv or .parquet path, a pyarrow Table or a pandas DataFrame; "
-        f"got {type(source).__name__}."
-    )
+    if hasattr(type(source), "__arrow_c_stream__"):
+        return _arrow_stream(source)
+    raise ManifestError(_refusal(source))
 
 
 def _open_file(path: Path, name: str, block_size: int, batch_size: int) -> Source:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import options
+from pipeline import option_args, options
 from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings
 from pipeline.errors import ConfigError
@@ -21,7 +21,7 @@ CREDS = Credentials("access", "secret-value")
 
 def _parse(*argv: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
-    options.add_options(parser, env or {})
+    option_args.add_options(parser, env or {})
     ns = parser.parse_args(list(argv))
     return {o.keyword: getattr(ns, o.keyword) for o in options.OPTIONS}
 
@@ -126,6 +126,19 @@ def test_python_messages_translate_flags_to_keywords() -> None:
         "an endpoint such as https://h/a--b stays")
 
 
+def test_python_messages_write_values_as_python_does() -> None:
+    message = options.python_message
+    assert message("pass --id-column '' to key the rows") == "pass id_column=None to key the rows"
+    assert message("use another --journal PATH, or (--id-prefix TEXT, e.g.") == (
+        "use another journal=PATH, or (id_prefix=TEXT, e.g.")
+    assert message("try --endpoint http://h:80.") == "try endpoint='http://h:80'."
+    assert message("--root /data/x is not a folder.", {"root": "/data/x"}) == "root='/data/x' is not a folder."
+    assert message("--root /data/xy is not a folder.", {"root": "/data/x"}) == "root= /data/xy is not a folder."
+    assert message("past --limit 5; run", {"limit": 5}) == "past limit=5; run"
+    assert message("--rate PER_SECOND, --rate FAST, --no-confirm ON") == (
+        "rate=PER_SECOND, rate= FAST, confirm=False ON")
+
+
 def test_an_unknown_keyword_is_named_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"concurency=; did you mean concurrency=\?"):
         _build(concurency=3)
@@ -149,5 +162,6 @@ def test_a_malformed_remote_root_is_one_sentence_naming_the_flag_or_keyword(root
         with pytest.raises(ConfigError) as info:
             options.build_settings({**_parse("--root", root), "workspace": "w", "credentials": CREDS}, style=style)
         message = str(info.value)
-        assert message.startswith(f"{name} ") and "\n" not in message and message.endswith(".")
+        assert message.startswith(name) and "\n" not in message and message.endswith(".")
         assert "pw" not in message and "abc" not in message
+        assert style == "cli" or "--" not in message

@@ -139,6 +139,10 @@ def map_network_error(
     host = host_of(url)
     if isinstance(exc, aiohttp.ClientSSLError):
         reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        if "WRONG_VERSION_NUMBER" in str(reason) or "record layer failure" in str(reason):
+            # What OpenSSL says when the answer is not TLS at all: an https:// endpoint on a plain-HTTP port.
+            return EndpointUnreachableError(f"TLS with {host} failed: the answer is not TLS, so the endpoint may "
+                                            f"be plain HTTP; try --endpoint http://{host}.")
         return EndpointUnreachableError(
             f"TLS with {host} failed ({_short(reason)}); the certificate must verify (verification stays on)."
         )
