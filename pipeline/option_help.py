@@ -88,7 +88,7 @@ GROUP_OF: dict[tuple[type, str], str] = {
     **{(ApiSettings, name): RATES for name in (
         "rate", "confirm_rate", "concurrency", "connect_timeout", "read_timeout", "put_timeout_floor",
         "put_min_rate", "max_retry_after", "retry_window", "outage_budget", "max_row_attempts", "confirm_wait",
-        "backoff_max")},
+        "backoff_max", "stop_grace")},
     (Settings, "confirm"): RATES,
     **{(ColumnMap, name): INPUT for name in ("path", "id", "file_name", "person", "person_id", "primary")},
     (Settings, "root"): INPUT,
@@ -97,8 +97,8 @@ GROUP_OF: dict[tuple[type, str], str] = {
     **{(ImagePolicy, name): IMAGES for name in ("max_side", "keep_metadata", "verify_pixels", "max_input_bytes")},
     **{(Settings, name): IMAGES for name in ("workers", "use_processes", "dedupe")},
     **{(FetchSettings, name): SOURCES for name in (
-        "fetch_concurrency", "fetch_max_bytes_in_flight", "source_max_bytes", "fetch_timeout", "fetch_retries",
-        "s3_endpoint")},
+        "fetch_concurrency", "fetch_max_bytes_in_flight", "prepared_max_bytes", "source_max_bytes", "fetch_timeout",
+        "fetch_retries", "s3_endpoint")},
     (Settings, "attach"): PERSONS,
     **{(AttachSettings, name): PERSONS for name in ("attach_rate", "person_max", "attach_within", "persons_path")},
     **{(Settings, name): JOURNAL for name in ("journal", "journal_wait", "retry_failed", "dry_run")},
@@ -108,6 +108,7 @@ GROUP_OF: dict[tuple[type, str], str] = {
 
 SIZES: frozenset[tuple[type, str]] = frozenset({
     (FetchSettings, "fetch_max_bytes_in_flight"),
+    (FetchSettings, "prepared_max_bytes"),
     (FetchSettings, "source_max_bytes"),
     (ImagePolicy, "max_input_bytes"),
 })
