@@ -162,7 +162,8 @@ class RunSession:
                 await asyncio.to_thread(check_ids, manifest, journal)
             redo = journal.reset_inflight()
             person_rows = await asyncio.to_thread(collect, manifest, journal) if s.attach else None
-            spill_dir = (paths.out or paths.journal or scratch / "x").parent
+            # Beside the results (checked writable, with room); without a results file, in the scratch folder.
+            spill_dir = paths.out.parent if paths.out is not None else scratch
             spill_name = (paths.out or scratch / "results").name
             spill = Spill(spill_dir / f".{spill_name}.{os.getpid()}.{secrets.token_hex(4)}.tmp", manifest.schema)
             stack.callback(spill.remove)

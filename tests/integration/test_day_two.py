@@ -216,3 +216,17 @@ async def test_notebook_variants_of_one_frame_upload_and_attach_each_photo_once(
     assert all(d == {} for d in done[2:])
     held = _keys_of(emulator)
     assert sorted(len(keys) for keys in held.values()) == [5, 5, 5, 5]  # each photo once on its person
+
+
+async def test_a_notebook_dry_run_of_a_table_needs_no_folder_of_its_own(emulator: Emulator, tmp_path: Path) -> None:
+    """An in-memory input without ``out=``: the dry run keeps its scratch files in its own temporary folder (the
+    journal's folder, which a dry run never creates, held them before)."""
+    import pyarrow as pa
+
+    from pipeline.python_api import ingest_async
+
+    _, rows = _archive(tmp_path / "a", 3)
+    table = pa.Table.from_pylist([{**r, "path": str(tmp_path / "a" / r["path"])} for r in rows])
+    summary = await ingest_async(table, workspace=emulator.workspace, endpoint=emulator.base_url,
+                                 credentials=emulator.credentials, dry_run=True, progress=False)
+    assert summary.by_status == {"skipped": 3} and summary.results is not None and summary.results.num_rows == 3
