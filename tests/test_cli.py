@@ -14,6 +14,7 @@ import sys
 import termios
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -424,7 +425,7 @@ def test_a_run_with_stderr_closed_keeps_its_own_exit_code_and_journal(emulator_t
     assert proc.returncode == 0
     rows = pq.read_table(tmp_path / "manifest.results.parquet").to_pylist()
     assert [r["status"] for r in rows] == ["uploaded"] * 3 + ["rejected"]
-    with sqlite3.connect(tmp_path / "manifest.journal.sqlite") as conn:  # no log line was written into it
+    with closing(sqlite3.connect(tmp_path / "manifest.journal.sqlite")) as conn:  # no log line was written into it
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_workspace_rules(tmp_path: Path) -> None:
 
 def test_foreign_and_newer_databases_are_refused(tmp_path: Path) -> None:
     foreign = tmp_path / "foreign.sqlite"
-    with sqlite3.connect(foreign) as c:
+    with closing(sqlite3.connect(foreign)) as c:
         c.execute("CREATE TABLE people (name TEXT)")
     with pytest.raises(ConfigError, match="other tables"):
         Journal.open(foreign, workspace="ws")

@@ -79,7 +79,7 @@ async def test_two_roles_naming_one_file_are_refused_before_anything(emulator: E
 def _damage_a_page(path: Path) -> None:
     """Zeros over a page in the middle of the rows table: the sort of damage a bad disk or a copy cut short
     leaves."""
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         (page,) = db.execute("PRAGMA page_size").fetchone()
         (pages,) = db.execute("PRAGMA page_count").fetchone()
     assert pages > 4

@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -125,7 +126,7 @@ async def test_fatal_answer_stops_once_with_exit_3(
     assert summary.exit_code == 3
     assert summary.error and "not-the-secret" not in summary.error
     assert emulator.counters.snapshot(arrivals=False)["presign_calls"] <= 1
-    with sqlite3.connect(tmp_path / "journal.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "journal.sqlite")) as db:
         assert db.execute("select count(*) from rows where status = 'uploaded'").fetchone()[0] == 0
     statuses = Counter(pq.read_table(summary.results_path).column("status").to_pylist())
     assert statuses["pending"] > 0 and statuses["uploaded"] == 0

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -68,7 +69,7 @@ def test_sigkill_then_rerun_finishes_without_double_upload(
     counters = emu.counters.snapshot(arrivals=False)
     assert set(counters["puts_per_key"].values()) == {1}          # no URL used twice
     assert counters["put_calls"] <= 120 + CONCURRENCY              # extra PUTs bounded by rows in flight
-    with sqlite3.connect(tmp_path / "j.sqlite") as db:
+    with closing(sqlite3.connect(tmp_path / "j.sqlite")) as db:
         per_row = db.execute("select count(distinct thumbnail_key) from rows where status='uploaded' "
                              "group by key having count(distinct thumbnail_key) > 1").fetchall()
         orphans = {k for (k,) in db.execute("select thumbnail_key from orphans")}

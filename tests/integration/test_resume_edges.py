@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +304,7 @@ def test_a_kernel_interrupt_stops_like_ctrl_c_and_releases_the_journal(
         again = ingest(manifest, **{**opts, "concurrency": 16})
         assert again.by_status == {"uploaded": 40}
         assert _puts(emu) == puts + 40 - done
-        with sqlite3.connect(journal) as db:
+        with closing(sqlite3.connect(journal)) as db:
             assert db.execute("select count(*) from rows where status = 'uploaded'").fetchone() == (40,)
 
 
