@@ -4,7 +4,7 @@ A row's key is its ``id``, else its path as written. The journal is not a copy o
 an edited or grown manifest looks its keys up here and does only what is new, unfinished or changed. States
 and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
-nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
+nothing committed). The tables are each format version's frozen DDL (``schema``), upgraded in place by
 ``PRAGMA user_version``; ``opening`` connects and checks the file and the workspace; ``lock`` holds an OS
 lock on ``<journal>.lock`` while it is open: two runs never share a journal, and readers never wait. It
 stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
