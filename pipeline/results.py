@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+_MILLIS = pa.timestamp("ms", tz="UTC")
 _ARROW = {"text": pa.string(), "int32": pa.int32(), "int64": pa.int64(), "timestamp": _TIMESTAMP}
 _FIELDS = tuple(f for f in RESULT_FIELDS if f.in_results)
 RESULT_COLUMNS: tuple[pa.Field, ...] = tuple(pa.field(f.name, _ARROW[f.kind]) for f in _FIELDS)
@@ -214,13 +215,14 @@ def _utc(text: str | None) -> datetime | None:
 
 def _column(values: list[Any], kind: str, *, csv: bool) -> pa.Array:
     if kind == "timestamp":
-        if csv:
-            return pa.array(values, pa.string())
         text = pa.array(values, pa.string())
         try:  # Arrow parses ISO 8601 with a zone (``Z`` or ``+00:00``) in C
-            return pc.cast(text, _TIMESTAMP)
+            moments = pc.cast(text, _TIMESTAMP)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a naive time (read as UTC) or another form
-            return pa.array([_utc(v) for v in values], _TIMESTAMP)
+            moments = pa.array([_utc(v) for v in values], _TIMESTAMP)
+        if csv:  # one written form (``clock.time_text``), whichever of ``Z``/``+00:00`` an older journal holds
+            return pc.strftime(pc.cast(moments, _MILLIS, safe=False), format="%Y-%m-%dT%H:%M:%SZ")
+        return moments
     return pa.array(values, _ARROW[kind])
 
 

@@ -66,11 +66,11 @@ def test_orphans_are_derived_from_transitions(journal: Journal) -> None:
     journal.record(RowResult(0, "c", Status.FAILED, reason="confirm_failed", thumbnail_key="ws/c1"))
     journal.mark_presigned("d", "ws/d1")
     assert journal.reset_inflight() == 1  # a stopped run's row in flight
-    journal.record(uploaded("e", "ws/e1"), retried=["ws/e0"])
+    journal.record(uploaded("e", "ws/e1"))  # no orphan: the journal never saw another key for it
     journal.reopen("a")  # its source changed
     got = {(o.key, o.thumbnail_key, o.reason) for o in journal.orphans()}
     assert got == {("a", "ws/a1", "superseded"), ("b", "ws/b1", "abandoned"), ("c", "ws/c1", "failed"),
-                   ("d", "ws/d1", "interrupted"), ("e", "ws/e0", "retried"), ("a", "ws/a2", "replaced")}
+                   ("d", "ws/d1", "interrupted"), ("a", "ws/a2", "replaced")}
     assert journal.lookup(["a"])["a"].status is Status.PENDING
     journal.record(uploaded("a", "ws/a3"))  # the changed row gets its new key
     assert journal.counts()["uploaded"] == 2

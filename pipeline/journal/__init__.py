@@ -4,7 +4,7 @@ A row's key is its ``id``, else its path as written. The journal is not a copy o
 an edited or grown manifest looks its keys up here and does only what is new, unfinished or changed. States
 and transitions live in ``states`` (one table, and the only place orphans are derived); every write goes
 through ``Journal._write``, one committed transaction (WAL, ``synchronous=NORMAL``: a killed process loses
-nothing committed). The tables come from ``models.RESULT_FIELDS`` (``schema``), upgraded in place by
+nothing committed). The tables are each format version's frozen DDL (``schema``), upgraded in place by
 ``PRAGMA user_version``; ``opening`` connects and checks the file and the workspace; ``lock`` holds an OS
 lock on ``<journal>.lock`` while it is open: two runs never share a journal, and readers never wait. It
 stores keys, reasons and digests only; never a URL or a signature. Use it from one thread at a time.
@@ -47,7 +47,7 @@ _ORPHAN = "INSERT OR IGNORE INTO orphans (key, thumbnail_key, reason, recorded_a
 @dataclass(frozen=True, slots=True)
 class Orphan:
     """A key presigned (and maybe uploaded) that is not its row's key; it may exist server-side until it
-    expires. ``reason``: see ``states.orphans_of``, or ``retried`` (a round the client gave up on)."""
+    expires. Named only by the journal, from its own transitions: ``reason`` is one of ``states.orphans_of``'s."""
 
     key: str
     thumbnail_key: str
@@ -210,21 +210,21 @@ class Journal(AttachJournal):
 
     # -- writing: every public writer below goes through _write ------------------------------------
     def _write(
-        self, results: Sequence[RowResult], *, orphans: Sequence[tuple[str, str, str]] = (),
-        drop: Sequence[str] = (), attach: AttachWrite | None = None,
+        self, results: Sequence[RowResult], *, drop: Sequence[str] = (), attach: AttachWrite | None = None,
     ) -> None:
         """The one writer: check each transition, derive its orphans, upsert, all in one transaction.
 
-        ``orphans`` are extra ``(row key, thumbnail key, reason)`` facts from the caller (rounds the client gave
-        up on); ``drop`` are keys whose records leave (a legacy record adopted under a new key); ``attach`` the
-        persons and intents written in the same transaction (``journal/attach.py``).
+        Every orphan comes from a transition (``states.orphans_of``): each round's key is journaled presigned
+        before its PUT, so a key replaced by the next round is seen here. ``drop`` are keys whose records leave
+        (a legacy record adopted under a new key); ``attach`` the persons and intents written in the same
+        transaction (``journal/attach.py``).
         """
-        if not results and not orphans and attach is None:
+        if not results and attach is None:
             return
         now = now_text()
         with self._transaction() as conn:
             prior = self._priors(conn, [r.key for r in results])
-            found = [(k, t, reason, now) for k, t, reason in orphans]
+            found: list[tuple[str, str, str, str]] = []
             stamped = []
             for result in results:
                 before = prior.get(result.key)
@@ -269,11 +269,11 @@ class Journal(AttachJournal):
         self._write([RowResult(0, key, Status.PRESIGNED, thumbnail_key=thumbnail_key, source_sha256=source_sha256,
                                source_stamp=source_stamp, source_path=source_path)])
 
-    def record(self, result: RowResult, *, retried: Sequence[str] = ()) -> None:
-        """Journal one finished row in its own commit; ``retried`` are keys of rounds the client gave up on."""
-        self.record_many((result,), retried=retried)
+    def record(self, result: RowResult) -> None:
+        """Journal one finished row in its own commit."""
+        self.record_many((result,))
 
-    def record_many(self, results: Sequence[RowResult], *, retried: Sequence[str] = ()) -> None:
+    def record_many(self, results: Sequence[RowResult]) -> None:
         """Journal finished rows in one transaction: all of them or, on error, none.
 
         Only terminal states are accepted, and ``uploaded`` needs a ``thumbnail_key`` (``ValueError``). An
@@ -284,8 +284,7 @@ class Journal(AttachJournal):
                 raise ValueError(f"Row {result.key!r}: only finished rows are recorded, not {result.status.value!r}.")
             if result.status is Status.UPLOADED and not result.thumbnail_key:
                 raise ValueError(f"Row {result.key!r} is uploaded but has no thumbnail_key.")
-        extra = [(results[0].key, key, "retried") for key in retried] if results else []
-        self._write(results, orphans=extra)
+        self._write(results)
 
     def reopen(self, key: str) -> None:
         """An uploaded (or attached) row whose source content (or person) changed goes back to ``pending``; its

@@ -75,8 +75,8 @@ class AttachJournal:
     _conn: sqlite3.Connection
 
     if TYPE_CHECKING:  # provided by Journal
-        def _write(self, results: Sequence[RowResult], *, orphans: Sequence[tuple[str, str, str]] = (),
-                   drop: Sequence[str] = (), attach: AttachWrite | None = None) -> None: ...
+        def _write(self, results: Sequence[RowResult], *, drop: Sequence[str] = (),
+                   attach: AttachWrite | None = None) -> None: ...
 
         def records(self, keys: Sequence[str]) -> dict[str, RowResult]: ...
 

@@ -9,20 +9,15 @@ import contextlib
 import errno
 import os
 import sqlite3
-from datetime import datetime, timezone
 from pathlib import Path
 
+from pipeline.clock import now_text
 from pipeline.errors import ConfigError, JournalMismatchError
 from pipeline.journal.lock import read_only_error
 from pipeline.journal.schema import ensure_schema
 from pipeline.models import Status
 
 __all__ = ["connect", "connect_read_only", "copy_for_dry_run", "now_text"]
-
-
-def now_text() -> str:
-    """The current UTC time as the journal stores it (ISO 8601, milliseconds, ``Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def connect(path: Path, workspace: str) -> tuple[sqlite3.Connection, bool, int]:

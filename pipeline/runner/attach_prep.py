@@ -12,7 +12,6 @@ add by the person's thumbnail count against the count before the call plus the k
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timezone
 
 import structlog
 
@@ -20,6 +19,7 @@ from pipeline.attach import AttachRow, AttachSettings, PersonsApi, PersonState, 
 from pipeline.attach.names import normalise, problem
 from pipeline.attach.planner import RowRefusal
 from pipeline.client import ApiClient
+from pipeline.clock import now_text as now_utc  # the runner's stamps are the journal's: one clock, one format
 from pipeline.errors import ApiError, ConfigError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.manifest import Manifest
@@ -32,11 +32,6 @@ __all__ = ["AttachBook", "Collected", "collect", "look_up", "now_utc", "open_att
            "target_of", "target_text"]
 
 log = structlog.get_logger("pipeline.runner")
-
-
-def now_utc() -> str:
-    """The current UTC time as the journal writes timestamps."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def target_of(row: Row) -> Target | None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
+from pipeline import clock
 from pipeline.attach.planner import RowRefusal
 from pipeline.errors import ApiError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import Entry
@@ -48,11 +49,9 @@ def _too_old(uploaded_at: str | None, now: datetime) -> bool:
     if not uploaded_at:
         return False
     try:
-        at = datetime.fromisoformat(uploaded_at)
+        at = clock.read_time(uploaded_at)  # ``Z`` or ``+00:00``: old journals hold both
     except ValueError:
         return True  # an unreadable time cannot prove the key is fresh
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=timezone.utc)
     return now - at > REUPLOAD_AFTER
 
 
@@ -100,7 +99,7 @@ class AttachRoute:
             return False
         if stamp is not None and entry.source_stamp is not None and stamp != entry.source_stamp:
             return False  # the source may have changed: the ordinary plan hashes it
-        if _too_old(entry.uploaded_at, datetime.now(timezone.utc)) or self._gone(row, entry):
+        if _too_old(entry.uploaded_at, clock.utc_now()) or self._gone(row, entry):
             # Uploaded again: the image stage reopens an uploaded row (its old key an orphan) before the upload.
             self.planned[Why.EXPIRED.value] += 1
             return Job(row, Why.EXPIRED, stamp)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
@@ -63,10 +62,10 @@ class Recorder:
         elif result.status is Status.FAILED:
             log.warning("row_failed", row=result.key, path=path, reason=result.reason, detail=result.detail)
 
-    def record(self, result: RowResult, path: str, *, retried: Sequence[str] = ()) -> None:
+    def record(self, result: RowResult, path: str) -> None:
         """Journal one finished row now (its own commit); raises ``LocalWriteError`` when the disk refuses."""
         result = _clipped(result, path)
-        self.journal.record(result, retried=retried)
+        self.journal.record(result)
         self._finish(result, path)
 
     def record_later(self, result: RowResult, path: str) -> None:

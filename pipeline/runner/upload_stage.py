@@ -94,8 +94,8 @@ class UploadStage:
             else:
                 result = result_of(job, prepared, Status.FAILED, reason=outcome.reason, detail=outcome.detail,
                                    attempts=outcome.attempts, duplicate_of=item.duplicate_of)
-            retried = [k for k in outcome.orphans if k != key]
-            self.recorder.record(result, row.path, retried=retried)
+            # The journal names this row's orphans itself: every round's key was journaled presigned (on_presigned).
+            self.recorder.record(result, row.path)
             self.prep.release(row, prepared, key)
             if key is not None and self.attach is not None:
                 await self.attach.uploaded(row, key, replaces=job.replaces, replaced_person=job.replaced_person)
