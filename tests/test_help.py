@@ -84,7 +84,7 @@ def _size_options() -> list[Option]:
 
 def test_every_bytes_field_is_a_size_option() -> None:
     assert {o.keyword for o in _size_options()} == {"fetch_max_bytes_in_flight", "source_max_bytes",
-                                                    "max_input_bytes"}
+                                                    "prepared_max_bytes", "max_input_bytes"}
     for o in options.OPTIONS:
         assert o.size or "bytes" not in o.keyword, o.keyword
 

@@ -186,7 +186,11 @@ async def test_a_run_fetching_a_slow_source_ends_at_the_first_signal(
 async def test_a_run_whose_presigns_wait_ends_at_the_first_signal(
     fault: str, make_emulator: MakeEmulator, tmp_path: Path
 ) -> None:
-    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, faults=Faults(retry_after="60")))
+    # Set before the run, and neither reaches the preflight (a GET): every presign is held for ever in front of
+    # the gateway (stall), or answered 429 with Retry-After 60.
+    faults = (Faults(queue_rate=1.0, queue_delay=600.0) if fault == "stall"
+              else Faults(retry_after="60", storm_until=float("inf")))
+    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, faults=faults))
     photos = tmp_path / "photos"
     photos.mkdir()
     lines = ["id,path"]
@@ -197,11 +201,6 @@ async def test_a_run_whose_presigns_wait_ends_at_the_first_signal(
     manifest.write_text("\n".join(lines) + "\n")
 
     async def waiting() -> None:
-        await until_true(lambda: emu.counters.calls_by_route["other_method"] >= 1)  # the preflight GET is in
-        if fault == "stall":  # from now on no presign is answered
-            emu.faults.stall_rate = 1.0
-        else:
-            emu.faults.storm(600)
         await until_true(lambda: emu.counters.presign_calls >= 1)
         await asyncio.sleep(0.05)
 

@@ -128,7 +128,8 @@ async def test_when_nothing_exists_under_a_remote_root_the_stop_names_it(
         await ingest_async(_manifest(tmp_path, ["a.jpg", "sub/b.jpg"]), workspace=emu.workspace,
                            endpoint=emu.base_url, credentials=emu.credentials, s3_endpoint=s3.endpoint,
                            root=f"s3://{s3.bucket}/archive/2025", **FAST)
-    assert f"resolved against --root s3://{s3.bucket}/archive/2025;" in str(info.value)
+    # The Python API names the keyword and the value as given, never the flag.
+    assert f"resolved against root='s3://{s3.bucket}/archive/2025';" in str(info.value)
     assert "\n" not in str(info.value)
     assert emu.counters.snapshot(arrivals=False)["put_calls"] == 0
 
