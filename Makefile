@@ -31,8 +31,8 @@ check: install ## ruff and mypy --strict
 bench: install ## run the benchmarks; figures printed and written to bench/results/
 	$(PY) -m bench
 
-reliability: install ## the full reliability suite, long scenarios included
-	$(PY) -m pytest tests/reliability -q
+reliability: install ## the slow tier: every test marked slow (kill loops, signals, load, multi-GB stores), wherever it lives
+	$(PY) -m pytest -m slow -q
 
 clean: ## remove the venv, caches and demo output
 	rm -rf $(VENV) demo-output bench/results .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
