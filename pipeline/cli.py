@@ -218,8 +218,10 @@ def _ingest(ns: argparse.Namespace, out: _Out) -> int:
     from pipeline.progress import render_summary
 
     settings = options.build_settings({o.keyword: getattr(ns, o.keyword) for o in options.OPTIONS}, style="cli")
-    # Configured again now that the secret is known: from here on it is redacted from every event.
-    logs.configure_logging(settings.log_format, level=ns.log_level, secrets=[settings.api.credentials.secret_key])
+    # Configured again now that the secret is known: from here on it is redacted from every event. In console
+    # mode the sentence of a stopped run is said once, first in the summary, not also as a log line.
+    logs.configure_logging(settings.log_format, level=ns.log_level, secrets=[settings.api.credentials.secret_key],
+                           held=() if out.json else logs.STOP_EVENTS)
     summary = runner.run(settings, ns.manifest, handle_signals=True)
     logs.flush_retry_summary()
     if out.json:

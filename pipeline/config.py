@@ -137,6 +137,15 @@ class Settings:
     report: Path | None = field(default=None, metadata={
         "help": "write the run's HTML report here at the end (see `thumbnail-ingest report`)", "metavar": "HTML"})
     """Where to write the HTML run report at the end of the run (``pipeline.report``); ``None`` = none."""
+    stats: float = field(default=60.0, metadata={
+        "help": "when no progress bar is drawn (--no-progress, JSON logs, not a terminal), log a progress event "
+                "every SECONDS (done, total, rows/s, ETA, retries, counts per status); 0 = off", "unit": "s"})
+    """Seconds between ``progress`` events (logged only when no bar is drawn) and ``metrics_file`` writes; 0 = none
+    (the metrics file is then written at the end only)."""
+    metrics_file: Path | None = field(default=None, metadata={
+        "help": "write the run's counters in Prometheus text format here (node_exporter textfile collector: end "
+                "the name in .prom) at each --stats tick and at the end, atomically", "metavar": "PATH"})
+    """Where the run's counters go in Prometheus' text exposition format (``pipeline.metrics``); ``None`` = none."""
 
     def __post_init__(self) -> None:
         if self.root is not None:
@@ -147,6 +156,8 @@ class Settings:
                 raise ConfigError(f"--root {_without_secrets(root)} cannot be used: {problem}.")
         if not self.journal_wait >= 0:
             raise ConfigError("--journal-wait must be 0 (don't wait) or more seconds.")
+        if not self.stats >= 0:
+            raise ConfigError("--stats must be 0 (off) or more seconds.")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
         if self.log_format not in ("auto", "console", "json"):

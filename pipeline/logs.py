@@ -7,6 +7,8 @@
 - A ``Redactor`` (pipeline.redaction) holding the run's secrets scrubs every field of every event.
 - ``RetryDigest`` turns the client's per-call ``retrying``/``rate_limited`` events into DEBUG lines and one
   periodic summary (``retries_summary``), so a faulty server does not bury the events a person acts on.
+- Events the caller says itself at the end (``held``: the CLI's one sentence of a stopped run, in console mode)
+  are DEBUG lines, so a person reads that sentence once, not twice.
 - A stream that breaks (the reader of ``2>&1 | head`` went away, a dead log shipper) is dropped silently:
   logging never stops a run.
 """
@@ -28,6 +30,7 @@ from pipeline.redaction import Redactor
 
 __all__ = [
     "STDERR",
+    "STOP_EVENTS",
     "RetryDigest",
     "SafeStream",
     "configure_logging",
@@ -39,6 +42,9 @@ __all__ = [
 
 RETRY_EVENTS = frozenset({"retrying", "rate_limited"})
 """The client's per-call retry events: DEBUG lines, summarised by ``RetryDigest`` at the default level."""
+
+STOP_EVENTS = frozenset({"fatal_api_error", "local_write_failed", "manifest_error"})
+"""The events of a run stopping on one cause, whose sentence the CLI's console summary puts first."""
 
 
 class SafeStream:
@@ -227,6 +233,23 @@ class RetryDigest:
             return self._take(self.clock())
 
 
+class _Held:
+    """A structlog processor: the ``events`` named become DEBUG lines (dropped above DEBUG) because the caller
+    says them itself."""
+
+    def __init__(self, events: Iterable[str], level: int) -> None:
+        self.events = frozenset(events)
+        self.level = level
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if event.get("event") not in self.events:
+            return event
+        if self.level > logging.DEBUG:
+            raise structlog.DropEvent
+        event["level"] = "debug"
+        return event
+
+
 def flush_retry_summary() -> None:
     """Log the summary of retries not yet summarised (call at the end of a run); nothing if none."""
     digest = _digest
@@ -246,13 +269,15 @@ def configure_logging(
     clock: Callable[[], float] = time.monotonic,
     retry_interval: float = 10.0,
     env: Mapping[str, str] | None = None,
+    held: Iterable[str] = (),
 ) -> None:
     """Configure structlog for the whole process; the last call wins.
 
     ``fmt``: ``json`` (one JSON object per line), ``console`` or ``auto`` (console). Lines go to ``stream``
     (default: stderr) through a ``SafeStream``; ``level`` filters by meaning (the same in both formats);
     ``secrets`` are redacted from every field of every event, as are signatures and URL query strings.
-    Retry events are summarised every ``retry_interval`` seconds of ``clock`` (see ``RetryDigest``).
+    Retry events are summarised every ``retry_interval`` seconds of ``clock`` (see ``RetryDigest``). Events
+    named in ``held`` (e.g. ``STOP_EVENTS``) are shown at DEBUG only: the caller says them itself.
     """
     global _digest
     out = STDERR if stream is None else SafeStream(stream)
@@ -271,6 +296,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             digest,
+            _Held(held, threshold),
             structlog.processors.format_exc_info,
             Redactor(secrets),
             renderer,

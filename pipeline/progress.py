@@ -58,6 +58,11 @@ class Progress:
             self._bar = tqdm.tqdm(file=out, dynamic_ncols=True, smoothing=0.05, **kwargs)
         logs.set_line_sink(self._write_line)
 
+    @property
+    def drawn(self) -> bool:
+        """Whether a bar is shown (else nothing shows the run's progress unless ``--stats`` logs it)."""
+        return self._bar is not None
+
     def _write_line(self, line: str) -> None:
         import tqdm
 
@@ -113,10 +118,42 @@ def _count(n: int) -> str:
     return f"{n:>10,}"
 
 
+def _done(summary: Summary) -> str:
+    # "unchanged" rows were only looked up in the journal: they are not work done by this run.
+    done = sum(n for status, n in summary.this_run.items() if status != "unchanged")
+    return f"this run: {done:,} rows in {summary.duration_s:.1f} s ({summary.rows_per_s:.1f} rows/s)"
+
+
+def _where(summary: Summary, dry: bool) -> list[str]:
+    """The files the run wrote (a results file a second Ctrl-C left unwritten has no path), the journal (a dry
+    run only read it), the run id and the warnings."""
+    lines = []
+    if summary.results_path is not None:
+        lines.append(f"results   {summary.results_path}")
+    if summary.journal_path is not None:
+        lines.append(f"journal   {summary.journal_path}" + (" (read, not changed)" if dry else ""))
+    if summary.run_id is not None:
+        lines.append(f"run id    {summary.run_id}")
+    lines.extend(f"warning: {w}" for w in summary.warnings)
+    return lines
+
+
+def _stopped(summary: Summary, dry: bool) -> str:
+    """A stopped run: its one sentence first (what cron mail shows and grep finds), then only what was kept."""
+    states = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.by_status.items()))
+    lines = [f"thumbnail-ingest: stopped: {summary.error}",
+             f"rows      {summary.total:,}" + (f": {states}" if states else ""), _done(summary)]
+    lines.extend(_where(summary, dry))
+    return "\n".join(lines)
+
+
 def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
     """A short human summary: each status over the whole manifest with how many this run finished, the
     reasons, this run's duration and rows/s, what to do next, and where the results and journal are. For a
-    dry run (``dry_run`` or a ``skipped`` status) the plan is shown as what a real run would do now."""
+    dry run (``dry_run`` or a ``skipped`` status) the plan is shown as what a real run would do now. A run
+    stopped by an error (``summary.error``) starts with that one sentence and shows only the counts and files."""
+    if summary.error:
+        return _stopped(summary, dry_run)
     this_run = summary.this_run
     lines = [f"{'rows':<24}{_count(summary.total)}"]
     for status, n in sorted(summary.by_status.items()):
@@ -145,19 +182,9 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
         lines.append("retries")
         for kind, n in sorted(retries.items()):
             lines.append(f"  {kind:<22}{_count(n)}")
-    # "unchanged" rows were only looked up in the journal: they are not work done by this run.
-    done = sum(n for status, n in this_run.items() if status != "unchanged")
-    lines.append(f"this run: {done:,} rows in {summary.duration_s:.1f} s ({summary.rows_per_s:.1f} rows/s)")
-    if summary.results_path is not None:
-        lines.append(f"results   {summary.results_path}")
-    if summary.journal_path is not None:
-        lines.append(f"journal   {summary.journal_path}")
-    if summary.run_id is not None:
-        lines.append(f"run id    {summary.run_id}")
-    lines.extend(f"warning: {w}" for w in summary.warnings)
+    lines.append(_done(summary))
+    lines.extend(_where(summary, dry_run))  # only a run said to be dry: --dedupe runs leave rows skipped too
     failed = summary.by_status.get("failed", 0)
-    if summary.error:  # on a line of its own, named: what cron mail shows when grepped
-        lines.append(f"thumbnail-ingest: stopped: {summary.error}")
     if summary.interrupted:
         lines.append("interrupted: state saved; run the same command again to resume")
     elif summary.exit_code == ExitCode.FAILED and failed:

@@ -6,12 +6,19 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from pipeline import logs
+from pipeline.emulator import Emulator
+from pipeline.python_api import make_settings
+from pipeline.runner import run_async
+from pipeline.samples import make_jpeg
 
 URL = ("http://127.0.0.1:8080/_storage/b/k.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F2026"
        "&X-Amz-Signature=deadbeefcafe")
@@ -169,3 +176,33 @@ def test_a_failing_sink_gives_lines_back_to_the_stream() -> None:
     logs.set_line_sink(sink)
     structlog.get_logger("t").warning("row_failed", row="k1")
     assert "row_failed" in stream.getvalue()
+
+
+async def test_a_rejection_is_logged_when_it_happens_not_when_its_group_is_journaled(
+        emulator: Emulator, tmp_path: Path) -> None:
+    # One row rejected at once (its file is missing), then many good rows: its line must come while the
+    # uploads have only begun, not in a burst near the end with the journal's group write.
+    lines = ["id,path", "gone,missing.jpg"]
+    for i in range(60):
+        make_jpeg(tmp_path / f"p{i}.jpg", 300, 300, seed=i, quality=70)
+        lines.append(f"k{i},p{i}.jpg")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    settings = make_settings(workspace=emulator.workspace, endpoint=emulator.base_url,
+                             credentials=emulator.credentials, rate=0.0, confirm_rate=0.0, progress=False,
+                             journal=tmp_path / "j.sqlite", workers=1, concurrency=1, batch_size=4)
+    stored_when_logged: list[int] = []
+
+    def note(_logger: object, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if event["event"] == "row_rejected":
+            stored_when_logged.append(len(emulator.objects))
+        return event
+
+    logs.configure_logging("json", stream=io.StringIO())
+    with capture_logs() as events:
+        structlog.get_config()["processors"].insert(0, note)
+        summary = await run_async(settings, manifest)
+    assert summary.this_run == {"uploaded": 60, "rejected": 1}
+    assert [e["row"] for e in events if e["event"] == "row_rejected"] == ["gone"]
+    assert len(emulator.objects) == 60
+    assert stored_when_logged[0] < 10, stored_when_logged  # logged before most uploads, not after them

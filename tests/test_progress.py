@@ -11,7 +11,13 @@ import pytest
 import structlog
 
 from pipeline import logs, progress
+from pipeline.cli import main
+from pipeline.emulator import Emulator
+from pipeline.journal import Journal
 from pipeline.models import ExitCode, Summary
+from pipeline.python_api import make_settings
+from pipeline.runner import RunControl, run_async
+from pipeline.samples import make_jpeg
 
 
 class Tty(io.StringIO):
@@ -24,6 +30,15 @@ def _restore() -> Iterator[None]:
     yield
     logs.set_line_sink(None)
     logs.configure_logging("console")
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pipeline.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+
+    monkeypatch.setenv("NCLOUD_ACCESS_KEY", DEFAULT_ACCESS_KEY)
+    monkeypatch.setenv("NCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def _summary(**kw: object) -> Summary:
@@ -115,3 +130,69 @@ def test_a_dry_run_shows_what_a_real_run_would_do_now() -> None:
     for label, n in (("new rows to upload", 5), ("changed sources to upload again", 2),
                      ("rejections to check again", 1), ("finished rows left alone", 3)):
         assert any(label in line and line.endswith(str(n)) for line in text.splitlines()), label
+
+
+def test_a_stopped_run_says_its_sentence_first_then_only_counts_and_files() -> None:
+    text = progress.render_summary(_summary(exit_code=ExitCode.FATAL, error="The API refused the key.",
+                                            by_status={"pending": 96, "rejected": 4}))
+    lines = text.splitlines()
+    assert lines[0] == "thumbnail-ingest: stopped: The API refused the key."
+    assert text.count("The API refused the key.") == 1
+    assert lines[1] == "rows      100: 96 pending, 4 rejected"
+    assert "reasons" not in text and "this run found" not in text
+    assert "results   r.parquet" in lines and "journal   j.sqlite" in lines
+
+
+@pytest.mark.usefixtures("creds")
+def test_a_fatal_stop_through_the_cli_is_one_sentence_first_then_the_short_summary(
+        emulator_thread: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = tmp_path / "manifest.csv"
+    make_jpeg(tmp_path / "p0.jpg", 300, 300, seed=1, quality=70)
+    manifest.write_text("id,path\nk0,p0.jpg\n")
+    code = main(["ingest", str(manifest), "--workspace", "no-such-workspace", "--endpoint", emulator_thread.base_url,
+                 "--no-progress", "--rate", "0", "--confirm-rate", "0", "--journal", str(tmp_path / "j.sqlite")])
+    assert code == 3
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "no-such-workspace" in line]
+    assert len(said) == 1 and said[0].startswith("thumbnail-ingest: stopped:"), err
+    after = err.splitlines()[err.splitlines().index(said[0]) + 1:]
+    assert after[0].startswith("rows ") and any(line.startswith("results ") for line in after), err
+    assert "fatal_api_error" not in err and len(after) <= 6, err
+
+
+def test_a_dry_run_names_the_journal_only_as_read(tmp_path: Path) -> None:
+    text = progress.render_summary(_summary(by_status={"skipped": 100}), dry_run=True)
+    assert "journal   j.sqlite (read, not changed)" in text.splitlines()
+    text = progress.render_summary(_summary(by_status={"skipped": 100}, journal_path=None), dry_run=True)
+    assert "journal" not in text
+
+
+async def test_a_dry_run_without_a_journal_names_none_and_with_one_reads_it(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    make_jpeg(tmp_path / "p0.jpg", 300, 300, seed=1, quality=70)
+    manifest.write_text("id,path\nk0,p0.jpg\n")
+    journal = tmp_path / "j.sqlite"
+    settings = make_settings(workspace="w", dry_run=True, progress=False, journal=journal)
+    first = await run_async(settings, manifest)
+    assert first.exit_code == 0 and first.journal_path is None and not journal.exists()
+    Journal.open(journal, workspace="w").close()
+    second = await run_async(settings, manifest)
+    assert second.journal_path == journal
+    assert f"journal   {journal} (read, not changed)" in progress.render_summary(second, dry_run=True)
+
+
+async def test_after_a_second_interrupt_the_summary_names_no_results_file(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    make_jpeg(tmp_path / "p0.jpg", 300, 300, seed=1, quality=70)
+    manifest.write_text("id,path\nk0,p0.jpg\n")
+    out = tmp_path / "dry.parquet"
+    settings = make_settings(workspace="w", dry_run=True, progress=False, journal=tmp_path / "j.sqlite", out=out)
+
+    def twice(control: RunControl) -> None:  # Ctrl-C, Ctrl-C: as soon as the run can be stopped
+        control.request_stop_threadsafe()
+        control.request_stop_threadsafe(abandon=True)
+
+    summary = await run_async(settings, manifest, on_control=twice)
+    assert summary.interrupted and summary.exit_code == ExitCode.INTERRUPTED
+    assert not out.exists() and summary.results_path is None
+    assert "results " not in progress.render_summary(summary, dry_run=True)

@@ -39,7 +39,10 @@ def _clipped(result: RowResult, path: str) -> RowResult:
 
 class Recorder:
     """Journals finished rows (rejections in groups: they are cheap to redo), counts them for this run's
-    summary, moves the bar and logs one line per rejected or failed row (with its key and path)."""
+    summary, moves the bar and logs one line per rejected or failed row (with its key and path).
+
+    A rejection is counted and logged when it happens, before its group is journaled: ``tail -f`` and the
+    bar see it at once, and a rejection whose journal write a crash loses is only redone (cheap) next run."""
 
     def __init__(self, journal: Journal, progress: Progress) -> None:
         self.journal = journal
@@ -69,8 +72,10 @@ class Recorder:
         self._finish(result, path)
 
     def record_later(self, result: RowResult, path: str) -> None:
-        """Journal a rejection with the next group (at most ``_FLUSH_EVERY`` rows wait)."""
-        self._pending.append((_clipped(result, path), path))
+        """Count and log a rejection now; journal it with the next group (at most ``_FLUSH_EVERY`` rows wait)."""
+        result = _clipped(result, path)
+        self._pending.append((result, path))
+        self._finish(result, path)
         if len(self._pending) >= _FLUSH_EVERY:
             self.flush()
 
@@ -91,5 +96,3 @@ class Recorder:
         if self._pending:
             batch, self._pending = self._pending, []
             self.journal.record_many([r for r, _ in batch])
-            for result, path in batch:
-                self._finish(result, path)

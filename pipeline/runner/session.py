@@ -18,7 +18,7 @@ import secrets
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +65,7 @@ from pipeline.runner.stages import (
     UploadStage,
     supervise,
 )
+from pipeline.runner.stats import RunStats, check_metrics_target
 
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
@@ -93,12 +94,15 @@ class RunSession:
 
     def __init__(self, settings: Settings, source: Any, *, handle_signals: bool = False,
                  collect_results: bool = False, clock: Callable[[], float] = time.monotonic,
-                 on_control: Callable[[RunControl], None] | None = None) -> None:
+                 on_control: Callable[[RunControl], None] | None = None,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self.s = settings
         self.source = source
         self.handle_signals = handle_signals
         self.collect_results = collect_results
         self.clock = clock
+        self.sleep = sleep
+        """What the ``--stats`` ticks wait on (tests pass a virtual one)."""
         self.on_control = on_control
         self.client: ApiClient | None = None
         self.route: AttachRoute | None = None
@@ -149,6 +153,7 @@ class RunSession:
                 raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
                                   "choose another --out.")
             remove_stale_temps(paths.out)
+        check_metrics_target(s.metrics_file)
         with contextlib.ExitStack() as stack:
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="thumbnail-ingest-")))
             if s.dry_run:  # a snapshot of the real journal: never waits on a run holding it
@@ -175,6 +180,10 @@ class RunSession:
                      migrated_from=journal.migrated_from or None)
             progress = Progress(info.rows, enabled=s.progress)
             recorder = Recorder(journal, progress)
+            stats = RunStats(run_id=self.run_id, total=info.rows, counts=progress.counts, retries=self._retries,
+                             interval=s.stats, log_progress=not progress.drawn, metrics_file=s.metrics_file,
+                             clock=self.clock, sleep=self.sleep)
+            stats.start()
             loop = asyncio.get_running_loop()
             if self.handle_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
@@ -214,16 +223,26 @@ class RunSession:
                 if task is not None:
                     task.uncancel()
             finally:
+                stats.stop()
                 progress.close()
                 recorder.summarise()
             counts = ResultCounts()
+            failed_before = control.local_error
             table = await write_run_results(s, paths, manifest.schema, journal, spill, control, plan, counts,
                                             keep=self.collect_results or paths.out is None)
+            # Written unless a second signal abandoned it or the disk refused it: the summary names no file
+            # the run did not write.
+            written = not control.abandoned and control.local_error is failed_before
             summary = self._summary(info.rows, started, paths, control, recorder, plan, counts, table, redo,
-                                    journal.counts())
+                                    journal.counts(), written=written)
+            stats.finish(int(summary.exit_code))
         if s.report is not None and summary.results_path is not None and summary.results_path.exists():
             await asyncio.to_thread(self._report, summary, paths)
         return summary
+
+    def _retries(self) -> dict[str, int]:
+        """The client's retries so far, per kind (none before the client exists, or in a dry run)."""
+        return dict(self.client.stats.retries) if self.client is not None else {}
 
     def _report(self, summary: Summary, paths: RunPaths) -> None:
         """The HTML report of this run (a failure to write it is logged, never the run's failure)."""
@@ -281,7 +300,7 @@ class RunSession:
 
     def _summary(self, total: int, started: float, paths: RunPaths, control: RunControl, recorder: Recorder,
                  plan: PlanStage | None, counts: ResultCounts, table: pa.Table | None, redo: int,
-                 journal_counts: dict[str, int]) -> Summary:
+                 journal_counts: dict[str, int], *, written: bool) -> Summary:
         elapsed = self.clock() - started
         done_now = sum(n for status, n in recorder.this_run.items() if status != "unchanged")
         error, code = None, ExitCode.OK
@@ -303,8 +322,10 @@ class RunSession:
         warnings = unattached_warning(plan.unattached if plan is not None else [], self.s)
         return Summary(
             total=total, by_status=dict(counts.by_status), by_reason=dict(counts.by_reason), duration_s=elapsed,
-            rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out,
-            journal_path=paths.journal, exit_code=code, interrupted=control.interrupted or control.abandoned,
+            rows_per_s=done_now / elapsed if elapsed > 0 else 0.0, results_path=paths.out if written else None,
+            # A dry run reads a copy of the journal: it names the real one only when there was one to read.
+            journal_path=paths.journal if not self.s.dry_run or paths.journal.exists() else None, exit_code=code,
+            interrupted=control.interrupted or control.abandoned,
             retries=dict(self.client.stats.retries) if self.client is not None else {}, results=table,
             error=error, this_run={k: n for k, n in recorder.this_run.items() if n}, planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
