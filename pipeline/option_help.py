@@ -102,7 +102,7 @@ GROUP_OF: dict[tuple[type, str], str] = {
     (Settings, "attach"): PERSONS,
     **{(AttachSettings, name): PERSONS for name in ("attach_rate", "person_max", "attach_within", "persons_path")},
     **{(Settings, name): JOURNAL for name in ("journal", "journal_wait", "retry_failed", "dry_run")},
-    **{(Settings, name): LOGS for name in ("out", "report", "log_format", "progress")},
+    **{(Settings, name): LOGS for name in ("out", "report", "log_format", "progress", "stats", "metrics_file")},
 }
 """Each option's help group, keyed like ``HELP_TABLE`` (a field's ``metadata["group"]`` wins)."""
 
