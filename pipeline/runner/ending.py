@@ -11,7 +11,7 @@ import pyarrow as pa
 import structlog
 
 from pipeline.config import Settings
-from pipeline.errors import LocalWriteError
+from pipeline.errors import IngestError, LocalWriteError
 from pipeline.journal import Journal
 from pipeline.results import ResultChunk, folded, results_table, write_results
 from pipeline.runner.control import RunControl
@@ -19,7 +19,7 @@ from pipeline.runner.paths import RunPaths
 from pipeline.runner.spill import ResultCounts, Spill, WriteAborted
 from pipeline.runner.stages import PlanStage
 
-__all__ = ["nothing_found", "unfinished_reason", "write_run_results"]
+__all__ = ["nothing_found", "run_report", "unfinished_reason", "write_run_results"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -94,3 +94,20 @@ def nothing_found(rows: int, settings: Settings, paths: RunPaths, remote_base: s
         base = f"the current folder {Path.cwd()}"
     return (f"None of the {rows} photo paths exists: they were resolved against {base}; pass --root with "
             "the folder or prefix they are relative to (nothing was uploaded).")
+
+
+def run_report(settings: Settings, results: Path, journal: Path | None, root: Path | str | None) -> None:
+    """Write the run's HTML report (``--report``) from its results; a failure is logged, never the run's."""
+    from pipeline.report import ColumnNames, ReportCaps, write_report
+
+    s = settings
+    assert s.report is not None
+    caps = ReportCaps(presign_per_s=s.api.rate, status_per_min=s.api.confirm_rate, status_checks=s.confirm)
+    columns = ColumnNames(path=s.columns.path, id=s.columns.id or "id")
+    try:
+        info = write_report(results, s.report, journal=None if s.dry_run else journal, root=root, caps=caps,
+                            columns=columns)
+    except IngestError as exc:
+        log.warning("report_not_written", error=str(exc))
+        return
+    log.info("report_written", path=str(info.path), bytes=info.size_bytes)

@@ -19,8 +19,6 @@ import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +29,7 @@ import structlog
 from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, FatalApiError, IngestError, LocalWriteError, ManifestError
+from pipeline.errors import ConfigError, FatalApiError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
 from pipeline.journal.location import default_journal
@@ -49,9 +47,10 @@ from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.attach_stage import AttachStage
 from pipeline.runner.control import RunControl
 from pipeline.runner.counting import honest_plan, not_in_manifest, unattached_warning, would_attach
-from pipeline.runner.ending import nothing_found, write_run_results
+from pipeline.runner.ending import nothing_found, run_report, write_run_results
 from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, holds_keys, run_paths
+from pipeline.runner.pool import make_pool, new_run_id
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Pipe
 from pipeline.runner.spill import ResultCounts, Spill
@@ -70,23 +69,6 @@ from pipeline.runner.stats import RunStats, check_metrics_target
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
 log = structlog.get_logger("pipeline.runner")
-
-
-def _ignore_sigint() -> None:
-    """Pool processes leave Ctrl-C to the parent (else one Ctrl-C in a terminal counts once per process)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def new_run_id() -> str:
-    """A run id: its UTC start to the second and 6 random hex digits (sorts by time; unique in practice)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def _make_pool(settings: Settings) -> tuple[Executor, int]:
-    size = settings.workers or os.cpu_count() or 2
-    if settings.use_processes:
-        return ProcessPoolExecutor(max_workers=size, initializer=_ignore_sigint), size
-    return ThreadPoolExecutor(max_workers=size, thread_name_prefix="prepare"), size
 
 
 class RunSession:
@@ -246,27 +228,16 @@ class RunSession:
 
     def _report(self, summary: Summary, paths: RunPaths) -> None:
         """The HTML report of this run (a failure to write it is logged, never the run's failure)."""
-        from pipeline.report import ColumnNames, ReportCaps, write_report
-
-        s = self.s
-        assert s.report is not None and summary.results_path is not None
+        assert summary.results_path is not None
         # A remote manifest's relative paths name objects beside it, never files in the current folder.
-        root = s.root or self.remote_base or (paths.manifest.parent if paths.manifest is not None else None)
-        caps = ReportCaps(presign_per_s=s.api.rate, status_per_min=s.api.confirm_rate, status_checks=s.confirm)
-        columns = ColumnNames(path=s.columns.path, id=s.columns.id or "id")
-        try:
-            info = write_report(summary.results_path, s.report, journal=None if s.dry_run else paths.journal,
-                                root=root, caps=caps, columns=columns)
-        except IngestError as exc:
-            log.warning("report_not_written", error=str(exc))
-            return
-        log.info("report_written", path=str(info.path), bytes=info.size_bytes)
+        root = self.s.root or self.remote_base or (paths.manifest.parent if paths.manifest is not None else None)
+        run_report(self.s, summary.results_path, paths.journal, root)
 
     async def _stages(self, manifest: Manifest, journal: Journal, recorder: Recorder, control: RunControl,
                       spill: Spill, client: ApiClient | None,
                       attach: tuple[PersonsApi, AttachBook] | None = None) -> PlanStage:
         s = self.s
-        pool, size = _make_pool(s)
+        pool, size = make_pool(s)
         try:
             async with Fetcher(s.fetch) as fetcher:
                 batches: Pipe[Any] = Pipe(2)
