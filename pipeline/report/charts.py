@@ -103,8 +103,10 @@ def rate_chart(series: Series, *, title: str, unit: str, colour: str, start: flo
                caps: Sequence[Cap] = ()) -> str:
     """``series`` as ``unit`` over ``[start, end]`` (one run), with each cap in ``caps`` (same unit) as a dashed
     line, round ticks, and a legend with a colour key per line under the plot."""
-    width, left, right, top_pad = 560, 52, 14, 10
+    width, left, right, top_pad = 560, 52, 30, 10
     plot_w, plot_h = width - left - right, 150
+    start = min(start, series.start)  # the whole of the first and last buckets is drawn
+    end = max(end, series.start + series.width * len(series.counts))
     span = max(end - start, 1.0)
     bucket, rates = _rebin(series, 200)
     drawn = [c for c in caps if c.per_s > 0]
@@ -129,8 +131,9 @@ def rate_chart(series: Series, *, title: str, unit: str, colour: str, start: flo
                      f"{_tick_label(tick)}</text>")
     step, instants = time_ticks(start, start + span)
     for t in instants:
+        anchor = "start" if x(t) < left + 30 else "end" if x(t) > left + plot_w - 30 else "middle"
         parts.append(f'<line x1="{x(t):.1f}" y1="{base:.1f}" x2="{x(t):.1f}" y2="{base + 4:.1f}" stroke="#90a4ae"/>'
-                     f'<text class="xtick" x="{x(t):.1f}" y="{base + 17:.1f}" text-anchor="middle">'
+                     f'<text class="xtick" x="{x(t):.1f}" y="{base + 17:.1f}" text-anchor="{anchor}">'
                      f"{_e(_clock(t, step, span))}</text>")
     points = " ".join(f"{x(series.start + bucket * j):.1f},{y(r):.1f} {x(series.start + bucket * (j + 1)):.1f},"
                       f"{y(r):.1f}" for j, r in enumerate(rates))
