@@ -46,7 +46,7 @@ table.notshown{font-size:12px;width:100%;table-layout:fixed}table.notshown td{ov
 td.why{color:#8d4b00}.note{color:#546e7a;font-size:12px}.cc{color:#b71c1c;background:#ffebee;
 border:1px solid #ef9a9a;border-radius:2px;font:11px ui-monospace,Menlo,Consolas,monospace}.chart .cc{fill:#b71c1c;
 font-weight:bold}.run .charts{display:flex;flex-wrap:wrap;gap:12px}details.more summary{cursor:pointer;
-color:#1565c0;font-size:12px}
+color:#1565c0;font-size:12px}p.index a{color:#1565c0;text-decoration:none}
 """.replace("SIDE", str(SIDE))
 
 
@@ -160,7 +160,9 @@ def _sample_note(count: int, shown: int) -> str:
 def _sheets(data: ReportData, maker: ThumbMaker) -> str:
     if not data.samples:
         return ""
-    parts = ['<section id="sheets"><h2>Rejected and failed photos, by reason</h2>']
+    index = " · ".join(f'<a href="#reason-{i}"><code>{_e(reason)}</code></a> {count:,}'
+                       for i, (reason, count, _) in enumerate(data.samples))
+    parts = [f'<section id="sheets"><h2>Rejected and failed photos, by reason</h2><p class="index">{index}</p>']
     for i, (reason, count, rows) in enumerate(data.samples):
         said = meaning(reason)
         parts.append(f'<h3 id="reason-{i}" data-reason="{_a(reason)}" data-count="{count}"><code>{_e(reason)}'
