@@ -5,6 +5,7 @@ the browser's own ``Runtime.evaluate``, outside the page's policy."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -60,8 +61,6 @@ async def _session(binary: str, page: Path, profile: Path, expression: str, size
                         loaded.set()
                 result = await call("Runtime.evaluate", expression=expression, returnByValue=True)
                 if screenshot is not None:
-                    import base64
-
                     shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                                       clip={"x": 0, "y": 0, "width": size[0], "height": 2000, "scale": 1})
                     screenshot.write_bytes(base64.b64decode(shot["data"]))
