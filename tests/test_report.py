@@ -129,7 +129,9 @@ def test_throughput_counts_every_timed_row_and_stays_bounded_over_a_long_gap(tmp
     rows[1]["uploaded_at"] = T0 + timedelta(days=365)  # a row from a run a year later
     data = aggregate(results_file(tmp_path / "r.parquet", rows), names=ColumnNames(), per_section=5,
                      caps=ReportCaps())
-    (series,) = data.throughput
+    (run,) = data.runs  # no run_id column: one run
+    series = run.uploads
+    assert series is not None and run.run_id is None
     assert sum(series.counts) == sum(1 for r in rows if r.get("uploaded_at") is not None)
     assert series.start == T0.timestamp()
     assert len(series.counts) <= 4_000
@@ -247,12 +249,12 @@ def test_dry_run_estimates_time_at_the_caps_and_the_rejected_share(tmp_path: Pat
     est = data.dry_run
     assert est is not None
     assert (est.to_upload, est.rejected, est.total) == (500, 150, 750)
-    assert (est.presign_s, est.status_s) == (10.0, 30.0)
+    assert (est.presign_s, est.status_s) == (10.0, 10.0)  # 500 status calls fit the first 60 s window
     assert (est.persons, est.attach_calls, est.attach_s) == (3, 6, 60.0)  # 150 rows each: 2 calls per person
     assert est.seconds == 60.0
     text, page = render(tmp_path, results, caps=ReportCaps(presign_per_s=50.0, status_checks=False))
     assert page.by_id("to-upload") == 500 and page.by_id("rejected-share") == 150
-    assert "0 h 00 min 10 s" in text and "20.0 %" in text
+    assert '<strong id="estimate">10 s</strong>' in text and "20.0 %" in text
 
 
 def test_persons_section_only_when_the_columns_exist(tmp_path: Path) -> None:
@@ -269,7 +271,7 @@ def test_persons_section_only_when_the_columns_exist(tmp_path: Path) -> None:
     text, page = render(tmp_path, results)
     assert page.by_id("persons-total") == 11 and page.by_id("thumbnails-attached") == 115
     assert page.by_id("persons-by-id") == 1 and page.by_id("persons-by-name") == 10
-    assert "attach cap" in text
+    assert "persons cap (10 calls/s) counts calls" in text  # said, not drawn against attached rows/s
 
 
 def test_journal_section_reads_a_real_journal_without_changing_it(tmp_path: Path) -> None:

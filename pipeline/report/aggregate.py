@@ -18,8 +18,8 @@ from pipeline.report.records import (
     ReportCaps,
     ReportData,
     SampleRow,
-    Series,
 )
+from pipeline.report.runs import RunTracker
 from pipeline.report.sampling import BottomK, BoundedCounter
 
 __all__ = ["CHANGE_KINDS", "MAX_REASONS", "TOP_REASONS", "aggregate"]
@@ -33,8 +33,6 @@ _REASON_COUNTS = 10_000  # distinct (status, reason) pairs counted one by one; r
 OTHER_REASONS = "(other reasons)"
 NO_REASON = "(no reason)"
 _MAX_PERSONS = 200_000  # a set of ~200k ids is ~30 MB: enough for real archives, bounded for hostile files
-_MAX_BUCKETS = 50_000  # per-second buckets before they are merged into coarser ones
-_MAX_SERIES = 4_000  # buckets handed to the chart, which draws at most a few hundred
 _PER_CALL = 100  # thumbnails one create or set-thumbnail call carries at most (API.md, section 3)
 _TEXT = 400  # characters of a key or detail kept for the page
 _PATH_MAX = 4096  # a path is kept whole (it is opened for the thumbnail) up to the OS's own limit
@@ -49,42 +47,6 @@ def _int(value: object) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-class _Timeline:
-    """Rows per time bucket; buckets start at one second and double in width whenever there are too many,
-    so a run spread over months stays a few thousand numbers."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.width = 1
-        self.counts: dict[int, int] = {}
-
-    def add(self, stamps: pa.Array) -> None:
-        stamps = stamps.drop_null()
-        if len(stamps) == 0:
-            return
-        seconds = pc.divide(stamps.cast(pa.int64()), 1_000_000 * self.width)
-        counted = pc.value_counts(seconds)
-        for bucket, count in zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True):
-            self.counts[bucket] = self.counts.get(bucket, 0) + count
-        while len(self.counts) > _MAX_BUCKETS:
-            merged: dict[int, int] = {}
-            for bucket, count in self.counts.items():
-                merged[bucket // 2] = merged.get(bucket // 2, 0) + count
-            self.counts, self.width = merged, self.width * 2
-
-    def series(self) -> Series | None:
-        """The counts as consecutive buckets, at most ``_MAX_SERIES`` of them (a gap of a year between two
-        rows must not become 31 million empty seconds)."""
-        if not self.counts:
-            return None
-        first, last = min(self.counts), max(self.counts)
-        factor = math.ceil((last - first + 1) / _MAX_SERIES)
-        merged = [0] * ((last - first) // factor + 1)
-        for bucket, count in self.counts.items():
-            merged[(bucket - first) // factor] += count
-        return Series(self.label, float(first * self.width), float(self.width * factor), tuple(merged))
-
-
 class _Pass:
     """The running state of one pass (what ``aggregate`` folds every batch into)."""
 
@@ -95,7 +57,9 @@ class _Pass:
         self.reasons = BoundedCounter(_REASON_COUNTS)
         self.samples: dict[str, BottomK[SampleRow]] = {}
         self.changed = {kind: BottomK[SampleRow](per_section, seed=11 + i) for i, kind in enumerate(CHANGE_KINDS)}
-        self.uploads, self.attaches = _Timeline("uploaded"), _Timeline("attached")
+        self.runs = RunTracker()
+        self.this_run = BoundedCounter(64)
+        self.names_of: dict[str, str] = {}  # person_id -> the first name seen for it (bounded like the persons)
         self.skipped = self.to_upload = self.rejected = 0
         self.plan_persons = BoundedCounter(_MAX_PERSONS)
         self.persons = BoundedCounter(_MAX_PERSONS)
@@ -120,10 +84,9 @@ class _Pass:
             shown = pc.utf8_slice_codeunits(batch.column("reason"), 0, _TEXT)  # as the page shows it
             self.reasons.add_counts(pc.binary_join_element_wise(status, shown, "\x1f"))
         self._fold_samples(batch, status)
-        if self.reader.has("uploaded_at"):
-            self.uploads.add(batch.column("uploaded_at"))
-        if self.reader.has("attached_at"):
-            self.attaches.add(batch.column("attached_at"))
+        self.runs.fold(batch)
+        if self.reader.has("this_run"):
+            self.this_run.add_counts(batch.column("this_run"))
         self._fold_dry_run(batch, status)
         if self.reader.has("person_id") and self.reader.has("attached_at"):
             self._fold_persons(batch)
@@ -200,6 +163,14 @@ class _Pass:
         attached = batch.filter(pc.is_valid(batch.column("attached_at")))
         self.attached += attached.num_rows
         self.persons.add_counts(attached.column("person_id"))
+        if self.reader.has(self.names.person) and len(self.names_of) < _MAX_PERSONS:
+            named = attached.filter(pc.is_valid(attached.column(self.names.person)))
+            known = pa.array(list(self.names_of), pa.string())
+            new = named.filter(pc.invert(pc.is_in(named.column("person_id"), known)))
+            for pid, name in zip(new.column("person_id").to_pylist(), new.column(self.names.person).to_pylist(),
+                                 strict=True):
+                if pid is not None and len(self.names_of) < _MAX_PERSONS:
+                    self.names_of.setdefault(pid, _clip(name))
         if self.reader.has("input_person_id"):
             named = attached.filter(pc.is_valid(attached.column("input_person_id")))
             self.persons_by_id.add_counts(named.column("person_id"))
@@ -217,12 +188,12 @@ class _Pass:
         samples = sorted(((reason, s.seen, tuple(s.items())) for reason, s in self.samples.items()),
                          key=lambda entry: (entry[0] == OTHER_REASONS, -entry[1], entry[0]))
         changed = tuple(ChangedSample(kind, s.seen, tuple(s.items())) for kind, s in self.changed.items() if s.seen)
-        series = tuple(s for s in (self.uploads.series(), self.attaches.series()) if s is not None)
+        runs, not_listed = self.runs.result()
         return ReportData(
             name=name, rows=self.rows, by_status=tuple(self.status.most_common()), reasons=tuple(reasons),
             reasons_exact=self.reasons.exact, other_reasons=len(folded),
             other_reason_rows=sum(count for _, count in folded) + self.reasons.overflow, samples=tuple(samples),
-            changed=changed, throughput=series,
+            changed=changed, runs=runs, runs_not_listed=not_listed, this_run=tuple(self.this_run.most_common()),
             dry_run=self._estimate(caps) if self.skipped else None, persons=self._persons(),
             named_by=tuple(c for c in (self.names.id, self.names.path) if self.reader.has(c)),
         )
@@ -237,7 +208,7 @@ class _Pass:
 
         return DryRunEstimate(
             to_upload=n, rejected=self.rejected, total=self.rows, presign_s=at(n, caps.presign_per_s),
-            status_s=at(n * 60, caps.status_per_min) if caps.status_checks else None,
+            status_s=_windowed(n, caps) if caps.status_checks else None,
             attach_s=at(calls, caps.attach_per_s) if calls else None, attach_calls=calls,
             persons=len(self.plan_persons.counts), persons_exact=self.plan_persons.exact,
         )
@@ -254,8 +225,25 @@ class _Pass:
         return PersonsSummary(
             attached=self.attached, persons=len(self.persons.counts), by_id=by_id,
             by_name=len(self.persons.counts) - by_id, exact=self.persons.exact and self.persons_by_id.exact,
-            histogram=histogram, top=tuple(self.persons.most_common(self.per_section)),
+            histogram=histogram,
+            top=tuple((pid, self.names_of.get(pid, ""), n) for pid, n in self.persons.most_common(self.per_section)),
         )
+
+
+def _windowed(calls: int, caps: ReportCaps) -> float | None:
+    """Seconds ``calls`` status calls take at the presign cap under the status window (``status_per_min`` in
+    any 60 s, whole-window: README "Rates"): each window's calls go at the presign pace, the next window opens
+    60 s after the one before. Up to one window's worth (1,000 at the defaults), the presign cap alone decides."""
+    per_window = math.floor(caps.status_per_min)
+    if per_window <= 0:
+        return None
+    pace = 1 / caps.presign_per_s if caps.presign_per_s > 0 else 0.0
+    if calls == 0:
+        return 0.0
+    if per_window * pace >= 60:  # the presign cap is slower than the window: it alone decides
+        return calls * pace
+    windows = (calls - 1) // per_window
+    return windows * 60 + (calls - windows * per_window) * pace
 
 
 def aggregate(path: Path, *, names: ColumnNames, per_section: int, caps: ReportCaps) -> ReportData:

@@ -44,7 +44,7 @@ class ColumnNames:
 
 
 _RESULTS = ("status", "reason", "detail", "action", "width", "height", "bytes", "uploaded_at", "duplicate_of",
-            "person_id", "attached_at", "input_person_id")
+            "person_id", "attached_at", "input_person_id", "run_id", "this_run")
 
 
 class ResultsReader:

@@ -17,6 +17,7 @@ __all__ = [
     "ReportCaps",
     "ReportData",
     "ReportInfo",
+    "RunStats",
     "SampleRow",
     "Series",
 ]
@@ -104,6 +105,29 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class RunStats:
+    """One run of the results (rows whose ``run_id`` names it): its rows, when it ran, and its timelines."""
+
+    run_id: str | None
+    """``None`` for rows without a run id (results written before runs had ids)."""
+    rows: int
+    """Rows this run changed last (uploaded, attached, rejected, failed, ... by it)."""
+    start: float | None
+    """Epoch seconds (UTC): the start in the run id, else its first stamp; ``None`` when unknown."""
+    end: float | None
+    """Epoch seconds (UTC) of its last upload or attach; ``None`` when it stamped nothing."""
+    uploads: Series | None
+    attaches: Series | None
+
+    @property
+    def seconds(self) -> float | None:
+        """From its start to its last upload or attach; ``None`` when either is unknown."""
+        if self.start is None or self.end is None:
+            return None
+        return max(self.end - self.start, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
 class DryRunEstimate:
     """How long the real run will take at the caps, from a dry run's rows (each cap binds on its own; the
     slowest decides)."""
@@ -113,6 +137,8 @@ class DryRunEstimate:
     total: int
     presign_s: float | None
     status_s: float | None
+    """Presign pace under the status window (``status_per_min`` calls in any 60 s, used whole): the first
+    window's calls go at the presign cap, each further window starts 60 s after the one before."""
     attach_s: float | None
     attach_calls: int
     persons: int
@@ -140,8 +166,8 @@ class PersonsSummary:
     """False when there were more persons than the report counts one by one (counts are lower bounds)."""
     histogram: tuple[tuple[str, int], ...]
     """``(thumbnails per person, persons)`` buckets."""
-    top: tuple[tuple[str, int], ...]
-    """The persons with the most thumbnails: ``(person_id, thumbnails)``."""
+    top: tuple[tuple[str, str, int], ...]
+    """The persons with the most thumbnails: ``(person_id, name or "", thumbnails)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +198,8 @@ class ReportData:
     samples: tuple[tuple[str, int, tuple[SampleRow, ...]], ...]
     """Per reason: ``(reason, rows, sampled rows)``, most frequent reason first."""
     changed: tuple[ChangedSample, ...]
-    throughput: tuple[Series, ...]
+    runs: tuple[RunStats, ...]
+    """The runs the rows were last changed by, oldest first (at most ``runs.MAX_RUNS``)."""
     dry_run: DryRunEstimate | None
     persons: PersonsSummary | None
     other_reasons: int = 0
@@ -182,3 +209,7 @@ class ReportData:
     named_by: tuple[str, ...] = ()
     """The columns a row is known by: the id column (when the file has one) and the path column."""
     journal: JournalInfo | None = None
+    this_run: tuple[tuple[str, int], ...] = ()
+    """``(this_run word, rows)``, most first: what the latest run did (empty when the file has no such column)."""
+    runs_not_listed: int = 0
+    """Runs past ``runs.MAX_RUNS``: their rows are in the totals, not in ``runs``."""
