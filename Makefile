@@ -5,20 +5,28 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test check bench reliability clean
+.PHONY: help install run-install demo test check bench reliability clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+RUN_STAMP := $(VENV)/.run-stamp
+
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	@touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the project with its test and lint tools
 
-demo: install ## generate a sample archive, start the emulator (a child process) and ingest it
+run-install: $(RUN_STAMP) ## create .venv with what running the tool needs (no test or lint tools)
+
+demo: run-install ## generate a sample archive, start the emulator (a child process) and ingest it
 	$(PY) -m pipeline demo --dir demo-output
 
 test: install ## run the test suite (the long scenarios are marked slow and left to `make reliability`)

@@ -93,6 +93,26 @@ def build_archive(directory: Path, count: int = 300, *, seed: int = 7) -> Path:
     return manifest
 
 
+def next_steps(directory: Path, results: Path | None) -> str:
+    """What to do after the demo: look at what it did, run your own manifest against the emulator, go live."""
+    tool = Path(sys.executable).with_name("thumbnail-ingest")
+    command = str(tool) if tool.exists() else "thumbnail-ingest"
+    report = (directory / "report.html").absolute()
+    lines = ["", "next:"]
+    if report.exists():
+        lines.append(f"  1. open the run's report in a browser:  {report}")
+    elif results is not None:
+        lines.append(f"  1. read the results:  {sys.executable} -c \"import pyarrow.parquet as pq; "
+                     f"print(pq.read_table('{results}').slice(0, 10).to_pylist())\"")
+    lines += [
+        f"  2. your own manifest against the emulator: `{command} emulator` in one terminal, then paste the",
+        "     export and ingest lines it prints (a CSV with a 'path' column; add --dry-run to only look)",
+        f"  3. for real: export NCLOUD_ACCESS_KEY / NCLOUD_SECRET_KEY, then `{command} ingest photos.csv "
+        "--workspace YOUR_WORKSPACE --dry-run`, and without --dry-run once the plan looks right",
+    ]
+    return "\n".join(lines)
+
+
 def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_format: str = "console") -> int:
     """Build the archive, start the emulator in a child process, ingest, print the summary; return the exit
     code."""
@@ -117,8 +137,5 @@ def run_demo(directory: Path, *, count: int = 300, progress: bool = True, log_fo
         f"{calls.get('status_calls')} status calls, {calls.get('responses_429')} answered 429",
         file=sys.stderr,
     )
-    if (directory / "report.html").exists():
-        print(f"the run's report (open it in a browser): {(directory / 'report.html').absolute()}", file=sys.stderr)
-    print(f"open the results: {sys.executable} -c \"import pyarrow.parquet as pq; "
-          f"print(pq.read_table('{summary.results_path}').to_pandas())\"", file=sys.stderr)
+    print(next_steps(directory, summary.results_path), file=sys.stderr)
     return summary.exit_code

@@ -119,7 +119,7 @@ def banner(emulator: Emulator) -> str:
         f"  export NCLOUD_ACCESS_KEY={creds.access_key}",
         f"  export NCLOUD_SECRET_KEY={secret}",
         f"  .venv/bin/thumbnail-ingest ingest MANIFEST.csv --workspace {workspaces[0]} --endpoint {emulator.base_url}",
-        f"Counters: curl {emulator.base_url}/_emulator/state?objects=0&arrivals=0   (Ctrl-C stops and prints them)",
+        f"Counters: curl '{emulator.base_url}/_emulator/state?objects=0&arrivals=0'   (Ctrl-C stops and prints them)",
     ])
 
 
