@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.reasons import PERSON_REFUSALS
+
 __all__ = ["MAX_PER_CALL", "MAX_PER_PERSON", "NAME_MAX", "REFUSAL_REASONS", "PersonRef", "PersonState", "Refused",
            "Thumb"]
 
@@ -14,7 +16,8 @@ MAX_PER_PERSON = 100
 """Most thumbnails one person holds in all (API.md section 3: treat it as the limit)."""
 NAME_MAX = 50
 """Longest person name the API accepts."""
-REFUSAL_REASONS = ("person_not_found", "name_exists", "create_rejected", "add_rejected", "delete_rejected")
+REFUSAL_REASONS: tuple[str, ...] = PERSON_REFUSALS
+"""What a ``Refused`` can say (``pipeline.reasons.PERSON_REFUSALS``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.reasons import IMAGE_REASONS
+
 __all__ = [
     "READABLE",
     "REASONS",
@@ -16,17 +18,9 @@ __all__ = [
     "px",
 ]
 
-REASONS: tuple[str, ...] = (
-    "not_found",
-    "unreadable",
-    "empty_file",
-    "too_large",
-    "unsupported_format",
-    "corrupt",
-    "too_many_pixels",
-    "too_small",
-)
-"""Every ``Rejected.reason`` that ``prepare`` can return. Stable: results manifests are queried by them."""
+REASONS: tuple[str, ...] = IMAGE_REASONS
+"""Every ``Rejected.reason`` that ``prepare`` can return (the registry's ``image`` codes, ``pipeline.reasons``).
+Stable: results manifests are queried by them."""
 
 
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (

@@ -43,106 +43,146 @@ def parse_jpeg(data: bytes) -> Header:
     segments (dropping them would change how the picture reads). EXIF orientation is not judged here
     (``meta.orientation`` reads it as Pillow does).
     """
-    n = len(data)
+    walk = _Walk(data)
     pos = 2
-    keep: list[tuple[int, int]] = [(0, 2)]
-    frame: tuple[int, int, int, int, bytes] | None = None  # marker, precision, height, width, component ids
-    scanned: set[int] = set()
-    scans = 0
-    obstacles: list[str] = []
-    icc: list[tuple[int, bytes]] = []
-    seen_jfif = seen_adobe = False
     while True:
-        if pos >= n:
-            raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-        if data[pos] != 0xFF:  # junk between segments: decoders skip to the next marker, and so do we
-            pos = data.find(b"\xff", pos)
-            if pos < 0:
-                raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
-            obstacles.append("stray bytes between segments")
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker; they are not kept
-            pos += 1
-        if pos >= n:
-            raise Reject("corrupt", "JPEG is truncated (it ends in fill bytes)")
-        marker, start = data[pos], pos - 1
-        pos += 1
+        marker, start, pos = _next_marker(data, pos, walk.obstacles)
         if marker == 0xD9:
-            if not scans:
+            if not walk.scans:
                 raise Reject("corrupt", "JPEG file ends before any image data")
-            keep.append((start, pos))
-            break
+            walk.keep.append((start, pos))
+            return walk.header()
         if marker in _RST or marker == 0x01:  # stray standalone markers carry nothing: dropped
             continue
         if marker == 0xD8 or marker == 0x00:
             raise Reject("corrupt", "JPEG structure is damaged (unexpected marker)")
         length = int.from_bytes(data[pos : pos + 2], "big")
         end = pos + length
-        if length < 2 or end > n:
+        if length < 2 or end > len(data):
             raise Reject("corrupt", "JPEG is truncated inside a segment")
         body = data[pos + 2 : end]
         if marker == 0xDA:
-            if frame is None:
-                raise Reject("corrupt", "JPEG has image data but no frame header")
-            count = body[0] if body else 0
-            if count == 0 or len(body) < 1 + 2 * count:
-                raise Reject("corrupt", "JPEG scan header is damaged")
-            if len(body) != 4 + 2 * count:
-                obstacles.append("a scan header with extra bytes")
-            scanned.update(body[1 : 1 + 2 * count : 2])
-            found = _MARKER_IN_SCAN.search(data, end)
-            if found is None:
-                raise Reject("corrupt", "JPEG is truncated inside its image data")
-            keep.append((start, found.start()))
-            pos = found.start()
-            scans += 1
-            continue
+            pos = walk.scan(start, end, body)
+        else:
+            walk.segment(marker, start, end, body)
+            pos = end
+
+
+def _next_marker(data: bytes, pos: int, obstacles: list[str]) -> tuple[int, int, int]:
+    """``(marker, where its FF is, the position after it)`` of the next marker at or after ``pos``.
+
+    Junk before it is skipped as decoders do (an obstacle: it is not kept), and so are fill bytes."""
+    n = len(data)
+    if pos >= n:
+        raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+    if data[pos] != 0xFF:  # junk between segments: decoders skip to the next marker, and so do we
+        pos = data.find(b"\xff", pos)
+        if pos < 0:
+            raise Reject("corrupt", "JPEG is truncated (no end-of-image marker)")
+        obstacles.append("stray bytes between segments")
+    while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker; they are not kept
+        pos += 1
+    if pos >= n:
+        raise Reject("corrupt", "JPEG is truncated (it ends in fill bytes)")
+    return data[pos], pos - 1, pos + 1
+
+
+class _Walk:
+    """What the walk has seen so far: the spans to keep, the frame, the scans and the obstacles."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.keep: list[tuple[int, int]] = [(0, 2)]
+        self.frame: tuple[int, int, int, int, bytes] | None = None  # marker, precision, height, width, ids
+        self.scanned: set[int] = set()
+        """Component ids some scan covers."""
+        self.scans = 0
+        self.obstacles: list[str] = []
+        self.icc: list[tuple[int, bytes]] = []
+        """ICC profile chunks, ``(sequence number, bytes)``."""
+        self.seen_jfif = False
+        self.seen_adobe = False
+
+    def scan(self, start: int, end: int, body: bytes) -> int:
+        """Keep a scan (header at ``start``..``end``) and its entropy-coded data; the position of the marker
+        that ends the data."""
+        if self.frame is None:
+            raise Reject("corrupt", "JPEG has image data but no frame header")
+        count = body[0] if body else 0
+        if count == 0 or len(body) < 1 + 2 * count:
+            raise Reject("corrupt", "JPEG scan header is damaged")
+        if len(body) != 4 + 2 * count:
+            self.obstacles.append("a scan header with extra bytes")
+        self.scanned.update(body[1 : 1 + 2 * count : 2])
+        found = _MARKER_IN_SCAN.search(self.data, end)
+        if found is None:
+            raise Reject("corrupt", "JPEG is truncated inside its image data")
+        self.keep.append((start, found.start()))
+        self.scans += 1
+        return found.start()
+
+    def segment(self, marker: int, start: int, end: int, body: bytes) -> None:
+        """Judge one marker segment other than a scan: keep it, read it, or let it go."""
         if marker in _SOF:
-            if frame is not None:
-                obstacles.append("more than one frame")
-            elif len(body) >= 6 and len(body) >= 6 + 3 * body[5]:
-                if len(body) != 6 + 3 * body[5]:
-                    obstacles.append("a frame header with extra bytes")
-                ids = bytes(body[6 + 3 * i] for i in range(body[5]))
-                frame = (marker, body[0], int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), ids)
-            else:
-                raise Reject("corrupt", "JPEG frame header is damaged")
-            keep.append((start, end))
+            self.frame_header(marker, body)
+            self.keep.append((start, end))
         elif marker in _TABLES or marker == _DNL:
             if not _exact(marker, body):  # tables padded with extra bytes could carry anything
-                obstacles.append("a table segment with extra bytes")
-            keep.append((start, end))
-        elif marker == 0xE0 and body.startswith(b"JFIF\x00"):
-            # Kept only in its plain form (no thumbnail): 14 bytes of version and density, no payload.
-            if not seen_jfif and not scans and length == 16 and body[12:14] == b"\x00\x00":
-                keep.append((start, end))
-            seen_jfif = True
-        elif marker == 0xEE and body.startswith(b"Adobe"):
-            if seen_adobe or scans or length != 14:
-                obstacles.append("an unusual Adobe segment")
-            else:
-                keep.append((start, end))
-            seen_adobe = True
-        elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and not scans and len(body) > 14:
-            icc.append((body[12], body[14:]))  # read as Pillow does (before the first scan), never kept
-        elif 0xF0 <= marker <= 0xFD and frame is None:
+                self.obstacles.append("a table segment with extra bytes")
+            self.keep.append((start, end))
+        elif 0xE0 <= marker <= 0xEF:
+            self.application(marker, start, end, body)
+        elif 0xF0 <= marker <= 0xFD and self.frame is None:
             raise Reject("unsupported_format", "a JPEG-LS or JPEG extension file; the API takes baseline JPEG")
-        pos = end
-    if frame is None:
-        raise Reject("corrupt", "JPEG has no frame header")
-    marker, precision, height, width, ids = frame
-    if precision != 8:
-        raise Reject("unsupported_format", f"a {precision}-bit JPEG; only 8-bit JPEGs can be read")
-    if not set(ids) <= scanned:
-        raise Reject("corrupt", "JPEG is incomplete (a colour component has no image data)")
-    if marker not in _SOF_PLAIN:
-        obstacles.append(f"JPEG coding SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
-    if len(ids) not in (1, 3):
-        obstacles.append("CMYK/YCCK colours" if len(ids) == 4 else f"{len(ids)} colour components")
-    if icc and len(ids) == 3 and not icc_is_srgb(b"".join(chunk for _, chunk in sorted(icc))):
-        obstacles.append("a colour profile other than sRGB")
-    if width == 0 or height == 0:
-        obstacles.append("size given after the image data (DNL)")
-    return Header("JPEG", width, height, tuple(dict.fromkeys(obstacles)), merge_spans(keep), ((0, n),))
+
+    def application(self, marker: int, start: int, end: int, body: bytes) -> None:
+        """An APPn segment: a plain JFIF or Adobe one is kept, an ICC profile read; the rest goes."""
+        if marker == 0xE0 and body.startswith(b"JFIF\x00"):
+            # Kept only in its plain form (no thumbnail): 14 bytes of version and density, no payload.
+            if not self.seen_jfif and not self.scans and len(body) == 14 and body[12:14] == b"\x00\x00":
+                self.keep.append((start, end))
+            self.seen_jfif = True
+        elif marker == 0xEE and body.startswith(b"Adobe"):
+            if self.seen_adobe or self.scans or len(body) != 12:  # the plain segment: 14 bytes with its length
+                self.obstacles.append("an unusual Adobe segment")
+            else:
+                self.keep.append((start, end))
+            self.seen_adobe = True
+        elif marker == 0xE2 and body.startswith(b"ICC_PROFILE\x00") and not self.scans and len(body) > 14:
+            self.icc.append((body[12], body[14:]))  # read as Pillow does (before the first scan), never kept
+
+    def frame_header(self, marker: int, body: bytes) -> None:
+        """Read a frame header (SOFn); a second one is an obstacle, not a frame."""
+        if self.frame is not None:
+            self.obstacles.append("more than one frame")
+            return
+        if len(body) < 6 or len(body) < 6 + 3 * body[5]:
+            raise Reject("corrupt", "JPEG frame header is damaged")
+        if len(body) != 6 + 3 * body[5]:
+            self.obstacles.append("a frame header with extra bytes")
+        ids = bytes(body[6 + 3 * i] for i in range(body[5]))
+        self.frame = (marker, body[0], int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big"), ids)
+
+    def header(self) -> Header:
+        """The ``Header`` of a walk that reached the end-of-image marker, judging the frame it found."""
+        if self.frame is None:
+            raise Reject("corrupt", "JPEG has no frame header")
+        marker, precision, height, width, ids = self.frame
+        if precision != 8:
+            raise Reject("unsupported_format", f"a {precision}-bit JPEG; only 8-bit JPEGs can be read")
+        if not set(ids) <= self.scanned:
+            raise Reject("corrupt", "JPEG is incomplete (a colour component has no image data)")
+        obstacles = self.obstacles
+        if marker not in _SOF_PLAIN:
+            obstacles.append(f"JPEG coding SOF{marker - 0xC0} (lossless/arithmetic/hierarchical)")
+        if len(ids) not in (1, 3):
+            obstacles.append("CMYK/YCCK colours" if len(ids) == 4 else f"{len(ids)} colour components")
+        if self.icc and len(ids) == 3 and not icc_is_srgb(b"".join(chunk for _, chunk in sorted(self.icc))):
+            obstacles.append("a colour profile other than sRGB")
+        if width == 0 or height == 0:
+            obstacles.append("size given after the image data (DNL)")
+        return Header("JPEG", width, height, tuple(dict.fromkeys(obstacles)), merge_spans(self.keep),
+                      ((0, len(self.data)),))
 
 
 def _exact(marker: int, body: bytes) -> bool:

@@ -99,6 +99,32 @@ def prove(out: bytes, header: Header, source: bytes | None = None) -> bool:
 
 
 def _png(data: bytes) -> Header:
+    chunks, obstacles, ihdr, idat_runs = _png_chunks(data)
+    if idat_runs != 1:  # decoders stop at the first non-IDAT chunk: split image data is broken data
+        raise Reject("corrupt", "PNG has no image data" if not idat_runs else "PNG image data is split up")
+    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
+    depth, colour = ihdr[8], ihdr[9]
+    if colour == 3:
+        obstacles.append("a palette")
+    elif colour in (4, 6):
+        obstacles.append("an alpha channel")
+    elif colour not in (0, 2):
+        raise Reject("corrupt", f"PNG colour type {colour} does not exist")
+    if depth != 8 and colour != 3:
+        obstacles.append(f"{depth}-bit samples")
+    kinds = {c[0] for c in chunks}
+    upload = _PNG_KEEP - ({b"gAMA", b"cHRM"} if b"iCCP" in kinds else set())  # the sRGB profile said it all
+    keep = merge_spans([(0, 8), *((a, b) for k, a, b in chunks if k in upload)])
+    feed = merge_spans([(0, 8), *((a, b) for k, a, b in chunks if k in _PNG_DECODE or not k[:1].islower())])
+    value = orientation(data, "PNG", chunks)
+    if value != 1:
+        obstacles.append(f"EXIF orientation {value}")
+    return Header("PNG", width, height, tuple(dict.fromkeys(obstacles)), keep, feed, value)
+
+
+def _png_chunks(data: bytes) -> tuple[list[tuple[bytes, int, int]], list[str], bytes, int]:
+    """Walk every chunk up to IEND, each CRC checked: ``(chunks as (kind, start, end), obstacles, the IHDR
+    body, how many runs of IDAT chunks)``."""
     n = len(data)
     view = memoryview(data)
     pos = 8
@@ -122,38 +148,25 @@ def _png(data: bytes) -> Header:
             ihdr = data[pos + 8 : pos + 21]
         if kind == b"IDAT" and (not chunks or chunks[-1][0] != b"IDAT"):
             idat_runs += 1
-        if kind == b"tRNS":
-            obstacles.append("transparency")
-        elif kind == b"acTL":
-            obstacles.append("animation (APNG)")
-        elif kind == b"iCCP":
-            obstacles.extend(_png_icc(data[pos + 8 : end - 4]))
-        elif kind not in _PNG_DECODE and kind[:1].isupper():
-            obstacles.append(f"unknown critical chunk {kind.decode('latin-1')!r}")
+        obstacles += _png_chunk_obstacles(kind, data, pos, end)
         chunks.append((kind, pos, end))
         pos = end
         if kind == b"IEND":
-            break
-    if idat_runs != 1:  # decoders stop at the first non-IDAT chunk: split image data is broken data
-        raise Reject("corrupt", "PNG has no image data" if not idat_runs else "PNG image data is split up")
-    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
-    depth, colour = ihdr[8], ihdr[9]
-    if colour == 3:
-        obstacles.append("a palette")
-    elif colour in (4, 6):
-        obstacles.append("an alpha channel")
-    elif colour not in (0, 2):
-        raise Reject("corrupt", f"PNG colour type {colour} does not exist")
-    if depth != 8 and colour != 3:
-        obstacles.append(f"{depth}-bit samples")
-    kinds = {c[0] for c in chunks}
-    upload = _PNG_KEEP - ({b"gAMA", b"cHRM"} if b"iCCP" in kinds else set())  # the sRGB profile said it all
-    keep = merge_spans([(0, 8), *((a, b) for k, a, b in chunks if k in upload)])
-    feed = merge_spans([(0, 8), *((a, b) for k, a, b in chunks if k in _PNG_DECODE or not k[:1].islower())])
-    value = orientation(data, "PNG", chunks)
-    if value != 1:
-        obstacles.append(f"EXIF orientation {value}")
-    return Header("PNG", width, height, tuple(dict.fromkeys(obstacles)), keep, feed, value)
+            return chunks, obstacles, ihdr, idat_runs
+
+
+def _png_chunk_obstacles(kind: bytes, data: bytes, start: int, end: int) -> list[str]:
+    """Why the chunk at ``start``..``end`` keeps the file from passing through as it is (empty if it does not).
+    Only an iCCP body is sliced out: copying every IDAT would cost a copy of the image data."""
+    if kind == b"tRNS":
+        return ["transparency"]
+    if kind == b"acTL":
+        return ["animation (APNG)"]
+    if kind == b"iCCP":
+        return _png_icc(data[start + 8 : end - 4])
+    if kind not in _PNG_DECODE and kind[:1].isupper():
+        return [f"unknown critical chunk {kind.decode('latin-1')!r}"]
+    return []
 
 
 def _png_icc(body: bytes) -> list[str]:
@@ -202,6 +215,19 @@ def _png_inflates(out: bytes, header: Header) -> bool:
 
 
 def _webp(data: bytes) -> Header:
+    chunks = _webp_chunks(data)
+    width, height, obstacles = _webp_size(data, chunks)
+    for fourcc, a, b in chunks:
+        if fourcc == b"VP8L" and (int.from_bytes(data[a + 9 : a + 13], "little") >> 28) & 1:
+            obstacles.append("an alpha channel")
+        elif fourcc == b"ICCP" and not icc_is_srgb(data[a + 8 : b]):
+            obstacles.append("a colour profile other than sRGB")
+    keep = tuple((a, b) for fourcc, a, b in chunks if fourcc in _WEBP_KEEP)
+    return Header("WEBP", width, height, tuple(dict.fromkeys(obstacles)), keep, ((0, len(data)),))
+
+
+def _webp_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
+    """The chunks that tile the RIFF body, ``(fourcc, start, end with its padding)``; ``Reject`` if they do not."""
     total = int.from_bytes(data[4:8], "little") + 8
     if total > len(data):
         raise Reject("corrupt", f"WebP is truncated: its header says {total} bytes, the file has {len(data)}")
@@ -216,6 +242,11 @@ def _webp(data: bytes) -> Header:
         pos = end
     if not chunks:
         raise Reject("corrupt", "WebP has no chunks")
+    return chunks
+
+
+def _webp_size(data: bytes, chunks: list[tuple[bytes, int, int]]) -> tuple[int, int, list[str]]:
+    """``(width, height, obstacles)`` from the first chunk (VP8X, VP8 or VP8L), which must say them."""
     kinds = {c[0] for c in chunks}
     first, start, _ = chunks[0]
     body = data[start + 8 : start + 30]
@@ -236,13 +267,7 @@ def _webp(data: bytes) -> Header:
         width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     else:
         raise Reject("corrupt", "WebP does not start with a VP8, VP8L or VP8X chunk")
-    for fourcc, a, b in chunks:
-        if fourcc == b"VP8L" and (int.from_bytes(data[a + 9 : a + 13], "little") >> 28) & 1:
-            obstacles.append("an alpha channel")
-        elif fourcc == b"ICCP" and not icc_is_srgb(data[a + 8 : b]):
-            obstacles.append("a colour profile other than sRGB")
-    keep = tuple((a, b) for fourcc, a, b in chunks if fourcc in _WEBP_KEEP)
-    return Header("WEBP", width, height, tuple(dict.fromkeys(obstacles)), keep, ((0, len(data)),))
+    return width, height, obstacles
 
 
 def _webp_rebuild(data: bytes, header: Header) -> bytes:

@@ -16,16 +16,13 @@ from pathlib import Path
 
 from pipeline.journal import Entry
 from pipeline.models import Row, Status
+from pipeline.reasons import FIXABLE
 
 __all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "source_of", "stamp_of"]
 
-FIXABLE_REASONS = frozenset({
-    "not_found", "unreadable", "outside_root", "missing_path", "invalid_path",
-    "access_denied", "fetch_failed", "source_too_large", "unsupported_source", "person_full", "person_not_found",
-    "invalid_person",
-})
+FIXABLE_REASONS: frozenset[str] = FIXABLE
 """Rejections that depend on where files are, on flags or on the network, not on the picture: re-checked on
-every run."""
+every run (the registry's ``fixable`` codes, ``pipeline.reasons``)."""
 
 
 class Why(str, Enum):
