@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from typing import NoReturn
 
 
 def run() -> int:
@@ -20,5 +23,17 @@ def run() -> int:
     return main()
 
 
+def script() -> NoReturn:
+    """The process: ``run``, then exit with its code once stdout and stderr are flushed, without the
+    interpreter's finalization. Everything the run wrote is closed by then (journal, results, report, spill);
+    what finalization would still do is wait on threads of pyarrow's I/O pool, and one of them still reading a
+    malformed manifest when the run stopped aborted the interpreter there (``PyGILState_Release``, exit 134)."""
+    code = run()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed or missing: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(run())
+    script()

@@ -273,7 +273,9 @@ def _csv_batches(
     while True:
         skip = emitted  # after a restart with a bigger block, rows already handed on are re-read, not re-sent
         try:
-            read = pcsv.ReadOptions(block_size=block_size)
+            # No reader threads: they call back into the Python file object, and one still reading when a malformed
+            # file stops the run aborts the interpreter at exit (PyGILState_Release while finalizing).
+            read = pcsv.ReadOptions(block_size=block_size, use_threads=False)
             raw = pa.input_stream(str(path), compression="gzip" if gz else None)
             stream = pa.PythonFile(_HoldTrailingCR(raw), mode="r")
             options = {"read_options": read, "parse_options": parse, "convert_options": convert}

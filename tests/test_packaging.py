@@ -85,7 +85,7 @@ def test_the_console_script_runs_the_cli_for_anything_else(capsys: pytest.Captur
 def test_pyproject_floors_and_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     assert project["project"]["requires-python"] == ">=3.11"
-    assert project["project"]["scripts"]["thumbnail-ingest"] == "pipeline.__main__:run"
+    assert project["project"]["scripts"]["thumbnail-ingest"] == "pipeline.__main__:script"
     floors = {dep.split(">=")[0].split("[")[0].lower(): dep.split(">=")[1]
               for dep in project["project"]["dependencies"] + project["project"]["optional-dependencies"]["test"]}
     assert floors["aiohttp"] == "3.12" and floors["pillow"] == "11.3" and floors["structlog"] == "25.1"
