@@ -3,7 +3,7 @@
 A row's ``reason`` (in the journal, the results and the report) is always one of ``REGISTRY``'s codes. Each
 record says which status the row ends in, whether the planner checks the row again on every run
 (``fixable``: the cause lies in where files are, in flags or in the network, not in the picture), and the
-sentence the README's "Reason codes" table gives (``markdown_table`` renders that table from here).
+sentence the "Reason codes" table of docs/reference.md gives (``markdown_table`` renders that table from here).
 The sets the stages check against (``images.REASONS``, ``plan.FIXABLE_REASONS``) are derived from it.
 
 This module imports nothing from the package, so every part of it can import this one.
@@ -39,7 +39,7 @@ class Reason:
     fixable: bool
     """Checked again on every run: the cause is outside the picture (a path, a flag, the network, a person)."""
     meaning: str
-    """One sentence (Markdown), as the README's table gives it."""
+    """One sentence (Markdown), as docs/reference.md's table gives it."""
     image: bool = False
     """``images.prepare`` can return it (``Rejected.reason``)."""
 
@@ -86,7 +86,7 @@ REGISTRY: tuple[Reason, ...] = (
     _r("interrupted", "pending", "the run stopped (Ctrl-C, a full disk) before this row finished"),
     _r("not_reached", "pending", "a fatal API answer stopped the run before this row, or the row is past `--limit`"),
 )
-"""Every row reason, in the order the README's table lists them."""
+"""Every row reason, in the order docs/reference.md's table lists them."""
 
 _BY_CODE = {r.code: r for r in REGISTRY}
 assert len(_BY_CODE) == len(REGISTRY), "a reason code is registered twice"
@@ -114,7 +114,7 @@ def meaning(code: str) -> str | None:
 
 
 def markdown_table() -> str:
-    """The README's "Reason codes" table (header, rule and one row per code, each line ending in a newline)."""
+    """docs/reference.md's "Reason codes" table (header, rule and one row per code, each line ending in a newline)."""
     lines = ["| reason | status | meaning |", "|---|---|---|"]
     for r in REGISTRY:
         cell = r.meaning.replace("|", "\\|")  # a bare | would end the cell

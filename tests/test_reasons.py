@@ -1,4 +1,5 @@
-"""The reason registry holds every reason the code writes, the README's table and the planner's set together."""
+"""The reason registry holds every reason the code writes, docs/reference.md's table and the planner's set
+together."""
 
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def test_person_refusals_are_what_the_persons_client_says() -> None:
 
 
 def test_the_readme_table_is_the_registry() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
     section = readme.split("### Reason codes", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     table = {m[1]: m[2] for line in rows if (m := re.match(r"\| `([a-z_]+)` \| (\w+) \|", line))}

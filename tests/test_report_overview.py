@@ -84,7 +84,7 @@ class Svg(HTMLParser):
 
 
 def _readme_reasons() -> dict[str, str]:
-    text = (REPO / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "docs" / "reference.md").read_text(encoding="utf-8")
     table = text.split("### Reason codes", 1)[1].split("\n## ", 1)[0]
     found = {}
     for line in table.splitlines():

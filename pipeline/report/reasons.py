@@ -1,5 +1,5 @@
 """What each reason code means, in plain text for the page: the registry's sentences (``pipeline.reasons``, the
-one list the README's "Reason codes" table is generated from) without their Markdown."""
+one list the "Reason codes" table of docs/reference.md is generated from) without their Markdown."""
 
 from __future__ import annotations
 
