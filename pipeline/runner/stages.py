@@ -114,33 +114,20 @@ class PlanStage:
 
     async def _plan(self, batch: RowBatch) -> None:
         rows = batch.rows
-        # Every store the run reads from, before any request (a store refusing everything is judged alone).
-        if any(row.source is not None for row in rows):
-            self.fetcher.saw(None)
-        for ref in {row.remote.store: row.remote for row in rows if row.remote is not None}.values():
-            self.fetcher.saw(ref)
+        self._note_stores(rows)
         stamps, missing = await asyncio.to_thread(_stat_rows, rows)
         entries = self.journal.lookup([r.key for r in rows])
         await self._remote_stamps(rows, entries, stamps)
         work: list[tuple[Row, Job | None]] = []
         finished = 0
-        attach = self.s.attach  # a dry run decides as the real run would
         for row, stamp, gone in zip(rows, stamps, missing, strict=True):
             entry = entries.get(row.key)
             if self.attach is None and _untouched(row, entry, stamp):
                 finished += 1  # the nightly no-op's one test per row (decide says the same, at thrice the cost)
                 continue
-            routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
-            if routed is True:
-                continue
-            if isinstance(routed, Job):
-                decision = Decision(Why.EXPIRED)
-            elif entry is None:
-                decision = decide(None, stamp, retry_failed=self.s.retry_failed)
-            else:
-                attached = entry.status is Status.ATTACHED
-                decision = decide(entry, stamp, retry_failed=self.s.retry_failed, path=source_of(row),
-                                  attach=attach, person_changed=attach and attached and self._moved(row, entry))
+            decision = await self._decision(row, entry, stamp)
+            if decision is None:
+                continue  # dealt with by the attach route
             if decision.why is None:
                 finished += 1
                 continue
@@ -149,13 +136,8 @@ class PlanStage:
                 break
             self._jobs += 1
             self.planned[decision.why.value] += 1
-            holds = entry is not None and bool(entry.thumbnail_key) and entry.status in _HOLDING
             usable = (row.source is not None or row.remote is not None) and not gone
-            on_person = holds and entry is not None and entry.status is Status.ATTACHED
-            planned = Job(row, decision.why, stamp, decision.verify_sha256, holds,
-                          replaces=entry.thumbnail_key if on_person and entry is not None else None,
-                          replaced_person=entry.person_id if on_person and entry is not None else None)
-            work.append((row, planned if usable else None))
+            work.append((row, _job(row, entry, stamp, decision) if usable else None))
         if self.attach is not None:
             # A person's rows uploaded close together reach the attach stage close together: fewer, fuller
             # create/add calls. Only the work order changes: the results follow the spill (input order), and
@@ -165,6 +147,33 @@ class PlanStage:
         self.planned["finished"] += finished
         if finished:
             self.recorder.progress.update("finished", finished)
+        await self._hand_on(work)
+
+    def _note_stores(self, rows: tuple[Row, ...]) -> None:
+        """Tell the fetcher every store the run reads from, before any request (a store refusing everything is
+        then judged alone)."""
+        if any(row.source is not None for row in rows):
+            self.fetcher.saw(None)
+        for ref in {row.remote.store: row.remote for row in rows if row.remote is not None}.values():
+            self.fetcher.saw(ref)
+
+    async def _decision(self, row: Row, entry: Entry | None, stamp: str | None) -> Decision | None:
+        """What to do with the row (``None``: the attach route dealt with it). A dry run decides as the real
+        run would (``--attach`` included)."""
+        routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
+        if routed is True:
+            return None
+        if isinstance(routed, Job):
+            return Decision(Why.EXPIRED)
+        if entry is None:
+            return decide(None, stamp, retry_failed=self.s.retry_failed)
+        attach = self.s.attach
+        changed = attach and entry.status is Status.ATTACHED and self._moved(row, entry)
+        return decide(entry, stamp, retry_failed=self.s.retry_failed, path=source_of(row), attach=attach,
+                      person_changed=changed)
+
+    async def _hand_on(self, work: list[tuple[Row, Job | None]]) -> None:
+        """Each job to the next stage; a row with no usable source is rejected here (its problem, or not found)."""
         for row, job in work:
             if self.control.stopping.is_set():
                 break
@@ -204,6 +213,17 @@ class PlanStage:
 
 _HOLDING = (Status.UPLOADED, Status.REJECTED, Status.ATTACHED)
 """Journal states in which a row may hold its key (a changed source reopens it before a new upload)."""
+
+
+def _job(row: Row, entry: Entry | None, stamp: str | None, decision: Decision) -> Job:
+    """The row's job: whether it holds a key (a changed source reopens it first), and the key and person an
+    attached row's new key replaces."""
+    assert decision.why is not None  # a row left alone gets no job
+    holds = entry is not None and bool(entry.thumbnail_key) and entry.status in _HOLDING
+    on_person = entry if holds and entry is not None and entry.status is Status.ATTACHED else None
+    return Job(row, decision.why, stamp, decision.verify_sha256, holds,
+               replaces=on_person.thumbnail_key if on_person is not None else None,
+               replaced_person=on_person.person_id if on_person is not None else None)
 
 
 def _untouched(row: Row, entry: Entry | None, stamp: str | None) -> bool:
