@@ -327,6 +327,7 @@ def test_json_mode_fatal_api_answer_is_json(emulator_thread: Emulator, tmp_path:
 
 @pytest.mark.parametrize("emulator_thread", [EmulatorConfig(faults=Faults(error_rate=0.4, seed=7))],
                          indirect=True)
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 def test_retries_are_summarised_at_the_default_level(emulator_thread: Emulator, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pipeline", *_args(emulator_thread, _manifest(tmp_path, 12, bad=False),
                                                     "--log-format", "json")]

@@ -212,6 +212,7 @@ async def test_confirm_verdicts_and_per_row_rejections(emulator: Emulator) -> No
     assert c.presign_calls == 5 and c.put_calls == 4 and c.status_calls == 2
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 async def test_presign_rate_never_exceeds_cap(emulator: Emulator) -> None:
     async with ApiClient(settings_for(emulator, concurrency=32)) as client:
         presigned = await asyncio.gather(*(client.presign(f"r{i}.jpg") for i in range(500)))
@@ -250,6 +251,7 @@ async def test_arrivals_queued_in_front_of_the_gateway_never_meet_a_429(emulator
     assert max_in_window(snap["presign_arrivals"], 1.0) <= 50
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 @pytest.mark.parametrize("emulator", [EmulatorConfig(rate=20)], indirect=True)
 async def test_adaptive_rate_meets_few_429s_below_configured_cap(emulator: Emulator) -> None:
     async with ApiClient(settings_for(emulator, concurrency=16)) as client:

@@ -36,6 +36,7 @@ async def test_the_byte_budget_keeps_memory_flat_over_http(blobs: str) -> None:
     assert report.peak_rss - report.baseline_rss < 300 * MB
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 def test_200_objects_of_20_mb_from_s3_at_concurrency_32() -> None:
     """4 GB through moto in a child process: memory grows by what the byte budget lets in, far less than what 32
     bodies of 20 MB at once take. Measured growth: ~150 MB under a 64 MB budget, ~560 MB without one."""

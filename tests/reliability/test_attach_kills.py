@@ -18,6 +18,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from attach_archive import check_attached, make_archive, seed
 from relcommon import cli_cmd, cli_env, events, integrity, results, run_cli, wait_for
 
@@ -36,6 +37,7 @@ def _intents(journal: Path) -> int:
         return int(n)
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 def test_sigkill_at_five_moments_of_the_attach_then_rerun(tmp_path: Path) -> None:
     rng = random.Random(13)
     config = EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0, faults=Faults(latency=0.03))

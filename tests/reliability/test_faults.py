@@ -70,6 +70,7 @@ def _fault_run(tmp_path: Path, rows: int, storm: float, *, latency: float = 0.2)
     assert summary["by_status"] == {"uploaded": rows} and summary["exit_code"] == 0
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 def test_faults_ci(tmp_path: Path) -> None:
     """~150 rows, 10 % 5xx, 5 % drops, 5 % early expiry, a 2 s storm of 429s, 200 ms latency."""
     _fault_run(tmp_path, 150, storm=2.0)

@@ -76,6 +76,7 @@ def _load_run(tmp_path: Path, rows: int, *, rss_growth_mib: float) -> dict[str, 
     return figures
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 def test_load_at_cap_ci(tmp_path: Path) -> None:
     """1,000 rows at 50/s: ~20 s."""
     print(_load_run(tmp_path, 1000, rss_growth_mib=30))

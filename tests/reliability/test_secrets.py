@@ -52,6 +52,7 @@ def _files_text(*paths: Path) -> str:
     return "\n".join(p.read_bytes().decode("latin-1") for p in paths if p.exists())
 
 
+@pytest.mark.slow  # real time (seconds of it): the reliability tier
 @pytest.mark.parametrize("emulator_thread", [CONFIG], indirect=True)
 def test_no_secret_signature_token_or_query_anywhere(emulator_thread: Emulator, tmp_path: Path) -> None:
     emu = emulator_thread
