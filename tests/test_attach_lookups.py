@@ -63,7 +63,26 @@ async def test_many_names_waiting_cost_one_listing_and_a_few_cost_a_call_each(em
     assert [s.count if s else None for s in found[:3]] == [1, 1, None] and set(learned) == set(many) | set(few)
     assert lookups.rounds == [WHOLE_LIST_FROM + 5, 3]
     assert after_many - before == Counter({"person_list": 1, "person_get": 2})  # one listing, two counts
-    assert _calls(emu) - after_many == Counter({"person_list": 3})
+    assert _calls(emu) - after_many == Counter()  # names wanted later are read from that listing
+
+
+async def test_a_run_expecting_many_names_lists_once_and_then_never_asks_per_name(emu: Emulator,
+                                                                                  tmp_path: Path) -> None:
+    """A run creating many persons, one at a time (rows in manifest order): one listing at the first name, then
+    no call per name (a look-up call per person would halve the persons cap left for the creates)."""
+    with Journal.open(tmp_path / "j.sqlite", workspace=emu.workspace) as journal:
+        async with _client(emu) as client:
+            api = PersonsApi(client, AttachSettings(attach_rate=0))
+            before = _calls(emu)
+            lookups = Lookups(api, journal, lambda t, s: None, names=WHOLE_LIST_FROM)
+            for i in range(WHOLE_LIST_FROM):
+                assert await lookups.want(Target(name=f"New {i:02d}")) is None
+            await lookups.close()
+            few = Lookups(api, journal, lambda t, s: None, names=WHOLE_LIST_FROM - 1)
+            assert await few.want(Target(name="Only one")) is None
+            await few.close()
+    # The many: one listing; the few: one filtered list call for its one name, not the whole list.
+    assert _calls(emu) - before == Counter({"person_list": 2})
 
 
 async def test_the_attach_loop_sleeps_while_every_persons_slot_is_busy(emu: Emulator, tmp_path: Path) -> None:

@@ -3,8 +3,9 @@
 A target is wanted when one of its rows is about to be uploaded (``AttachRoute.admit``) or one of its held
 keys reaches the attach stage; nothing else causes a person call, so a run with nothing to attach makes none.
 One task works through the wanted targets in rounds: a round takes every target waiting, and looks their
-names up with one listing of every person when at least ``WHOLE_LIST_FROM`` names wait (else one filtered
-list call per name), then counts each existing person's thumbnails, all under the persons limiter. Targets
+names up in one listing of every person, made once in the run, when the run may ask for at least
+``WHOLE_LIST_FROM`` names (else one filtered list call per name), then counts each existing person's thumbnails,
+all under the persons limiter. A person this run creates is known from its create's answer. Targets
 wanted meanwhile wait for the next round, so a burst of new persons costs one listing, not a call each.
 """
 
@@ -37,9 +38,15 @@ class Lookups:
     round sets its exception on the round's futures (the caller decides what it means for the run)."""
 
     def __init__(self, api: PersonsApi, journal: Journal,
-                 learn: Callable[[Target, PersonState | None], None]) -> None:
+                 learn: Callable[[Target, PersonState | None], None], *, names: int = 0) -> None:
         self.api, self.journal, self._learn = api, journal, learn
         self._known = {t: p.person_id for t, p in journal.known_persons().items()}
+        self._listing = names >= WHOLE_LIST_FROM
+        """The run may ask for ``names`` names the journal does not know: from ``WHOLE_LIST_FROM`` on, the first
+        round lists every person once and later rounds read names from that listing (a call per name would
+        double the persons calls of a run creating persons: look-up, then create)."""
+        self._directory: dict[str, str] | None = None
+        """Name -> person id of every person, once listed."""
         self._futures: dict[Target, asyncio.Future[PersonState | None]] = {}
         self._queue: list[Target] = []
         self._wake = asyncio.Event()
@@ -94,10 +101,12 @@ class Lookups:
         ids = {t: self._known[target_text(t)] for t in batch if target_text(t) in self._known}
         ids.update({t: t.person_id for t in batch if t.person_id is not None})
         names = [t.name for t in batch if t not in ids and t.name is not None]
-        if len(names) >= WHOLE_LIST_FROM:
-            wanted = set(names)
-            by_name = {p.name: p.id for p in reversed(await self.api.list_all()) if p.name in wanted}
-            ids.update({t: by_name[t.name] for t in batch if t not in ids and t.name in by_name})
+        if names and self._directory is None and (self._listing or len(names) >= WHOLE_LIST_FROM):
+            # The first match of a name wins, as find_by_name's first result does.
+            self._directory = {p.name: p.id for p in reversed(await self.api.list_all()) if p.name is not None}
+        if self._directory is not None:
+            ids.update({t: self._directory[t.name] for t in batch
+                        if t not in ids and t.name is not None and t.name in self._directory})
             await asyncio.gather(*(self._one(t, ids.get(t), search=False) for t in batch))
         else:
             await asyncio.gather(*(self._one(t, ids.get(t), search=True) for t in batch))

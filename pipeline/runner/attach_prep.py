@@ -177,7 +177,9 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
         rows = [replace(r, attached=True) if (e := entries.get(r.row_key)) is not None
                 and e.status is Status.ATTACHED else r for r in rows]
     book = AttachBook.of(rows, person_max, refusals or {}, rejected or set(), full or set())
-    book.lookups = Lookups(api, journal, book.learn)
+    known = journal.known_persons()
+    names = {t.name for t in book.target_by_key.values() if t.name is not None and target_text(t) not in known}
+    book.lookups = Lookups(api, journal, book.learn, names=len(names))
     log.info("attach_planned", persons=len(book.groups), to_attach=len(book.target_by_key) - len(book.kept_full),
              invalid_person=len(refusals or {}), person_full_kept=len(book.kept_full))
     return book
