@@ -210,3 +210,33 @@ async def test_a_run_whose_presigns_wait_ends_at_the_first_signal(
     rows = pq.read_table(tmp_path / "results.parquet").to_pylist()
     assert len(rows) == 6 and {r["reason"] for r in rows} == {"interrupted"}
     assert emu.objects == {} and emu.counters.put_calls == 0
+
+
+async def test_a_re_run_whose_stamp_heads_hang_ends_at_the_first_signal(make_emulator: MakeEmulator,
+                                                                        tmp_path: Path) -> None:
+    """A finished web row is stamped with a HEAD on the next run; a HEAD that never answers ends at the first
+    signal (the row keeps its key), not after ``--fetch-timeout``."""
+    data = make_jpeg(None, 300, 300, seed=4, quality=70)
+    head_begun, release = asyncio.Event(), asyncio.Event()
+
+    async def photo(request: web.Request) -> web.StreamResponse:
+        if request.method == "HEAD":
+            head_begun.set()
+            await release.wait()  # the run's HEAD waits until the test is over
+        return web.Response(body=data, content_type="image/jpeg", headers={"ETag": '"v1"'})
+
+    app = web.Application()
+    app.router.add_route("*", "/p.jpg", photo)
+    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0))
+    async with serve_app(app) as url:
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"id,path\nweb,{url}/p.jpg\n")
+        settings = _run_settings(emu, tmp_path, fetch_timeout=600.0)
+        first = await runner.run_async(settings, manifest)
+        assert first.by_status == {"uploaded": 1}
+        again = await _interrupted_run(settings, manifest, head_begun.wait)
+        release.set()
+    assert again.exit_code == ExitCode.INTERRUPTED
+    rows = pq.read_table(tmp_path / "results.parquet").to_pylist()
+    assert [(r["id"], r["status"]) for r in rows] == [("web", "uploaded")]
+    assert emu.counters.presign_calls == 1

@@ -208,7 +208,24 @@ class PlanStage:
             got = await self.fetcher.stat(ref)
             stamps[i] = got.value if isinstance(got, SourceStamp) else None
 
-        await asyncio.gather(*(one(i) for i in wanted))
+        if not wanted:
+            return
+        # A signal ends the HEADs at once (a row without its stamp keeps its key; nothing is handed on after a
+        # stop anyway): no wait of the plan outlives the first signal.
+        heads = asyncio.ensure_future(asyncio.gather(*(one(i) for i in wanted)))
+
+        def stop_heads() -> None:
+            heads.cancel()
+
+        forget = self.control.on_interrupt(stop_heads)
+        try:
+            await heads
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the stage itself is being cancelled
+        finally:
+            forget()
 
 
 _HOLDING = (Status.UPLOADED, Status.REJECTED, Status.ATTACHED)
