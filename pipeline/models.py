@@ -313,15 +313,19 @@ class Summary:
     this_run: dict[str, int] = field(default_factory=dict)
     """Rows per status finished by this run only (``by_status`` counts the whole manifest)."""
     planned: dict[str, int] = field(default_factory=dict)
-    """What the run found to do when it started: ``new``, ``changed``, ``recheck``, ``retry``, ``redo_in_flight``,
-    ``finished`` (left alone). A dry run stops there: this is what a real run would do now."""
+    """What the run did, counting only rows that passed prepare: ``new``, ``changed``, ``person_changed``,
+    ``recheck``, ``retry``, ``unfinished``, ``expired`` (uploaded, or in a dry run to upload), ``rejected`` (never
+    uploaded), ``finished`` (left alone), ``redo_in_flight``, and the attach route's ``attach``, ``person_full``,
+    ``person_not_found``. A dry run's counts are what a real run would do now."""
     fatal_type: str | None = None
     """The class name of the fatal API error, when ``error`` is set."""
     fatal: FatalApiError | None = field(default=None, repr=False, compare=False)
     """The fatal API error itself (the Python API raises it, keeping its type, ``status`` and ``code``)."""
     attach: dict[str, int] = field(default_factory=dict)
-    """With ``--attach``: ``persons_created``, ``persons_extended`` and ``thumbnails_attached`` by this run (a
-    dry run: ``persons_to_create``, ``persons_to_extend``, ``thumbnails_to_attach``, ``person_full``)."""
+    """With ``--attach``: ``persons_created``, ``persons_extended``, ``thumbnails_attached`` and
+    ``thumbnails_superseded`` (rows attached again: their earlier thumbnail stays) by this run (a dry run:
+    ``persons_to_create``, ``persons_to_extend``, ``thumbnails_to_attach``, ``person_full``, ``invalid_person``,
+    ``names_not_looked_up``)."""
 
     run_id: str | None = None
     """This run's id (the results' ``run_id`` of the rows it changed)."""
