@@ -222,3 +222,24 @@ def test_scratch_copy_leaves_the_real_journal_alone(tmp_path: Path) -> None:
     with Journal.scratch(tmp_path / "absent.sqlite", tmp_path / "copy2.sqlite", workspace="ws") as empty:
         assert empty.counts()["uploaded"] == 0
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_a_journal_closed_cleanly_is_not_checked_page_by_page_again_until_it_changes(tmp_path: Path) -> None:
+    """``quick_check`` reads every page (most of a nightly no-op's cost): a journal exactly as a run closed it
+    skips it; one changed since (here: a page of zeros, which moves its stamp) is checked and refused."""
+    from pipeline.journal import Journal
+    from pipeline.journal.opening import known_intact
+
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path, workspace="ws") as journal:
+        journal.record_many([RowResult(0, f"k{i}", Status.REJECTED, reason="too_small") for i in range(3000)])
+    assert known_intact(path)
+    with Journal.open(path, workspace="ws"):
+        assert not known_intact(path)  # open: its WAL is there
+    assert known_intact(path)
+    with path.open("r+b") as fh:  # a page of zeros in the middle of the file
+        fh.seek(4096 * 8)
+        fh.write(b"\0" * 4096)
+    assert not known_intact(path)
+    with pytest.raises(ConfigError, match="damaged"):
+        Journal.open(path, workspace="ws")

@@ -166,3 +166,4 @@ async def test_a_read_only_journal_is_read_by_a_dry_run_and_a_report_and_refused
     assert dry.planned == {"finished": 3, "new": 2} and dry.exit_code == ExitCode.OK
     assert seen.problem is None and dict(seen.states) == {"uploaded": 3}
     assert _presigns(emulator) == 3
+

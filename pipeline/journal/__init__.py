@@ -26,7 +26,7 @@ from pipeline.journal import attach as attach_facts
 from pipeline.journal import states
 from pipeline.journal.attach import AttachIntent, AttachJournal, AttachWrite, KnownPerson
 from pipeline.journal.lock import JournalLock
-from pipeline.journal.opening import connect, copy_for_dry_run, now_text
+from pipeline.journal.opening import connect, copy_for_dry_run, note_intact, now_text
 from pipeline.journal.schema import COLUMNS, SCHEMA_VERSION
 from pipeline.models import RowResult, Status
 
@@ -94,6 +94,7 @@ class Journal(AttachJournal):
                  lock: JournalLock | None = None) -> None:
         self._conn = conn
         self._lock = lock
+        self._closed = False
         self.path = path
         self.created = created
         self.migrated_from = migrated_from
@@ -127,9 +128,13 @@ class Journal(AttachJournal):
         return cls.open(dest, workspace=workspace)
 
     def close(self) -> None:
-        """Close the connection (committed writes are already durable), then release the lock; idempotent."""
+        """Close the connection (committed writes are already durable; SQLite folds the WAL in), note the file's
+        stamp (the next open need not check its pages again), then release the lock; idempotent."""
         self._conn.close()
         if self._lock is not None:
+            if not self._closed:
+                note_intact(self.path)
+            self._closed = True
             self._lock.release()
 
     def __enter__(self) -> Journal:
