@@ -22,6 +22,7 @@ from yarl import URL
 
 from pipeline.config import Credentials
 from pipeline.emulator import PRESIGN_ROUTES, STATUS_ROUTES, Emulator
+from pipeline.samples import make_jpeg
 from pipeline.signing import signed_headers
 
 __all__ = [
@@ -155,6 +156,17 @@ def write_manifest(path: Path, rows: list[dict[str, Any]]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def photo_manifest(folder: Path, n: int, *, manifest: Path, height: int = 280) -> Path:
+    """``n`` small JPEGs ``p0.jpg``.. in ``folder`` and a manifest at ``manifest`` keying them ``k0``.., with
+    paths relative to the manifest's folder; return the manifest's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        make_jpeg(folder / f"p{i}.jpg", 300, height, seed=i, quality=70)
+        rows.append({"id": f"k{i}", "path": (folder / f"p{i}.jpg").relative_to(manifest.parent).as_posix()})
+    return write_manifest(manifest, rows)
 
 
 @asynccontextmanager

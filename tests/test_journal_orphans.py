@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import MakeEmulator
+from helpers import MakeEmulator, photo_manifest
 
 from pipeline import runner
 from pipeline.emulator import EmulatorConfig, Faults
 from pipeline.journal import Journal
 from pipeline.models import RowResult, Status
 from pipeline.python_api import make_settings
-from pipeline.samples import make_jpeg
 
 DERIVED = {"superseded", "interrupted", "abandoned", "failed", "replaced", "expired", "unattached"}
 
@@ -23,12 +22,7 @@ async def test_every_key_a_run_did_not_keep_is_a_journal_orphan(tmp_path: Path,
     # Half the URLs are expired when used: rows take several rounds, each with a new key.
     emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0,
                                              faults=Faults(early_expiry_rate=0.5, seed=11)))
-    lines = ["id,path"]
-    for i in range(24):
-        make_jpeg(tmp_path / f"p{i}.jpg", 300, 280, seed=i, quality=70)
-        lines.append(f"k{i},p{i}.jpg")
-    manifest = tmp_path / "manifest.csv"
-    manifest.write_text("\n".join(lines) + "\n")
+    manifest = photo_manifest(tmp_path, 24, manifest=tmp_path / "manifest.csv")
     journal_path = tmp_path / "j.sqlite"
     settings = make_settings(workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
                              rate=0.0, confirm_rate=0.0, progress=False, journal=journal_path,

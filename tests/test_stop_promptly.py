@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
-from helpers import MakeEmulator, make_image, serve_app
+from helpers import MakeEmulator, make_image, photo_manifest, serve_app
 
 from pipeline import runner
 from pipeline.client import ApiClient, ApiSettings, RowInterrupted
@@ -191,14 +191,7 @@ async def test_a_run_whose_presigns_wait_ends_at_the_first_signal(
     faults = (Faults(queue_rate=1.0, queue_delay=600.0) if fault == "stall"
               else Faults(retry_after="60", storm_until=float("inf")))
     emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, faults=faults))
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    lines = ["id,path"]
-    for i in range(6):
-        make_jpeg(photos / f"p{i}.jpg", 300, 300, seed=i, quality=70)
-        lines.append(f"k{i},photos/p{i}.jpg")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("\n".join(lines) + "\n")
+    manifest = photo_manifest(tmp_path / "photos", 6, manifest=tmp_path / "m.csv", height=300)
 
     async def waiting() -> None:
         await until_true(lambda: emu.counters.presign_calls >= 1)

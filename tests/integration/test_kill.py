@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import photo_manifest
 
 from pipeline.emulator import Emulator, EmulatorConfig, Faults
-from pipeline.samples import make_jpeg
 
 CONCURRENCY = 8
 
@@ -35,13 +35,7 @@ def _env(emu: Emulator) -> dict[str, str]:
 
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
-    lines = ["id,path"]
-    for i in range(120):
-        make_jpeg(tmp_path / f"p{i}.jpg", 300, 280, seed=i, quality=70)
-        lines.append(f"k{i},p{i}.jpg")
-    manifest = tmp_path / "manifest.csv"
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
+    return photo_manifest(tmp_path, 120, manifest=tmp_path / "manifest.csv")
 
 
 @pytest.mark.parametrize("emulator_thread", [EmulatorConfig(faults=Faults(latency=0.02))], indirect=True)
