@@ -115,22 +115,21 @@ class RunSession:
             elif isinstance(source, (str, os.PathLike)):
                 manifest_path = Path(source)
             # Before the manifest is read: a results path or journal naming the manifest (or each other) stops here.
-            check_distinct(run_paths(s, manifest_path), s.report, manifest_is_file=base is None)
+            paths = run_paths(s, manifest_path)
+            check_distinct(paths, s.report, manifest_is_file=base is None)
             manifest = Manifest.open(source, s.columns, root=s.root, batch_size=s.batch_size, base=base,
                                      id_prefix=s.id_prefix)
             info = await asyncio.to_thread(manifest.scan)
-            return await self._run(manifest, info, manifest_path, started)
+            return await self._run(manifest, info, paths, started)
 
-    async def _run(self, manifest: Manifest, info: ManifestInfo, manifest_path: Path | None, started: float
-                   ) -> Summary:
+    async def _run(self, manifest: Manifest, info: ManifestInfo, paths: RunPaths, started: float) -> Summary:
         s = self.s
-        paths = run_paths(s, manifest_path)
         if paths.journal_beside_manifest:
             log.warning("journal_found_beside_manifest", journal=str(paths.journal),
                         action="using it (an earlier release's default); to move on, pass --journal with this "
                                "path, or move the file to " + str(default_journal(s.api.endpoint, s.api.workspace)))
         if paths.out is not None:
-            check_results_target(paths.out, manifest.schema, manifest=manifest_path, rows=info.rows)
+            check_results_target(paths.out, manifest.schema, manifest=paths.manifest, rows=info.rows)
             if s.dry_run and paths.out.exists() and holds_keys(paths.out):
                 raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
                                   "choose another --out.")
