@@ -169,8 +169,10 @@ def _resume(directory: Path) -> dict[str, Any]:
 
 
 def _noop(directory: Path, rows: int) -> dict[str, Any]:
-    """A no-op re-run of a finished ``rows``-row journal: us a row from the run's own duration, the command's
-    wall seconds, its CPU seconds and peak RSS, and the API calls it made (goal 0)."""
+    """A no-op re-run of a finished ``rows``-row journal, as a nightly job meets it (the journal as the previous
+    night's run closed it: one untimed run first, since the archive's journal is written directly): us a row
+    from the run's own duration, the command's wall seconds, its CPU seconds and peak RSS, and the API calls it
+    made (goal 0)."""
     import json
 
     manifest, journal = _finished_archive(directory / f"noop{rows}", rows, max(1, rows // 100))
@@ -178,14 +180,15 @@ def _noop(directory: Path, rows: int) -> dict[str, Any]:
         env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
                "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
         log = manifest.with_suffix(".log")
-        started = time.monotonic()
-        with log.open("w") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", emu.workspace,
-                 "--endpoint", emu.base_url, "--journal", str(journal), "--no-progress", "--log-format", "json"],
-                env=env, stdout=subprocess.DEVNULL, stderr=err)
-            _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - started
+        for _night in range(2):
+            started = time.monotonic()
+            with log.open("w") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace", emu.workspace,
+                     "--endpoint", emu.base_url, "--journal", str(journal), "--no-progress", "--log-format",
+                     "json"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+                _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.monotonic() - started
         snap = emu.counters.snapshot(arrivals=False)
     finished = [json.loads(line) for line in log.read_text().splitlines() if '"run_finished"' in line]
     duration = float(finished[-1]["duration_s"]) if finished else float("nan")

@@ -243,3 +243,35 @@ def test_a_journal_closed_cleanly_is_not_checked_page_by_page_again_until_it_cha
     assert not known_intact(path)
     with pytest.raises(ConfigError, match="damaged"):
         Journal.open(path, workspace="ws")
+
+
+def test_a_note_left_by_a_release_writing_other_states_does_not_skip_the_states_check(tmp_path: Path) -> None:
+    """The ``.checked`` note spares a re-open the page and states checks only when the release that wrote it
+    writes the same states: a newer release's journal (here: a state this one never writes, and a note naming
+    that release's states) is still refused in one sentence."""
+    import contextlib
+    import sqlite3
+
+    from pipeline.journal import Journal
+    from pipeline.journal.opening import _file_stamp, known_intact
+
+    path = tmp_path / "j.sqlite"
+    with Journal.open(path, workspace="ws") as journal:
+        journal.record_many([RowResult(0, "k0", Status.REJECTED, reason="too_small")])
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("UPDATE rows SET status = 'archived' WHERE key = 'k0'")
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (tmp_path / "j.sqlite-wal").unlink(missing_ok=True)
+    stamp = _file_stamp(path)
+    assert stamp is not None
+    note = tmp_path / "j.sqlite.checked"
+    note.write_text(stamp.split(" ")[0] + " archived," + stamp.split(" ")[1] + "\n", encoding="ascii")
+    assert not known_intact(path)
+    with pytest.raises(ConfigError, match=r"never writes \('archived'\)"):
+        Journal.open(path, workspace="ws")
+    (tmp_path / "j.sqlite-wal").unlink(missing_ok=True)
+    now = _file_stamp(path)
+    assert now is not None and now.split(" ")[1] == stamp.split(" ")[1]
+    note.write_text(now + "\n", encoding="ascii")  # a note naming this release's own states is trusted
+    assert known_intact(path)

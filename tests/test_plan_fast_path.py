@@ -24,13 +24,50 @@ def test_the_fast_path_leaves_alone_only_what_decide_leaves_alone(
         key: str | None) -> None:
     row = Row(0, "r1", "p.jpg", Path(source) if source else None)
     entry = Entry(status, key, None, "sha", journaled, None, None, was)
-    if _untouched(row, entry, stamp):
+    if _untouched(row, (entry.status.value, entry.source_stamp, entry.source_path), stamp):
         assert decide(entry, stamp, retry_failed=True, path=source_of(row)).why is None
 
 
 def test_the_fast_path_takes_the_common_case() -> None:
     row = Row(0, "r1", "p.jpg", Path("/a/p.jpg"))
-    assert _untouched(row, Entry(Status.UPLOADED, "ws/k", None, "sha", "1:1", None, None, "/a/p.jpg"), "1:1")
-    assert not _untouched(row, Entry(Status.UPLOADED, "ws/k", None, "sha", "1:1", None, None, "/b/p.jpg"), "1:1")
-    assert not _untouched(row, Entry(Status.UPLOADED, "ws/k", None, "sha", "1:2", None, None, "/a/p.jpg"), "1:1")
+    assert _untouched(row, ("uploaded", "1:1", "/a/p.jpg"), "1:1")
+    assert _untouched(row, ("uploaded", "1:1", None), "1:1")  # a journal older than version 4
+    assert not _untouched(row, ("uploaded", "1:1", "/b/p.jpg"), "1:1")
+    assert not _untouched(row, ("uploaded", "1:2", "/a/p.jpg"), "1:1")
+    assert not _untouched(row, ("attached", "1:1", "/a/p.jpg"), "1:1")
     assert not _untouched(row, None, "1:1")
+
+
+def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) -> None:
+    """``_stat_rows`` stats by folder handle: every kind of path gives the stamp ``plan.stamp_of`` gives, and
+    "missing" only for what is not there at all (a missing folder or file, a path through a file; not a dangling
+    symlink, which the image stage names precisely)."""
+    import os
+
+    from pipeline.runner.plan import stamp_of
+    from pipeline.runner.stages import _stat_rows
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for name in ("a/1.jpg", "a/2.jpg", "b/1.jpg"):
+        (tmp_path / name).write_bytes(name.encode() * 7)
+    os.symlink(tmp_path / "a", tmp_path / "linked")
+    os.symlink(tmp_path / "a" / "1.jpg", tmp_path / "b" / "to-1.jpg")
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "b" / "dangling.jpg")
+    cases = {  # path -> missing altogether
+        "a/1.jpg": False, "a/2.jpg": False, "b/1.jpg": False, "linked/2.jpg": False, "b/to-1.jpg": False,
+        "a/absent.jpg": True, "gone/1.jpg": True, "gone/deeper/1.jpg": True, "b/dangling.jpg": False,
+        "a/1.jpg/inside.jpg": True,
+    }
+    named = [*cases, "a/1.jpg"]  # the first file named again
+    rows = tuple(Row(i, f"r{i}", p, Path(tmp_path / p)) for i, p in enumerate(named))
+    rows += (Row(len(rows), "none", "", None),)
+    stamps, missing = _stat_rows(rows)
+    for row, stamp, gone in zip(rows, stamps, missing, strict=True):
+        if row.source is None:
+            assert (stamp, gone) == (None, False)
+            continue
+        assert stamp == stamp_of(row.source), row.path
+        assert gone is cases[row.path], row.path
+    assert stamps[0] is not None and stamps[0] == stamps[-2]  # one file named twice
+    assert stamps[1] != stamps[0]  # another size

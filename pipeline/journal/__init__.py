@@ -34,6 +34,22 @@ __all__ = ["SCHEMA_VERSION", "AttachIntent", "Entry", "Journal", "JournalStateEr
 
 _CHUNK = 500  # keys per IN (...) query: far below SQLite's variable limit, large enough to be cheap
 _COLS = ", ".join(COLUMNS)
+_DONE = "status IN ({})".format(", ".join(f"'{s.value}'" for s in Status if s.terminal))
+
+
+def _as_result(column: str) -> str:
+    """``column`` of a ``rows`` record as the results show it (``Journal.results_of``; ``?`` in order: the
+    unfinished reason, its detail, the reason again for ``this_run``, this run's id)."""
+    shown = {"status": f"CASE WHEN {_DONE} THEN status ELSE 'pending' END",
+             "reason": f"CASE WHEN {_DONE} THEN reason ELSE ?1 END",
+             "detail": f"CASE WHEN {_DONE} THEN detail ELSE ?2 END",
+             "attempts": f"CASE WHEN {_DONE} THEN attempts ELSE 0 END",
+             "run_id": "run_id",
+             "this_run": f"CASE WHEN NOT {_DONE} THEN ?3 WHEN run_id = ?4 THEN this_run ELSE 'unchanged' END"}
+    return shown.get(column, f"CASE WHEN {_DONE} THEN {column} END")
+
+
+_RESULTS = f"SELECT key, {', '.join(_as_result(c) for c in COLUMNS)}, status FROM rows"  # noqa: S608 (constants)
 _UPSERT = (
     f"INSERT OR REPLACE INTO rows (key, {_COLS}, updated_at) "  # noqa: S608 (constants)
     f"VALUES ({', '.join('?' * (len(COLUMNS) + 2))})"
@@ -172,6 +188,16 @@ class Journal(AttachJournal):
             found.update({r[0]: _new(Entry, (_STATUS[r[1]], *r[2:])) for r in self._conn.execute(query, part)})
         return found
 
+    def stamps(self, keys: Sequence[str]) -> dict[str, tuple[str, str | None, str | None]]:
+        """``(status as text, source_stamp, source_path)`` of those ``keys`` that have a row: what the plan needs
+        to leave a finished, unchanged row alone (a narrow query and a plain tuple: half the cost of
+        ``lookup``, paid by every row of a nightly no-op)."""
+        found: dict[str, tuple[str, str | None, str | None]] = {}
+        for part in _chunks(keys):
+            query = f"SELECT key, status, source_stamp, source_path FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
+            found.update({r[0]: r[1:] for r in self._conn.execute(query, part)})
+        return found
+
     def records(self, keys: Sequence[str]) -> dict[str, RowResult]:
         """The full journaled records of those ``keys`` that have one (``index`` is 0: the caller's to set)."""
         found: dict[str, RowResult] = {}
@@ -181,13 +207,17 @@ class Journal(AttachJournal):
                 found[record[0]] = _result(record)
         return found
 
-    def raw_records(self, keys: Sequence[str]) -> dict[str, tuple[object, ...]]:
-        """The journaled records of those ``keys`` that have one, as tuples in ``COLUMNS`` order (``status`` as
-        text): what the results are built from, with no object per row."""
+    def results_of(self, keys: Sequence[str], unfinished: tuple[str, str]) -> dict[str, tuple[object, ...]]:
+        """Those ``keys``' journaled records as this run's results show them, as tuples of ``key``, the
+        ``COLUMNS`` (``status`` as text) and the journaled status as it is: a row not finished is ``pending``
+        with ``unfinished``'s reason and detail (and ``this_run`` that reason); a row an earlier run changed
+        last is ``unchanged`` (its ``run_id`` says which run). Worked out by SQLite, with no Python per row: the
+        results of a nightly no-op cost a query and a transposition. Keys without a record are left out."""
         found: dict[str, tuple[object, ...]] = {}
+        head = (*unfinished, unfinished[0], self.run_id)
         for part in _chunks(keys):
-            query = f"SELECT key, {_COLS} FROM rows WHERE key IN ({_marks(len(part))})"  # noqa: S608
-            found.update((record[0], record[1:]) for record in self._conn.execute(query, tuple(part)))
+            query = f"{_RESULTS} WHERE key IN ({_marks(len(part))})"
+            found.update({r[0]: r for r in self._conn.execute(query, (*head, *part))})
         return found
 
     def counts(self) -> dict[str, int]:

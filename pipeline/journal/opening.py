@@ -43,7 +43,8 @@ def connect(path: Path, workspace: str) -> tuple[sqlite3.Connection, bool, int]:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: survives process death, cheap commits
         found = ensure_schema(conn)
-        _check_states(conn, path)
+        if not unchanged:  # a file as a run of this release closed it holds no state this release never writes
+            _check_states(conn, path)
         conn.execute("BEGIN IMMEDIATE")
         meta = dict(conn.execute("SELECT k, v FROM meta").fetchall())
         created = "workspace" not in meta
@@ -81,13 +82,19 @@ def connect(path: Path, workspace: str) -> tuple[sqlite3.Connection, bool, int]:
     return conn, created, found
 
 
+_STATES = ",".join(sorted(s.value for s in Status))
+"""The row states this release writes, noted with the stamp: a note left by a release that writes others (a
+newer one) does not spare this one the states check."""
+
+
 def _file_stamp(path: Path) -> str | None:
-    """``size:mtime_ns`` of the journal's file, or ``None`` when it cannot be stat'ed."""
+    """``size:mtime_ns`` of the journal's file and the states this release writes, or ``None`` when it cannot be
+    stat'ed."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns} {_STATES}"
 
 
 def _checked_note(path: Path) -> Path:
@@ -96,8 +103,9 @@ def _checked_note(path: Path) -> Path:
 
 def known_intact(path: Path) -> bool:
     """Whether the journal's file is exactly as a run left it when it closed it cleanly (its stamp noted then,
-    no WAL left over): then ``quick_check`` (a pass over every page: 0.5 s a 100,000 rows, most of a nightly
-    no-op's cost) is not needed again. A file changed since (a copy, a page overwritten, a crash) is checked."""
+    no WAL left over, by a release writing the same states): then ``quick_check`` (a pass over every page: 0.5 s
+    a 100,000 rows, most of a nightly no-op's cost) and the states check (another pass) are not needed again.
+    A file changed since (a copy, a page overwritten, a crash) is checked."""
     stamp = _file_stamp(path)
     if stamp is None or path.with_name(path.name + "-wal").exists():
         return False

@@ -91,7 +91,7 @@ class Spill:
         set."""
         self.close()
         width = len(self.schema)
-        run_id = journal.run_id
+        absent = _absent(unfinished, journal.run_id)
         with pa.OSFile(str(self.path), "rb") as source:
             reader = ipc.open_stream(source)
             for batch in reader:
@@ -99,9 +99,9 @@ class Spill:
                     raise WriteAborted
                 keys: list[str] = batch.column(width).to_pylist()
                 has_path: list[bool] = batch.column(width + 1).to_pylist()
-                raw = journal.raw_records(keys)
-                counts.in_journal.update(str(r[_STATUS]) for r in raw.values())
-                values = _columns([_as_this_run(raw.get(key), unfinished, run_id) for key in keys])
+                found = journal.results_of(keys, unfinished)
+                counts.in_journal.update(str(r[-1]) for r in found.values())  # as journaled (not "pending")
+                values = _columns([found.get(key) or absent for key in keys])
                 reasons = values["reason"]
                 counts.by_status.update(str(v) for v in values["status"])
                 counts.by_reason.update(str(r) for r in reasons if r)
@@ -113,27 +113,18 @@ class Spill:
                 yield ResultChunk(columns, values)
 
 
-_STATUS, _RUN, _THIS = COLUMNS.index("status"), COLUMNS.index("run_id"), COLUMNS.index("this_run")
-_TERMINAL = frozenset(s.value for s in Status if s.terminal)
-
-
-def _as_this_run(record: tuple[object, ...] | None, unfinished: tuple[str, str], run_id: str | None
-                 ) -> tuple[object, ...]:
-    """A journal record as this run's results show it: one this run did not finish is ``pending`` with
-    ``unfinished``'s reason and detail (``this_run`` the reason); one an earlier run changed last is
-    ``unchanged`` (its ``run_id`` says which run)."""
-    if record is None or record[_STATUS] not in _TERMINAL:
-        fields: dict[str, object] = dict.fromkeys(COLUMNS)
-        fields.update(status=Status.PENDING.value, reason=unfinished[0], detail=unfinished[1], attempts=0,
-                      run_id=run_id if record is None else record[_RUN], this_run=unfinished[0])
-        return tuple(fields[c] for c in COLUMNS)
-    if record[_RUN] != run_id or run_id is None:
-        return (*record[:_THIS], "unchanged", *record[_THIS + 1:])
-    return record
+def _absent(unfinished: tuple[str, str], run_id: str | None) -> tuple[object, ...]:
+    """The results record of a row the journal does not hold (``Journal.results_of``'s shape): ``pending``
+    with ``unfinished``'s reason and detail, under this run's id."""
+    fields: dict[str, object] = dict.fromkeys(COLUMNS)
+    fields.update(status=Status.PENDING.value, reason=unfinished[0], detail=unfinished[1], attempts=0,
+                  run_id=run_id, this_run=unfinished[0])
+    return ("", *(fields[c] for c in COLUMNS), None)
 
 
 def _columns(records: list[tuple[object, ...]]) -> dict[str, list[object]]:
-    """Records (tuples in ``COLUMNS`` order) as one list per column."""
+    """``Journal.results_of`` records (``key``, the ``COLUMNS``, the journaled status) as one list per column
+    of ``COLUMNS``."""
     if not records:
         return {c: [] for c in COLUMNS}
-    return dict(zip(COLUMNS, (list(c) for c in zip(*records, strict=True)), strict=True))
+    return dict(zip(COLUMNS, (list(c) for c in list(zip(*records, strict=True))[1:-1]), strict=True))

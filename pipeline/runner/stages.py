@@ -25,7 +25,7 @@ from pipeline.models import Row, RowResult, Status
 from pipeline.runner.attach_prep import same_person, target_of
 from pipeline.runner.attach_route import AttachRoute
 from pipeline.runner.control import RunControl
-from pipeline.runner.plan import Decision, Why, decide, source_of, stamp_of
+from pipeline.runner.plan import Decision, Why, decide, source_of
 from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe
@@ -100,6 +100,9 @@ class PlanStage:
         """Upload times of rows without a person under ``--attach``, noted by the upload stage."""
         self.limited = False
         self._jobs = 0
+        self._seen: dict[str, tuple[str | None, bool]] = {}
+        """Each local file's stamp and whether it is missing, as first seen this run: a photo named by many rows
+        is stat'ed once, not once a row (bounded: cleared past ``_SEEN_MAX`` files)."""
         self._persons: dict[str, KnownPerson] | None = None
         """Target text -> person id as the journal knew them when planning began (``--attach``)."""
 
@@ -115,16 +118,19 @@ class PlanStage:
     async def _plan(self, batch: RowBatch) -> None:
         rows = batch.rows
         self._note_stores(rows)
-        stamps, missing = await asyncio.to_thread(_stat_rows, rows)
-        entries = self.journal.lookup([r.key for r in rows])
+        if len(self._seen) > _SEEN_MAX:
+            self._seen.clear()
+        stamps, missing = await asyncio.to_thread(_stat_rows, rows, self._seen)
+        untouched = self._untouched(rows, stamps)
+        entries = self.journal.lookup([r.key for r, done in zip(rows, untouched, strict=True) if not done])
         await self._remote_stamps(rows, entries, stamps)
         work: list[tuple[Row, Job | None]] = []
         finished = 0
-        for row, stamp, gone in zip(rows, stamps, missing, strict=True):
-            entry = entries.get(row.key)
-            if self.attach is None and _untouched(row, entry, stamp):
-                finished += 1  # the nightly no-op's one test per row (decide says the same, at thrice the cost)
+        for row, stamp, gone, done in zip(rows, stamps, missing, untouched, strict=True):
+            if done:
+                finished += 1
                 continue
+            entry = entries.get(row.key)
             decision = await self._decision(row, entry, stamp)
             if decision is None:
                 continue  # dealt with by the attach route
@@ -148,6 +154,15 @@ class PlanStage:
         if finished:
             self.recorder.progress.update("finished", finished)
         await self._hand_on(work)
+
+    def _untouched(self, rows: tuple[Row, ...], stamps: list[str | None]) -> list[bool]:
+        """Which rows are finished with this very stamp and source (``_untouched``): the nightly no-op's one test
+        a row, on the journal's narrow ``stamps`` (``decide`` says the same of them, at several times the cost).
+        Under ``--attach`` every row is decided (its person may have changed)."""
+        if self.attach is not None:
+            return [False] * len(rows)
+        known = self.journal.stamps([r.key for r in rows])
+        return [_untouched(row, known.get(row.key), stamp) for row, stamp in zip(rows, stamps, strict=True)]
 
     def _note_stores(self, rows: tuple[Row, ...]) -> None:
         """Tell the fetcher every store the run reads from, before any request (a store refusing everything is
@@ -243,12 +258,14 @@ def _job(row: Row, entry: Entry | None, stamp: str | None, decision: Decision) -
                replaced_person=on_person.person_id if on_person is not None else None)
 
 
-def _untouched(row: Row, entry: Entry | None, stamp: str | None) -> bool:
-    """Whether a local row is uploaded with this very stamp and source: what ``decide`` leaves alone, tested
-    without building a decision."""
-    return (entry is not None and entry.status is Status.UPLOADED and stamp is not None
-            and stamp == entry.source_stamp and row.source is not None
-            and (entry.source_path is None or entry.source_path == str(row.source)))
+_UPLOADED = Status.UPLOADED.value
+
+
+def _untouched(row: Row, known: tuple[str, str | None, str | None] | None, stamp: str | None) -> bool:
+    """Whether a local row is uploaded with this very stamp and source (``known``: the journal's ``stamps``):
+    what ``decide`` leaves alone, tested without building a decision."""
+    return (known is not None and known[0] == _UPLOADED and stamp is not None and stamp == known[1]
+            and row.source is not None and (known[2] is None or known[2] == str(row.source)))
 
 
 
@@ -266,31 +283,86 @@ def _absent(path: str) -> bool | None:
     return False
 
 
-def _stat_rows(rows: tuple[Row, ...]) -> tuple[list[str | None], list[bool]]:
-    """Each row's source stamp, and whether its source is missing altogether (rejected without the pool).
+_O_PATH = getattr(os, "O_PATH", None)  # Linux: a folder handle that needs no read permission
 
-    A folder that does not exist is looked up once per batch, not once per row: a manifest whose paths are
-    relative to the wrong folder costs one system call per folder; a file named by several rows of a batch is
-    stat'ed once."""
-    folders: dict[str, bool | None] = {}
-    seen: dict[str, tuple[str | None, bool]] = {}  # a file named by several rows is stat'ed once
+
+class _Folders:
+    """The folders of one batch, each looked up once: a handle to stat its files by name (``dir_fd``: the
+    kernel does not walk the folder's path again for each file, a third of a stat's cost), or ``True`` when
+    the folder is not there (its rows are missing, at one system call per folder), or ``None`` (stat by the
+    full path: no handle could be had, or the platform has no ``O_PATH``)."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, int | bool | None] = {}
+
+    def __enter__(self) -> _Folders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fd in self.known.values():
+            if type(fd) is int:
+                os.close(fd)
+
+    def of(self, folder: str) -> int | bool | None:
+        if folder in self.known:
+            return self.known[folder]
+        found: int | bool | None = None
+        if _O_PATH is not None:
+            try:
+                found = os.open(folder or ".", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            except (FileNotFoundError, NotADirectoryError):
+                found = True if _absent(folder) else None  # a symlink to a file names no folder either
+            except (OSError, ValueError):
+                found = None
+        elif _absent(folder):
+            found = True
+        self.known[folder] = found
+        return found
+
+
+def _stamp_in(folder: int | bool | None, text: str) -> tuple[str | None, bool]:
+    """A file's stamp and whether it is missing altogether, given its folder's handle (``_Folders.of``)."""
+    if folder is True:
+        return None, True
+    try:
+        # str and a folder handle: cheaper per row than pathlib, and a million rows add up.
+        st = os.stat(os.path.basename(text), dir_fd=folder) if type(folder) is int else os.stat(text)  # noqa: PTH116, PTH119
+    except (FileNotFoundError, NotADirectoryError):
+        return None, _absent(text) is True
+    except (OSError, ValueError):
+        return None, False
+    return f"{st.st_size}:{st.st_mtime_ns}", False
+
+
+_SEEN_MAX = 100_000
+"""Files whose stamps the plan remembers at most (about 15 MB)."""
+
+
+def _stat_rows(rows: tuple[Row, ...], seen: dict[str, tuple[str | None, bool]] | None = None,
+               ) -> tuple[list[str | None], list[bool]]:
+    """Each row's source stamp (``size:mtime_ns``, as ``plan.stamp_of`` gives it), and whether its source is
+    missing altogether (rejected without the pool).
+
+    A folder is looked up once per batch, not once per row (``_Folders``): a manifest whose paths are relative
+    to the wrong folder costs one system call per folder. A file already in ``seen`` (or named by several rows
+    of the batch) is not stat'ed again; the files stat'ed are added to it."""
+    if seen is None:
+        seen = {}
     stamps: list[str | None] = []
     missing: list[bool] = []
-    for row in rows:
-        if row.source is None:
-            stamps.append(None)
-            missing.append(False)
-            continue
-        text = str(row.source)
-        known = seen.get(text)
-        if known is None:
-            folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
-            if folder not in folders:
-                folders[folder] = _absent(folder)
-            stamp = None if folders[folder] else stamp_of(text)
-            known = seen[text] = (stamp, stamp is None and (folders[folder] is True or _absent(text) is True))
-        stamps.append(known[0])
-        missing.append(known[1])
+    with _Folders() as folders:
+        for row in rows:
+            if row.source is None:
+                stamps.append(None)
+                missing.append(False)
+                continue
+            text = str(row.source)
+            known = seen.get(text)
+            if known is None:
+                folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
+                known = seen[text] = _stamp_in(folders.of(folder), text)
+            stamps.append(known[0])
+            missing.append(known[1])
     return stamps, missing
 
 
