@@ -71,3 +71,21 @@ def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) 
         assert gone is cases[row.path], row.path
     assert stamps[0] is not None and stamps[0] == stamps[-2]  # one file named twice
     assert stamps[1] != stamps[0]  # another size
+
+
+def test_a_file_named_in_several_batches_is_stat_ed_once_a_run(tmp_path: Path) -> None:
+    """The plan hands ``_stat_rows`` the files it has seen this run: a photo named again in a later batch is
+    not stat'ed again (here: removed in between, it still has the stamp it had), and a new one is."""
+    from pipeline.runner.stages import _stat_rows
+
+    (tmp_path / "p.jpg").write_bytes(b"x" * 10)
+    (tmp_path / "q.jpg").write_bytes(b"y" * 20)
+    seen: dict[str, tuple[str | None, bool]] = {}
+    first, _ = _stat_rows((Row(0, "a", "p.jpg", tmp_path / "p.jpg"),), seen)
+    (tmp_path / "p.jpg").unlink()
+    again, gone = _stat_rows((Row(1, "b", "p.jpg", tmp_path / "p.jpg"), Row(2, "c", "q.jpg", tmp_path / "q.jpg")),
+                             seen)
+    assert first[0] is not None and first[0].startswith("10:")
+    assert again[0] == first[0] and gone == [False, False]
+    assert again[1] is not None and again[1].startswith("20:")
+    assert _stat_rows((Row(3, "d", "p.jpg", tmp_path / "p.jpg"),))[1] == [True]  # a fresh memo sees it gone
