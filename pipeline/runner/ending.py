@@ -13,13 +13,14 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import IngestError, LocalWriteError
 from pipeline.journal import Journal
+from pipeline.models import ExitCode
 from pipeline.results import ResultChunk, folded, results_table, write_results
 from pipeline.runner.control import RunControl
 from pipeline.runner.paths import RunPaths
 from pipeline.runner.spill import ResultCounts, Spill, WriteAborted
 from pipeline.runner.stages import PlanStage
 
-__all__ = ["nothing_found", "run_report", "unfinished_reason", "write_run_results"]
+__all__ = ["exit_of", "nothing_found", "run_report", "unfinished_reason", "write_run_results"]
 
 log = structlog.get_logger("pipeline.runner")
 
@@ -79,6 +80,25 @@ def unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int | 
     if plan is not None and plan.limited and not control.interrupted:
         return ("not_reached", f"past --limit {limit}; run the same command again to go on")
     return ("interrupted", "the run stopped before this row finished; run the same command again to resume")
+
+
+def exit_of(control: RunControl, counts: ResultCounts, *, limited: bool,
+            nothing_found: str) -> tuple[ExitCode, str | None]:
+    """The run's exit code and its one sentence, by the first that holds: a fatal API answer, a local write
+    error, a bad manifest, a signal, no photo path existing at all (``nothing_found`` is then the sentence),
+    rows failed or left pending (a ``--limit`` reached is no failure), else OK."""
+    stopped = [(control.fatal, ExitCode.FATAL), (control.local_error, ExitCode.FAILED),
+               (control.input_error, ExitCode.USAGE)]
+    for error, code in stopped:
+        if error is not None:
+            return code, str(error)
+    if control.interrupted or control.abandoned:
+        return ExitCode.INTERRUPTED, None
+    if counts.with_path and counts.with_path_not_found == counts.with_path:
+        return ExitCode.USAGE, nothing_found
+    if counts.by_status.get("failed") or (counts.by_status.get("pending") and not limited):
+        return ExitCode.FAILED, None
+    return ExitCode.OK, None
 
 
 def nothing_found(rows: int, settings: Settings, paths: RunPaths, remote_base: str | None) -> str:

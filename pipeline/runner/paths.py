@@ -7,15 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import structlog
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.journal.location import default_journal, legacy_journal, manifest_stem
+from pipeline.results import check_results_target, remove_stale_temps
+from pipeline.runner.stats import check_metrics_target
 
-__all__ = ["RunPaths", "check_distinct", "holds_keys", "run_paths"]
+if TYPE_CHECKING:
+    from pipeline.manifest import Manifest, ManifestInfo
+
+__all__ = ["RunPaths", "check_distinct", "check_targets", "holds_keys", "run_paths"]
+
+log = structlog.get_logger("pipeline.runner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,25 @@ def check_distinct(paths: RunPaths, report: Path | None, *, manifest_is_file: bo
                 raise ConfigError(f"The {other} and the {role} are the same file ({path}): each needs its own "
                                   "file, so choose another path for one of them.")
         seen.append((role, path))
+
+
+def check_targets(settings: Settings, manifest: Manifest, info: ManifestInfo, paths: RunPaths) -> None:
+    """The results file and the metrics file can be written as asked (else ``ConfigError``: a format that
+    cannot hold the manifest's columns, a dry run over a results file holding keys), before the journal is
+    touched; stale temp files of killed runs are removed. Says so when an older release's journal beside the
+    manifest is used."""
+    if paths.journal_beside_manifest:
+        moved = default_journal(settings.api.endpoint, settings.api.workspace)
+        log.warning("journal_found_beside_manifest", journal=str(paths.journal),
+                    action="using it (an earlier release's default); to move on, pass --journal with this path, "
+                           f"or move the file to {moved}")
+    if paths.out is not None:
+        check_results_target(paths.out, manifest.schema, manifest=paths.manifest, rows=info.rows)
+        if settings.dry_run and paths.out.exists() and holds_keys(paths.out):
+            raise ConfigError(f"{paths.out} holds the keys of a real run; a dry run does not replace it: "
+                              "choose another --out.")
+        remove_stale_temps(paths.out)
+    check_metrics_target(settings.metrics_file)
 
 
 def _same(a: Path, b: Path) -> bool:
