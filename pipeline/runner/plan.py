@@ -92,16 +92,7 @@ def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool, path: 
     holds = status is Status.UPLOADED or (status is Status.REJECTED and bool(entry.thumbnail_key))
     if status is Status.ATTACHED or holds:
         # A row rejected after its upload (person_full) holds its key like an uploaded row: never re-sent.
-        if status is Status.ATTACHED and not attach:
-            return _SKIP  # its key sits on a person; without --attach a new key could not replace it there
-        if stamp is None:
-            return _SKIP  # a source deleted (or unreadable) after its upload keeps its key
-        if status is Status.ATTACHED and person_changed:
-            return Decision(Why.PERSON_CHANGED)
-        moved = path is not None and entry.source_path is not None and path != entry.source_path
-        if stamp == entry.source_stamp and not moved:
-            return _SKIP
-        return Decision(Why.CHANGED, verify_sha256=entry.source_sha256)
+        return _holding(entry, stamp, path, attach=attach, person_changed=person_changed)
     if status is Status.REJECTED:
         if entry.reason in FIXABLE_REASONS:
             return Decision(Why.RECHECK)
@@ -111,3 +102,18 @@ def decide(entry: Entry | None, stamp: str | None, *, retry_failed: bool, path: 
     if status is Status.FAILED:
         return Decision(Why.RETRY) if retry_failed else _SKIP
     return Decision(Why.UNFINISHED)  # pending (left in flight, reopened) or skipped (a dry run's copy)
+
+
+def _holding(entry: Entry, stamp: str | None, path: str | None, *, attach: bool, person_changed: bool) -> Decision:
+    """``decide`` for a row that holds a key (uploaded, attached, or rejected after its upload)."""
+    attached = entry.status is Status.ATTACHED
+    if attached and not attach:
+        return _SKIP  # its key sits on a person; without --attach a new key could not replace it there
+    if stamp is None:
+        return _SKIP  # a source deleted (or unreadable) after its upload keeps its key
+    if attached and person_changed:
+        return Decision(Why.PERSON_CHANGED)
+    moved = path is not None and entry.source_path is not None and path != entry.source_path
+    if stamp == entry.source_stamp and not moved:
+        return _SKIP
+    return Decision(Why.CHANGED, verify_sha256=entry.source_sha256)
