@@ -27,6 +27,7 @@ async def blobs() -> AsyncIterator[str]:
         yield url
 
 
+@pytest.mark.slow  # 6 s of real transfers: make reliability
 async def test_the_byte_budget_keeps_memory_flat_over_http(blobs: str) -> None:
     cells = [f"{blobs}/o/{n}" for n in range(40)]
     report = await asyncio.to_thread(fetch_in_child, cells, fetch_concurrency=32, fetch_max_bytes_in_flight=64 * MB)

@@ -38,6 +38,7 @@ def photos(tmp_path: Path) -> Path:
     return photo_manifest(tmp_path, 120, manifest=tmp_path / "manifest.csv")
 
 
+@pytest.mark.slow  # a real kill -9 of a child run: make reliability
 @pytest.mark.parametrize("emulator_thread", [EmulatorConfig(faults=Faults(latency=0.02))], indirect=True)
 def test_sigkill_then_rerun_finishes_without_double_upload(
     emulator_thread: Emulator, photos: Path, tmp_path: Path
