@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -278,13 +278,13 @@ class Manifest:
             keys = self._keys(batch, index, paths)
             names = self._text(batch, self._name_i, "file-name")
             rows = []
-            resolved: dict[str | None, tuple[Path | None, tuple[str, str] | None]] = {}
+            resolved: dict[str | None, tuple[str | None, tuple[str, str] | None]] = {}
             for j, text in enumerate(paths):
                 file_name = (names[j] or None) if names is not None else None
                 if text is not None and ("://" in text[:16] or self._remote_base):  # a URL, or one joined
                     rows.append(self._url_row(index + j, keys[j], text, file_name))
                     continue
-                # A photo named by several rows of a batch is resolved once (pathlib costs ~3 us a call).
+                # A photo named by several rows of a batch is resolved once.
                 found = resolved.get(text)
                 if found is None:
                     found = resolved[text] = resolve(text)
@@ -305,7 +305,7 @@ class Manifest:
             person = (people[j] or None) if people is not None else None
             person_id = (ids[j] or "").strip() or None if ids is not None else None
             primary = marks is not None and (marks[j] or "").strip().lower() in _TRUE
-            out.append(replace(row, person=person, person_id=person_id, primary=primary))
+            out.append(row._replace(person=person, person_id=person_id, primary=primary))
         return out
 
     def _url_row(self, index: int, key: str, text: str, file_name: str | None) -> Row:
@@ -317,7 +317,7 @@ class Manifest:
         if isinstance(ref, Problem):
             return Row(index, key, text, None, file_name, (ref.reason, ref.detail))
         if ref.is_local:
-            return Row(index, key, text, ref.path, file_name)
+            return Row(index, key, text, ref.key, file_name)
         return Row(index, key, text, None, file_name, remote=ref)
 
     def rows(self, start: int = 0) -> Iterator[Row]:

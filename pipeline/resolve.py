@@ -4,7 +4,6 @@ locations, symlinks followed). URL cells are ``fetch.SourceParser``'s."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pipeline.fetch.refs import cached_realpath
 
@@ -20,7 +19,8 @@ def no_path(text: str | None) -> bool:
 
 
 class LocalResolver:
-    """Turns a path cell into ``(source, problem)``; cheap enough for a million rows.
+    """Turns a path cell into ``(source, problem)``, the source as text (no ``Path`` a row); cheap enough for a
+    million rows.
 
     With a root, every path's real location must lie inside the root's real location. The realpath of
     each folder is cached (rows of one manifest share few folders), so a row costs one ``lstat`` of the
@@ -35,7 +35,7 @@ class LocalResolver:
             self.prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._dirs: dict[str, str] = {}
 
-    def __call__(self, text: str | None) -> tuple[Path | None, tuple[str, str] | None]:
+    def __call__(self, text: str | None) -> tuple[str | None, tuple[str, str] | None]:
         if no_path(text):
             return None, MISSING_PATH
         assert text is not None  # _no_path is true for None
@@ -44,12 +44,12 @@ class LocalResolver:
         # os.path on str, not pathlib: several times cheaper per row, and a million rows add up.
         joined = os.path.join(self.base, text)  # noqa: PTH118  # an absolute cell replaces the base
         if self.root is None:
-            return Path(joined), None
+            return joined, None
         real = self._realpath(joined)
         if real != self.root and not real.startswith(self.prefix):
             return None, ("outside_root", f"the path resolves to {real}, outside --root {self.root}")
         # Hand on the checked real location, so what is opened later is what was checked here.
-        return Path(real), None
+        return real, None
 
     def _realpath(self, joined: str) -> str:
         return cached_realpath(self._dirs, joined)

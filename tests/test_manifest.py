@@ -56,7 +56,7 @@ def test_csv_streams_in_several_batches_and_keeps_order(tmp_path: Path) -> None:
     rows = list(m.rows())
     assert [r.index for r in rows] == list(range(50))
     assert [r.key for r in rows] == [f"r{i}" for i in range(50)]
-    assert rows[3].source == tmp_path / "img/3.jpg" and rows[3].problem is None
+    assert rows[3].source == str(tmp_path / "img/3.jpg") and rows[3].problem is None
     assert m.scan().rows == 50
     assert m.schema == pa.schema([("id", pa.string()), ("path", pa.string()), ("note", pa.string())])
     assert pa.Table.from_batches(list(m.batches())).schema == m.schema
@@ -85,7 +85,7 @@ def test_parquet_streams_and_stringifies_int_ids(tmp_path: Path) -> None:
     assert all(b.num_rows <= 4 for b in m.batches())
     rows = list(m.rows())
     assert rows[0].key == "100" and rows[-1].key == "129"
-    assert rows[5].source == Path("/abs/5.png")
+    assert rows[5].source == "/abs/5.png"
     assert m.schema.field("id").type == pa.int64()
 
 
@@ -97,7 +97,7 @@ def test_table_and_dataframe_inputs_resolve_against_cwd(
     m = Manifest.open(table)
     assert m.name == "<pyarrow.Table>"
     rows = list(m.rows())
-    assert rows[0].source == tmp_path / "a.jpg" and rows[0].file_name == "x.jpg" and rows[0].key == "a.jpg"
+    assert rows[0].source == str(tmp_path / "a.jpg") and rows[0].file_name == "x.jpg" and rows[0].key == "a.jpg"
     assert rows[1].problem == ("missing_path", "the path cell is empty") and rows[1].file_name is None
     assert rows[1].key == "#row-1"
     frame = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "n": [1, 2]}, index=[10, 20])
@@ -179,9 +179,9 @@ def test_relative_absolute_and_root_resolution(tmp_path: Path) -> None:
     absolute = tmp_path / "photos" / "abs.jpg"
     csv_path = write_csv(tmp_path / "manifests" / "m.csv", f"path\nsub/a.jpg\n{absolute}\n")
     plain = [r.source for r in Manifest.open(csv_path).rows()]
-    assert plain == [tmp_path / "manifests" / "sub/a.jpg", absolute]
+    assert plain == [str(tmp_path / "manifests" / "sub/a.jpg"), str(absolute)]
     rooted = list(Manifest.open(csv_path, root=tmp_path / "photos").rows())
-    assert [r.source for r in rooted] == [tmp_path / "photos" / "sub" / "a.jpg", absolute]
+    assert [r.source for r in rooted] == [str(tmp_path / "photos" / "sub" / "a.jpg"), str(absolute)]
     assert all(r.problem is None for r in rooted)
 
 
@@ -211,7 +211,7 @@ def test_escapes_from_root_are_refused_with_reasons(tmp_path: Path) -> None:
     assert reasons == ["outside_root", "outside_root", "outside_root", None, None, "outside_root", None]
     assert rows[1].problem is not None and f"outside --root {root}" in rows[1].problem[1]
     assert str(tmp_path / "secret.jpg") in rows[1].problem[1]
-    assert rows[3].source == root / "inside.jpg" and rows[4].source == root / "inside.jpg"
+    assert rows[3].source == str(root / "inside.jpg") and rows[4].source == str(root / "inside.jpg")
     assert all(r.source is None for r in rows if r.problem)
 
 
@@ -279,7 +279,7 @@ def test_without_an_id_column_the_key_is_the_path_cell_as_written(tmp_path: Path
     rows = list(Manifest.open(csv_path, root=tmp_path).rows())
     # Not the row number, not the resolved path: the cell, spaces and all.
     assert [r.key for r in rows] == ["./a.jpg", "sub/../b.jpg", "  c.jpg"]
-    assert rows[1].source == tmp_path / "b.jpg"
+    assert rows[1].source == str(tmp_path / "b.jpg")
 
 
 def test_with_an_id_column_the_key_is_the_id_as_text(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def test_a_file_named_like_a_missing_value_is_not_missing_path(tmp_path: Path) -
     m = Manifest.open(write(tmp_path / "m.csv", "path\nNA\nnull\n"))
     rows = list(m.rows())
     assert [(r.key, r.problem) for r in rows] == [("NA", None), ("null", None)]
-    assert rows[0].source == tmp_path / "NA"
+    assert rows[0].source == str(tmp_path / "NA")
 
 
 # -- issue 11: the manifest's types where they are unambiguous -------------------------------------

@@ -13,20 +13,20 @@ def _prepared(ext: str = ".jpg") -> Prepared:
 
 
 def test_default_name_is_stem_plus_key_with_the_output_extension() -> None:
-    row = Row(7, "p-007", "photos/IMG 0001.HEIC", Path("/x/photos/IMG 0001.HEIC"))
+    row = Row(7, "p-007", "photos/IMG 0001.HEIC", "/x/photos/IMG 0001.HEIC")
     assert upload_name(row, _prepared()) == "IMG_0001-p-007.jpg"
 
 
 def test_unicode_and_long_names_are_made_safe_and_short() -> None:
-    row = Row(3, "3", "사진/" + "가" * 300 + ".png", Path("/x.png"))
+    row = Row(3, "3", "사진/" + "가" * 300 + ".png", "/x.png")
     name = upload_name(row, _prepared(".png"))
     assert name == "image-3.png"
-    long_row = Row(4, "k" * 500, "a" * 500 + ".jpg", Path("/y.jpg"))
+    long_row = Row(4, "k" * 500, "a" * 500 + ".jpg", "/y.jpg")
     assert len(upload_name(long_row, _prepared())) <= 140
 
 
 def test_override_keeps_the_users_stem_but_not_directories() -> None:
-    row = Row(1, "1", "a.png", Path("/a.png"), file_name="../../etc/jiho0.png")
+    row = Row(1, "1", "a.png", "/a.png", file_name="../../etc/jiho0.png")
     assert upload_name(row, _prepared(".jpg")) == "jiho0.jpg"
 
 

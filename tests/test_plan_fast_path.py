@@ -22,14 +22,14 @@ PATHS = st.sampled_from([None, "/a/p.jpg", "/b/p.jpg"])
 def test_the_fast_path_leaves_alone_only_what_decide_leaves_alone(
         status: Status, stamp: str | None, journaled: str | None, was: str | None, source: str | None,
         key: str | None) -> None:
-    row = Row(0, "r1", "p.jpg", Path(source) if source else None)
+    row = Row(0, "r1", "p.jpg", source)
     entry = Entry(status, key, None, "sha", journaled, None, None, was)
     if _untouched(row, (entry.status.value, entry.source_stamp, entry.source_path), stamp):
         assert decide(entry, stamp, retry_failed=True, path=source_of(row)).why is None
 
 
 def test_the_fast_path_takes_the_common_case() -> None:
-    row = Row(0, "r1", "p.jpg", Path("/a/p.jpg"))
+    row = Row(0, "r1", "p.jpg", "/a/p.jpg")
     assert _untouched(row, ("uploaded", "1:1", "/a/p.jpg"), "1:1")
     assert _untouched(row, ("uploaded", "1:1", None), "1:1")  # a journal older than version 4
     assert not _untouched(row, ("uploaded", "1:1", "/b/p.jpg"), "1:1")
@@ -60,7 +60,7 @@ def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) 
         "a/1.jpg/inside.jpg": True,
     }
     named = [*cases, "a/1.jpg"]  # the first file named again
-    rows = tuple(Row(i, f"r{i}", p, Path(tmp_path / p)) for i, p in enumerate(named))
+    rows = tuple(Row(i, f"r{i}", p, str(tmp_path / p)) for i, p in enumerate(named))
     rows += (Row(len(rows), "none", "", None),)
     stamps, missing = _stat_rows(rows)
     for row, stamp, gone in zip(rows, stamps, missing, strict=True):
@@ -81,11 +81,11 @@ def test_a_file_named_in_several_batches_is_stat_ed_once_a_run(tmp_path: Path) -
     (tmp_path / "p.jpg").write_bytes(b"x" * 10)
     (tmp_path / "q.jpg").write_bytes(b"y" * 20)
     seen: dict[str, tuple[str | None, bool]] = {}
-    first, _ = _stat_rows((Row(0, "a", "p.jpg", tmp_path / "p.jpg"),), seen)
+    first, _ = _stat_rows((Row(0, "a", "p.jpg", str(tmp_path / "p.jpg")),), seen)
     (tmp_path / "p.jpg").unlink()
-    again, gone = _stat_rows((Row(1, "b", "p.jpg", tmp_path / "p.jpg"), Row(2, "c", "q.jpg", tmp_path / "q.jpg")),
-                             seen)
+    named = (Row(1, "b", "p.jpg", str(tmp_path / "p.jpg")), Row(2, "c", "q.jpg", str(tmp_path / "q.jpg")))
+    again, gone = _stat_rows(named, seen)
     assert first[0] is not None and first[0].startswith("10:")
     assert again[0] == first[0] and gone == [False, False]
     assert again[1] is not None and again[1].startswith("20:")
-    assert _stat_rows((Row(3, "d", "p.jpg", tmp_path / "p.jpg"),))[1] == [True]  # a fresh memo sees it gone
+    assert _stat_rows((Row(3, "d", "p.jpg", str(tmp_path / "p.jpg")),))[1] == [True]  # a fresh memo sees it gone

@@ -65,7 +65,7 @@ def source_identity(path: str) -> str:
 def source_of(row: Row) -> str:
     """What a row's source is, as the journal remembers it (``source_path``): a local file's resolved path (two
     manifests in two folders may both say ``p1.jpg``), else the cell's ``source_identity``."""
-    return str(row.source) if row.source is not None else source_identity(row.path)
+    return row.source if row.source is not None else source_identity(row.path)
 
 
 def stamp_of(source: Path | str) -> str | None:

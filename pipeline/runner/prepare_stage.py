@@ -178,8 +178,8 @@ class PrepareStage(FanOut):
 
     async def _one(self, job: Job) -> None:
         row = job.row
-        source: Path | bytes | None = job.data if job.data is not None else row.source
-        assert source is not None
+        assert job.data is not None or row.source is not None
+        source: Path | bytes = job.data if job.data is not None else Path(row.source or "")
         try:
             if job.verify_sha256 is not None or (self.journal.has_legacy and job.why is Why.NEW):
                 digest = await self._pooled(hash_source, source)

@@ -265,7 +265,7 @@ def _untouched(row: Row, known: tuple[str, str | None, str | None] | None, stamp
     """Whether a local row is uploaded with this very stamp and source (``known``: the journal's ``stamps``):
     what ``decide`` leaves alone, tested without building a decision."""
     return (known is not None and known[0] == _UPLOADED and stamp is not None and stamp == known[1]
-            and row.source is not None and (known[2] is None or known[2] == str(row.source)))
+            and row.source is not None and (known[2] is None or known[2] == row.source))
 
 
 
@@ -356,7 +356,7 @@ def _stat_rows(rows: tuple[Row, ...], seen: dict[str, tuple[str | None, bool]] |
                 stamps.append(None)
                 missing.append(False)
                 continue
-            text = str(row.source)
+            text = row.source
             known = seen.get(text)
             if known is None:
                 folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
