@@ -220,6 +220,10 @@ class Journal(AttachJournal):
             found.update({r[0]: r for r in self._conn.execute(query, (*head, *part))})
         return found
 
+    def size(self) -> int:
+        """How many rows the journal holds (a count without reading the records: a sixth of ``counts``)."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         """Journaled rows per status (every ``Status`` value is a key)."""
         found = dict(self._conn.execute("SELECT status, COUNT(*) FROM rows GROUP BY status").fetchall())

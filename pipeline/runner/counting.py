@@ -42,11 +42,13 @@ def honest_plan(plan: PlanStage | None, routed: Mapping[str, int], this_run: Map
     return planned
 
 
-def not_in_manifest(journal_counts: Mapping[str, int], in_journal: Counter[str]) -> dict[str, int]:
+def not_in_manifest(journal: Journal, in_journal: Counter[str]) -> dict[str, int]:
     """Rows the journal holds that this input does not name, per status (``in_journal``: the input's rows the
-    journal holds, per status, as the results found them; empty when the results were not assembled)."""
-    if not in_journal and not any(journal_counts.values()):
+    journal holds, per status, as the results found them; empty when the results were not assembled). A
+    journal holding just the input's rows is not read row by row again (the nightly no-op's case)."""
+    if sum(in_journal.values()) == journal.size():
         return {}
+    journal_counts = journal.counts()
     left = {status: n - in_journal.get(status, 0) for status, n in journal_counts.items()}
     return {status: n for status, n in left.items() if n > 0}
 

@@ -305,7 +305,7 @@ class RunSession:
             error=error, this_run={k: n for k, n in recorder.this_run.items() if n}, planned=planned,
             fatal_type=type(control.fatal).__name__ if control.fatal is not None else None, fatal=control.fatal,
             attach=worked.attach.book.counts() if worked.attach is not None else dict(worked.dry_attach),
-            run_id=self.run_id, not_in_manifest=not_in_manifest(ctx.journal.counts(), counts.in_journal),
+            run_id=self.run_id, not_in_manifest=not_in_manifest(ctx.journal, counts.in_journal),
             warnings=unattached_warning(plan.unattached if plan is not None else [], self.s),
         )
 
