@@ -11,11 +11,12 @@ of counting names it does not know as persons to create.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 
 import structlog
 
-from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, Target, plan
+from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, PlannedCall, Target, plan
 from pipeline.client import ApiClient, ApiSettings
 from pipeline.config import load_credentials
 from pipeline.errors import ConfigError, IngestError
@@ -59,16 +60,9 @@ def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
     whose name the API cannot take (``invalid_person``).
     Without ``infos`` only the journal is known: names it does not know are ``names_not_looked_up``, not
     guessed. Logs one ``attach_plan`` event with the first persons."""
-    groups: dict[Target, list[AttachRow]] = {}
-    for row in rows:
-        groups.setdefault(row.target, []).append(replace(row, thumbnail_key=None if row.attached else "-"))
-    known = journal.known_persons()
+    groups = _by_target(rows)
     if infos is None:
-        infos = {}
-        for target in groups:
-            pid = known[target_text(target)].person_id if target_text(target) in known else target.person_id
-            if pid is not None:
-                infos[target] = PersonInfo(pid, 0, True)
+        infos = _known_infos(groups, journal)
         unknown = [t for t in groups if t not in infos]
     else:
         unknown = []
@@ -76,12 +70,52 @@ def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
     asked = [r for t, g in groups.items() if t not in unknown and t not in missing for r in g]
     planned = plan(asked, {t: i for t, i in infos.items() if i.person_id is not None}, person_max)
     create = {c.target for c in planned.calls if c.kind == "create"}
-    sizes: dict[Target, int] = {}
-    for call in planned.calls:
-        sizes[call.target] = sizes.get(call.target, 0) + len(call.thumbnails)
+    sizes = _thumbnails_by_target(planned.calls)
     counts = {"persons_to_create": len(create), "persons_to_extend": len(set(sizes) - create),
               "thumbnails_to_attach": sum(sizes.values()),
               "person_full": sum(r.reason == "person_full" for r in planned.refused)}
+    counts.update(_other_counts(rows, groups, missing, unknown, why_not))
+    shown = [{"person": str(t), "action": "create" if t in create else "extend", "thumbnails": n,
+              **({"holds": infos[t].count} if t in infos else {})} for t, n in list(sizes.items())[:50]]
+    log.info("attach_plan", **counts, persons=shown)
+    return counts
+
+
+def _by_target(rows: list[AttachRow]) -> dict[Target, list[AttachRow]]:
+    """The rows by person, each as the planner should see it: attached, or with a stand-in key (``-``: a key
+    the real run would have by then)."""
+    groups: dict[Target, list[AttachRow]] = {}
+    for row in rows:
+        groups.setdefault(row.target, []).append(replace(row, thumbnail_key=None if row.attached else "-"))
+    return groups
+
+
+def _thumbnails_by_target(calls: Sequence[PlannedCall]) -> dict[Target, int]:
+    """How many thumbnails the planned calls attach to each person, in the order the persons are first called."""
+    sizes: dict[Target, int] = {}
+    for call in calls:
+        sizes[call.target] = sizes.get(call.target, 0) + len(call.thumbnails)
+    return sizes
+
+
+def _known_infos(groups: dict[Target, list[AttachRow]], journal: Journal) -> dict[Target, PersonInfo]:
+    """The persons the journal (or a ``person_id`` cell) names, when nothing could be looked up: their counts
+    unknown (0), a primary assumed."""
+    known = journal.known_persons()
+    infos: dict[Target, PersonInfo] = {}
+    for target in groups:
+        text = target_text(target)
+        pid = known[text].person_id if text in known else target.person_id
+        if pid is not None:
+            infos[target] = PersonInfo(pid, 0, True)
+    return infos
+
+
+def _other_counts(rows: list[AttachRow], groups: dict[Target, list[AttachRow]], missing: set[Target],
+                  unknown: list[Target], why_not: str | None) -> dict[str, int]:
+    """The dry plan's counts beyond the calls: ids not found, names refused, names not looked up (and why,
+    logged once)."""
+    counts: dict[str, int] = {}
     if missing:
         counts["person_not_found"] = sum(len(groups[t]) for t in missing)
     if isinstance(rows, Collected) and rows.refusals:
@@ -89,7 +123,4 @@ def dry_plan(rows: list[AttachRow], journal: Journal, person_max: int,
     if why_not is not None:
         counts["names_not_looked_up"] = len(unknown)
         log.warning("attach_lookup_skipped", reason=why_not, names=len(unknown))
-    shown = [{"person": str(t), "action": "create" if t in create else "extend", "thumbnails": n,
-              **({"holds": infos[t].count} if t in infos else {})} for t, n in list(sizes.items())[:50]]
-    log.info("attach_plan", **counts, persons=shown)
     return counts
