@@ -83,25 +83,28 @@ def orphans_of(prior: Prior | None, target: Status, thumbnail_key: str | None) -
     found: list[tuple[str, str]] = []
     old = prior.thumbnail_key if prior is not None else None
     if prior is not None and old:
-        if prior.status is PS and old != thumbnail_key:
-            if target is P:
-                found.append((old, "interrupted"))
-            elif target is F and thumbnail_key is None:
-                found.append((old, "abandoned"))
-            else:
-                found.append((old, "superseded" if thumbnail_key else "abandoned"))
-        elif prior.status is U and target is P:
-            found.append((old, "replaced"))
-        elif prior.status is A and target is P:
-            found.append((old, "superseded"))
-        elif prior.status is F and target is not A and old != thumbnail_key:
-            found.append((old, "expired"))
-        elif prior.status is R and old != thumbnail_key:
-            found.append((old, "unattached"))
+        reason = _left_behind(prior.status, target, old, thumbnail_key)
+        if reason is not None:
+            found.append((old, reason))
     keeps_key = prior is not None and prior.status in (U, F) and old == thumbnail_key  # an attach that failed
     if target is F and thumbnail_key and not keeps_key:
         found.append((thumbnail_key, "failed"))
     return found
+
+
+def _left_behind(status: Status, target: Status, old: str, thumbnail_key: str | None) -> str | None:
+    """Why the key ``old`` a row held in ``status`` is an orphan once it goes to ``target`` with
+    ``thumbnail_key`` (``orphans_of``), or ``None`` when the move keeps it."""
+    changed = old != thumbnail_key
+    if status is PS:
+        if not changed:
+            return None
+        if target is P:
+            return "interrupted"
+        return "superseded" if thumbnail_key else "abandoned"
+    moved_on = {U: target is P, A: target is P, F: target is not A and changed, R: changed}
+    words = {U: "replaced", A: "superseded", F: "expired", R: "unattached"}
+    return words[status] if moved_on.get(status, False) else None
 
 
 def this_run(prior: Prior | None, target: Status, thumbnail_key: str | None, reason: str | None) -> str:
