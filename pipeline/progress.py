@@ -154,34 +154,7 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
     stopped by an error (``summary.error``) starts with that one sentence and shows only the counts and files."""
     if summary.error:
         return _stopped(summary, dry_run)
-    this_run = summary.this_run
-    lines = [f"{'rows':<24}{_count(summary.total)}"]
-    for status, n in sorted(summary.by_status.items()):
-        now = f"   ({this_run.get(status, 0):,} this run)"
-        lines.append(f"  {status:<22}{_count(n)}{now}")
-    if summary.by_reason:
-        lines.append("reasons")
-        for reason, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {reason:<22}{_count(n)}")
-    planned = {k: n for k, n in summary.planned.items() if n}
-    if planned:
-        dry = dry_run or "skipped" in summary.by_status
-        lines.append("what a real run would do now" if dry else "this run found")
-        for key, label in _PLAN_LABELS:
-            if planned.get(key):
-                lines.append(f"  {label:<36}{planned[key]:>8,}")
-    if summary.attach:
-        lines.append("persons")
-        lines.extend(f"  {label:<36}{summary.attach[key]:>8,}" for key, label in _ATTACH_LABELS
-                     if key in summary.attach)
-    if summary.not_in_manifest:
-        gone = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.not_in_manifest.items()))
-        lines.append(f"not in this input: {gone} (rows of earlier runs; their thumbnails stay with their persons)")
-    retries = {kind: n for kind, n in summary.retries.items() if n}
-    if retries:
-        lines.append("retries")
-        for kind, n in sorted(retries.items()):
-            lines.append(f"  {kind:<22}{_count(n)}")
+    lines = [*_statuses(summary), *_plan(summary, dry_run), *_persons(summary), *_retries(summary)]
     lines.append(_done(summary))
     lines.extend(_where(summary, dry_run))  # only a run said to be dry: --dedupe runs leave rows skipped too
     failed = summary.by_status.get("failed", 0)
@@ -190,3 +163,47 @@ def render_summary(summary: Summary, *, dry_run: bool = False) -> str:
     elif summary.exit_code == ExitCode.FAILED and failed:
         lines.append(f"{failed:,} rows failed; run the same command again to retry them")
     return "\n".join(lines)
+
+
+def _statuses(summary: Summary) -> list[str]:
+    """Each status over the whole manifest with this run's share, then the reasons, most frequent first."""
+    lines = [f"{'rows':<24}{_count(summary.total)}"]
+    for status, n in sorted(summary.by_status.items()):
+        lines.append(f"  {status:<22}{_count(n)}   ({summary.this_run.get(status, 0):,} this run)")
+    if summary.by_reason:
+        lines.append("reasons")
+        for reason, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {reason:<22}{_count(n)}")
+    return lines
+
+
+def _plan(summary: Summary, dry_run: bool) -> list[str]:
+    """What the run found to do (a dry run: what a real run would do now)."""
+    lines: list[str] = []
+    planned = {k: n for k, n in summary.planned.items() if n}
+    if planned:
+        dry = dry_run or "skipped" in summary.by_status
+        lines.append("what a real run would do now" if dry else "this run found")
+        lines.extend(f"  {label:<36}{planned[key]:>8,}" for key, label in _PLAN_LABELS if planned.get(key))
+    return lines
+
+
+def _retries(summary: Summary) -> list[str]:
+    """The retries the run made, per kind."""
+    retries = {kind: n for kind, n in summary.retries.items() if n}
+    if not retries:
+        return []
+    return ["retries", *(f"  {kind:<22}{_count(n)}" for kind, n in sorted(retries.items()))]
+
+
+def _persons(summary: Summary) -> list[str]:
+    """The persons' counts (``--attach``) and the journal's rows this input no longer names."""
+    lines: list[str] = []
+    if summary.attach:
+        lines.append("persons")
+        lines.extend(f"  {label:<36}{summary.attach[key]:>8,}" for key, label in _ATTACH_LABELS
+                     if key in summary.attach)
+    if summary.not_in_manifest:
+        gone = ", ".join(f"{n:,} {status}" for status, n in sorted(summary.not_in_manifest.items()))
+        lines.append(f"not in this input: {gone} (rows of earlier runs; their thumbnails stay with their persons)")
+    return lines
