@@ -31,7 +31,7 @@ from pipeline.client.settings import ApiSettings
 from pipeline.config import ColumnMap, Settings, load_credentials
 from pipeline.errors import ConfigError
 from pipeline.models import Credentials
-from pipeline.option_help import GROUP_OF, SIZES
+from pipeline.option_help import GROUP_OF, SIZES, Spec
 from pipeline.option_help import HELP_TABLE as _TABLE
 from pipeline.sizes import parse_size
 
@@ -103,33 +103,46 @@ def _default(f: dataclasses.Field[Any]) -> Any:
 
 
 def _collect(owner: type) -> list[Option]:
+    """The options of ``owner``'s fields, nested settings classes flattened in place (field order); a field
+    without help text is no option."""
     hints = typing.get_type_hints(owner)
     found: list[Option] = []
     for f in dataclasses.fields(owner):
         kind, optional = _kind(hints[f.name])
         if dataclasses.is_dataclass(kind) and kind is not Credentials:
             found.extend(_collect(kind))
-            continue
-        spec = _TABLE.get((owner, f.name))
-        help_text = str(f.metadata.get("help") or (spec.help if spec else ""))
-        if not help_text:
-            continue
-        keyword = _keyword(owner, f.name)
-        default = _default(f)
-        flag = str(f.metadata.get("flag") or (spec.flag if spec and spec.flag else "")) or (
-            "--no-" if kind is bool and default is True else "--") + keyword.replace("_", "-")
-        unit = str(f.metadata.get("unit", ""))
-        size = unit == "bytes" or (owner, f.name) in SIZES
-        metavar = "SIZE" if size else (
-            f.metadata.get("metavar") or (spec.metavar if spec else None) or _UNIT_METAVAR.get(unit))
-        if unit and unit not in help_text and not size and metavar != _UNIT_METAVAR.get(unit):
-            help_text = f"{help_text} [{unit}]"
-        found.append(Option(keyword, owner, f.name, flag, help_text, kind, optional, default,
-                            None if kind is bool else (metavar or _KIND_METAVAR.get(kind, "VALUE")),
-                            spec.env if spec else None,
-                            spec.choices if spec else (), f.metadata.get("convert"),
-                            str(f.metadata.get("group") or GROUP_OF.get((owner, f.name), "")), size))
+        elif (option := _option(owner, f, kind, optional)) is not None:
+            found.append(option)
     return found
+
+
+def _option(owner: type, f: dataclasses.Field[Any], kind: type, optional: bool) -> Option | None:
+    """The option of one field: its text from the field's metadata, else from ``option_help.HELP_TABLE``."""
+    spec = _TABLE.get((owner, f.name))
+    help_text = str(f.metadata.get("help") or (spec.help if spec else ""))
+    if not help_text:
+        return None
+    keyword = _keyword(owner, f.name)
+    default = _default(f)
+    flag = str(f.metadata.get("flag") or (spec.flag if spec and spec.flag else "")) or (
+        "--no-" if kind is bool and default is True else "--") + keyword.replace("_", "-")
+    size = f.metadata.get("unit") == "bytes" or (owner, f.name) in SIZES
+    metavar, help_text = _metavar(f, spec, kind, help_text, size=size)
+    return Option(keyword, owner, f.name, flag, help_text, kind, optional, default, metavar,
+                  spec.env if spec else None, spec.choices if spec else (), f.metadata.get("convert"),
+                  str(f.metadata.get("group") or GROUP_OF.get((owner, f.name), "")), size)
+
+
+def _metavar(f: dataclasses.Field[Any], spec: Spec | None, kind: type, help_text: str, *,
+             size: bool) -> tuple[str | None, str]:
+    """The flag's metavar (``None`` for a switch) and its help text, the field's unit added where neither
+    names it."""
+    unit = str(f.metadata.get("unit", ""))
+    metavar = "SIZE" if size else (
+        f.metadata.get("metavar") or (spec.metavar if spec else None) or _UNIT_METAVAR.get(unit))
+    if unit and unit not in help_text and not size and metavar != _UNIT_METAVAR.get(unit):
+        help_text = f"{help_text} [{unit}]"
+    return (None if kind is bool else (metavar or _KIND_METAVAR.get(kind, "VALUE"))), help_text
 
 
 OPTIONS: tuple[Option, ...] = tuple(_collect(Settings))
