@@ -79,15 +79,15 @@ class AttachStage:
         """Rows attached again: what they replace."""
 
     async def run(self) -> None:
+        """Batch, plan and call until the inbox is closed and every key is attached, refused or left for a
+        re-run (a fatal answer); sleeps while it waits (an arrival, a call or look-up ending, a batch due)."""
         getter: asyncio.Task[Attachable | None] | None = None
         closed = False
         try:
             while not closed or self.since or self.busy or self._parked:
                 self.turns += 1
                 self._launch(final=closed or self.control.stopping.is_set())
-                waits: set[asyncio.Future[Any]] = set(self.busy.values())
-                if self.control.fatal is None:
-                    waits.update(self._lookup(t) for t in self._parked)
+                waits = self._waits()
                 if not closed:
                     getter = getter or asyncio.ensure_future(self.inbox.get())
                     waits.add(getter)
@@ -95,15 +95,9 @@ class AttachStage:
                     break  # keys wait, none can be sent (a fatal answer): they stay uploaded for a re-run
                 done, _ = await asyncio.wait(waits, timeout=self._next_due(), return_when=asyncio.FIRST_COMPLETED)
                 if getter is not None and getter in done:
-                    item, getter = getter.result(), None
-                    if item is None:
-                        closed = True
-                    else:
-                        self._arrive(item)
+                    closed, getter = self._take(getter.result()), None
                 self._unpark()
-                for task in done:
-                    if isinstance(task, asyncio.Task) and task is not getter and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                _raise_failed(done, getter)
         finally:
             if getter is not None:
                 getter.cancel()
@@ -111,6 +105,14 @@ class AttachStage:
                 task.cancel()
             if self.book.lookups is not None:
                 await self.book.lookups.close()
+
+    def _waits(self) -> set[asyncio.Future[Any]]:
+        """What the loop waits on besides the inbox: the calls in flight and, unless a fatal answer stopped the
+        persons calls, the look-ups of persons whose keys are parked."""
+        waits: set[asyncio.Future[Any]] = set(self.busy.values())
+        if self.control.fatal is None:
+            waits.update(self._lookup(t) for t in self._parked)
+        return waits
 
     def _lookup(self, target: Target) -> asyncio.Future[Any]:
         assert self.book.lookups is not None
@@ -132,6 +134,13 @@ class AttachStage:
                 continue
             for item in items:
                 self._arrive(item)
+
+    def _take(self, item: Attachable | None) -> bool:
+        """Take what the inbox handed over; ``True`` when it was its end."""
+        if item is None:
+            return True
+        self._arrive(item)
+        return False
 
     def _arrive(self, item: Attachable) -> None:
         target = self.book.target_by_key.get(item.row_key)
@@ -295,3 +304,9 @@ class AttachStage:
             return _Done(person)
         return _Done(None, f"{got.reason}: {got.detail}")
 
+
+def _raise_failed(done: set[asyncio.Future[Any]], getter: asyncio.Future[Any] | None) -> None:
+    """Raise the error of a call or look-up task that ended with one (the inbox's getter is not one of them)."""
+    for task in done:
+        if isinstance(task, asyncio.Task) and task is not getter and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
