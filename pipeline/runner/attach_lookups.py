@@ -98,18 +98,23 @@ class Lookups:
                         future.exception()  # retrieved: a round nobody awaits any more logs nothing
 
     async def _round(self, batch: list[Target]) -> None:
+        """One round of look-ups: ids known (the journal, a ``person_id`` cell) are counted; names are found
+        in the whole listing once 20+ wait (or after a listing), else one search each."""
         ids = {t: self._known[target_text(t)] for t in batch if target_text(t) in self._known}
         ids.update({t: t.person_id for t in batch if t.person_id is not None})
         names = [t.name for t in batch if t not in ids and t.name is not None]
         if names and self._directory is None and (self._listing or len(names) >= WHOLE_LIST_FROM):
             # The first match of a name wins, as find_by_name's first result does.
             self._directory = {p.name: p.id for p in reversed(await self.api.list_all()) if p.name is not None}
-        if self._directory is not None:
-            ids.update({t: self._directory[t.name] for t in batch
-                        if t not in ids and t.name is not None and t.name in self._directory})
-            await asyncio.gather(*(self._one(t, ids.get(t), search=False) for t in batch))
-        else:
-            await asyncio.gather(*(self._one(t, ids.get(t), search=True) for t in batch))
+        search = self._directory is None
+        if not search:
+            ids.update(self._listed(batch, ids))
+        await asyncio.gather(*(self._one(t, ids.get(t), search=search) for t in batch))
+
+    def _listed(self, batch: list[Target], ids: dict[Target, str]) -> dict[Target, str]:
+        """The ids the listing gives the names of ``batch`` not already in ``ids``."""
+        directory = self._directory or {}
+        return {t: directory[t.name] for t in batch if t not in ids and t.name is not None and t.name in directory}
 
     async def _one(self, target: Target, person_id: str | None, *, search: bool) -> None:
         if person_id is None and search and target.name is not None:
