@@ -169,20 +169,29 @@ def plan(rows: Sequence[AttachRow], known: Mapping[Target, PersonInfo], person_m
             refused.extend(RowRefusal(r.row_key, "person_not_found", f"{target} does not exist") for r in group)
             continue
         info = info if info is not None else PersonInfo(None)
-        marked = next((r for r in group if r.primary), None)
-        room = max(0, person_max - info.count)
-        ordered = ([marked] if marked is not None else []) + [r for r in group if r is not marked]
-        accepted = {id(r) for r in ordered[:room]}
-        refused.extend(
-            RowRefusal(r.row_key, "person_full", f"{target} would hold more than {person_max} thumbnails")
-            for r in group if id(r) not in accepted
-        )
-        kept = [r for r in group if id(r) in accepted]
-        designated = marked if marked is not None and id(marked) in accepted else None
-        if designated is None and kept and (info.person_id is None or not info.has_primary):
-            designated = kept[0]
+        kept, designated = _within_room(target, group, info, person_max, refused)
         calls.extend(_calls(target, info, kept, designated))
     return Plan(tuple(calls), tuple(refused))
+
+
+def _within_room(target: Target, group: list[AttachRow], info: PersonInfo, person_max: int,
+                 refused: list[RowRefusal]) -> tuple[list[AttachRow], AttachRow | None]:
+    """The rows of one person that fit in its room (the marked primary first, then input order; the rest are
+    added to ``refused`` as ``person_full``), and the row to be its primary: the marked one when it fits, else
+    the first kept when the person is new or has none."""
+    marked = next((r for r in group if r.primary), None)
+    room = max(0, person_max - info.count)
+    ordered = ([marked] if marked is not None else []) + [r for r in group if r is not marked]
+    accepted = {id(r) for r in ordered[:room]}
+    refused.extend(
+        RowRefusal(r.row_key, "person_full", f"{target} would hold more than {person_max} thumbnails")
+        for r in group if id(r) not in accepted
+    )
+    kept = [r for r in group if id(r) in accepted]
+    designated = marked if marked is not None and id(marked) in accepted else None
+    if designated is None and kept and (info.person_id is None or not info.has_primary):
+        designated = kept[0]
+    return kept, designated
 
 
 def _calls(target: Target, info: PersonInfo, kept: list[AttachRow], designated: AttachRow | None) -> list[PlannedCall]:
