@@ -128,80 +128,83 @@ class ApiClient(ApiClientBase):
         its retries, a 429 pause, a backoff between rounds; a key presigned just then is never used), and
         after ``settings.stop_grace`` seconds while it holds one (its PUT or status calls under way).
         """
-        orphans: list[str] = []
-        rounds = 0
-        last_reason, last_detail = "upload_failed", "no attempt made"
-        halt = self._halt
-
-        def failed(reason: str, detail: str) -> UploadOutcome:
-            detail = self.redactor.text(detail)
-            log.debug("upload_failed", file_name=file_name, reason=reason, detail=detail, attempts=rounds)
-            return UploadOutcome(None, rounds, reason=reason, detail=detail, orphans=tuple(orphans))
-
-        while rounds < self.settings.max_row_attempts:
+        row = _Row(file_name, self.redactor.text)
+        while row.rounds < self.settings.max_row_attempts:
             self._raise_if_fatal()
-            halt.check()
-            rounds += 1
-            try:
-                presigned = await until(halt.now, self.presign(file_name))
-            except RequestRejectedError as exc:
-                return failed("request_rejected", str(exc))
-            except PresignIncompleteError as exc:
-                if exc.thumbnail_key is not None:
-                    orphans.append(exc.thumbnail_key)
-                last_reason, last_detail = "presign_failed", str(exc)
-                self.stats.retries["transient"] += 1
-                await until(halt.now, self._wait(self._backoff(rounds)))
-                continue
-            except ApiError as exc:
-                return failed("presign_failed", str(exc))
-            halt.check()  # answered as the run stopped: the key is never used, so nothing can be stored
-            if on_presigned is not None:
-                await on_presigned(presigned)
-            key = presigned.thumbnail_key
-            unanswered: UnansweredPutError | None = None
-            try:
-                await until(halt.late, self.put(presigned, data, content_type))
-            except UnansweredPutError as exc:
-                unanswered = exc  # it may have landed: asked below before any new round
-                log.info("put_unanswered", attempt=rounds, error=str(exc))
-            except UploadError as exc:
-                orphans.append(key)
-                if not exc.retryable:
-                    return failed("upload_failed", str(exc))
-                last_reason, last_detail = "upload_failed", str(exc)
-                await self._before_new_round(rounds, exc)
-                continue
-            if unanswered is None and not confirm:
-                return UploadOutcome(key, rounds, orphans=tuple(orphans))
-            try:
-                status, message = await until(halt.late, self.settle(key))
-            except ApiError as exc:
-                orphans.append(key)
-                if unanswered is not None:
-                    return failed("upload_failed", f"{unanswered}; its upload status could not be asked: {exc}")
-                return failed("confirm_failed", str(exc))
-            if status == "COMPLETED":
-                if unanswered is not None:
-                    log.info("put_landed", attempt=rounds)  # no second round, so no second copy
-                return UploadOutcome(key, rounds, orphans=tuple(orphans))
-            orphans.append(key)
-            if status not in FINAL_STATUSES:
-                wait = self.settings.confirm_wait
-                return failed("confirm_failed", f"upload status still {status or 'empty'} after {wait:g} s of asking")
-            if message == "FILE_NOT_EXIST" and unanswered is not None:
-                last_reason, last_detail = "upload_failed", str(unanswered)  # it did not land: a new round
-                await self._before_new_round(rounds, unanswered)
-                continue
-            if message == "FILE_NOT_EXIST":
-                last_reason = "confirm_failed"
-                last_detail = "upload status FAILED: FILE_NOT_EXIST after a PUT"
-                if rounds < self.settings.max_row_attempts:
-                    self.stats.retries["file_not_exist"] += 1
-                    log.info("retrying", call="confirm", kind="file_not_exist", attempt=rounds)
-                continue
-            return failed("confirm_failed", f"upload status FAILED: {message or 'no message'}")
-        return failed(last_reason, f"gave up after {rounds} presign+PUT rounds; last: {last_detail}")
+            self._halt.check()
+            row.rounds += 1
+            done = await self._round(row, data, content_type, confirm=confirm, on_presigned=on_presigned)
+            if done is not None:
+                return done
+        return row.failed(row.last[0], f"gave up after {row.rounds} presign+PUT rounds; last: {row.last[1]}")
+
+    async def _round(self, row: _Row, data: bytes, content_type: str, *, confirm: bool,
+                     on_presigned: OnPresigned | None) -> UploadOutcome | None:
+        """One presign -> PUT -> status round: the row's outcome, or ``None`` for a new round (``row.last``
+        says why)."""
+        halt = self._halt
+        try:
+            presigned = await until(halt.now, self.presign(row.file_name))
+        except RequestRejectedError as exc:
+            return row.failed("request_rejected", str(exc))
+        except PresignIncompleteError as exc:
+            if exc.thumbnail_key is not None:
+                row.orphans.append(exc.thumbnail_key)
+            row.last = ("presign_failed", str(exc))
+            self.stats.retries["transient"] += 1
+            await until(halt.now, self._wait(self._backoff(row.rounds)))
+            return None
+        except ApiError as exc:
+            return row.failed("presign_failed", str(exc))
+        halt.check()  # answered as the run stopped: the key is never used, so nothing can be stored
+        if on_presigned is not None:
+            await on_presigned(presigned)
+        unanswered: UnansweredPutError | None = None
+        try:
+            await until(halt.late, self.put(presigned, data, content_type))
+        except UnansweredPutError as exc:
+            unanswered = exc  # it may have landed: asked below before any new round
+            log.info("put_unanswered", attempt=row.rounds, error=str(exc))
+        except UploadError as exc:
+            row.orphans.append(presigned.thumbnail_key)
+            if not exc.retryable:
+                return row.failed("upload_failed", str(exc))
+            row.last = ("upload_failed", str(exc))
+            await self._before_new_round(row.rounds, exc)
+            return None
+        if unanswered is None and not confirm:
+            return row.done(presigned.thumbnail_key)
+        return await self._verdict(row, presigned.thumbnail_key, unanswered)
+
+    async def _verdict(self, row: _Row, key: str, unanswered: UnansweredPutError | None) -> UploadOutcome | None:
+        """The status call after a PUT (or a PUT that got no answer): done when ``COMPLETED``; a new round
+        (``None``) on ``FILE_NOT_EXIST``; else the row fails."""
+        try:
+            status, message = await until(self._halt.late, self.settle(key))
+        except ApiError as exc:
+            row.orphans.append(key)
+            if unanswered is not None:
+                return row.failed("upload_failed", f"{unanswered}; its upload status could not be asked: {exc}")
+            return row.failed("confirm_failed", str(exc))
+        if status == "COMPLETED":
+            if unanswered is not None:
+                log.info("put_landed", attempt=row.rounds)  # no second round, so no second copy
+            return row.done(key)
+        row.orphans.append(key)
+        if status not in FINAL_STATUSES:
+            wait = self.settings.confirm_wait
+            return row.failed("confirm_failed", f"upload status still {status or 'empty'} after {wait:g} s of asking")
+        if message != "FILE_NOT_EXIST":
+            return row.failed("confirm_failed", f"upload status FAILED: {message or 'no message'}")
+        if unanswered is not None:
+            row.last = ("upload_failed", str(unanswered))  # it did not land: a new round
+            await self._before_new_round(row.rounds, unanswered)
+            return None
+        row.last = ("confirm_failed", "upload status FAILED: FILE_NOT_EXIST after a PUT")
+        if row.rounds < self.settings.max_row_attempts:
+            self.stats.retries["file_not_exist"] += 1
+            log.info("retrying", call="confirm", kind="file_not_exist", attempt=row.rounds)
+        return None
 
     async def _before_new_round(self, rounds: int, exc: UploadError) -> None:
         """After a failed PUT: count the retry and pause before the next presign (an expired URL needs no
@@ -214,3 +217,23 @@ class ApiClient(ApiClientBase):
         log.info("retrying", call="put", kind=kind, attempt=rounds, status=exc.status, code=exc.code,
                  error=str(exc), delay=round(delay, 3))
         await until(self._halt.now, self._wait(delay))
+
+
+class _Row:
+    """One row's upload across its rounds: the keys given up on (``orphans``), the rounds made, and why the
+    last round ended (``last``: the reason and detail if no round succeeds)."""
+
+    def __init__(self, file_name: str, redact: Callable[[str], str]) -> None:
+        self.file_name = file_name
+        self.redact = redact
+        self.orphans: list[str] = []
+        self.rounds = 0
+        self.last = ("upload_failed", "no attempt made")
+
+    def done(self, key: str) -> UploadOutcome:
+        return UploadOutcome(key, self.rounds, orphans=tuple(self.orphans))
+
+    def failed(self, reason: str, detail: str) -> UploadOutcome:
+        detail = self.redact(detail)  # never a secret, a signature or a URL query
+        log.debug("upload_failed", file_name=self.file_name, reason=reason, detail=detail, attempts=self.rounds)
+        return UploadOutcome(None, self.rounds, reason=reason, detail=detail, orphans=tuple(self.orphans))
