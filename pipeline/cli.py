@@ -164,7 +164,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     """The full parser: ``ingest``, ``emulator``, ``demo`` and ``report`` subcommands, and ``--version``.
 
     Usage errors raise ``UsageError`` (a ``ConfigError``) instead of exiting."""
-    from pipeline.emulator import add_emulator_arguments
+    from pipeline.emulator.arguments import add_emulator_arguments
 
     env = os.environ if env is None else env
     parser = _Parser(prog=PROG, formatter_class=_Help, epilog=_epilog(),

@@ -9,13 +9,20 @@ the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Rou
 (``ApiClient``: preflight, confirm, ``upload``: one row end to end).
 """
 
-from pipeline.client.aimd import AdaptiveRate
-from pipeline.client.limiter import StrictLimiter
-from pipeline.client.responses import RETRY_KINDS, ClientStats, redact_url
-from pipeline.client.rows import ApiClient
-from pipeline.client.settings import ApiSettings
-from pipeline.client.stopping import RowInterrupted
-from pipeline.client.transport import ClientState
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.lazy import exports
+
+if TYPE_CHECKING:
+    from pipeline.client.aimd import AdaptiveRate
+    from pipeline.client.limiter import StrictLimiter
+    from pipeline.client.responses import RETRY_KINDS, ClientStats, redact_url
+    from pipeline.client.rows import ApiClient
+    from pipeline.client.settings import ApiSettings
+    from pipeline.client.stopping import RowInterrupted
+    from pipeline.client.transport import ClientState
 
 __all__ = [
     "RETRY_KINDS",
@@ -28,3 +35,19 @@ __all__ = [
     "StrictLimiter",
     "redact_url",
 ]
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "AdaptiveRate": "pipeline.client.aimd",
+        "StrictLimiter": "pipeline.client.limiter",
+        "RETRY_KINDS": "pipeline.client.responses",
+        "ClientStats": "pipeline.client.responses",
+        "redact_url": "pipeline.client.responses",
+        "ApiClient": "pipeline.client.rows",
+        "ApiSettings": "pipeline.client.settings",
+        "RowInterrupted": "pipeline.client.stopping",
+        "ClientState": "pipeline.client.transport",
+    },
+    globals(),
+)

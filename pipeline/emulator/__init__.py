@@ -16,24 +16,26 @@ Layout: ``settings`` (config, faults), ``state`` (windows, counters, objects), `
 run, CLI flags).
 """
 
-from pipeline.config import Credentials
-from pipeline.emulator.handlers import BUCKET
-from pipeline.emulator.persons import PERSONS_ROUTES, age_uploads
-from pipeline.emulator.runtime import (
-    add_emulator_arguments,
-    config_from_args,
-    emulator_in_thread,
-    run_emulator,
-)
-from pipeline.emulator.server import PRESIGN_ROUTES, STATUS_ROUTES, Emulator
-from pipeline.emulator.settings import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
-    DEFAULT_WORKSPACE,
-    EmulatorConfig,
-    Faults,
-)
-from pipeline.emulator.state import Counters, ImageInfo, Person, PersonThumbnail, StoredObject
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.lazy import exports
+
+if TYPE_CHECKING:
+    from pipeline.config import Credentials
+    from pipeline.emulator.handlers import BUCKET
+    from pipeline.emulator.persons import PERSONS_ROUTES, age_uploads
+    from pipeline.emulator.runtime import add_emulator_arguments, config_from_args, emulator_in_thread, run_emulator
+    from pipeline.emulator.server import PRESIGN_ROUTES, STATUS_ROUTES, Emulator
+    from pipeline.emulator.settings import (
+        DEFAULT_ACCESS_KEY,
+        DEFAULT_SECRET_KEY,
+        DEFAULT_WORKSPACE,
+        EmulatorConfig,
+        Faults,
+    )
+    from pipeline.emulator.state import Counters, ImageInfo, Person, PersonThumbnail, StoredObject
 
 __all__ = [
     "BUCKET",
@@ -58,3 +60,31 @@ __all__ = [
     "emulator_in_thread",
     "run_emulator",
 ]
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "Credentials": "pipeline.config",
+        "BUCKET": "pipeline.emulator.handlers",
+        "PERSONS_ROUTES": "pipeline.emulator.persons",
+        "age_uploads": "pipeline.emulator.persons",
+        "add_emulator_arguments": "pipeline.emulator.arguments",
+        "config_from_args": "pipeline.emulator.runtime",
+        "emulator_in_thread": "pipeline.emulator.runtime",
+        "run_emulator": "pipeline.emulator.runtime",
+        "PRESIGN_ROUTES": "pipeline.emulator.server",
+        "STATUS_ROUTES": "pipeline.emulator.server",
+        "Emulator": "pipeline.emulator.server",
+        "DEFAULT_ACCESS_KEY": "pipeline.emulator.settings",
+        "DEFAULT_SECRET_KEY": "pipeline.emulator.settings",
+        "DEFAULT_WORKSPACE": "pipeline.emulator.settings",
+        "EmulatorConfig": "pipeline.emulator.settings",
+        "Faults": "pipeline.emulator.settings",
+        "Counters": "pipeline.emulator.state",
+        "ImageInfo": "pipeline.emulator.state",
+        "Person": "pipeline.emulator.state",
+        "PersonThumbnail": "pipeline.emulator.state",
+        "StoredObject": "pipeline.emulator.state",
+    },
+    globals(),
+)

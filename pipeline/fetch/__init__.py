@@ -9,13 +9,20 @@ image stage releases them. ``open_remote_manifest`` downloads a remote manifest 
 manifest reader can open.
 """
 
-from pipeline.fetch.budget import ByteBudget, Lease
-from pipeline.fetch.fetcher import Fetcher
-from pipeline.fetch.limits import SourceAccessError
-from pipeline.fetch.manifest_file import is_remote_manifest, open_remote_manifest
-from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
-from pipeline.fetch.refs import Problem, SourceParser, SourceRef, parse_source
-from pipeline.fetch.settings import FetchSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.lazy import exports
+
+if TYPE_CHECKING:
+    from pipeline.fetch.budget import ByteBudget, Lease
+    from pipeline.fetch.fetcher import Fetcher
+    from pipeline.fetch.limits import SourceAccessError
+    from pipeline.fetch.manifest_file import is_remote_manifest, open_remote_manifest
+    from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
+    from pipeline.fetch.refs import Problem, SourceParser, SourceRef, parse_source
+    from pipeline.fetch.settings import FetchSettings
 
 __all__ = [
     "ByteBudget",
@@ -34,3 +41,25 @@ __all__ = [
     "open_remote_manifest",
     "parse_source",
 ]
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "ByteBudget": "pipeline.fetch.budget",
+        "Lease": "pipeline.fetch.budget",
+        "Fetcher": "pipeline.fetch.fetcher",
+        "SourceAccessError": "pipeline.fetch.limits",
+        "is_remote_manifest": "pipeline.fetch.manifest_file",
+        "open_remote_manifest": "pipeline.fetch.manifest_file",
+        "Fetched": "pipeline.fetch.outcomes",
+        "FetchRejected": "pipeline.fetch.outcomes",
+        "FetchStats": "pipeline.fetch.outcomes",
+        "SourceStamp": "pipeline.fetch.outcomes",
+        "Problem": "pipeline.fetch.refs",
+        "SourceParser": "pipeline.fetch.refs",
+        "SourceRef": "pipeline.fetch.refs",
+        "parse_source": "pipeline.fetch.refs",
+        "FetchSettings": "pipeline.fetch.settings",
+    },
+    globals(),
+)

@@ -14,9 +14,29 @@ throughput), ``page`` (the rest of the HTML), ``markup`` (cells, plurals, sizes,
 (escaping, invisible characters as markers), ``journal_view``, ``writer``, ``command`` (the CLI subcommand).
 """
 
-from pipeline.report.command import add_report_arguments, run_report
-from pipeline.report.reading import ColumnNames
-from pipeline.report.records import ReportCaps, ReportInfo
-from pipeline.report.writer import write_report
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipeline.lazy import exports
+
+if TYPE_CHECKING:
+    from pipeline.report.command import add_report_arguments, run_report
+    from pipeline.report.reading import ColumnNames
+    from pipeline.report.records import ReportCaps, ReportInfo
+    from pipeline.report.writer import write_report
 
 __all__ = ["ColumnNames", "ReportCaps", "ReportInfo", "add_report_arguments", "run_report", "write_report"]
+
+__getattr__, __dir__ = exports(
+    __name__,
+    {
+        "add_report_arguments": "pipeline.report.arguments",
+        "run_report": "pipeline.report.command",
+        "ColumnNames": "pipeline.report.reading",
+        "ReportCaps": "pipeline.report.records",
+        "ReportInfo": "pipeline.report.records",
+        "write_report": "pipeline.report.writer",
+    },
+    globals(),
+)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import ConfigError, LocalWriteError
 from pipeline.report.aggregate import aggregate
+from pipeline.report.arguments import MAX_PER_SECTION
 from pipeline.report.journal_view import read_journal
 from pipeline.report.page import render
 from pipeline.report.reading import ColumnNames
@@ -20,7 +21,6 @@ from pipeline.report.thumbs import ThumbMaker
 
 __all__ = ["MAX_PER_SECTION", "THUMBNAIL_BUDGET", "write_report"]
 
-MAX_PER_SECTION = 200
 """Most photos one contact sheet may show (the page must stay a few MB)."""
 THUMBNAIL_BUDGET = 3_000_000
 """Bytes of embedded thumbnails (as base64) per page; further photos become placeholders."""
