@@ -6,6 +6,7 @@ dropped jobs give theirs back."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipeline.journal import Journal
 from pipeline.models import Row
 from pipeline.progress import Progress
 from pipeline.python_api import make_settings
+from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
@@ -68,22 +70,22 @@ async def test_fetched_bytes_stay_counted_until_the_image_stage_is_done(photos: 
                              prepared_max_bytes=10 * SIZE, progress=False)
     with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal, \
             ThreadPoolExecutor(2) as pool:
-        recorder = Recorder(journal, Progress(8, enabled=False))
-        control = RunControl()
+        ctx = RunContext(settings, journal, Recorder(journal, Progress(8, enabled=False)), RunControl(),
+                         time.monotonic, "run-1")
         async with Fetcher(FetchSettings(fetch_concurrency=4, fetch_max_bytes_in_flight=budget)) as fetcher:
-            fetch = asyncio.create_task(FetchStage(journal, recorder, control, fetcher, inbox, fetched).run())
+            fetch = asyncio.create_task(FetchStage(ctx, fetcher, inbox, fetched).run())
             # Two photos in the pipe and one waiting to be handed on: all three still held, the rest wait.
             await _settle(lambda: fetcher.budget.in_use > 2 * SIZE)
             await asyncio.sleep(0.2)
             assert fetcher.stats.fetched == 3 and 3 * min(map(len, PHOTOS)) <= fetcher.budget.in_use <= budget
 
-            prep = PrepareStage(settings, journal, recorder, control, pool, 2, fetched, ready)
+            prep = PrepareStage(ctx, pool, 2, fetched, ready)
             prepare = asyncio.create_task(prep.run())
             await asyncio.wait_for(asyncio.gather(fetch, prepare), 20)
             assert fetcher.stats.fetched == 8 and fetcher.budget.in_use == 0  # every source given back
             assert fetcher.budget.peak <= budget
 
-            # Prepared images are held until their upload ends (the upload stage calls ``release``).
+            # Prepared images are held until their upload ends (the upload stage calls ``Ready.settle``).
             items = []
             while (item := await ready.get()) is not None:
                 assert item.job.data is None and item.job.lease is None  # no source bytes ride to the upload
@@ -91,8 +93,9 @@ async def test_fetched_bytes_stay_counted_until_the_image_stage_is_done(photos: 
             assert len(items) == 8
             assert prep.prepared.in_use == sum(len(i.prepared.data) for i in items)
             for item in items:
-                prep.release(item.job.row, item.prepared, "key")
-            assert prep.prepared.in_use == 0
+                item.settle("key")
+                item.settle(None)  # idempotent: a finally may settle again
+            assert prep.prepared.in_use == 0 and prep.contents.waiting == 0
 
 
 async def test_jobs_dropped_after_a_stop_give_their_bytes_back(photos: str, tmp_path: Path) -> None:
@@ -100,11 +103,12 @@ async def test_jobs_dropped_after_a_stop_give_their_bytes_back(photos: str, tmp_
     fetched: Pipe[Job] = Pipe(8)
     settings = make_settings(workspace="ws", endpoint="http://127.0.0.1:9", credentials=("a", "b"), progress=False)
     with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal, ThreadPoolExecutor(1) as pool:
-        recorder = Recorder(journal, Progress(4, enabled=False))
         control = RunControl()
+        ctx = RunContext(settings, journal, Recorder(journal, Progress(4, enabled=False)), control, time.monotonic,
+                         "run-1")
         async with Fetcher(FetchSettings()) as fetcher:
-            await FetchStage(journal, recorder, control, fetcher, inbox, fetched).run()
+            await FetchStage(ctx, fetcher, inbox, fetched).run()
             assert fetcher.budget.in_use == sum(map(len, PHOTOS[:4]))  # all four wait for the image stage
             control.stopping.set()  # a stop: the image stage takes no more jobs
-            await PrepareStage(settings, journal, recorder, control, pool, 2, fetched, Pipe(4)).run()
+            await PrepareStage(ctx, pool, 2, fetched, Pipe(4)).run()
             assert fetcher.budget.in_use == 0

@@ -6,13 +6,14 @@ the rest wait in the inbox, so memory stays flat whatever the manifest's size).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 from collections import Counter
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 
@@ -20,10 +21,11 @@ from pipeline.config import Settings
 from pipeline.errors import FatalApiError
 from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
 from pipeline.images import prepare
-from pipeline.journal import Journal
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
 from pipeline.runner.attach_prep import now_utc
+from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
+from pipeline.runner.dedupe import Contents
 from pipeline.runner.plan import Why, source_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
@@ -31,6 +33,8 @@ from pipeline.runner.records import Job, Pipe, Ready
 __all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
 
 log = structlog.get_logger("pipeline.runner")
+
+Out = TypeVar("Out")
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -48,26 +52,20 @@ def hash_source(source: Path | bytes) -> str | None:
     return digest.hexdigest()
 
 
-@dataclass
-class _Content:
-    """A source content (sha256) being uploaded in this run: later identical rows wait on ``key``."""
-
-    first_key: str
-    key: asyncio.Future[str | None]
-
-
-class FanOut:
+class FanOut(Generic[Out]):
     """The loop a stage with per-job tasks shares: take jobs, start at most ``slots`` at once (``_one`` releases
-    its slot), hand ``_direct`` jobs straight on, and at the end wait for the tasks, flush, close the outbox."""
+    its slot), let ``_passed_on`` hand some jobs straight on, and at the end wait for the tasks, flush, close the
+    outbox."""
 
     inbox: Pipe[Job]
-    out: Pipe[Any]
+    out: Pipe[Out]
     control: RunControl
     recorder: Recorder
     slots: asyncio.Semaphore
     tasks: set[asyncio.Task[None]]
 
-    def _direct(self, job: Job) -> bool:
+    async def _passed_on(self, job: Job) -> bool:
+        """Whether the job was handed straight on, needing no task of this stage."""
         return False
 
     async def _one(self, job: Job) -> None:
@@ -86,8 +84,7 @@ class FanOut:
                     if job.lease is not None:
                         job.lease.release()  # a job left after a stop gives its source bytes back
                     continue
-                if self._direct(job):
-                    await self.out.put(job)
+                if await self._passed_on(job):
                     continue
                 await self.slots.acquire()
                 if self.control.stopping.is_set():  # stopped while this job waited for a slot
@@ -109,20 +106,22 @@ class FanOut:
             await self.out.close()
 
 
-class FetchStage(FanOut):
+class FetchStage(FanOut[Job]):
     """Brings remote sources' bytes (``Fetcher``: its own concurrency, bytes-in-flight budget, size limit,
     timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
     rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
 
-    def __init__(self, journal: Journal, recorder: Recorder, control: RunControl, fetcher: Fetcher,
-                 inbox: Pipe[Job], out: Pipe[Job]) -> None:
-        self.journal, self.recorder, self.control, self.fetcher = journal, recorder, control, fetcher
+    def __init__(self, ctx: RunContext, fetcher: Fetcher, inbox: Pipe[Job], out: Pipe[Job]) -> None:
+        self.journal, self.recorder, self.control, self.fetcher = ctx.journal, ctx.recorder, ctx.control, fetcher
         self.inbox, self.out = inbox, out
         self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def _direct(self, job: Job) -> bool:
-        return job.row.remote is None  # local sources are read by the image stage
+    async def _passed_on(self, job: Job) -> bool:
+        if job.row.remote is not None:
+            return False
+        await self.out.put(job)  # local sources are read by the image stage
+        return True
 
     async def _one(self, job: Job) -> None:
         row = job.row
@@ -147,15 +146,15 @@ class FetchStage(FanOut):
             self.slots.release()
 
 
-class PrepareStage(FanOut):
+class PrepareStage(FanOut[Ready]):
     """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
     (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
     same sha256, nothing to do."""
 
-    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready],
+    def __init__(self, ctx: RunContext, pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready],
                  passed: Counter[str] | None = None) -> None:
-        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+        settings = self.s = ctx.settings
+        self.journal, self.recorder, self.control = ctx.journal, ctx.recorder, ctx.control
         self.pool, self.inbox, self.out = pool, inbox, out
         self.passed: Counter[str] = Counter() if passed is None else passed
         """Rows that passed prepare, by why they were planned: what the run uploads (a dry run: would upload)."""
@@ -163,7 +162,7 @@ class PrepareStage(FanOut):
         # Prepared images held from here until their upload ends (``release``), by row index.
         self.prepared = ByteBudget(settings.fetch.prepared_max_bytes)
         self.held: dict[int, Lease] = {}
-        self.content: dict[str, _Content] = {}
+        self.contents = Contents(ctx.journal, dedupe=settings.dedupe)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -194,7 +193,7 @@ class PrepareStage(FanOut):
                     bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp,
                     source_path=source_of(row)), row.path)
                 return
-            duplicate_of, reuse = await self._content(row, out)
+            duplicate_of, reuse = await self.contents.check(row, out.source_sha256)
             self.passed[job.why.value] += 1
             if reuse is not None:
                 self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse, this_run="reused",
@@ -203,11 +202,12 @@ class PrepareStage(FanOut):
                 if self.s.dry_run:
                     self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of,
                                                    detail=unattached_detail(self.s, row, None)), row.path)
-                self.release(row, out, None)
+                self._settle(row, out, None)
             else:
                 # Hold the image's bytes before the source's go back, and hand on no source bytes.
                 self.held[row.index] = await self.prepared.acquire(len(out.data))
-                await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of))
+                await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of,
+                                         functools.partial(self._settle, row, out)))
         finally:
             if job.lease is not None:
                 job.lease.release()  # the source's bytes are no longer needed
@@ -227,31 +227,12 @@ class PrepareStage(FanOut):
             return True
         return False
 
-    async def _content(self, row: Row, prepared: Prepared) -> tuple[str | None, str | None]:
-        """(duplicate_of, key to reuse): byte-identical sources are reported; with --dedupe uploaded once."""
-        sha = prepared.source_sha256
-        entry = self.content.get(sha)
-        if entry is not None:
-            if not self.s.dedupe:
-                return entry.first_key, None
-            return entry.first_key, await asyncio.shield(entry.key)  # None: the first did not end uploaded
-        found = self.journal.find_by_sha256(sha)
-        if found is not None and found[0] != row.key:
-            return found[0], (found[1] if self.s.dedupe else None)
-        self.content[sha] = _Content(row.key, asyncio.get_running_loop().create_future())
-        return None, None
-
-    def release(self, row: Row, prepared: Prepared, key: str | None) -> None:
-        """Hand ``key`` to the rows waiting on this content; only the row that registered it may. Gives back
-        the row's prepared bytes (its upload is over)."""
+    def _settle(self, row: Row, prepared: Prepared, key: str | None) -> None:
+        """``Ready.settle``: give back the row's prepared bytes (its upload is over) and hand ``key`` to the rows
+        waiting on its content. Idempotent."""
         if (held := self.held.pop(row.index, None)) is not None:
             held.release()
-        entry = self.content.get(prepared.source_sha256)
-        if entry is None or entry.first_key != row.key:
-            return
-        del self.content[prepared.source_sha256]
-        if not entry.key.done():
-            entry.key.set_result(key)
+        self.contents.settle(row, prepared.source_sha256, key)
 
 
 KEY_LIFETIME = timedelta(hours=24)

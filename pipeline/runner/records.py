@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -40,11 +41,14 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """A prepared image waiting for an upload worker."""
+    """A prepared image waiting for an upload worker. Whoever takes it must call ``settle`` once its upload is
+    over (with the key it got, or ``None``): that gives its prepared bytes back to the budget and hands the key
+    to the rows waiting on the same content (``--dedupe``); it is idempotent, so a ``finally`` may call it again."""
 
     job: Job
     prepared: Prepared
     duplicate_of: str | None
+    settle: Callable[[str | None], None] = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from pipeline.errors import FatalApiError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
 from pipeline.journal.lock import waiting
-from pipeline.manifest import Manifest
+from pipeline.manifest import Manifest, RowBatch
 from pipeline.models import Summary
 from pipeline.progress import Progress
 from pipeline.runner.attach_dry import dry_lookup, dry_plan
@@ -49,7 +49,7 @@ from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, check_targets, run_paths
 from pipeline.runner.pool import make_pool, new_run_id
 from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Pipe
+from pipeline.runner.records import Attachable, Job, Pipe, Ready
 from pipeline.runner.spill import ResultCounts, Spill
 from pipeline.runner.stages import (
     Drain,
@@ -254,28 +254,27 @@ class RunSession:
         pool, size = make_pool(s)
         try:
             async with Fetcher(s.fetch) as fetcher:
-                batches: Pipe[Any] = Pipe(2)
-                jobs: Pipe[Any] = Pipe(4 * size)
-                fetched: Pipe[Any] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
-                ready: Pipe[Any] = Pipe(s.api.concurrency)
+                batches: Pipe[RowBatch] = Pipe(2)
+                jobs: Pipe[Job] = Pipe(4 * size)
+                fetched: Pipe[Job] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
+                ready: Pipe[Ready] = Pipe(s.api.concurrency)
                 route, attach_stage = None, None
                 if attach is not None:
                     # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead
                     # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
-                    attachable: Pipe[Any] = Pipe(int(s.persons.attach_rate * 20) or 1024)
+                    attachable: Pipe[Attachable] = Pipe(int(s.persons.attach_rate * 20) or 1024)
                     route = AttachRoute(attach[1], recorder, attachable)
                     attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
                                                s.persons.person_max, s.persons.attach_within, ctx.clock,
                                                recorder.this_run)
-                plan = PlanStage(s, journal, recorder, control, batches, jobs, fetcher, route)
-                prep = PrepareStage(s, journal, recorder, control, pool, 4 * size, fetched, ready, plan.passed)
-                stages: list[Stage] = [ReadStage(manifest, spill, batches, control), plan,
-                                       FetchStage(journal, recorder, control, fetcher, jobs, fetched), prep]
+                plan = PlanStage(ctx, batches, jobs, fetcher, route)
+                prep = PrepareStage(ctx, pool, 4 * size, fetched, ready, plan.passed)
+                stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,
+                                       FetchStage(ctx, fetcher, jobs, fetched), prep]
                 if attach_stage is not None:
                     stages.append(attach_stage)
                 if client is not None:
-                    stages.append(UploadStage(s, journal, recorder, control, client, prep, ready, route,
-                                              unattached=plan.unattached))
+                    stages.append(UploadStage(ctx, client, ready, route, unattached=plan.unattached))
                 else:
                     stages.append(Drain(ready))
                 built.append(Worked(plan, route, attach_stage))

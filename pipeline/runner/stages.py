@@ -15,20 +15,18 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pipeline.config import Settings
 from pipeline.fetch import Fetcher, SourceStamp
-from pipeline.journal import Entry, Journal, KnownPerson
+from pipeline.journal import Entry, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, RowResult, Status
 from pipeline.runner.attach_prep import same_person, target_of
 from pipeline.runner.attach_route import AttachRoute
-from pipeline.runner.control import RunControl
+from pipeline.runner.context import RunContext
 from pipeline.runner.plan import Decision, Why, decide, source_of
 from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
-from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Job, Pipe
+from pipeline.runner.records import Job, Pipe, Ready
 from pipeline.runner.spill import Spill
 from pipeline.runner.upload_stage import UploadStage
 
@@ -64,8 +62,8 @@ class ReadStage:
     batches on while the run goes on. After a stop it still reads to the end, for the spill only, so the
     results list every row."""
 
-    def __init__(self, manifest: Manifest, spill: Spill, out: Pipe[RowBatch], control: RunControl) -> None:
-        self.manifest, self.spill, self.out, self.control = manifest, spill, out, control
+    def __init__(self, ctx: RunContext, manifest: Manifest, spill: Spill, out: Pipe[RowBatch]) -> None:
+        self.manifest, self.spill, self.out, self.control = manifest, spill, out, ctx.control
 
     async def run(self) -> None:
         batches = self.manifest.row_batches()
@@ -88,9 +86,9 @@ class PlanStage:
     """Looks every row's key up in the journal and decides: leave it (finished, unchanged), reject it now
     (no usable path, missing file), or hand it on as a ``Job``. Honours ``--limit``."""
 
-    def __init__(self, settings: Settings, journal: Journal, recorder: Recorder, control: RunControl,
-                 inbox: Pipe[RowBatch], out: Pipe[Job], fetcher: Fetcher, attach: AttachRoute | None = None) -> None:
-        self.s, self.journal, self.recorder, self.control = settings, journal, recorder, control
+    def __init__(self, ctx: RunContext, inbox: Pipe[RowBatch], out: Pipe[Job], fetcher: Fetcher,
+                 attach: AttachRoute | None = None) -> None:
+        self.s, self.journal, self.recorder, self.control = ctx.settings, ctx.journal, ctx.recorder, ctx.control
         self.inbox, self.out, self.fetcher, self.attach = inbox, out, fetcher, attach
         self.planned: Counter[str] = Counter()
         """Rows by why they were planned (``finished``: left alone), counted as they are handed on."""
@@ -367,14 +365,15 @@ def _stat_rows(rows: tuple[Row, ...], seen: dict[str, tuple[str | None, bool]] |
 
 
 class Drain:
-    """A dry run's last stage: nothing is uploaded, so nothing should arrive; consume to the end."""
+    """A dry run's last stage: nothing is uploaded, so nothing should arrive; consume to the end, settling
+    whatever does (``Ready.settle``: its bytes go back, no row waits on it)."""
 
-    def __init__(self, inbox: Pipe[Any]) -> None:
+    def __init__(self, inbox: Pipe[Ready]) -> None:
         self.inbox = inbox
 
     async def run(self) -> None:
-        while await self.inbox.get() is not None:
-            pass
+        while (item := await self.inbox.get()) is not None:
+            item.settle(None)
 
 
 async def supervise(stages: list[Stage]) -> None:

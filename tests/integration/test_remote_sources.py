@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,6 +110,7 @@ async def test_fetched_bytes_waiting_for_the_image_stage_are_bounded(tmp_path: P
     from pipeline.journal import Journal
     from pipeline.models import Row
     from pipeline.progress import Progress
+    from pipeline.runner.context import RunContext
     from pipeline.runner.control import RunControl
     from pipeline.runner.plan import Why
     from pipeline.runner.recorder import Recorder
@@ -139,8 +141,10 @@ async def test_fetched_bytes_waiting_for_the_image_stage_are_bounded(tmp_path: P
         await inbox.close()
         with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal:
             async with Fetcher(FetchSettings(fetch_concurrency=concurrency)) as fetcher:
-                stage = FetchStage(journal, Recorder(journal, Progress(100, enabled=False)), RunControl(), fetcher,
-                                   inbox, outbox)
+                ctx = RunContext(make_settings(workspace="ws", endpoint="http://127.0.0.1:9", credentials=("a", "b")),
+                                 journal, Recorder(journal, Progress(100, enabled=False)), RunControl(),
+                                 time.monotonic, "run-1")
+                stage = FetchStage(ctx, fetcher, inbox, outbox)
                 task = asyncio.create_task(stage.run())
                 with pytest.raises(asyncio.TimeoutError):  # a bounded wait for what must not happen
                     await asyncio.wait_for(past_bound.wait(), 2.0)
