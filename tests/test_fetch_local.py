@@ -16,26 +16,22 @@ from s3_fixtures import MotoS3, moto_s3
 from pipeline.errors import ConfigError, ManifestError
 from pipeline.fetch import (
     ByteBudget,
-    Fetched,
     Fetcher,
-    FetchRejected,
     FetchSettings,
     SourceRef,
-    SourceStamp,
     open_remote_manifest,
     parse_source,
 )
 
 
-def _local(path: Path) -> SourceRef:
-    ref = parse_source(str(path), base=None, root=None)
-    assert isinstance(ref, SourceRef)
-    return ref
+async def test_local_files_are_read_in_one_place_with_one_set_of_reasons(tmp_path: Path) -> None:
+    """A local file is read by the image stage alone (``images.prepare`` on its path): missing, a path through
+    a file, too large, a folder, a FIFO (never opened: it could block), unreadable; the fetcher refuses to
+    read one (it fetches remote sources only)."""
+    from pipeline.images import prepare
+    from pipeline.models import ImagePolicy, Rejected
 
-
-async def test_local_files_and_their_reasons(tmp_path: Path) -> None:
-    good = tmp_path / "a.jpg"
-    good.write_bytes(b"\xff\xd8 jpeg-ish bytes")
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 jpeg-ish bytes")
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "big.jpg").write_bytes(b"x" * 2000)
     (tmp_path / "folder.jpg").mkdir()
@@ -43,26 +39,23 @@ async def test_local_files_and_their_reasons(tmp_path: Path) -> None:
     locked = tmp_path / "locked.jpg"
     locked.write_bytes(b"x")
     locked.chmod(0)
-    async with Fetcher(FetchSettings(source_max_bytes=1000)) as fetcher:
-        got = await fetcher.fetch(_local(good))
-        assert isinstance(got, Fetched) and got.data == good.read_bytes()
-        st = good.stat()
-        assert got.stamp == SourceStamp(f"{st.st_size}:{st.st_mtime_ns}", st.st_size)
-        assert await fetcher.stat(_local(good)) == got.stamp
-        empty = await fetcher.fetch(_local(tmp_path / "empty.jpg"))
-        assert isinstance(empty, Fetched) and empty.data == b""  # the image stage says empty_file
-        reasons = {}
-        names = ["missing.jpg", "a.jpg/inside", "big.jpg", "folder.jpg", "fifo.jpg"]
-        if os.geteuid() != 0:  # root reads a mode-000 file
-            names.append("locked.jpg")
-        for name in names:
-            answer = await fetcher.fetch(_local(tmp_path / name))
-            assert isinstance(answer, FetchRejected)
-            reasons[name] = answer.reason
-    assert reasons == {"missing.jpg": "not_found", "a.jpg/inside": "not_found", "big.jpg": "source_too_large",
-                       "folder.jpg": "unreadable", "fifo.jpg": "unreadable"} | (
+    names = ["missing.jpg", "a.jpg/inside", "big.jpg", "folder.jpg", "fifo.jpg", "empty.jpg"]
+    if os.geteuid() != 0:  # root reads a mode-000 file
+        names.append("locked.jpg")
+    policy = ImagePolicy(max_input_bytes=1000)
+    reasons = {}
+    for name in names:
+        out = await asyncio.wait_for(asyncio.to_thread(prepare, tmp_path / name, policy), 10)
+        assert isinstance(out, Rejected)
+        reasons[name] = out.reason
+    assert reasons == {"missing.jpg": "not_found", "a.jpg/inside": "not_found", "big.jpg": "too_large",
+                       "folder.jpg": "unreadable", "fifo.jpg": "unreadable", "empty.jpg": "empty_file"} | (
                            {"locked.jpg": "unreadable"} if "locked.jpg" in names else {})
-    assert fetcher.stats.rejected["not_found"] == 2
+    ref = parse_source(str(tmp_path / "a.jpg"), base=None, root=None)
+    assert isinstance(ref, SourceRef) and ref.is_local
+    async with Fetcher(FetchSettings()) as fetcher:
+        with pytest.raises(ValueError, match="local file"):
+            await fetcher.fetch(ref)
 
 
 async def test_the_byte_budget_is_fifo_and_clips_what_exceeds_it() -> None:

@@ -26,7 +26,6 @@ from aiohttp.abc import AbstractResolver
 
 from pipeline.fetch.attempt import Claim, Failure
 from pipeline.fetch.limits import AccessGuard, ByteBudget
-from pipeline.fetch.local import local_stamp, read_local
 from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
@@ -80,36 +79,24 @@ class Fetcher:
         """The source's bytes and stamp, or why not. With ``hold`` a remote source's bytes stay held in
         ``budget`` (``Fetched.lease``) until the caller releases the lease. Raises only ``SourceAccessError``
         (stop the run)."""
+        _remote_only(ref)
         async with self._slots:
-            if ref.is_local:
-                outcome = await self._fetch_local(ref)
-            else:
-                outcome = await self._remote(ref, lambda: self._get(ref, hold))
+            outcome = await self._remote(ref, lambda: self._get(ref, hold))
         if isinstance(outcome, Fetched):
             self.stats.fetched += 1
             self.stats.bytes += outcome.size
         return outcome
 
     async def stat(self, ref: SourceRef) -> SourceStamp | FetchRejected:
-        """The source's stamp without its bytes (one HEAD, or a local ``stat``), or why not. Raises only
-        ``SourceAccessError``."""
+        """The source's stamp without its bytes (one HEAD), or why not. Raises only ``SourceAccessError``."""
+        _remote_only(ref)
         async with self._slots:
-            if ref.is_local:
-                return self._count(await asyncio.to_thread(local_stamp, ref.key, self.settings.source_max_bytes))
             return await self._remote(ref, lambda: self._head(ref))
 
     def _count(self, outcome: Out) -> Out:
         if isinstance(outcome, FetchRejected):
             self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
         return outcome
-
-    async def _fetch_local(self, ref: SourceRef) -> Fetched | FetchRejected:
-        limit = self.settings.source_max_bytes
-        stamp = await asyncio.to_thread(local_stamp, ref.key, limit)
-        if isinstance(stamp, FetchRejected):
-            return self._count(stamp)
-        async with self.budget.reserve(stamp.size or 0):
-            return self._count(await asyncio.to_thread(read_local, ref.key, limit, stamp))
 
     async def download(self, ref: SourceRef, path: Path, max_bytes: int) -> SourceStamp | FetchRejected:
         """Stream a remote source into the file ``path`` (rewritten on each attempt), at most ``max_bytes``;
@@ -200,3 +187,10 @@ class Fetcher:
             return min(retry_after, self.settings.max_backoff)
         ceiling = self.settings.retry_backoff * (1 << number)
         return min(ceiling * (0.5 + random.random() / 2), self.settings.max_backoff)
+
+
+def _remote_only(ref: SourceRef) -> None:
+    """Local files are never fetched: the image stage reads them, in one place (``images.stage``), with one
+    set of reasons."""
+    if ref.is_local:
+        raise ValueError(f"{ref.url} is a local file: the image stage reads it, the fetcher does not")
