@@ -30,9 +30,8 @@ import pyarrow.compute as pc
 
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.fetch.refs import Problem, SourceParser, root_location, root_problem
+from pipeline.fetch.refs import Problem, SourceParser, SourceRef, no_path, root_location, root_problem
 from pipeline.models import Row
-from pipeline.resolve import LocalResolver, no_path
 from pipeline.row_keys import duplicate_message, hash64, path_key, repeated_hashes
 from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
@@ -72,15 +71,14 @@ class Manifest:
     ``<pandas.DataFrame>``; ``schema`` the input columns as they pass through to the results.
     """
 
-    def __init__(self, source: Source, columns: ColumnMap, resolver: LocalResolver, batch_size: int) -> None:
+    def __init__(self, source: Source, columns: ColumnMap, base: str, root: str | None, batch_size: int) -> None:
         names = source.schema.names
         self.name = source.name
         self._source = source
         self._schema: pa.Schema | None = None if source.csv else source.schema
-        self._resolver = resolver
-        self._urls: SourceParser | None = None
-        self._remote_base = "://" in resolver.base[:16]
-        self._web_base = resolver.base[:8].lower().startswith(("http://", "https://"))
+        self._parse = SourceParser(base=base, root=root)
+        """The one parser of every path cell: local, file://, s3://, gs://, http(s)://, joined and confined."""
+        self._web_base = base[:8].lower().startswith(("http://", "https://"))
         """Relative cells join a remote folder (a manifest read from object storage or the web)."""
         self._batch_size = batch_size
         self._prefix = ""
@@ -149,7 +147,7 @@ class Manifest:
             raise ManifestError(f"--root {root} is not a folder.")
         opened = open_source(source, block_size=block_size, batch_size=batch_size)
         folder = str(root.absolute()) if isinstance(root, Path) else (root or base or opened.base)
-        made = cls(opened, columns, LocalResolver(folder, folder if root is not None else None), batch_size)
+        made = cls(opened, columns, folder, folder if root is not None else None, batch_size)
         made._prefix = id_prefix
         return made
 
@@ -271,25 +269,20 @@ class Manifest:
         never opened. A CSV not yet scanned is scanned first (its types are decided by a whole pass).
         """
         schema = self.schema
-        resolve = self._resolver
+        parse = self._parse
         index = 0
         for batch in self._text_batches():
             paths = self._paths(batch)
             keys = self._keys(batch, index, paths)
             names = self._text(batch, self._name_i, "file-name")
             rows = []
-            resolved: dict[str | None, tuple[str | None, tuple[str, str] | None]] = {}
+            parsed: dict[str | None, tuple[str | None, tuple[str, str] | None, SourceRef | None]] = {}
             for j, text in enumerate(paths):
                 file_name = (names[j] or None) if names is not None else None
-                if text is not None and ("://" in text[:16] or self._remote_base):  # a URL, or one joined
-                    rows.append(self._url_row(index + j, keys[j], text, file_name))
-                    continue
-                # A photo named by several rows of a batch is resolved once.
-                found = resolved.get(text)
+                found = parsed.get(text)  # a photo named by several rows of a batch is parsed once
                 if found is None:
-                    found = resolved[text] = resolve(text)
-                source, problem = found
-                rows.append(Row(index + j, keys[j], text or "", source, file_name, problem))
+                    found = parsed[text] = _parts(parse(text))
+                rows.append(Row(index + j, keys[j], text or "", found[0], file_name, found[1], found[2]))
             if any(i is not None for i in self._person_i):
                 rows = self._with_persons(batch, rows)
             yield RowBatch(self._typed(batch, schema), tuple(rows))
@@ -308,20 +301,17 @@ class Manifest:
             out.append(row._replace(person=person, person_id=person_id, primary=primary))
         return out
 
-    def _url_row(self, index: int, key: str, text: str, file_name: str | None) -> Row:
-        """A row whose cell is a URL: a remote source for the fetch stage, a ``file://`` path, or a problem
-        (``unsupported_source``, ``outside_root``)."""
-        if self._urls is None:
-            self._urls = SourceParser(base=self._resolver.base, root=self._resolver.root)
-        ref = self._urls(text)
-        if isinstance(ref, Problem):
-            return Row(index, key, text, None, file_name, (ref.reason, ref.detail))
-        if ref.is_local:
-            return Row(index, key, text, ref.key, file_name)
-        return Row(index, key, text, None, file_name, remote=ref)
-
     def rows(self, start: int = 0) -> Iterator[Row]:
         """The ``Row``s of ``row_batches`` from index ``start`` on."""
         for batch in self.row_batches():
             if batch.rows and batch.rows[-1].index >= start:
                 yield from (row for row in batch.rows if row.index >= start)
+
+
+def _parts(ref: SourceRef | Problem) -> tuple[str | None, tuple[str, str] | None, SourceRef | None]:
+    """A parsed cell as a ``Row``'s ``source`` (a local file's checked path), ``problem`` and ``remote``."""
+    if isinstance(ref, Problem):
+        return None, (ref.reason, ref.detail), None
+    if ref.is_local:
+        return ref.key, None, None
+    return None, None, ref
