@@ -14,7 +14,7 @@ from emulator_tools import FakeClock, max_in_window
 
 from pipeline.client import AdaptiveRate, StrictLimiter, redact_url
 from pipeline.client.limiter import FLOOR
-from pipeline.client.responses import api_error, error_fields, parse_retry_after, s3_error
+from pipeline.client.responses import api_error, error_fields, s3_error
 from pipeline.errors import (
     AuthenticationError,
     NotFoundError,
@@ -24,6 +24,7 @@ from pipeline.errors import (
     RequestRejectedError,
     TransientError,
 )
+from pipeline.pacing import parse_retry_after
 
 
 def fake_limiter(rate: float, period: float, **kw: Any) -> tuple[StrictLimiter, FakeClock]:

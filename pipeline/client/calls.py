@@ -20,7 +20,7 @@ from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import Clock, Sleep, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
 from pipeline.client.retry import SILENT_STRIKES, RetryBudget
-from pipeline.client.routes import PRESIGN_MARGIN, Route
+from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route
 from pipeline.client.settings import ApiSettings
 from pipeline.client.stopping import Halt
 from pipeline.client.storage import put_object
@@ -35,7 +35,6 @@ from pipeline.errors import (
     ApiError,
     EndpointUnreachableError,
     FatalApiError,
-    NotFoundError,
     RateLimitedError,
     RequestRejectedError,
     TransientError,
@@ -72,8 +71,10 @@ class ApiClientBase:
         self.status_limiter = StrictLimiter(settings.confirm_rate, 60.0, margin=0.05, pace=False, clock=clock,
                                             sleep=sleep)
         self.adaptive = AdaptiveRate(self.presign_limiter, clock=clock) if settings.adaptive else None
-        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive)
-        self._status_route = Route("status", "POST", self.status_limiter)
+        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive, counter="presign_calls")
+        # A 429 on a status call shows the presign limiter: both MI calls share the gateway's per-key count.
+        self._status_route = Route("status", "POST", self.status_limiter, counter="confirm_calls",
+                                   shown=self.presign_limiter, not_found=NotFoundStrikes(STATUS_404_STRIKES, "status"))
         self._more_limiters: list[StrictLimiter] = []
         self.stats = ClientStats(current_rate=settings.rate)
         self.state = ClientState.SILENT
@@ -84,7 +85,6 @@ class ApiClientBase:
         self._halt = Halt(settings.stop_grace, sleep)
         self._budget = RetryBudget(settings, host_of(self._presign_url))
         self._throttle_streak = {id(self.presign_limiter): 0, id(self.status_limiter): 0}
-        self._status_ok, self._status_404s = False, 0
         self._api_timeout = aiohttp.ClientTimeout(
             total=settings.connect_timeout + settings.read_timeout, sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout)
@@ -231,7 +231,7 @@ class ApiClientBase:
         if isinstance(exc, RateLimitedError):
             self.stats.retries["rate_limited"] += 1
             # The limiter was paused for everyone (_throttled): the next try waits there, not here.
-            shown = self.presign_limiter if kind in ("presign", "status") else route.limiter
+            shown = route.shown or route.limiter
             log.info("rate_limited", call=kind, attempt=attempt, code=exc.code, retry_after=exc.retry_after,
                      rate=round(shown.rate, 2), margin_ms=round(shown.margin * 1000, 1))
             await self._wait(0)
@@ -269,10 +269,8 @@ class ApiClientBase:
             # Signed after the limiter so the timestamp is fresh on every attempt (and every retry).
             creds = self.settings.credentials
             headers = signed_headers(route.method, url.raw_path_qs, creds.access_key, creds.secret_key)
-            if kind == "presign":
-                self.stats.presign_calls += 1
-            elif kind == "status":
-                self.stats.confirm_calls += 1
+            if route.counter is not None:
+                setattr(self.stats, route.counter, getattr(self.stats, route.counter) + 1)
             data = None if payload is None else json.dumps(payload).encode()
             # trace_request_ctx: the trace hooks date the slot to the moments its bytes go out and its answer
             # comes in.
@@ -298,11 +296,8 @@ class ApiClientBase:
             self.state = ClientState.VERIFIED  # the gateway looked at our signature and let it pass
         if isinstance(error, RateLimitedError):
             self._throttled(route, error)
-        if kind == "status" and status == 404:
-            self._status_404s += 1
-            if not self._status_ok and self._status_404s >= STATUS_404_STRIKES:
-                raise NotFoundError(f"{error} (every status call so far; check the status path)", status=404,
-                                    code=error.code)
+        if status == 404 and route.not_found is not None:
+            error = route.not_found.missed(error)
         raise error
 
     def _success(self, route: Route, body: bytes) -> dict[str, Any]:
@@ -311,8 +306,8 @@ class ApiClientBase:
             self.state = ClientState.VERIFIED
         self._throttle_streak[id(route.limiter)] = 0
         result = ok_result(kind, body, result_required=route.result_required)
-        if kind == "status":
-            self._status_ok, self._status_404s = True, 0
+        if route.not_found is not None:
+            route.not_found.succeeded()
         if route.adaptive is not None:
             route.adaptive.on_success()
             if route.adaptive is self.adaptive:

@@ -5,9 +5,7 @@ Pure functions (no I/O), so every body shape and status is unit-tested without a
 
 from __future__ import annotations
 
-import email.utils
 import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pipeline.errors import (
     UploadError,
 )
 from pipeline.models import Presigned
+from pipeline.pacing import parse_retry_after
 from pipeline.redaction import Redactor
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "api_error",
     "error_fields",
     "ok_result",
-    "parse_retry_after",
     "presigned_from",
     "redact_url",
     "s3_error",
@@ -168,24 +166,6 @@ def error_fields(body: bytes, redactor: Redactor = _PLAIN) -> tuple[str | None, 
     else:
         code, message = doc.get("code"), doc.get("message")
     return (None if code is None else str(code)), _clean(None if message is None else str(message), redactor)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP-date; ``None`` if unusable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
-        return None
-    return max(0.0, seconds)
 
 
 def api_error(

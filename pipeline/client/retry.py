@@ -7,11 +7,11 @@ seconds in a row, and an endpoint that has never answered HTTP is given ``SILENT
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from pipeline.client.settings import ApiSettings
 from pipeline.errors import ApiError, EndpointUnreachableError, FatalApiError, ServiceUnavailableError
+from pipeline.pacing import backoff
 
 __all__ = ["SILENT_STRIKES", "RetryBudget", "Verdict"]
 
@@ -39,9 +39,8 @@ class RetryBudget:
         self.trouble_since = None
 
     def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform(0, min(backoff_max, backoff_base * 2**(attempt-1)))."""
-        cap = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** min(attempt - 1, 30))
-        return random.uniform(0.0, cap)
+        """The pause before retry ``attempt``: ``pacing.backoff`` (full jitter) on the client's settings."""
+        return backoff(attempt, self.settings.backoff_base, self.settings.backoff_max)
 
     def silence_error(self) -> EndpointUnreachableError:
         """The fatal error for an endpoint that never answered."""

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import StrictLimiter
-from pipeline.errors import ApiError, FatalApiError
+from pipeline.errors import ApiError, FatalApiError, NotFoundError
 
-__all__ = ["PRESIGN_MARGIN", "Route"]
+__all__ = ["PRESIGN_MARGIN", "NotFoundStrikes", "Route"]
 
 PRESIGN_MARGIN = 0.008
 """Seconds of headroom on the 1 s presign window for calls on a long path: the server counts *arrivals*,
@@ -33,3 +33,31 @@ class Route:
     """Maps the exception of a non-success answer before the client acts on it (e.g. makes one fatal)."""
     result_required: bool = True
     """Whether a code-"0" answer must carry a ``result`` object (else it counts as transient)."""
+    counter: str | None = None
+    """The ``ClientStats`` field that counts this route's calls (``presign_calls``, ``confirm_calls``), if any."""
+    shown: StrictLimiter | None = None
+    """The limiter whose rate and margin a 429 log line shows (default: ``limiter``)."""
+    not_found: NotFoundStrikes | None = None
+    """For a route whose path may be wrong: its 404s counted, to tell a wrong path from a missing key."""
+
+
+class NotFoundStrikes:
+    """A route whose every call so far answered 404 (``strikes`` of them, none ever answered otherwise) has a
+    wrong path, not a missing key: then the 404 becomes one clear ``NotFoundError``. Per-route state, so the
+    client names no call."""
+
+    def __init__(self, strikes: int, hint: str) -> None:
+        self.strikes, self.hint = strikes, hint
+        self._ok, self._misses = False, 0
+
+    def succeeded(self) -> None:
+        """A call of the route was answered: the path is right."""
+        self._ok, self._misses = True, 0
+
+    def missed(self, error: ApiError | FatalApiError) -> ApiError | FatalApiError:
+        """A 404: ``error`` as it is, or, once every call so far missed ``strikes`` times, the path's error."""
+        self._misses += 1
+        if not self._ok and self._misses >= self.strikes:
+            return NotFoundError(f"{error} (every {self.hint} call so far; check the {self.hint} path)",
+                                 status=404, code=getattr(error, "code", None))
+        return error

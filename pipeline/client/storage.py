@@ -14,6 +14,7 @@ from pipeline.client.settings import ApiSettings
 from pipeline.client.transport import map_network_error, no_resend
 from pipeline.errors import FatalApiError, UploadError
 from pipeline.models import Presigned
+from pipeline.pacing import Net, net_failure
 from pipeline.redaction import Redactor
 
 __all__ = ["UnansweredPutError", "put_object"]
@@ -53,18 +54,8 @@ async def put_object(
                                allow_redirects=False, timeout=timeout, middlewares=(no_resend,)) as resp:
             body = await resp.read()
             status = resp.status
-    except aiohttp.ClientSSLError as exc:
-        error = map_network_error(exc, "put", url, answered=True)
-        if isinstance(error, FatalApiError):
-            raise error from None
-        raise UploadError(str(error), retryable=False) from None  # pragma: no cover - TLS maps to fatal
-    except aiohttp.ClientConnectorError as exc:
-        # No connection was made, so nothing was sent: a new round cannot store a second copy.
-        raise UploadError(f"PUT {redact_url(url)}: {type(exc).__name__} (no connection)", retryable=True) from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        # Ambiguous: the object may have been stored and only the answer lost. The caller asks the key's
-        # status before it starts over from a new URL.
-        raise UnansweredPutError(f"PUT {redact_url(url)}: {type(exc).__name__} (no answer)") from None
+        raise _put_failure(exc, url) from None
     if 200 <= status < 300:
         return
     error = s3_error(status, body, url, redactor=redactor)
@@ -72,3 +63,17 @@ async def put_object(
         log.error("put_signature_mismatch", url=redact_url(url), status=status,
                   hint="a client bug: the URL, Content-Type or headers sent differ from what was signed")
     raise error
+
+
+def _put_failure(exc: BaseException, url: str) -> FatalApiError | UploadError:
+    """What a PUT that got no answer means (``pacing.net_failure`` says what kind of failure it was): TLS is
+    fatal (every row would fail the same way); no connection (nothing was sent) is a plain failed round;
+    anything else is ambiguous (``UnansweredPutError``: the object may have been stored and only the answer
+    lost, so the caller asks the key's status before it starts over from a new URL)."""
+    kind = net_failure(exc)
+    if kind is Net.TLS:
+        error = map_network_error(exc, "put", url, answered=True)
+        return error if isinstance(error, FatalApiError) else UploadError(str(error), retryable=False)
+    if kind in (Net.NO_CONNECTION, Net.DNS):
+        return UploadError(f"PUT {redact_url(url)}: {type(exc).__name__} (no connection)", retryable=True)
+    return UnansweredPutError(f"PUT {redact_url(url)}: {type(exc).__name__} (no answer)")

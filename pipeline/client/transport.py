@@ -4,7 +4,6 @@ one place foreign (aiohttp/asyncio) exceptions are mapped to ours (httpx's ``map
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from enum import Enum
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from yarl import URL
 from pipeline.client.limiter import Slot
 from pipeline.client.responses import PresignIncompleteError, redact_url
 from pipeline.errors import ApiError, EndpointUnreachableError, TransientError
+from pipeline.pacing import Net, net_failure
 
 __all__ = [
     "ClientState",
@@ -137,7 +137,8 @@ def map_network_error(
     ``TransientError``). Timeouts are ``NoAnswerError``; broken connections ``TransientError``.
     """
     host = host_of(url)
-    if isinstance(exc, aiohttp.ClientSSLError):
+    kind = net_failure(exc)
+    if kind is Net.TLS:
         reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
         if "WRONG_VERSION_NUMBER" in str(reason) or "record layer failure" in str(reason):
             # What OpenSSL says when the answer is not TLS at all: an https:// endpoint on a plain-HTTP port.
@@ -146,13 +147,13 @@ def map_network_error(
         return EndpointUnreachableError(
             f"TLS with {host} failed ({_short(reason)}); the certificate must verify (verification stays on)."
         )
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+    if kind is Net.TIMEOUT:
         return NoAnswerError(f"{what}: no answer from {host} in time ({type(exc).__name__})")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if kind is Net.DNS:
         if not answered:
             return EndpointUnreachableError(f"The host {host} cannot be resolved (DNS); check --endpoint.")
         return TransientError(f"{what}: DNS lookup of {host} failed")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if kind is Net.NO_CONNECTION and isinstance(exc, aiohttp.ClientConnectorError):
         if not answered:
             why = "connection refused" if exc.os_error.errno == errno.ECONNREFUSED else _short(exc.os_error)
             return EndpointUnreachableError(f"Cannot connect to {host} ({why}); check --endpoint and the network.")

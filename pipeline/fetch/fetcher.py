@@ -15,7 +15,6 @@ the run (``limits.AccessGuard``). Per-source problems are data (``FetchRejected`
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +30,7 @@ from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
 from pipeline.fetch.stores import ObjectStores, unreadable
 from pipeline.fetch.web import WebClient
+from pipeline.pacing import pause
 
 __all__ = ["Fetcher"]
 
@@ -181,12 +181,9 @@ class Fetcher:
         raise AssertionError("unreachable: the last attempt returns")
 
     def _backoff(self, number: int, retry_after: float | None) -> float:
-        """Seconds before retry ``number + 1``: the server's Retry-After when given, else exponential with
-        full jitter's upper half (so concurrent retries spread out); never above ``max_backoff``."""
-        if retry_after is not None:
-            return min(retry_after, self.settings.max_backoff)
-        ceiling = self.settings.retry_backoff * (1 << number)
-        return min(ceiling * (0.5 + random.random() / 2), self.settings.max_backoff)
+        """Seconds before retry ``number + 1``: ``pacing.pause`` (the server's Retry-After when given, else
+        full jitter), never above ``max_backoff``."""
+        return pause(number + 1, self.settings.retry_backoff, self.settings.max_backoff, retry_after)
 
 
 def _remote_only(ref: SourceRef) -> None:

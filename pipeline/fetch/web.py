@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import socket
 import zlib
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -27,6 +25,7 @@ from pipeline.fetch.addresses import is_refused_address
 from pipeline.fetch.attempt import Claim, Failure, Sink, status_failure, too_large
 from pipeline.fetch.outcomes import UNSTAMPED, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
+from pipeline.pacing import Net, net_failure, parse_retry_after
 
 __all__ = ["MAX_REDIRECTS", "AddressRefused", "WebClient"]
 
@@ -67,19 +66,6 @@ def _shown(url: URL) -> str:
     """The URL without query, fragment or credentials: what a detail may say."""
     bare = url.with_query(None).with_fragment(None)
     return str(bare.with_user(None) if bare.absolute else bare)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            moment = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _stamp(headers: Any, size: int | None) -> SourceStamp:
@@ -147,20 +133,13 @@ class WebClient:
                         url = url.join(_url(location))
                         continue
                     if response.status != 200:
-                        after = _retry_after(response.headers.get("Retry-After"))
+                        after = parse_retry_after(response.headers.get("Retry-After"))
                         return status_failure(response.status, None, where, after)
                     if sink is None or claim is None:
                         return _stamp(response.headers, response.content_length)
                     return await _body(response, where, sink, claim, max_bytes)
-            except aiohttp.InvalidURL:  # a host aiohttp will not connect to (e.g. "2852039166"): no retry helps
-                return Failure("fetch_failed", f"{where}: not a URL the HTTP client accepts")
-            except aiohttp.ClientConnectorError as exc:
-                if isinstance(exc.os_error, AddressRefused) or isinstance(exc.__cause__, AddressRefused):
-                    return Failure("unsupported_source", f"{where}: resolves to a link-local or cloud metadata "
-                                   "address, which is refused")
-                return Failure("fetch_failed", f"{where}: cannot connect ({type(exc).__name__})", retryable=True)
             except (aiohttp.ClientError, ConnectionError) as exc:
-                return Failure("fetch_failed", f"{where}: no complete answer ({type(exc).__name__})", retryable=True)
+                return _network_failure(exc, where)
         return Failure("fetch_failed", f"{ref.display}: more than {MAX_REDIRECTS} redirects")
 
 
@@ -206,3 +185,19 @@ async def _body(response: aiohttp.ClientResponse, where: str, sink: Sink, claim:
     claim.fit(produced)
     # The stamp counts the bytes as served, as a HEAD's Content-Length does, so the two compare.
     return _stamp(response.headers, received)
+
+
+def _network_failure(exc: aiohttp.ClientError | ConnectionError, where: str) -> Failure:
+    """What a request that got no usable answer means for a web source (``pacing.net_failure`` says what
+    kind of failure it was): a host aiohttp will not connect to (e.g. "2852039166") or a refused address is
+    no retry's business; no connection or a broken one is worth another attempt."""
+    kind = net_failure(exc)
+    if kind is Net.INVALID_URL:
+        return Failure("fetch_failed", f"{where}: not a URL the HTTP client accepts")
+    if kind in (Net.NO_CONNECTION, Net.DNS, Net.TLS):
+        os_error = getattr(exc, "os_error", None)
+        if isinstance(os_error, AddressRefused) or isinstance(exc.__cause__, AddressRefused):
+            return Failure("unsupported_source", f"{where}: resolves to a link-local or cloud metadata address, "
+                           "which is refused")
+        return Failure("fetch_failed", f"{where}: cannot connect ({type(exc).__name__})", retryable=True)
+    return Failure("fetch_failed", f"{where}: no complete answer ({type(exc).__name__})", retryable=True)
