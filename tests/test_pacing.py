@@ -41,3 +41,19 @@ async def test_network_exceptions_map_to_one_set_of_kinds() -> None:
     assert net_failure(ConnectionResetError()) is Net.BROKEN
     assert net_failure(aiohttp.InvalidURL("x")) is Net.INVALID_URL
     assert net_failure(ValueError("a bug")) is None
+
+
+def test_a_route_whose_every_call_missed_has_a_wrong_path() -> None:
+    """Per-route state (``routes.NotFoundStrikes``): three 404s with no call ever answered make the path's
+    error (a clear ``NotFoundError``); once a call was answered, a 404 is one key's and stays as it is."""
+    from pipeline.client.routes import NotFoundStrikes
+    from pipeline.errors import NotFoundError, TransientError
+
+    missing = TransientError("status: 404", status=404)
+    strikes = NotFoundStrikes(3, "status")
+    assert strikes.missed(missing) is missing and strikes.missed(missing) is missing
+    third = strikes.missed(missing)
+    assert isinstance(third, NotFoundError) and "check the status path" in str(third)
+    answered = NotFoundStrikes(3, "status")
+    answered.succeeded()
+    assert all(answered.missed(missing) is missing for _ in range(5))
