@@ -12,6 +12,7 @@ yet: a key that cannot be attached is never uploaded) and hands each freshly upl
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from pipeline.models import Row, RowResult, Status
 from pipeline.runner.attach_book import AttachBook
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Attachable, Job, Pipe
+from pipeline.runner.records import Attachable, Pipe
 
 __all__ = ["KEY_GONE", "REUPLOAD_AFTER", "AttachRoute", "gone_keys"]
 
@@ -68,6 +69,17 @@ def _status(refusal: RowRefusal) -> Status:
     return Status.FAILED if refusal.reason == "person_not_found" else Status.REJECTED
 
 
+class Routed(enum.Enum):
+    """What ``AttachRoute.route`` did with a row the plan looked at."""
+
+    DEALT = "dealt"
+    """Dealt with here: refused, or its uploaded key handed to the attach stage."""
+    UPLOAD_AGAIN = "upload_again"
+    """Its key is too old or gone: the plan uploads it again (``Why.EXPIRED``)."""
+    PLAN = "plan"
+    """Not the route's business: the ordinary plan decides."""
+
+
 class AttachRoute:
     """Routes rows with a person between the plan, upload and attach stages; ``out`` feeds the attach stage."""
 
@@ -77,36 +89,35 @@ class AttachRoute:
         self._held: dict[str, Row] = {}
         book.held_refused = self._held_refused
 
-    async def route(self, row: Row, entry: Entry | None, stamp: str | None) -> Job | bool:
-        """``True`` when the row is dealt with here, a ``Job`` to upload it again (key too old or gone),
-        ``False`` when the ordinary plan decides."""
+    async def route(self, row: Row, entry: Entry | None, stamp: str | None) -> Routed:
+        """What becomes of a row the plan looked at (``Routed``)."""
         if row.key in self.book.kept_full:
             # Rejected person_full by an earlier run, and its person has nothing else to attach: looking the
             # person up only to refuse the row again would be this run's only person call.
             self.recorder.progress.update(Status.REJECTED.value)
-            return True
+            return Routed.DEALT
         refusal = self.book.refusals.get(row.key)
         holds = _holds_unattached(entry)
         if refusal is not None and holds and refusal.reason == "person_full":
             self._reject_held(row, refusal)
-            return True
+            return Routed.DEALT
         if refusal is not None and (entry is None or entry.status not in (Status.UPLOADED, Status.ATTACHED)):
             self.planned[refusal.reason] += 1
             self.recorder.record_later(RowResult(row.index, row.key, _status(refusal), reason=refusal.reason,
                                                  detail=refusal.detail), row.path)
-            return True
+            return Routed.DEALT
         if not holds or entry is None or entry.thumbnail_key is None or not self.book.wants(row.key):
-            return False
+            return Routed.PLAN
         if stamp is not None and entry.source_stamp is not None and stamp != entry.source_stamp:
-            return False  # the source may have changed: the ordinary plan hashes it
+            return Routed.PLAN  # the source may have changed: the ordinary plan hashes it
         if _too_old(entry.uploaded_at, clock.utc_now()) or self._gone(row, entry):
             # Uploaded again: the image stage reopens an uploaded row (its old key an orphan) before the upload.
             self.planned[Why.EXPIRED.value] += 1
-            return Job(row, Why.EXPIRED, stamp)
+            return Routed.UPLOAD_AGAIN
         self.planned["attach"] += 1
         self._held[row.key] = row
         await self.out.put(Attachable(row.key, row.path, entry.thumbnail_key))
-        return True
+        return Routed.DEALT
 
     def _gone(self, row: Row, entry: Entry) -> bool:
         """Whether an earlier attach of the row's key failed because the service no longer knows the key."""

@@ -22,7 +22,7 @@ from pipeline.journal import Entry, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, RowResult, Status
 from pipeline.runner.attach_prep import same_person, target_of
-from pipeline.runner.attach_route import AttachRoute
+from pipeline.runner.attach_route import AttachRoute, Routed
 from pipeline.runner.context import RunContext
 from pipeline.runner.plan import Decision, Why, decide, source_of
 from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
@@ -173,10 +173,10 @@ class PlanStage:
     async def _decision(self, row: Row, entry: Entry | None, stamp: str | None) -> Decision | None:
         """What to do with the row (``None``: the attach route dealt with it). A dry run decides as the real
         run would (``--attach`` included)."""
-        routed = await self.attach.route(row, entry, stamp) if self.attach is not None else False
-        if routed is True:
+        routed = await self.attach.route(row, entry, stamp) if self.attach is not None else Routed.PLAN
+        if routed is Routed.DEALT:
             return None
-        if isinstance(routed, Job):
+        if routed is Routed.UPLOAD_AGAIN:
             return Decision(Why.EXPIRED)
         if entry is None:
             return decide(None, stamp, retry_failed=self.s.retry_failed)
