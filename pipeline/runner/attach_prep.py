@@ -27,6 +27,7 @@ from pipeline.models import Row, Status
 from pipeline.runner.attach_book import AttachBook
 from pipeline.runner.attach_lookups import WHOLE_LIST_FROM, Lookups, target_text
 from pipeline.runner.control import RunControl
+from pipeline.runner.recorder import Recorder
 
 __all__ = ["AttachBook", "Collected", "collect", "look_up", "now_utc", "open_attach", "reconcile", "same_person",
            "target_of", "target_text"]
@@ -112,10 +113,11 @@ def collect(manifest: Manifest, journal: Journal) -> Collected:
     return Collected(found, refusals, rejected, full)
 
 
-async def reconcile(api: PersonsApi, journal: Journal, intent: AttachIntent) -> bool:
+async def reconcile(api: PersonsApi, recorder: Recorder, intent: AttachIntent) -> bool:
     """Settle one intent left by a call whose outcome is unknown: ``True`` when the call happened (its rows
-    are journaled ``attached``), ``False`` when it did not (the intent is dropped; the rows stay to attach).
-    """
+    are journaled ``attached`` through the recorder; counted by whoever made the call), ``False`` when it did
+    not (the intent is dropped; the rows stay to attach)."""
+    journal = recorder.journal
     target = _parse(intent.target)
     person_id = intent.person_id
     if intent.kind == "create":
@@ -127,8 +129,8 @@ async def reconcile(api: PersonsApi, journal: Journal, intent: AttachIntent) -> 
         journal.forget_intent(intent.id)
         log.info("attach_reconciled", kind=intent.kind, target=str(target), happened=False)
         return False
-    journal.mark_attached(intent.row_keys, KnownPerson(intent.target, person_id, intent.kind == "create"),
-                          now_utc(), intent=intent.id)
+    recorder.attached(intent.row_keys, KnownPerson(intent.target, person_id, intent.kind == "create"), now_utc(),
+                      intent=intent.id, counted=False)
     log.info("attach_reconciled", kind=intent.kind, target=str(target), happened=True, person_id=person_id)
     return True
 
@@ -164,14 +166,15 @@ async def look_up(api: PersonsApi, journal: Journal, targets: list[Target]) -> d
     return found
 
 
-async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], person_max: int,
+async def prepare(api: PersonsApi, recorder: Recorder, rows: list[AttachRow], person_max: int,
                   refusals: dict[str, RowRefusal] | None = None, rejected: set[str] | None = None,
                   full: set[str] | None = None) -> AttachBook:
     """Reconcile the journal's intents (person calls only when there are some) and build the ``AttachBook``
     with its ``Lookups`` (no look-up yet)."""
+    journal = recorder.journal
     intents = journal.intents()
     for intent in intents:
-        await reconcile(api, journal, intent)
+        await reconcile(api, recorder, intent)
     if intents:  # a reconciled call attached rows
         entries = journal.lookup(sorted(r.row_key for r in rows if not r.attached))
         rows = [replace(r, attached=True) if (e := entries.get(r.row_key)) is not None
@@ -185,7 +188,7 @@ async def prepare(api: PersonsApi, journal: Journal, rows: list[AttachRow], pers
     return book
 
 
-async def open_attach(client: ApiClient, journal: Journal, control: RunControl, rows: list[AttachRow] | None,
+async def open_attach(client: ApiClient, recorder: Recorder, control: RunControl, rows: list[AttachRow] | None,
                       settings: AttachSettings) -> tuple[PersonsApi, AttachBook] | None:
     """The persons client and the ``AttachBook`` (``None`` without ``--attach`` or after a fatal answer).
     Reconciliations that keep failing stop the run before any upload."""
@@ -195,7 +198,7 @@ async def open_attach(client: ApiClient, journal: Journal, control: RunControl, 
     refusals = rows.refusals if isinstance(rows, Collected) else {}
     rejected, full = (rows.rejected, rows.full) if isinstance(rows, Collected) else (set(), set())
     try:
-        return api, await prepare(api, journal, rows, settings.person_max, refusals, rejected, full)
+        return api, await prepare(api, recorder, rows, settings.person_max, refusals, rejected, full)
     except FatalApiError as exc:
         control.fail(exc)
     except ApiError as exc:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,10 +29,11 @@ import structlog
 
 from pipeline.attach import PersonInfo, PersonRef, PersonsApi, PersonState, PlannedCall, Refused, Target, plan
 from pipeline.errors import ApiError, FatalApiError, ServiceUnavailableError
-from pipeline.journal import AttachIntent, Journal, KnownPerson
+from pipeline.journal import AttachIntent, KnownPerson
 from pipeline.runner.attach_prep import AttachBook, now_utc, reconcile, target_text
 from pipeline.runner.attach_route import KEY_GONE, gone_keys
 from pipeline.runner.control import RunControl
+from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Pipe
 
 __all__ = ["AttachStage"]
@@ -57,13 +57,12 @@ class _Done:
 class AttachStage:
     """Reads ``Attachable`` rows to the end of its inbox and attaches them (see the module docstring)."""
 
-    def __init__(self, api: PersonsApi, journal: Journal, control: RunControl, book: AttachBook,
+    def __init__(self, api: PersonsApi, recorder: Recorder, control: RunControl, book: AttachBook,
                  inbox: Pipe[Attachable], person_max: int, attach_within: float,
-                 clock: Callable[[], float], this_run: Counter[str]) -> None:
-        self.api, self.journal, self.control, self.book = api, journal, control, book
-        self.this_run = this_run
-        """The recorder's counts of this run's rows: a row uploaded by this run moves on from ``uploaded``."""
+                 clock: Callable[[], float]) -> None:
+        self.api, self.recorder, self.journal, self.control, self.book = api, recorder, recorder.journal, control, book
         self._fresh: set[str] = set()
+        """Keys this run uploaded and has not attached yet: the recorder moves their count on from ``uploaded``."""
         self.inbox, self.person_max, self.clock = inbox, person_max, clock
         self.hold = min(attach_within / 4, HOLD_MAX)
         self.since: dict[Target, float] = {}
@@ -162,14 +161,6 @@ class AttachStage:
         if item.fresh:
             self._fresh.add(item.row_key)
 
-    def _count(self, keys: tuple[str, ...], status: str) -> None:
-        """This run's counts: ``keys`` ended ``status``."""
-        for key in keys:
-            if key in self._fresh:
-                self._fresh.discard(key)
-                self.this_run["uploaded"] -= 1
-            self.this_run[status] += 1
-
     def _ready(self, target: Target, final: bool) -> bool:
         if self.control.fatal is not None or target in self.busy:
             return False
@@ -230,7 +221,7 @@ class AttachStage:
             return
         except ApiError as exc:  # retries ran out: the call may have happened; ask the API
             try:
-                happened = await reconcile(self.api, self.journal, intent)
+                happened = await reconcile(self.api, self.recorder, intent)
             except ApiError:
                 happened = False  # the intent stays for the next run's reconciliation
             if happened:
@@ -248,10 +239,8 @@ class AttachStage:
             keys = tuple(t.row_key for t in call.thumbnails if t.thumbnail_key in gone)
             done = _Done(None, f"{KEY_GONE}; the next run uploads it again ({done.detail})")
         if done.person is None:
-            failed = self.journal.mark_attach_failed(keys, done.detail, intent=intent.id)
-            for r in failed:
-                log.warning("row_failed", row=r.key, reason="attach_failed", detail=done.detail)
-            self._count(tuple(r.key for r in failed), "failed")
+            failed = self.recorder.attach_failed(keys, done.detail, intent=intent.id, fresh=self._fresh)
+            self._fresh.difference_update(failed)
             self.book.settle(target, set(keys), attached=False)
             return
         self._settled(target, intent, done.person)
@@ -260,13 +249,16 @@ class AttachStage:
         """Journal (unless reconciliation did) and note the attached rows."""
         if person is not None:
             details = {k: self._again(k, person.person_id) for k in intent.row_keys if k in self._replaced}
-            self.journal.mark_attached(intent.row_keys, person, now_utc(), intent=intent.id, details=details)
+            self.recorder.attached(intent.row_keys, person, now_utc(), intent=intent.id, details=details,
+                                   fresh=self._fresh)
+        else:  # journaled by the reconciliation; counted here
+            self.recorder.count_attached(intent.row_keys, fresh=self._fresh)
+        self._fresh.difference_update(intent.row_keys)
         for key in intent.row_keys:
             if self._replaced.pop(key, None) is not None:
                 self.book.superseded += 1
         now = self.clock()
         self.lags.extend(now - self._arrived.pop(k, now) for k in intent.row_keys)
-        self._count(intent.row_keys, "attached")
         self.book.settle(target, set(intent.row_keys), attached=True)
         (self.book.created if intent.kind == "create" else self.book.extended).add(target)
         if intent.kind == "create":

@@ -186,7 +186,7 @@ class PrepareStage(FanOut[Ready]):
                     return
             out = await self._pooled(prepare, source, self.s.policy)
             if job.uploaded and getattr(out, "source_sha256", None) != job.verify_sha256:
-                self.journal.reopen(row.key)  # its old key stays in the journal, as an orphan
+                self.recorder.reopened(row.key)  # its old key stays in the journal, as an orphan
             if isinstance(out, Rejected):
                 self.recorder.record_later(RowResult(
                     row.index, row.key, Status.REJECTED, reason=out.reason, detail=out.detail,
@@ -217,13 +217,9 @@ class PrepareStage(FanOut[Ready]):
         """Whether the hashed source is the journaled content (or, for a version-1 journal, a row adopted
         under its new key); then only the stamp is updated."""
         row = job.row
-        if job.verify_sha256 is not None and digest == job.verify_sha256:
-            self.journal.restamp(row.key, job.stamp, source_of(row))
-            self.recorder.unchanged()
-            return True
-        if job.why is Why.NEW and self.journal.adopt_legacy(row.index, digest, row.key) is not None:
-            self.journal.restamp(row.key, job.stamp, source_of(row))
-            self.recorder.unchanged()
+        same = job.verify_sha256 is not None and digest == job.verify_sha256
+        if same or (job.why is Why.NEW and self.recorder.adopted(row.index, digest, row.key)):
+            self.recorder.restamped(row.key, job.stamp, source_of(row))
             return True
         return False
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 import structlog
 
-from pipeline.journal import Journal
+from pipeline.journal import Journal, KnownPerson
 from pipeline.models import RowResult, Status
 from pipeline.progress import Progress
 from pipeline.runner.plan import source_identity
@@ -78,6 +79,56 @@ class Recorder:
         self._finish(result, path)
         if len(self._pending) >= _FLUSH_EVERY:
             self.flush()
+
+    # -- every other write of a row's state: the Recorder is the one path from the stages to the journal's rows --
+    def presigned(self, key: str, thumbnail_key: str, *, source_sha256: str, source_stamp: str | None,
+                  source_path: str) -> None:
+        """Journal (committed) the key a row was presigned, before its PUT starts."""
+        self.journal.mark_presigned(key, thumbnail_key, source_sha256=source_sha256, source_stamp=source_stamp,
+                                    source_path=source_path)
+
+    def reopened(self, key: str) -> None:
+        """A row holding a key whose source content changed goes back to ``pending`` (its key an orphan)."""
+        self.journal.reopen(key)
+
+    def restamped(self, key: str, stamp: str | None, path: str) -> None:
+        """A finished row whose content was shown unchanged: its new stamp and path noted, counted unchanged."""
+        self.journal.restamp(key, stamp, path)
+        self.unchanged()
+
+    def adopted(self, index: int, source_sha256: str, key: str) -> bool:
+        """A version-1 journal's row (keyed by position) with this content, uploaded, is now row ``key``."""
+        return self.journal.adopt_legacy(index, source_sha256, key) is not None
+
+    def attached(self, keys: Sequence[str], person: KnownPerson, attached_at: str, *, intent: str,
+                 details: Mapping[str, str] | None = None, fresh: Collection[str] = (), counted: bool = True,
+                 ) -> None:
+        """Rows attached to ``person`` (one transaction with the person and the end of ``intent``); this run's
+        counts move ``fresh`` ones (uploaded by this run) from ``uploaded`` to ``attached`` (a reconciliation
+        of an earlier run's call: ``counted=False``)."""
+        self.journal.mark_attached(keys, person, attached_at, intent=intent, details=details)
+        if counted:
+            self.count_attached(keys, fresh=fresh)
+
+    def count_attached(self, keys: Sequence[str], *, fresh: Collection[str] = ()) -> None:
+        """This run's counts of rows attached (journaled already, by a reconciliation)."""
+        self._moved(keys, "attached", fresh)
+
+    def attach_failed(self, keys: Sequence[str], detail: str, *, intent: str, fresh: Collection[str] = ()
+                      ) -> list[str]:
+        """Rows that keep their key and end ``failed`` (``attach_failed``): journaled, logged, counted; returns
+        the keys journaled."""
+        failed = [r.key for r in self.journal.mark_attach_failed(keys, detail, intent=intent)]
+        for key in failed:
+            log.warning("row_failed", row=key, reason="attach_failed", detail=detail)
+        self._moved(failed, "failed", fresh)
+        return failed
+
+    def _moved(self, keys: Sequence[str], status: str, fresh: Collection[str]) -> None:
+        for key in keys:
+            if key in fresh:
+                self.this_run["uploaded"] -= 1
+            self.this_run[status] += 1
 
     def unchanged(self) -> None:
         """A row found unchanged after all (its stamp moved, its content did not)."""

@@ -206,7 +206,7 @@ class RunSession:
                 await client.preflight()
             except FatalApiError as exc:
                 ctx.control.fail(exc)
-            attach = await open_attach(client, ctx.journal, ctx.control, begun.person_rows, self.s.persons)
+            attach = await open_attach(client, ctx.recorder, ctx.control, begun.person_rows, self.s.persons)
             return await self._stages(manifest, ctx, begun.spill, built, client, attach)
 
     async def _dry(self, manifest: Manifest, begun: Started, built: list[Worked]) -> Worked:
@@ -250,7 +250,7 @@ class RunSession:
     async def _stages(self, manifest: Manifest, ctx: RunContext, spill: Spill, built: list[Worked],
                       client: ApiClient | None, attach: tuple[PersonsApi, AttachBook] | None = None) -> Worked:
         """The stages wired and run to the end; what they are is put in ``built`` before they start."""
-        s, journal, recorder, control = ctx.settings, ctx.journal, ctx.recorder, ctx.control
+        s, recorder, control = ctx.settings, ctx.recorder, ctx.control
         pool, size = make_pool(s)
         try:
             async with Fetcher(s.fetch) as fetcher:
@@ -264,9 +264,8 @@ class RunSession:
                     # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
                     attachable: Pipe[Attachable] = Pipe(int(s.persons.attach_rate * 20) or 1024)
                     route = AttachRoute(attach[1], recorder, attachable)
-                    attach_stage = AttachStage(attach[0], journal, control, attach[1], attachable,
-                                               s.persons.person_max, s.persons.attach_within, ctx.clock,
-                                               recorder.this_run)
+                    attach_stage = AttachStage(attach[0], recorder, control, attach[1], attachable,
+                                               s.persons.person_max, s.persons.attach_within, ctx.clock)
                 plan = PlanStage(ctx, batches, jobs, fetcher, route)
                 prep = PrepareStage(ctx, pool, 4 * size, fetched, ready, plan.passed)
                 stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,

@@ -60,8 +60,8 @@ class UploadStage:
             return None
 
         async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
-            self.journal.mark_presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
-                                        source_path=source_of(job.row))
+            self.recorder.presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
+                                    source_path=source_of(job.row))
 
         try:
             # A row with a person waits here for its person's look-up: a key that cannot be attached is

@@ -150,12 +150,12 @@ class _Side:
         self.client = await ApiClient(api_settings).__aenter__()
         api = PersonsApi(self.client, AttachSettings(attach_rate=0, person_max=self.person_max))
         c = self.collected
-        self.book = await prepare(api, self.journal, c, self.person_max, c.refusals, c.rejected, c.full)
         recorder = Recorder(self.journal, Progress(len(self.rows), enabled=False))
+        self.book = await prepare(api, recorder, c, self.person_max, c.refusals, c.rejected, c.full)
         pipe: Pipe[Attachable] = Pipe(16)
         self.route = AttachRoute(self.book, recorder, pipe)
-        self.stage = AttachStage(api, self.journal, RunControl(), self.book, pipe, self.person_max, 600.0,
-                                 time.monotonic, recorder.this_run)
+        self.stage = AttachStage(api, recorder, RunControl(), self.book, pipe, self.person_max, 600.0,
+                                 time.monotonic)
         self.task = asyncio.create_task(self.stage.run())
         return self
 
