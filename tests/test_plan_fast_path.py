@@ -39,13 +39,13 @@ def test_the_fast_path_takes_the_common_case() -> None:
 
 
 def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) -> None:
-    """``_stat_rows`` stats by folder handle: every kind of path gives the stamp ``plan.stamp_of`` gives, and
+    """``stamps.stat_rows`` stats by folder handle: every kind of path gives the stamp ``plan.stamp_of`` gives, and
     "missing" only for what is not there at all (a missing folder or file, a path through a file; not a dangling
     symlink, which the image stage names precisely)."""
     import os
 
     from pipeline.runner.plan import stamp_of
-    from pipeline.runner.stages import _stat_rows
+    from pipeline.runner.stamps import stat_rows
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -62,7 +62,7 @@ def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) 
     named = [*cases, "a/1.jpg"]  # the first file named again
     rows = tuple(Row(i, f"r{i}", p, str(tmp_path / p)) for i, p in enumerate(named))
     rows += (Row(len(rows), "none", "", None),)
-    stamps, missing = _stat_rows(rows)
+    stamps, missing = stat_rows(rows)
     for row, stamp, gone in zip(rows, stamps, missing, strict=True):
         if row.source is None:
             assert (stamp, gone) == (None, False)
@@ -74,18 +74,18 @@ def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) 
 
 
 def test_a_file_named_in_several_batches_is_stat_ed_once_a_run(tmp_path: Path) -> None:
-    """The plan hands ``_stat_rows`` the files it has seen this run: a photo named again in a later batch is
+    """The plan hands ``stamps.stat_rows`` the files it has seen this run: a photo named again in a later batch is
     not stat'ed again (here: removed in between, it still has the stamp it had), and a new one is."""
-    from pipeline.runner.stages import _stat_rows
+    from pipeline.runner.stamps import stat_rows
 
     (tmp_path / "p.jpg").write_bytes(b"x" * 10)
     (tmp_path / "q.jpg").write_bytes(b"y" * 20)
     seen: dict[str, tuple[str | None, bool]] = {}
-    first, _ = _stat_rows((Row(0, "a", "p.jpg", str(tmp_path / "p.jpg")),), seen)
+    first, _ = stat_rows((Row(0, "a", "p.jpg", str(tmp_path / "p.jpg")),), seen)
     (tmp_path / "p.jpg").unlink()
     named = (Row(1, "b", "p.jpg", str(tmp_path / "p.jpg")), Row(2, "c", "q.jpg", str(tmp_path / "q.jpg")))
-    again, gone = _stat_rows(named, seen)
+    again, gone = stat_rows(named, seen)
     assert first[0] is not None and first[0].startswith("10:")
     assert again[0] == first[0] and gone == [False, False]
     assert again[1] is not None and again[1].startswith("20:")
-    assert _stat_rows((Row(3, "d", "p.jpg", str(tmp_path / "p.jpg")),))[1] == [True]  # a fresh memo sees it gone
+    assert stat_rows((Row(3, "d", "p.jpg", str(tmp_path / "p.jpg")),))[1] == [True]  # a fresh memo sees it gone
