@@ -32,8 +32,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError, LocalWriteError
+from pipeline.manifest.pandas_meta import with_nullable_ints
 from pipeline.models import RESULT_FIELDS, RowResult
-from pipeline.pandas_meta import with_nullable_ints
 
 __all__ = [
     "RESULT_COLUMNS",

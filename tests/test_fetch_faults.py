@@ -26,7 +26,7 @@ from pipeline.fetch import (
 )
 from pipeline.fetch.outcomes import UNSTAMPED
 from pipeline.manifest import Manifest
-from pipeline.row_keys import path_key
+from pipeline.manifest.row_keys import path_key
 from pipeline.samples import make_jpeg
 
 

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import manifest as manifest_module
-from pipeline import sources
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
-from pipeline.manifest import Manifest, RowBatch
+from pipeline.manifest import Manifest, RowBatch, sources
+from pipeline.manifest import reader as manifest_module
 from pipeline.models import RowResult, Status
 from pipeline.results import ResultChunk, results_table
 

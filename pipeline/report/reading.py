@@ -19,7 +19,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError
-from pipeline.sources import arrow_message
+from pipeline.manifest.sources import arrow_message
 
 __all__ = ["BATCH_ROWS", "ColumnNames", "ResultsReader"]
 

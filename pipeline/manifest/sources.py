@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from pipeline.csv_types import IntColumns, canonical_ints
 from pipeline.errors import ManifestError
+from pipeline.manifest.csv_types import IntColumns, canonical_ints
 
 __all__ = [
     "CSV_SUFFIXES",

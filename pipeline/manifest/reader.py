@@ -31,9 +31,9 @@ import pyarrow.compute as pc
 from pipeline.config import ColumnMap
 from pipeline.errors import ManifestError
 from pipeline.fetch.refs import Problem, SourceParser, SourceRef, no_path, root_location, root_problem
+from pipeline.manifest.row_keys import duplicate_message, hash64, path_key, repeated_hashes
+from pipeline.manifest.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 from pipeline.models import Row
-from pipeline.row_keys import duplicate_message, hash64, path_key, repeated_hashes
-from pipeline.sources import IntColumns, Source, arrow_message, canonical_ints, open_source, rechunk
 
 __all__ = ["NO_PATH_KEY", "Manifest", "ManifestInfo", "RowBatch"]
 
