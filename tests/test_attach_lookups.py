@@ -20,9 +20,11 @@ from pipeline.config import ApiSettings
 from pipeline.emulator import Emulator, EmulatorConfig
 from pipeline.journal import Journal
 from pipeline.progress import Progress
+from pipeline.python_api import make_settings
 from pipeline.runner.attach_book import AttachBook
 from pipeline.runner.attach_lookups import WHOLE_LIST_FROM, Lookups
 from pipeline.runner.attach_stage import PERSONS_IN_FLIGHT, AttachStage
+from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Pipe
@@ -104,8 +106,11 @@ async def test_the_attach_loop_sleeps_while_every_persons_slot_is_busy(emu: Emul
     with Journal.open(tmp_path / "j.sqlite", workspace=emu.workspace) as journal:
         async with _client(emu) as client:
             api = PersonsApi(client, AttachSettings(attach_rate=0))
-            recorder = Recorder(journal, Progress(n, enabled=False))
-            stage = AttachStage(api, recorder, RunControl(), book, inbox, 100, 600.0, lambda: float(next(ticks)))
+            settings = make_settings(workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
+                                     person_max=100, attach_within=600.0)
+            ctx = RunContext(settings, journal, Recorder(journal, Progress(n, enabled=False)), RunControl(),
+                             lambda: float(next(ticks)), "run-1")
+            stage = AttachStage(ctx, api, book, inbox)
             await stage.run()
     # Each create was refused (the keys were never uploaded): every row ended, none attached.
     assert not book.rows or all(not group for group in book.rows.values())

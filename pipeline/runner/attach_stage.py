@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -32,8 +31,7 @@ from pipeline.errors import ApiError, FatalApiError, ServiceUnavailableError
 from pipeline.journal import AttachIntent, KnownPerson
 from pipeline.runner.attach_prep import AttachBook, now_utc, reconcile, target_text
 from pipeline.runner.attach_route import KEY_GONE, gone_keys
-from pipeline.runner.control import RunControl
-from pipeline.runner.recorder import Recorder
+from pipeline.runner.context import RunContext
 from pipeline.runner.records import Attachable, Pipe
 
 __all__ = ["AttachStage"]
@@ -57,14 +55,13 @@ class _Done:
 class AttachStage:
     """Reads ``Attachable`` rows to the end of its inbox and attaches them (see the module docstring)."""
 
-    def __init__(self, api: PersonsApi, recorder: Recorder, control: RunControl, book: AttachBook,
-                 inbox: Pipe[Attachable], person_max: int, attach_within: float,
-                 clock: Callable[[], float]) -> None:
-        self.api, self.recorder, self.journal, self.control, self.book = api, recorder, recorder.journal, control, book
+    def __init__(self, ctx: RunContext, api: PersonsApi, book: AttachBook, inbox: Pipe[Attachable]) -> None:
+        self.recorder, self.journal, self.control, self.clock = ctx.recorder, ctx.journal, ctx.control, ctx.clock
+        self.api, self.book, self.inbox = api, book, inbox
         self._fresh: set[str] = set()
         """Keys this run uploaded and has not attached yet: the recorder moves their count on from ``uploaded``."""
-        self.inbox, self.person_max, self.clock = inbox, person_max, clock
-        self.hold = min(attach_within / 4, HOLD_MAX)
+        self.person_max = ctx.settings.persons.person_max
+        self.hold = min(ctx.settings.persons.attach_within / 4, HOLD_MAX)
         self.since: dict[Target, float] = {}
         """When the oldest waiting key of each person arrived (a person absent here has none waiting)."""
         self.busy: dict[Target, asyncio.Task[None]] = {}

@@ -250,7 +250,7 @@ class RunSession:
     async def _stages(self, manifest: Manifest, ctx: RunContext, spill: Spill, built: list[Worked],
                       client: ApiClient | None, attach: tuple[PersonsApi, AttachBook] | None = None) -> Worked:
         """The stages wired and run to the end; what they are is put in ``built`` before they start."""
-        s, recorder, control = ctx.settings, ctx.recorder, ctx.control
+        s, recorder = ctx.settings, ctx.recorder
         pool, size = make_pool(s)
         try:
             async with Fetcher(s.fetch) as fetcher:
@@ -264,8 +264,7 @@ class RunSession:
                     # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
                     attachable: Pipe[Attachable] = Pipe(int(s.persons.attach_rate * 20) or 1024)
                     route = AttachRoute(attach[1], recorder, attachable)
-                    attach_stage = AttachStage(attach[0], recorder, control, attach[1], attachable,
-                                               s.persons.person_max, s.persons.attach_within, ctx.clock)
+                    attach_stage = AttachStage(ctx, attach[0], attach[1], attachable)
                 plan = PlanStage(ctx, batches, jobs, fetcher, route)
                 prep = PrepareStage(ctx, pool, 4 * size, fetched, ready, plan.passed)
                 stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,

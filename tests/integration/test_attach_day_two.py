@@ -27,9 +27,11 @@ from pipeline.journal import Journal
 from pipeline.manifest import Manifest
 from pipeline.models import Status
 from pipeline.progress import Progress
+from pipeline.python_api import make_settings
 from pipeline.runner.attach_prep import collect, prepare
 from pipeline.runner.attach_route import KEY_GONE, AttachRoute
 from pipeline.runner.attach_stage import AttachStage
+from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Pipe
@@ -154,8 +156,10 @@ class _Side:
         self.book = await prepare(api, recorder, c, self.person_max, c.refusals, c.rejected, c.full)
         pipe: Pipe[Attachable] = Pipe(16)
         self.route = AttachRoute(self.book, recorder, pipe)
-        self.stage = AttachStage(api, recorder, RunControl(), self.book, pipe, self.person_max, 600.0,
-                                 time.monotonic)
+        settings = make_settings(workspace=self.emu.workspace, endpoint=self.emu.base_url,
+                                 credentials=self.emu.credentials, person_max=self.person_max, attach_within=600.0)
+        ctx = RunContext(settings, self.journal, recorder, RunControl(), time.monotonic, "run-1")
+        self.stage = AttachStage(ctx, api, self.book, pipe)
         self.task = asyncio.create_task(self.stage.run())
         return self
 
