@@ -7,11 +7,12 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pipeline.fetch.refs import Problem, SourceRef
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from pipeline.errors import FatalApiError
-    from pipeline.fetch.refs import SourceRef
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -90,26 +91,42 @@ class Row(NamedTuple):
     a tuple costs a quarter of a frozen dataclass; change one with ``_replace``).
 
     ``index`` is the 0-based position in this read of the manifest; ``key`` the row key: the ``id`` column as
-    text, else the path cell as written (``#row-<index>`` when a row has neither). ``source`` is the resolved
-    file's path as text (checked against ``--root``; a ``Path`` is made only where the file is opened), or
-    ``None`` when the path is unusable, in which case ``problem`` holds ``(reason, detail)``.
+    text, else the path cell as written (``#row-<index>`` when a row has neither). ``ref`` is the one thing the
+    path cell named, as ``fetch.SourceParser`` read it: a ``SourceRef`` (a local file, its checked path; or an
+    object or web source) or a ``Problem`` (why it names no usable source). ``source``, ``remote`` and
+    ``problem`` read it for the stages.
     """
 
     index: int  # type: ignore[assignment]  # the field hides tuple.index, which no caller uses on a Row
     key: str
     path: str
-    source: str | None
+    ref: SourceRef | Problem
     file_name: str | None = None
-    problem: tuple[str, str] | None = None
-    remote: SourceRef | None = None
-    """A source in object storage or on the web (``s3://``, ``gs://``, ``http(s)://``); then ``source`` is None
-    and the fetch stage brings the bytes."""
     person: str | None = None
     """The person's name (``person`` column): rows with the same name are one person (``--attach``)."""
     person_id: str | None = None
     """An existing person's id (``person_id`` column): the row's key is added to that person."""
     primary: bool = False
     """The row is marked as its person's primary thumbnail (``primary`` column: true/1/yes)."""
+
+    @property
+    def source(self) -> str | None:
+        """A local file's checked path as text (a ``Path`` is made only where the file is opened), else None."""
+        ref = self.ref
+        return ref.key if type(ref) is SourceRef and ref.scheme == "file" else None
+
+    @property
+    def remote(self) -> SourceRef | None:
+        """A source in object storage or on the web (``s3://``, ``gs://``, ``http(s)://``): the fetch stage
+        brings its bytes."""
+        ref = self.ref
+        return ref if type(ref) is SourceRef and ref.scheme != "file" else None
+
+    @property
+    def problem(self) -> tuple[str, str] | None:
+        """``(reason, detail)`` when the path cell names no usable source."""
+        ref = self.ref
+        return (ref.reason, ref.detail) if type(ref) is Problem else None
 
 
 @dataclass(frozen=True, slots=True)

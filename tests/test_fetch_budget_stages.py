@@ -56,7 +56,7 @@ async def _jobs(host: str, count: int) -> Pipe[Job]:
     inbox: Pipe[Job] = Pipe(count + 1)
     for n in range(count):
         ref = SourceRef("http", host, f"/p/{n}")
-        await inbox.put(Job(Row(n, f"k{n}", ref.url, None, remote=ref), Why.NEW, None))
+        await inbox.put(Job(Row(n, f"k{n}", ref.url, ref), Why.NEW, None))
     await inbox.close()
     return inbox
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.fetch.refs import Problem, SourceRef
 from pipeline.journal import Entry
 from pipeline.models import Row, Status
 from pipeline.runner.plan import decide, source_of
@@ -17,19 +18,23 @@ STAMPS = st.sampled_from([None, "1:1", "2:2"])
 PATHS = st.sampled_from([None, "/a/p.jpg", "/b/p.jpg"])
 
 
+def _file(path: str) -> SourceRef:
+    return SourceRef("file", "", path)
+
+
 @given(status=st.sampled_from(list(Status)), stamp=STAMPS, journaled=STAMPS, was=PATHS,
        source=st.sampled_from(["/a/p.jpg", "/b/p.jpg", None]), key=st.sampled_from([None, "ws/k"]))
 def test_the_fast_path_leaves_alone_only_what_decide_leaves_alone(
         status: Status, stamp: str | None, journaled: str | None, was: str | None, source: str | None,
         key: str | None) -> None:
-    row = Row(0, "r1", "p.jpg", source)
+    row = Row(0, "r1", "p.jpg", _file(source) if source else Problem("missing_path", "empty"))
     entry = Entry(status, key, None, "sha", journaled, None, None, was)
     if _untouched(row, (entry.status.value, entry.source_stamp, entry.source_path), stamp):
         assert decide(entry, stamp, retry_failed=True, path=source_of(row)).why is None
 
 
 def test_the_fast_path_takes_the_common_case() -> None:
-    row = Row(0, "r1", "p.jpg", "/a/p.jpg")
+    row = Row(0, "r1", "p.jpg", _file("/a/p.jpg"))
     assert _untouched(row, ("uploaded", "1:1", "/a/p.jpg"), "1:1")
     assert _untouched(row, ("uploaded", "1:1", None), "1:1")  # a journal older than version 4
     assert not _untouched(row, ("uploaded", "1:1", "/b/p.jpg"), "1:1")
@@ -60,8 +65,8 @@ def test_the_batch_stat_says_what_a_stat_of_each_full_path_says(tmp_path: Path) 
         "a/1.jpg/inside.jpg": True,
     }
     named = [*cases, "a/1.jpg"]  # the first file named again
-    rows = tuple(Row(i, f"r{i}", p, str(tmp_path / p)) for i, p in enumerate(named))
-    rows += (Row(len(rows), "none", "", None),)
+    rows = tuple(Row(i, f"r{i}", p, _file(str(tmp_path / p))) for i, p in enumerate(named))
+    rows += (Row(len(rows), "none", "", Problem("missing_path", "the path cell is empty")),)
     stamps, missing = stat_rows(rows)
     for row, stamp, gone in zip(rows, stamps, missing, strict=True):
         if row.source is None:
@@ -81,11 +86,11 @@ def test_a_file_named_in_several_batches_is_stat_ed_once_a_run(tmp_path: Path) -
     (tmp_path / "p.jpg").write_bytes(b"x" * 10)
     (tmp_path / "q.jpg").write_bytes(b"y" * 20)
     seen: dict[str, tuple[str | None, bool]] = {}
-    first, _ = stat_rows((Row(0, "a", "p.jpg", str(tmp_path / "p.jpg")),), seen)
+    first, _ = stat_rows((Row(0, "a", "p.jpg", _file(str(tmp_path / "p.jpg"))),), seen)
     (tmp_path / "p.jpg").unlink()
-    named = (Row(1, "b", "p.jpg", str(tmp_path / "p.jpg")), Row(2, "c", "q.jpg", str(tmp_path / "q.jpg")))
+    named = (Row(1, "b", "p.jpg", _file(str(tmp_path / "p.jpg"))), Row(2, "c", "q.jpg", _file(str(tmp_path / "q.jpg"))))
     again, gone = stat_rows(named, seen)
     assert first[0] is not None and first[0].startswith("10:")
     assert again[0] == first[0] and gone == [False, False]
     assert again[1] is not None and again[1].startswith("20:")
-    assert stat_rows((Row(3, "d", "p.jpg", str(tmp_path / "p.jpg")),))[1] == [True]  # a fresh memo sees it gone
+    assert stat_rows((Row(3, "d", "p.jpg", _file(str(tmp_path / "p.jpg"))),))[1] == [True]  # a fresh memo sees it gone

@@ -12,6 +12,7 @@ from helpers import MakeEmulator
 
 from pipeline.client import ApiClient
 from pipeline.emulator import EmulatorConfig, Faults
+from pipeline.fetch.refs import SourceRef
 from pipeline.images import prepare
 from pipeline.journal import Journal
 from pipeline.models import ImagePolicy, Prepared, Row
@@ -36,7 +37,7 @@ async def test_every_ready_taken_is_settled_whatever_ends_it(make_emulator: Make
     settled: dict[int, list[str | None]] = {}
 
     def ready(i: int, name: str) -> Ready:
-        job = Job(Row(i, f"k{i}", name, str(tmp_path / "p.jpg")), Why.NEW, "1:1")
+        job = Job(Row(i, f"k{i}", name, SourceRef("file", "", str(tmp_path / "p.jpg"))), Why.NEW, "1:1")
         return Ready(job, prepared, None, lambda key: settled.setdefault(i, []).append(key))
 
     with Journal.open(tmp_path / "j.sqlite", workspace=emu.workspace) as journal:

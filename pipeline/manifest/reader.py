@@ -276,13 +276,13 @@ class Manifest:
             keys = self._keys(batch, index, paths)
             names = self._text(batch, self._name_i, "file-name")
             rows = []
-            parsed: dict[str | None, tuple[str | None, tuple[str, str] | None, SourceRef | None]] = {}
+            parsed: dict[str | None, SourceRef | Problem] = {}
             for j, text in enumerate(paths):
                 file_name = (names[j] or None) if names is not None else None
-                found = parsed.get(text)  # a photo named by several rows of a batch is parsed once
-                if found is None:
-                    found = parsed[text] = _parts(parse(text))
-                rows.append(Row(index + j, keys[j], text or "", found[0], file_name, found[1], found[2]))
+                ref = parsed.get(text)  # a photo named by several rows of a batch is parsed once
+                if ref is None:
+                    ref = parsed[text] = parse(text)
+                rows.append(Row(index + j, keys[j], text or "", ref, file_name))
             if any(i is not None for i in self._person_i):
                 rows = self._with_persons(batch, rows)
             yield RowBatch(self._typed(batch, schema), tuple(rows))
@@ -307,11 +307,3 @@ class Manifest:
             if batch.rows and batch.rows[-1].index >= start:
                 yield from (row for row in batch.rows if row.index >= start)
 
-
-def _parts(ref: SourceRef | Problem) -> tuple[str | None, tuple[str, str] | None, SourceRef | None]:
-    """A parsed cell as a ``Row``'s ``source`` (a local file's checked path), ``problem`` and ``remote``."""
-    if isinstance(ref, Problem):
-        return None, (ref.reason, ref.detail), None
-    if ref.is_local:
-        return ref.key, None, None
-    return None, None, ref

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from pipeline.fetch import Fetcher, SourceStamp
+from pipeline.fetch import Fetcher, SourceRef, SourceStamp
 from pipeline.journal import Entry, KnownPerson
 from pipeline.manifest import Manifest
 from pipeline.models import Row, RowResult, Status
@@ -165,9 +165,10 @@ class PlanStage:
     def _note_stores(self, rows: tuple[Row, ...]) -> None:
         """Tell the fetcher every store the run reads from, before any request (a store refusing everything is
         then judged alone)."""
-        if any(row.source is not None for row in rows):
+        refs = {row.ref for row in rows}  # a photo named by many rows is looked at once
+        if any(type(ref) is SourceRef and ref.is_local for ref in refs):
             self.fetcher.saw(None)
-        for ref in {row.remote.store: row.remote for row in rows if row.remote is not None}.values():
+        for ref in {ref.store: ref for ref in refs if type(ref) is SourceRef and not ref.is_local}.values():
             self.fetcher.saw(ref)
 
     async def _decision(self, row: Row, entry: Entry | None, stamp: str | None) -> Decision | None:
@@ -262,8 +263,10 @@ _UPLOADED = Status.UPLOADED.value
 def _untouched(row: Row, known: tuple[str, str | None, str | None] | None, stamp: str | None) -> bool:
     """Whether a local row is uploaded with this very stamp and source (``known``: the journal's ``stamps``):
     what ``decide`` leaves alone, tested without building a decision."""
-    return (known is not None and known[0] == _UPLOADED and stamp is not None and stamp == known[1]
-            and row.source is not None and (known[2] is None or known[2] == row.source))
+    if known is None or known[0] != _UPLOADED or stamp is None or stamp != known[1]:
+        return False
+    source = row.source
+    return source is not None and (known[2] is None or known[2] == source)
 
 
 

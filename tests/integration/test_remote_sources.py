@@ -137,7 +137,7 @@ async def test_fetched_bytes_waiting_for_the_image_stage_are_bounded(tmp_path: P
         outbox: Pipe[Job] = Pipe(held)  # nobody reads it: the image stage is "slow"
         for i in range(100):
             ref = SourceRef("http", host, f"/p{i}.jpg")
-            await inbox.put(Job(Row(i, f"k{i}", ref.url, None, remote=ref), Why.NEW, None))
+            await inbox.put(Job(Row(i, f"k{i}", ref.url, ref), Why.NEW, None))
         await inbox.close()
         with Journal.open(tmp_path / "j.sqlite", workspace="ws") as journal:
             async with Fetcher(FetchSettings(fetch_concurrency=concurrency)) as fetcher:
