@@ -165,10 +165,18 @@ class PlanStage:
     def _note_stores(self, rows: tuple[Row, ...]) -> None:
         """Tell the fetcher every store the run reads from, before any request (a store refusing everything is
         then judged alone)."""
-        refs = {row.ref for row in rows}  # a photo named by many rows is looked at once
-        if any(type(ref) is SourceRef and ref.is_local for ref in refs):
+        local = False
+        stores: dict[str, SourceRef] = {}
+        for row in rows:
+            ref = row.ref
+            if type(ref) is SourceRef:
+                if ref.scheme == "file":
+                    local = True
+                else:
+                    stores.setdefault(ref.store, ref)
+        if local:
             self.fetcher.saw(None)
-        for ref in {ref.store: ref for ref in refs if type(ref) is SourceRef and not ref.is_local}.values():
+        for ref in stores.values():
             self.fetcher.saw(ref)
 
     async def _decision(self, row: Row, entry: Entry | None, stamp: str | None) -> Decision | None:

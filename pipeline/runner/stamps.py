@@ -92,11 +92,11 @@ def stat_rows(rows: tuple[Row, ...], seen: dict[str, tuple[str | None, bool]] | 
     missing: list[bool] = []
     with _Folders() as folders:
         for row in rows:
-            if row.source is None:
+            text = row.source
+            if text is None:
                 stamps.append(None)
                 missing.append(False)
                 continue
-            text = row.source
             known = seen.get(text)
             if known is None:
                 folder = os.path.dirname(text)  # noqa: PTH120  # str: cheaper per row than PurePath
