@@ -121,6 +121,7 @@ class Journal(AttachJournal, JournalReads):
                 raise _write_error(self.path, exc) from exc
             raise
 
+    # -- writing: every public writer below goes through _write ------------------------------------
     def _write(
         self, results: Sequence[RowResult], *, drop: Sequence[str] = (), attach: AttachWrite | None = None,
     ) -> None:

@@ -35,6 +35,7 @@ _STATUS = {status.value: status for status in Status}
 """Text -> ``Status`` without the enum's call per row."""
 _new = tuple.__new__
 
+
 @dataclass(frozen=True, slots=True)
 class Orphan:
     """A key presigned (and maybe uploaded) that is not its row's key; it may exist server-side until it
@@ -68,8 +69,6 @@ def _chunks(keys: Sequence[str]) -> Iterator[Sequence[str]]:
 
 def _marks(n: int) -> str:
     return ", ".join("?" * n)
-
-
 
 
 class JournalReads:
@@ -146,8 +145,6 @@ class JournalReads:
         """Every orphaned key, by row key then key."""
         query = "SELECT key, thumbnail_key, reason, recorded_at FROM orphans ORDER BY key, thumbnail_key"
         return [Orphan(*record) for record in self._conn.execute(query)]
-
-    # -- writing: every public writer below goes through _write ------------------------------------
 
 
 def _result(record: Sequence[object]) -> RowResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -83,9 +84,9 @@ def unfinished_reason(control: RunControl, plan: PlanStage | None, limit: int | 
 
 
 def exit_of(control: RunControl, counts: ResultCounts, *, limited: bool,
-            nothing_found: str) -> tuple[ExitCode, str | None]:
+            nothing_found: Callable[[], str]) -> tuple[ExitCode, str | None]:
     """The run's exit code and its one sentence, by the first that holds: a fatal API answer, a local write
-    error, a bad manifest, a signal, no photo path existing at all (``nothing_found`` is then the sentence),
+    error, a bad manifest, a signal, no photo path existing at all (``nothing_found()`` is then the sentence),
     rows failed or left pending (a ``--limit`` reached is no failure), else OK."""
     stopped = [(control.fatal, ExitCode.FATAL), (control.local_error, ExitCode.FAILED),
                (control.input_error, ExitCode.USAGE)]
@@ -95,7 +96,7 @@ def exit_of(control: RunControl, counts: ResultCounts, *, limited: bool,
     if control.interrupted or control.abandoned:
         return ExitCode.INTERRUPTED, None
     if counts.with_path and counts.with_path_not_found == counts.with_path:
-        return ExitCode.USAGE, nothing_found
+        return ExitCode.USAGE, nothing_found()
     if counts.by_status.get("failed") or (counts.by_status.get("pending") and not limited):
         return ExitCode.FAILED, None
     return ExitCode.OK, None

@@ -18,7 +18,8 @@ from pipeline.journal import Entry
 from pipeline.models import Row, Status
 from pipeline.reasons import FIXABLE
 
-__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "source_of", "stamp_of"]
+__all__ = ["FIXABLE_REASONS", "Decision", "Why", "decide", "source_identity", "source_of", "stamp_of",
+           "stamp_text"]
 
 FIXABLE_REASONS: frozenset[str] = FIXABLE
 """Rejections that depend on where files are, on flags or on the network, not on the picture: re-checked on
@@ -74,6 +75,11 @@ def stamp_of(source: Path | str) -> str | None:
         st = os.stat(source)  # noqa: PTH116  # str-friendly and cheaper than Path.stat per row
     except (OSError, ValueError):
         return None
+    return stamp_text(st)
+
+
+def stamp_text(st: os.stat_result) -> str:
+    """A local file's stamp as the journal keeps it: ``size:mtime_ns``."""
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 

@@ -287,8 +287,8 @@ class RunSession:
         control, recorder, plan = ctx.control, ctx.recorder, worked.plan
         elapsed = self.clock() - started
         done_now = sum(n for status, n in recorder.this_run.items() if status != "unchanged")
-        missed = nothing_found(counts.with_path, self.s, paths, opened.remote_base)
-        code, error = exit_of(control, counts, limited=plan is not None and plan.limited, nothing_found=missed)
+        code, error = exit_of(control, counts, limited=plan is not None and plan.limited,
+                              nothing_found=lambda: nothing_found(counts.with_path, self.s, paths, opened.remote_base))
         planned = honest_plan(plan, worked.route.planned if worked.route is not None else {}, recorder.this_run)
         if begun.redo:
             planned["redo_in_flight"] = begun.redo

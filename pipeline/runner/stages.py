@@ -119,7 +119,7 @@ class PlanStage:
         if len(self._seen) > SEEN_MAX:
             self._seen.clear()
         stamps, missing = await asyncio.to_thread(stat_rows, rows, self._seen)
-        untouched = self._untouched(rows, stamps)
+        untouched = self._left_alone(rows, stamps)
         entries = self.journal.lookup([r.key for r, done in zip(rows, untouched, strict=True) if not done])
         await self._remote_stamps(rows, entries, stamps)
         work: list[tuple[Row, Job | None]] = []
@@ -153,7 +153,7 @@ class PlanStage:
             self.recorder.progress.update("finished", finished)
         await self._hand_on(work)
 
-    def _untouched(self, rows: tuple[Row, ...], stamps: list[str | None]) -> list[bool]:
+    def _left_alone(self, rows: tuple[Row, ...], stamps: list[str | None]) -> list[bool]:
         """Which rows are finished with this very stamp and source (``_untouched``): the nightly no-op's one test
         a row, on the journal's narrow ``stamps`` (``decide`` says the same of them, at several times the cost).
         Under ``--attach`` every row is decided (its person may have changed)."""

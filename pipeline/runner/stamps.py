@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from pipeline.models import Row
+from pipeline.runner.plan import stamp_text
 
 __all__ = ["SEEN_MAX", "stat_rows"]
 
@@ -71,7 +72,7 @@ def _stamp_in(folder: int | bool | None, text: str) -> tuple[str | None, bool]:
         return None, _absent(text) is True
     except (OSError, ValueError):
         return None, False
-    return f"{st.st_size}:{st.st_mtime_ns}", False
+    return stamp_text(st), False
 
 
 SEEN_MAX = 100_000
