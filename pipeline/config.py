@@ -6,6 +6,7 @@ Precedence: explicit arguments (CLI flags), then environment (``NCLOUD_ACCESS_KE
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "Credentials",
     "Settings",
     "load_credentials",
+    "ray_installed",
 ]
 
 NCLOUD_CONFIGURE = Path("~/.ncloud/configure")
@@ -70,6 +72,14 @@ def load_credentials(
         "No API credentials found: set NCLOUD_ACCESS_KEY and NCLOUD_SECRET_KEY, "
         f"or write ncloud_access_key_id / ncloud_secret_access_key in {path}."
     )
+
+
+def ray_installed() -> bool:
+    """Whether ``import ray`` would find Ray, without importing it (``--help`` and start-up stay light)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None (hidden on purpose)
+        return False
 
 
 def _without_secrets(url: str) -> str:
@@ -118,6 +128,13 @@ class Settings:
     workers: int = 0
     """Image-preparation workers; 0 = one per CPU."""
     use_processes: bool = False
+    engine: str = "local"
+    """Where fetch and prepare run: ``local`` (the thread or process pool) or ``ray`` (a Ray cluster's CPUs)."""
+    ray_address: str | None = None
+    """The Ray cluster to join (``auto``, ``ray://host:10001``, ``host:6379``); ``None``: ``RAY_ADDRESS``, else a
+    local Ray started for the run and stopped after it."""
+    shared_fs: bool = False
+    """Every node of a multi-node Ray cluster sees the manifest's local paths (a shared file system)."""
     dry_run: bool = False
     retry_failed: bool = True
     dedupe: bool = False
@@ -160,6 +177,11 @@ class Settings:
             raise ConfigError("--stats must be 0 (off) or more seconds.")
         if self.workers < 0:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be local or ray; got {self.engine!r}.")
+        if self.engine == "ray" and not ray_installed():
+            raise ConfigError("--engine ray needs Ray: install it with pip install 'thumbnail-ingest[ray]' "
+                              "(or pip install 'ray[data]').")
         if self.log_format not in ("auto", "console", "json"):
             raise ConfigError("--log-format must be console or json.")
         if self.limit is not None and self.limit < 1:

@@ -34,6 +34,7 @@ __all__ = [
     "RetryDigest",
     "SafeStream",
     "configure_logging",
+    "debugging",
     "flush_retry_summary",
     "level_number",
     "set_line_sink",
@@ -258,6 +259,12 @@ def flush_retry_summary() -> None:
     summary = digest.flush()
     if summary is not None:
         structlog.get_logger("pipeline.client").info("retries_summary", **summary)
+
+
+def debugging() -> bool:
+    """Whether the configured level shows DEBUG lines (``-v``): then other libraries' console output (Ray's)
+    may reach the terminal too."""
+    return _digest is not None and _digest.level <= logging.DEBUG
 
 
 def configure_logging(

@@ -42,6 +42,14 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
     (Settings, "confirm"): Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
     (Settings, "workers"): Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
     (Settings, "use_processes"): Spec("prepare images in processes instead of threads", flag="--processes"),
+    (Settings, "engine"): Spec("where sources are fetched and images prepared: local (this machine's thread or "
+                                "process pool) or ray (a Ray cluster's CPUs; install the [ray] extra)",
+                                metavar="ENGINE", choices=("local", "ray")),
+    (Settings, "ray_address"): Spec("the Ray cluster for --engine ray: auto, HOST:6379 or ray://HOST:10001 "
+                                     "(default: RAY_ADDRESS, else a local Ray started for the run)",
+                                     metavar="ADDR"),
+    (Settings, "shared_fs"): Spec("every node of a multi-node Ray cluster sees the manifest's local paths "
+                                   "(without it, local paths on such a cluster are refused)"),
     (Settings, "dry_run"): Spec("read and prepare only: nothing uploaded or changed (with --attach, persons are "
                                 "looked up read-only); writes <manifest>.dryrun.parquet"),
     (Settings, "retry_failed"): Spec("on a re-run, leave rows that failed before alone"),
@@ -71,11 +79,12 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
 }
 
 
-API, RATES, INPUT, IMAGES, SOURCES, PERSONS, JOURNAL, LOGS = GROUPS = (
+API, RATES, INPUT, IMAGES, ENGINE, SOURCES, PERSONS, JOURNAL, LOGS = GROUPS = (
     "API and credentials",
     "rates and retries",
     "input and columns",
     "images",
+    "engine (where fetch and prepare run)",
     "sources (remote fetch)",
     "persons (--attach)",
     "journal and resuming",
@@ -96,6 +105,7 @@ GROUP_OF: dict[tuple[type, str], str] = {
     (Settings, "limit"): INPUT,
     **{(ImagePolicy, name): IMAGES for name in ("max_side", "keep_metadata", "verify_pixels", "max_input_bytes")},
     **{(Settings, name): IMAGES for name in ("workers", "use_processes", "dedupe")},
+    **{(Settings, name): ENGINE for name in ("engine", "ray_address", "shared_fs")},
     **{(FetchSettings, name): SOURCES for name in (
         "fetch_concurrency", "fetch_max_bytes_in_flight", "prepared_max_bytes", "source_max_bytes", "fetch_timeout",
         "fetch_retries", "s3_endpoint")},

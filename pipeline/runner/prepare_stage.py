@@ -1,5 +1,5 @@
-"""The stages with one task per job: ``FetchStage`` (remote bytes) and ``PrepareStage`` (``images.prepare`` in
-the pool, duplicates, unchanged sources), on the loop they share (``FanOut``: at most ``slots`` jobs at once,
+"""The stages with one task per job: ``FetchStage`` (remote bytes) and ``PrepareStage`` (``images.prepare`` on
+the run's engine, duplicates, unchanged sources), on the loop they share (``FanOut``: at most ``slots`` jobs at once,
 the rest wait in the inbox, so memory stays flat whatever the manifest's size).
 """
 
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 from collections import Counter
-from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,36 +18,22 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError
 from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
-from pipeline.images import prepare
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
 from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
 from pipeline.runner.dedupe import Contents
+from pipeline.runner.engine import Engine
 from pipeline.runner.plan import Why, source_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
+from pipeline.runner.work import Outcome, Task, hash_source
 
 __all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
 
 log = structlog.get_logger("pipeline.runner")
 
 Out = TypeVar("Out")
-
-
-def hash_source(source: Path | bytes) -> str | None:
-    """sha256 of fetched bytes or of a local file (streamed, 1 MiB at a time); ``None`` when it cannot be
-    read."""
-    if isinstance(source, bytes):
-        return hashlib.sha256(source).hexdigest()
-    digest = hashlib.sha256()
-    try:
-        with open(source, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 class FanOut(Generic[Out]):
@@ -111,16 +95,19 @@ class FetchStage(FanOut[Job]):
     timeout and retries); local sources pass through untouched. A source that cannot be fetched is a
     rejected row with its reason; a store refusing everything stops the run (``SourceAccessError``)."""
 
-    def __init__(self, ctx: RunContext, fetcher: Fetcher, inbox: Pipe[Job], out: Pipe[Job]) -> None:
+    def __init__(self, ctx: RunContext, fetcher: Fetcher, inbox: Pipe[Job], out: Pipe[Job], *,
+                 engine_fetches: bool = False) -> None:
         self.journal, self.recorder, self.control, self.fetcher = ctx.journal, ctx.recorder, ctx.control, fetcher
         self.inbox, self.out = inbox, out
+        self.engine_fetches = engine_fetches
+        """The engine reads remote sources itself (``Engine.fetches``): every job passes straight on."""
         self.slots = asyncio.Semaphore(fetcher.settings.fetch_concurrency)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def _passed_on(self, job: Job) -> bool:
-        if job.row.remote is not None:
+        if job.row.remote is not None and not self.engine_fetches:
             return False
-        await self.out.put(job)  # local sources are read by the image stage
+        await self.out.put(job)  # local sources are read by the image stage, and remote ones by such an engine
         return True
 
     async def _one(self, job: Job) -> None:
@@ -132,9 +119,7 @@ class FetchStage(FanOut[Job]):
         try:
             got = await self.fetcher.fetch(row.remote, hold=True)  # held until the image stage releases it
             if isinstance(got, FetchRejected):
-                if not job.uploaded:  # an uploaded row keeps its key while its source cannot be read
-                    self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason,
-                                                         detail=got.detail), row.path)
+                refused(self.recorder, job, got)
                 return
             await self.out.put(replace(job, data=got.data, stamp=got.stamp.value, lease=got.lease))
             got = None  # the image stage releases the lease now
@@ -146,19 +131,30 @@ class FetchStage(FanOut[Job]):
             self.slots.release()
 
 
-class PrepareStage(FanOut[Ready]):
-    """Runs ``images.prepare`` in the pool (at most ``slots`` at once); reports byte-identical sources
-    (``duplicate_of``) and, with ``--dedupe``, lets them share one upload. A changed source is hashed first:
-    same sha256, nothing to do."""
+def refused(recorder: Recorder, job: Job, got: FetchRejected) -> None:
+    """Record a source that could not be fetched as the row's rejection (an uploaded row keeps its key while its
+    source cannot be read)."""
+    row = job.row
+    if not job.uploaded:
+        recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=got.reason, detail=got.detail),
+                              row.path)
 
-    def __init__(self, ctx: RunContext, pool: Executor, slots: int, inbox: Pipe[Job], out: Pipe[Ready],
+
+class PrepareStage(FanOut[Ready]):
+    """Runs ``images.prepare`` on the run's ``Engine`` (at most ``engine.slots`` at once; with an engine that
+    fetches, remote sources are read there too); reports byte-identical sources (``duplicate_of``) and, with
+    ``--dedupe``, lets them share one upload. A changed source is hashed first: same sha256, nothing to do.
+    Prepared images wait for their upload under ``--prepared-max-bytes`` (``prepared``): a slot frees only once
+    its image is handed on, so the engine is fed only as fast as the upload (a dry run: the journal) drains."""
+
+    def __init__(self, ctx: RunContext, engine: Engine, inbox: Pipe[Job], out: Pipe[Ready],
                  passed: Counter[str] | None = None) -> None:
         settings = self.s = ctx.settings
         self.journal, self.recorder, self.control = ctx.journal, ctx.recorder, ctx.control
-        self.pool, self.inbox, self.out = pool, inbox, out
+        self.engine, self.inbox, self.out = engine, inbox, out
         self.passed: Counter[str] = Counter() if passed is None else passed
         """Rows that passed prepare, by why they were planned: what the run uploads (a dry run: would upload)."""
-        self.slots = asyncio.Semaphore(max(2, slots))
+        self.slots = asyncio.Semaphore(max(2, engine.slots))
         # Prepared images held from here until their upload ends (``release``), by row index.
         self.prepared = ByteBudget(settings.fetch.prepared_max_bytes)
         self.held: dict[int, Lease] = {}
@@ -172,19 +168,40 @@ class PrepareStage(FanOut[Ready]):
         finally:
             log.debug("byte_budget", budget="prepared", capacity=self.prepared.capacity, peak=self.prepared.peak)
 
-    async def _pooled(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+    def _task(self, job: Job, *, unless: str | None = None, digest_only: bool = False) -> Task:
+        """The engine's task for ``job``: its fetched bytes, its local file, or (an engine that fetches) its
+        remote source with the fetch bounds."""
+        row = job.row
+        source: Path | bytes | Any = job.data if job.data is not None else (
+            row.remote if row.remote is not None else Path(row.source or ""))
+        assert job.data is not None or row.remote is not None or row.source is not None
+        return Task(source, self.s.policy, self.s.fetch if row.remote is not None else None, unless, digest_only)
+
+    async def _worked(self, job: Job, task: Task) -> tuple[Job, Outcome | None]:
+        """The engine's outcome of ``task``, and ``job`` with the stamp of the version the engine read; ``None``
+        when the source could not be fetched (then its rejection is recorded)."""
+        got = await self.engine.work(task)
+        if got.fetched:
+            job = replace(job, stamp=got.stamp)
+        if got.refused is not None:
+            refused(self.recorder, job, got.refused)
+            return job, None
+        return job, got
 
     async def _one(self, job: Job) -> None:
         row = job.row
-        assert job.data is not None or row.source is not None
-        source: Path | bytes = job.data if job.data is not None else Path(row.source or "")
         try:
-            if job.verify_sha256 is not None or (self.journal.has_legacy and job.why is Why.NEW):
-                digest = await self._pooled(hash_source, source)
-                if digest is not None and self._unchanged(job, digest):
+            if self.journal.has_legacy and job.why is Why.NEW:  # maybe a version-1 row, adopted by its content
+                job, hashed = await self._worked(job, self._task(job, digest_only=True))
+                if hashed is None or (hashed.digest is not None and self._unchanged(job, hashed.digest)):
                     return
-            out = await self._pooled(prepare, source, self.s.policy)
+            job, got = await self._worked(job, self._task(job, unless=job.verify_sha256))
+            if got is None:
+                return
+            if got.out is None:  # the same sha256 as journaled (``unless``): only the stamp is updated
+                self.recorder.restamped(row.key, job.stamp, source_of(row))
+                return
+            out = got.out
             if job.uploaded and getattr(out, "source_sha256", None) != job.verify_sha256:
                 self.recorder.reopened(row.key)  # its old key stays in the journal, as an orphan
             if isinstance(out, Rejected):

@@ -45,9 +45,10 @@ from pipeline.runner.context import Opened, RunContext, Started, Worked
 from pipeline.runner.control import RunControl
 from pipeline.runner.counting import honest_plan, not_in_manifest, unattached_warning, would_attach
 from pipeline.runner.ending import exit_of, nothing_found, run_report, write_run_results
+from pipeline.runner.engine import Engine, open_engine
 from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, check_targets, run_paths
-from pipeline.runner.pool import make_pool, new_run_id
+from pipeline.runner.pool import new_run_id
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Attachable, Job, Pipe, Ready
 from pipeline.runner.spill import ResultCounts, Spill
@@ -68,6 +69,11 @@ __all__ = ["RunPaths", "RunSession", "run_paths"]
 log = structlog.get_logger("pipeline.runner")
 
 
+def _names_local_files(manifest: Manifest) -> bool:
+    """Whether any row of ``manifest`` names a local file (one streaming pass, stopping at the first)."""
+    return any(row.source is not None for batch in manifest.row_batches() for row in batch.rows)
+
+
 class RunSession:
     """One run of ``source`` (a manifest path, a pyarrow Table or a pandas DataFrame) with ``settings``:
     ``run`` opens the input (``_open``), starts the run (``_start``), runs the stages (``_work``) and writes
@@ -86,6 +92,8 @@ class RunSession:
         """What the ``--stats`` ticks wait on (tests pass a virtual one)."""
         self.on_control = on_control
         self.client: ApiClient | None = None
+        self.engine: Engine | None = None
+        """Where fetch and prepare run (``runner/engine.py``), from ``_open`` to the end of the run."""
         """The API client while the stages run (the stats read its retries)."""
         self.run_id = new_run_id()
         """This run's id: the results' ``run_id`` of every row it changes."""
@@ -125,6 +133,9 @@ class RunSession:
                                  id_prefix=s.id_prefix)
         info = await asyncio.to_thread(manifest.scan)
         check_targets(s, manifest, info, paths)
+        # Before the journal or the endpoint: a cluster that cannot serve the run stops it with one sentence.
+        self.engine = engine = await asyncio.to_thread(open_engine, s, lambda: _names_local_files(manifest))
+        stack.callback(engine.close)
         return Opened(manifest, info, paths, base)
 
     async def _start(self, stack: contextlib.AsyncExitStack, opened: Opened) -> Started:
@@ -251,35 +262,33 @@ class RunSession:
                       client: ApiClient | None, attach: tuple[PersonsApi, AttachBook] | None = None) -> Worked:
         """The stages wired and run to the end; what they are is put in ``built`` before they start."""
         s, recorder = ctx.settings, ctx.recorder
-        pool, size = make_pool(s)
-        try:
-            async with Fetcher(s.fetch) as fetcher:
-                batches: Pipe[RowBatch] = Pipe(2)
-                jobs: Pipe[Job] = Pipe(4 * size)
-                fetched: Pipe[Job] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
-                ready: Pipe[Ready] = Pipe(s.api.concurrency)
-                route, attach_stage = None, None
-                if attach is not None:
-                    # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead
-                    # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
-                    attachable: Pipe[Attachable] = Pipe(int(s.persons.attach_rate * 20) or 1024)
-                    route = AttachRoute(attach[1], recorder, attachable)
-                    attach_stage = AttachStage(ctx, attach[0], attach[1], attachable)
-                plan = PlanStage(ctx, batches, jobs, fetcher, route)
-                prep = PrepareStage(ctx, pool, 4 * size, fetched, ready, plan.passed)
-                stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,
-                                       FetchStage(ctx, fetcher, jobs, fetched), prep]
-                if attach_stage is not None:
-                    stages.append(attach_stage)
-                if client is not None:
-                    stages.append(UploadStage(ctx, client, ready, route, unattached=plan.unattached))
-                else:
-                    stages.append(Drain(ready))
-                built.append(Worked(plan, route, attach_stage))
-                await supervise(stages)
-                return built[0]
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+        engine = self.engine
+        assert engine is not None, "_open makes the engine"
+        async with Fetcher(s.fetch) as fetcher:
+            batches: Pipe[RowBatch] = Pipe(2)
+            jobs: Pipe[Job] = Pipe(engine.slots)
+            fetched: Pipe[Job] = Pipe(max(2, engine.slots // 2))  # fetched bytes wait here: few, so memory stays flat
+            ready: Pipe[Ready] = Pipe(s.api.concurrency)
+            route, attach_stage = None, None
+            if attach is not None:
+                # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead
+                # of piling up keys that wait ever longer (a bounded upload-to-attach lag).
+                attachable: Pipe[Attachable] = Pipe(int(s.persons.attach_rate * 20) or 1024)
+                route = AttachRoute(attach[1], recorder, attachable)
+                attach_stage = AttachStage(ctx, attach[0], attach[1], attachable)
+            plan = PlanStage(ctx, batches, jobs, fetcher, route)
+            prep = PrepareStage(ctx, engine, fetched, ready, plan.passed)
+            stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,
+                                   FetchStage(ctx, fetcher, jobs, fetched, engine_fetches=engine.fetches), prep]
+            if attach_stage is not None:
+                stages.append(attach_stage)
+            if client is not None:
+                stages.append(UploadStage(ctx, client, ready, route, unattached=plan.unattached))
+            else:
+                stages.append(Drain(ready))
+            built.append(Worked(plan, route, attach_stage))
+            await supervise(stages)
+            return built[0]
 
     def _summary(self, opened: Opened, begun: Started, worked: Worked, counts: ResultCounts,
                  table: pa.Table | None, started: float, *, written: bool) -> Summary:

@@ -1,0 +1,66 @@
+"""Where fetch and prepare run: the ``Engine`` protocol (planned jobs in, prepared or rejected rows out, at most
+``slots`` at once), the local pool (``LocalEngine``) and the choice of one for a run (``open_engine``).
+
+The stages know only the protocol: ``PrepareStage`` hands each job's ``Task`` to ``Engine.work`` and awaits its
+``Outcome``; ``FetchStage`` fetches remote sources on the driver unless the engine says it reads them itself
+(``Engine.fetches``). Everything stateful (plan, journal, limiters, uploads, results) stays with the driver
+whatever the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Protocol
+
+from pipeline.config import Settings
+from pipeline.runner.pool import make_pool
+from pipeline.runner.work import Outcome, Task, work
+
+__all__ = ["Engine", "LocalEngine", "open_engine"]
+
+
+class Engine(Protocol):
+    """Runs ``work`` for the stages. ``slots``: how many jobs the prepare stage keeps in flight (the engine's
+    CPUs, about twice over, so none idles while the driver hands on results). ``fetches``: the engine reads
+    remote sources itself (the fetch stage then passes them on unread). ``work`` never returns before the task is
+    done and raises only for a run-level failure (a per-row problem is in the ``Outcome``); cancelling it
+    abandons the task. ``close`` ends whatever the engine started (idempotent)."""
+
+    slots: int
+    fetches: bool
+
+    async def work(self, task: Task) -> Outcome: ...
+
+    def close(self) -> None: ...
+
+
+class LocalEngine:
+    """Today's engine: ``work`` in this machine's thread or process pool (``--workers``, ``--processes``);
+    remote sources are fetched on the driver by the fetch stage first."""
+
+    fetches = False
+
+    def __init__(self, pool: Executor, size: int) -> None:
+        self.pool, self.size = pool, size
+        self.slots = 4 * size
+
+    async def work(self, task: Task) -> Outcome:
+        """``work(task)`` in the pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, work, task)
+
+    def close(self) -> None:
+        """The pool shut down without waiting (a cancelled run leaves no queued image behind)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def open_engine(settings: Settings, has_local: Callable[[], bool]) -> Engine:
+    """The run's engine: the local pool, or (``--engine ray``) a ``RayEngine`` joined to its cluster.
+    ``has_local`` says whether the input names local files (asked only of a multi-node cluster). Raises
+    ``ConfigError`` (before anything is uploaded) when Ray cannot serve the run."""
+    if settings.engine == "ray":
+        from pipeline.runner.ray_engine import RayEngine  # imports ray: only for a run that asks for it
+
+        return RayEngine.open(settings, has_local)
+    return LocalEngine(*make_pool(settings))
