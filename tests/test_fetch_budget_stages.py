@@ -25,6 +25,7 @@ from pipeline.runner.control import RunControl
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
+from pipeline.runner.engine import LocalEngine
 from pipeline.runner.stages import FetchStage, PrepareStage
 from pipeline.samples import make_jpeg
 
@@ -79,7 +80,7 @@ async def test_fetched_bytes_stay_counted_until_the_image_stage_is_done(photos: 
             await asyncio.sleep(0.2)
             assert fetcher.stats.fetched == 3 and 3 * min(map(len, PHOTOS)) <= fetcher.budget.in_use <= budget
 
-            prep = PrepareStage(ctx, pool, 2, fetched, ready)
+            prep = PrepareStage(ctx, LocalEngine(pool, 2), fetched, ready)
             prepare = asyncio.create_task(prep.run())
             await asyncio.wait_for(asyncio.gather(fetch, prepare), 20)
             assert fetcher.stats.fetched == 8 and fetcher.budget.in_use == 0  # every source given back
@@ -110,5 +111,5 @@ async def test_jobs_dropped_after_a_stop_give_their_bytes_back(photos: str, tmp_
             await FetchStage(ctx, fetcher, inbox, fetched).run()
             assert fetcher.budget.in_use == sum(map(len, PHOTOS[:4]))  # all four wait for the image stage
             control.stopping.set()  # a stop: the image stage takes no more jobs
-            await PrepareStage(ctx, pool, 2, fetched, Pipe(4)).run()
+            await PrepareStage(ctx, LocalEngine(pool, 2), fetched, Pipe(4)).run()
             assert fetcher.budget.in_use == 0

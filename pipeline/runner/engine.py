@@ -42,9 +42,8 @@ class LocalEngine:
 
     fetches = False
 
-    def __init__(self, pool: Executor, size: int) -> None:
-        self.pool, self.size = pool, size
-        self.slots = 4 * size
+    def __init__(self, pool: Executor, slots: int) -> None:
+        self.pool, self.slots = pool, slots
 
     async def work(self, task: Task) -> Outcome:
         """``work(task)`` in the pool."""
@@ -63,4 +62,5 @@ def open_engine(settings: Settings, has_local: Callable[[], bool]) -> Engine:
         from pipeline.runner.ray_engine import RayEngine  # imports ray: only for a run that asks for it
 
         return RayEngine.open(settings, has_local)
-    return LocalEngine(*make_pool(settings))
+    pool, size = make_pool(settings)
+    return LocalEngine(pool, 4 * size)  # a few jobs queued per worker: none idles between two images
