@@ -22,10 +22,10 @@ from pipeline.progress import Progress
 from pipeline.python_api import make_settings
 from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
+from pipeline.runner.engine import LocalEngine
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
-from pipeline.runner.engine import LocalEngine
 from pipeline.runner.stages import FetchStage, PrepareStage
 from pipeline.samples import make_jpeg
 

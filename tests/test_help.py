@@ -141,7 +141,7 @@ def test_a_bad_size_is_a_usage_error(capsys: pytest.CaptureFixture[str], value: 
                                   ["demo", "--help"], ["--version"]])
 def test_help_and_version_load_no_http_arrow_or_image_library(args: list[str]) -> None:
     """Every package's public names load on first use (``pipeline.lazy``) and the subcommands' arguments live in
-    leaf modules: asking for help or the version loads neither aiohttp, pyarrow, Pillow, obstore nor pandas
+    leaf modules: asking for help or the version loads neither aiohttp, pyarrow, Pillow, obstore, pandas nor ray
     (a fresh interpreter, since this one has them all)."""
     import subprocess
     import sys
@@ -151,6 +151,7 @@ def test_help_and_version_load_no_http_arrow_or_image_library(args: list[str]) -
              "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
              "    try:\n        main(sys.argv[1:])\n    except SystemExit:\n        pass\n"
              "assert out.getvalue().strip(), 'nothing printed'\n"
-             "print(','.join(m for m in ('aiohttp', 'pyarrow', 'PIL', 'obstore', 'pandas') if m in sys.modules))\n")
+             "heavy = ('aiohttp', 'pyarrow', 'PIL', 'obstore', 'pandas', 'ray')\n"
+             "print(','.join(m for m in heavy if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "", f"{args} loaded {done.stdout.strip()}"
