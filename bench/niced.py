@@ -34,12 +34,15 @@ class Ingest:
     finished: dict[str, Any]
 
 
-def ingest_niced(manifest: Path, endpoint: str, *args: str, env: dict[str, str] | None = None) -> Ingest:
+def ingest_niced(manifest: Path, endpoint: str, *args: str, env: dict[str, str] | None = None,
+                 niceness: int = 10) -> Ingest:
     """``nice -n 10 python -m pipeline ingest MANIFEST --endpoint ENDPOINT ARGS`` with the emulator's key pair,
-    JSON logs and no progress bar; raises when it gives no ``run_finished`` event."""
+    JSON logs and no progress bar; raises when it gives no ``run_finished`` event. ``niceness=0``: not niced
+    (a run with no server beside it to protect, e.g. a dry run against processes of its own, such as Ray's)."""
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("NCLOUD_", "THUMBNAIL_INGEST_"))}
     child_env.update(NCLOUD_ACCESS_KEY=DEFAULT_ACCESS_KEY, NCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY, **(env or {}))
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace",
+    nice = ["nice", "-n", str(niceness)] if niceness else []
+    cmd = [*nice, sys.executable, "-m", "pipeline", "ingest", str(manifest), "--workspace",
            DEFAULT_WORKSPACE, "--endpoint", endpoint, "--no-progress", "--log-format", "json", *args]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

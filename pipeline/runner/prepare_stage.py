@@ -175,7 +175,8 @@ class PrepareStage(FanOut[Ready]):
         source: Path | bytes | Any = job.data if job.data is not None else (
             row.remote if row.remote is not None else Path(row.source or ""))
         assert job.data is not None or row.remote is not None or row.source is not None
-        return Task(source, self.s.policy, self.s.fetch if row.remote is not None else None, unless, digest_only)
+        return Task(source, self.s.policy, self.s.fetch if row.remote is not None else None, unless, digest_only,
+                    keep_data=not self.s.dry_run)
 
     async def _worked(self, job: Job, task: Task) -> tuple[Job, Outcome | None]:
         """The engine's outcome of ``task``, and ``job`` with the stamp of the version the engine read; ``None``
@@ -210,14 +211,15 @@ class PrepareStage(FanOut[Ready]):
                     bytes=out.source_bytes, source_sha256=out.source_sha256, source_stamp=job.stamp,
                     source_path=source_of(row)), row.path)
                 return
+            size = len(out.data) if got.size is None else got.size  # a dry run's images stay where they were made
             duplicate_of, reuse = await self.contents.check(row, out.source_sha256)
             self.passed[job.why.value] += 1
             if reuse is not None:
                 self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse, this_run="reused",
-                                               uploaded_at=now_utc(), duplicate_of=duplicate_of), row.path)
+                                               uploaded_at=now_utc(), duplicate_of=duplicate_of, size=size), row.path)
             elif self.s.dry_run or self.control.stopping.is_set():
                 if self.s.dry_run:
-                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of,
+                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of, size=size,
                                                    detail=unattached_detail(self.s, row, None)), row.path)
                 self._settle(row, out, None)
             else:
@@ -265,10 +267,11 @@ def unattached_detail(settings: Settings, row: Row, uploaded_at: str | None) -> 
             "person (or person_id) and run again before then to attach it")
 
 
-def result_of(job: Job, p: Prepared, status: Status, **extra: Any) -> RowResult:
-    """The ``RowResult`` of a prepared row (what was or would be uploaded)."""
+def result_of(job: Job, p: Prepared, status: Status, *, size: int | None = None, **extra: Any) -> RowResult:
+    """The ``RowResult`` of a prepared row (what was or would be uploaded); ``size``: its length when ``p``
+    came back without its bytes (a dry run's)."""
     row = job.row
     return RowResult(row.index, row.key, status, action=p.action, width=p.width, height=p.height,
-                     bytes=len(p.data), source_sha256=p.source_sha256, source_stamp=job.stamp,
+                     bytes=len(p.data) if size is None else size, source_sha256=p.source_sha256, source_stamp=job.stamp,
                      source_path=source_of(row), **extra)
 

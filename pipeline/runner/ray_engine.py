@@ -59,6 +59,9 @@ class RayEngine:
         self.cpus, self.owned = cpus, owned
         self.slots = max(2, 2 * cpus)
         self._remote: Any = ray.remote(work).options(max_retries=MAX_RETRIES, retry_exceptions=False, num_cpus=1)
+        # A new job gets new worker processes: start them (and their imports) now, while the driver opens the
+        # journal and plans, rather than when the first images wait.
+        self._warming = [ray.remote(_warm).options(num_cpus=1).remote() for _ in range(cpus)]
 
     @classmethod
     def open(cls, settings: Settings, has_local: Callable[[], bool]) -> RayEngine:
@@ -116,6 +119,12 @@ class RayEngine:
             with _quiet_stderr(not debugging()):
                 ray.shutdown()
         self.owned = False
+
+
+def _warm() -> None:
+    """Run on a worker before its first task: the imports every task needs."""
+    import pipeline.fetch.reader
+    import pipeline.images  # noqa: F401
 
 
 def _first_line(exc: BaseException) -> str:

@@ -6,7 +6,7 @@ records in and out are frozen and picklable, so the same function serves every e
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipeline.fetch.outcomes import FetchRejected
@@ -46,6 +46,9 @@ class Task:
     """A sha256: when the source's equals it, nothing is prepared (the row is unchanged)."""
     digest_only: bool = False
     """Only hash the source (``Outcome.out`` is ``None``)."""
+    keep_data: bool = True
+    """Hand back the prepared bytes; without (a dry run), a ``Prepared`` comes back with empty ``data`` and its
+    length in ``Outcome.size``: an audit never carries the images to the driver."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +63,15 @@ class Outcome:
     """The source was read here: ``stamp`` is the version read (the driver journals it with the row)."""
     stamp: str | None = None
     refused: FetchRejected | None = None
+    size: int | None = None
+    """The prepared image's length in bytes when its ``data`` was left behind (``Task.keep_data`` off)."""
 
 
 def work(task: Task) -> Outcome:
     """Do ``task``: read a remote source (``fetch.reader.read_source``: the ``Fetcher``'s reasons), hash it when
-    ``unless`` or ``digest_only`` asks, prepare it (``images.prepare``, which never raises). Raises nothing for
-    a per-row problem: a source that cannot be read is ``Outcome.refused``."""
+    ``unless`` or ``digest_only`` asks, prepare it (``images.prepare``, which never raises), keeping the prepared
+    bytes only when ``keep_data`` asks. Raises nothing for a per-row problem: a source that cannot be read is
+    ``Outcome.refused``."""
     source, fetched, stamp = task.source, False, None
     if isinstance(source, SourceRef):
         from pipeline.fetch.reader import read_source  # only an engine that fetches needs the network code
@@ -79,4 +85,7 @@ def work(task: Task) -> Outcome:
         digest = hash_source(source)
         if task.digest_only or (digest is not None and digest == task.unless):
             return Outcome(None, digest, fetched, stamp)
-    return Outcome(prepare(source, task.policy), digest, fetched, stamp)
+    out = prepare(source, task.policy)
+    if isinstance(out, Prepared) and not task.keep_data:
+        return Outcome(replace(out, data=b""), digest, fetched, stamp, size=len(out.data))
+    return Outcome(out, digest, fetched, stamp)

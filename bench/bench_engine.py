@@ -1,0 +1,98 @@
+"""The engines against each other: a dry run (the audit: every row read and prepared, no API call) of 12 MP
+phone photos through the real CLI, ``--engine local`` (this machine's 2-thread pool) and ``--engine ray``.
+
+Ray is measured two ways: joining a Ray already running (``--ray-address``, started once by this benchmark with
+this machine's CPUs: what a cluster user sees) and starting a local Ray for the run (no address: its start-up
+is in the figure). No run is niced: Ray's workers, raylet and GCS run at normal priority, and a niced driver
+would wait behind them. rows/s comes from the run's own ``duration_s`` (the interpreter's start-up left out); each
+figure is the best of ``RUNS``. CPU seconds per photo come from the local run (the child's rusage over its rows):
+the README's table of cluster sizes is derived from it.
+
+Goal: ray (joined) >= 0.85x local on this 2-core machine. ``BENCH_QUICK=1`` shrinks the rows by 4x.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.niced import Ingest, ingest_niced
+from pipeline import samples
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROWS = 16 if QUICK else 64
+DISTINCT = 8
+RUNS = 2
+ENDPOINT = "http://127.0.0.1:9"  # a dry run calls no API
+
+
+def _photos(directory: Path) -> Path:
+    """``DISTINCT`` 12 MP JPEGs (a third tagged EXIF orientation 6, with GPS, as bench_images makes them) and a
+    manifest of ``ROWS`` rows cycling through them, each with its own id."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(DISTINCT):
+        path = directory / f"phone{i}.jpg"
+        if not path.exists():
+            samples.make_jpeg(path, 4032, 3024, orientation=6 if i % 3 == 0 else 1, exif_gps=True, seed=10 + i)
+    manifest = directory / f"engine_{ROWS}.csv"
+    manifest.write_text("id,path\n" + "".join(f"r{i},phone{i % DISTINCT}.jpg\n" for i in range(ROWS)))
+    return manifest
+
+
+def _audit(manifest: Path, out: Path, *args: str) -> Ingest:
+    """The best (fastest) of ``RUNS`` dry runs with ``args``; each writes its own results."""
+    best: Ingest | None = None
+    for n in range(RUNS):
+        run = ingest_niced(manifest, ENDPOINT, "--dry-run", "--out", str(out / f"audit{n}.parquet"), "--journal",
+                           str(out / f"audit{n}.sqlite"), *args, niceness=0)
+        if run.exit_code != 0:
+            raise RuntimeError(f"the dry run {args} ended {run.exit_code}")
+        for name in ("parquet", "sqlite"):
+            (out / f"audit{n}.{name}").unlink(missing_ok=True)
+        if best is None or run.finished["duration_s"] < best.finished["duration_s"]:
+            best = run
+    assert best is not None
+    return best
+
+
+def _rate(run: Ingest) -> float:
+    return round(ROWS / run.finished["duration_s"], 2)
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    import ray
+
+    work = out_dir / "engine"
+    manifest = _photos(work)
+    local = _audit(manifest, work, "--engine", "local")
+    cpu_per_photo = local.cpu_s / ROWS
+    cold = _audit(manifest, work, "--engine", "ray")  # a local Ray started (and stopped) by each run
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        joined = _audit(manifest, work, "--engine", "ray", "--ray-address", address)
+    finally:
+        ray.shutdown()
+    figures = {
+        "rows": ROWS, "photo": "12 MP JPEG (4032x3024), default policy",
+        "local_rows_per_s": _rate(local), "ray_joined_rows_per_s": _rate(joined),
+        "ray_cold_rows_per_s": _rate(cold),
+        "ray_joined_to_local": round(_rate(joined) / _rate(local), 2),
+        "ray_cold_to_local": round(_rate(cold) / _rate(local), 2),
+        "cpu_s_per_photo_local": round(cpu_per_photo, 3),
+        "local_s": local.finished["duration_s"], "ray_joined_s": joined.finished["duration_s"],
+        "ray_cold_s": cold.finished["duration_s"], "goal_ray_to_local": 0.85,
+    }
+    _print(figures)
+    return figures
+
+
+def _print(f: dict[str, Any]) -> None:
+    print(f"audit of {f['rows']} x {f['photo']}:")
+    print(f"  local (2-thread pool)       {f['local_rows_per_s']:6.2f} rows/s  ({f['local_s']:.1f} s)")
+    print(f"  ray, joined (--ray-address) {f['ray_joined_rows_per_s']:6.2f} rows/s  ({f['ray_joined_s']:.1f} s)  "
+          f"{f['ray_joined_to_local']}x local (goal >= {f['goal_ray_to_local']}x)")
+    print(f"  ray, local Ray per run      {f['ray_cold_rows_per_s']:6.2f} rows/s  ({f['ray_cold_s']:.1f} s)  "
+          f"{f['ray_cold_to_local']}x local (Ray's start-up included)")
+    print(f"  CPU seconds per photo (local run): {f['cpu_s_per_photo_local']}")
