@@ -73,10 +73,13 @@ class RayEngine:
             quiet = not debugging()
             address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
             try:
+                # Only a run that reads object stores hands their settings on: workers with a runtime
+                # environment of their own are started for the job, not taken from those Ray keeps ready.
+                env = store_env()
                 with _quiet_stderr(quiet):
                     ray.init(address=address, log_to_driver=not quiet, include_dashboard=False,
                              logging_level=logging.WARNING if quiet else logging.INFO, configure_logging=True,
-                             runtime_env={"env_vars": store_env()}, ignore_reinit_error=True)
+                             runtime_env={"env_vars": env} if env else None, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = address or "a local Ray"
                 raise ConfigError(f"--engine ray could not start or join {where}: {_first_line(exc)}.") from exc
