@@ -85,9 +85,9 @@ async def test_the_ray_engine_gives_every_row_the_local_engines_outcome(
     on_cluster: list[Any] = []  # the tasks Ray ran: remote sources arrive unread, as their SourceRef
     real_work = RayEngine.work
 
-    async def spy(self: RayEngine, task: Any) -> Any:
+    async def spy(self: RayEngine, task: Any, admit: Any) -> Any:
         on_cluster.append(task.source)
-        return await real_work(self, task)
+        return await real_work(self, task, admit)
 
     monkeypatch.setattr(RayEngine, "work", spy)
     emu = await make_emulator(EmulatorConfig(storage="memory", rate=0, confirm_rate=0))
@@ -132,12 +132,12 @@ async def test_prepared_bytes_waiting_for_slow_uploads_stay_within_the_budget(
     in_flight = peak_tasks = 0
     real_work = RayEngine.work
 
-    async def counted(self: RayEngine, task: Any) -> Any:
+    async def counted(self: RayEngine, task: Any, admit: Any) -> Any:
         nonlocal in_flight, peak_tasks
         in_flight += 1
         peak_tasks = max(peak_tasks, in_flight)
         try:
-            return await real_work(self, task)
+            return await real_work(self, task, admit)
         finally:
             in_flight -= 1
 

@@ -10,15 +10,20 @@ whatever the engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
 from pipeline.config import Settings
+from pipeline.models import Prepared
 from pipeline.runner.pool import make_pool
 from pipeline.runner.work import Outcome, Task, work
 
-__all__ = ["Engine", "LocalEngine", "open_engine"]
+__all__ = ["Admit", "Engine", "LocalEngine", "open_engine"]
+
+Admit = Callable[[int], Awaitable[None]]
+"""Called by an engine with a prepared image's length before its bytes are the driver's to hold: it returns once
+the prepared-bytes budget has room for them (and holds it)."""
 
 
 class Engine(Protocol):
@@ -26,12 +31,14 @@ class Engine(Protocol):
     CPUs, about twice over, so none idles while the driver hands on results). ``fetches``: the engine reads
     remote sources itself (the fetch stage then passes them on unread). ``work`` never returns before the task is
     done and raises only for a run-level failure (a per-row problem is in the ``Outcome``); cancelling it
-    abandons the task. ``close`` ends whatever the engine started (idempotent)."""
+    abandons the task. When the outcome carries prepared bytes (``Task.keep_data``), ``work`` awaits
+    ``admit(len(data))`` before it returns them, and before they reach the driver when they live elsewhere.
+    ``close`` ends whatever the engine started (idempotent)."""
 
     slots: int
     fetches: bool
 
-    async def work(self, task: Task) -> Outcome: ...
+    async def work(self, task: Task, admit: Admit) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -45,9 +52,12 @@ class LocalEngine:
     def __init__(self, pool: Executor, slots: int) -> None:
         self.pool, self.slots = pool, slots
 
-    async def work(self, task: Task) -> Outcome:
-        """``work(task)`` in the pool."""
-        return await asyncio.get_running_loop().run_in_executor(self.pool, work, task)
+    async def work(self, task: Task, admit: Admit) -> Outcome:
+        """``work(task)`` in the pool; its prepared bytes are in this process already, and admitted after."""
+        outcome: Outcome = await asyncio.get_running_loop().run_in_executor(self.pool, work, task)
+        if isinstance(outcome.out, Prepared) and outcome.size is None:
+            await admit(len(outcome.out.data))
+        return outcome
 
     def close(self) -> None:
         """The pool shut down without waiting (a cancelled run leaves no queued image behind)."""

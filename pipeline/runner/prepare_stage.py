@@ -180,8 +180,14 @@ class PrepareStage(FanOut[Ready]):
 
     async def _worked(self, job: Job, task: Task) -> tuple[Job, Outcome | None]:
         """The engine's outcome of ``task``, and ``job`` with the stamp of the version the engine read; ``None``
-        when the source could not be fetched (then its rejection is recorded)."""
-        got = await self.engine.work(task)
+        when the source could not be fetched (then its rejection is recorded). Prepared bytes handed back are
+        held in the budget (``held``) from before they reach the driver."""
+        index = job.row.index
+
+        async def admit(size: int) -> None:
+            self.held[index] = await self.prepared.acquire(size)
+
+        got = await self.engine.work(task, admit)
         if got.fetched:
             job = replace(job, stamp=got.stamp)
         if got.refused is not None:
@@ -190,7 +196,7 @@ class PrepareStage(FanOut[Ready]):
         return job, got
 
     async def _one(self, job: Job) -> None:
-        row = job.row
+        row, handed_on = job.row, False
         try:
             if self.journal.has_legacy and job.why is Why.NEW:  # maybe a version-1 row, adopted by its content
                 job, hashed = await self._worked(job, self._task(job, digest_only=True))
@@ -223,11 +229,13 @@ class PrepareStage(FanOut[Ready]):
                                                    detail=unattached_detail(self.s, row, None)), row.path)
                 self._settle(row, out, None)
             else:
-                # Hold the image's bytes before the source's go back, and hand on no source bytes.
-                self.held[row.index] = await self.prepared.acquire(len(out.data))
+                # The image's bytes were held (``admit``) before the source's go back; no source bytes go on.
                 await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of,
                                          functools.partial(self._settle, row, out)))
+                handed_on = True
         finally:
+            if not handed_on and (held := self.held.pop(row.index, None)) is not None:
+                held.release()  # not going to an upload: its prepared bytes go back now
             if job.lease is not None:
                 job.lease.release()  # the source's bytes are no longer needed
             self.slots.release()

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import ray
@@ -28,7 +29,9 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.logs import debugging
-from pipeline.runner.work import Outcome, Task, work
+from pipeline.models import Prepared
+from pipeline.runner.engine import Admit
+from pipeline.runner.work import Outcome, Task, work_apart
 
 __all__ = ["STORE_ENV", "RayEngine", "store_env"]
 
@@ -58,7 +61,8 @@ class RayEngine:
     def __init__(self, cpus: int, *, owned: bool) -> None:
         self.cpus, self.owned = cpus, owned
         self.slots = max(2, 2 * cpus)
-        self._remote: Any = ray.remote(work).options(max_retries=MAX_RETRIES, retry_exceptions=False, num_cpus=1)
+        self._remote: Any = ray.remote(work_apart).options(max_retries=MAX_RETRIES, retry_exceptions=False,
+                                                           num_cpus=1, num_returns=2)
         # A new job gets new worker processes: start them (and their imports) now, while the driver opens the
         # journal and plans, rather than when the first images wait.
         self._warming = [ray.remote(_warm).options(num_cpus=1).remote() for _ in range(cpus)]
@@ -102,16 +106,21 @@ class RayEngine:
         log.info("engine_ray", nodes=len(nodes), cpus=cpus)
         return cls(cpus, owned=owned)
 
-    async def work(self, task: Task) -> Outcome:
-        """``work(task)`` on the cluster; a cancelled call cancels its task. A task whose worker died is run
-        again by Ray (``MAX_RETRIES``); past that, or on a bug in ``work``, the Ray error is raised (the run
-        stops; its rows stay unfinished and a re-run does them)."""
-        ref = self._remote.remote(task)
+    async def work(self, task: Task, admit: Admit) -> Outcome:
+        """``work(task)`` on the cluster (``work_apart``: two returns). The small outcome comes first; a prepared
+        image's bytes stay in Ray's object store until ``admit`` has room for them in the driver's budget (an
+        audit never takes them). A cancelled call cancels its task. A task whose worker or node died is run
+        again by Ray (``MAX_RETRIES``); past that, or on a bug in ``work``, the Ray error is raised (the run stops;
+        its rows stay unfinished and a re-run does them)."""
+        head, data = self._remote.remote(task)
         try:
-            outcome: Outcome = await ref
+            outcome: Outcome = await head
+            if task.keep_data and isinstance(outcome.out, Prepared) and outcome.size is not None:
+                await admit(outcome.size)
+                outcome = replace(outcome, out=replace(outcome.out, data=await data), size=None)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                ray.cancel(ref, force=False)
+                ray.cancel(head, force=False)
             raise
         return outcome
 

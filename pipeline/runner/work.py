@@ -15,7 +15,7 @@ from pipeline.fetch.settings import FetchSettings
 from pipeline.images import prepare
 from pipeline.models import ImagePolicy, Prepared, Rejected
 
-__all__ = ["Outcome", "Task", "hash_source", "work"]
+__all__ = ["Outcome", "Task", "hash_source", "work", "work_apart"]
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -89,3 +89,15 @@ def work(task: Task) -> Outcome:
     if isinstance(out, Prepared) and not task.keep_data:
         return Outcome(replace(out, data=b""), digest, fetched, stamp, size=len(out.data))
     return Outcome(out, digest, fetched, stamp)
+
+
+def work_apart(task: Task) -> tuple[Outcome, bytes]:
+    """``work``, with the prepared bytes apart from the rest: ``(outcome, data)``, where a ``Prepared`` in the
+    outcome has empty ``data`` and its length in ``Outcome.size`` (``data`` is ``b""`` when there is none to
+    keep). A Ray task's two returns: the driver takes the small one first, and the bytes only once its budget
+    has room for them."""
+    outcome = work(task)
+    out = outcome.out
+    if isinstance(out, Prepared) and outcome.size is None:
+        return replace(outcome, out=replace(out, data=b""), size=len(out.data)), out.data
+    return outcome, b""
