@@ -179,6 +179,8 @@ class Settings:
             raise ConfigError("--workers must be 0 (one per CPU) or more.")
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"--engine must be local or ray; got {self.engine!r}.")
+        if self.engine != "ray" and (self.ray_address is not None or self.shared_fs):
+            raise ConfigError("--ray-address and --shared-fs are for --engine ray; add --engine ray.")
         if self.engine == "ray" and not ray_installed():
             raise ConfigError("--engine ray needs Ray: install it with pip install 'thumbnail-ingest[ray]' "
                               "(or pip install 'ray[data]').")
