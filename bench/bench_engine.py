@@ -70,7 +70,8 @@ def run(out_dir: Path) -> dict[str, Any]:
     local = _audit(manifest, work, "--engine", "local")
     cpu_per_photo = local.cpu_s / ROWS
     cold = _audit(manifest, work, "--engine", "ray")  # a local Ray started (and stopped) by each run
-    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
     try:
         address = ray.get_runtime_context().gcs_address
         joined = _audit(manifest, work, "--engine", "ray", "--ray-address", address)

@@ -49,7 +49,7 @@ SAME = ("path", "status", "reason", "detail", "action", "width", "height", "byte
 def cluster() -> Iterator[MotoS3]:
     """moto's S3 server, then a local Ray of 2 CPUs whose workers get the same (dummy) store credentials."""
     with moto_s3() as s3:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": store_env()})
         try:
             yield s3

@@ -10,7 +10,7 @@ the driver writes the journal.
 Workers read their sources themselves (a local path, or the remote URL and the ``FetchSettings`` they need to
 open the store; credentials from the environment the driver passes to the job) and never through the driver;
 prepared bytes come back through Ray's object store. Ray's own console output reaches the terminal only at
-``-v``.
+``-v`` with console logs.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ class RayEngine:
 
     fetches = True
 
-    def __init__(self, cpus: int, *, owned: bool) -> None:
-        self.cpus, self.owned = cpus, owned
+    def __init__(self, cpus: int, *, owned: bool, quiet: bool = True) -> None:
+        self.cpus, self.owned, self.quiet = cpus, owned, quiet
         self.slots = max(2, 2 * cpus)
         self._remote: Any = ray.remote(work_apart).options(max_retries=MAX_RETRIES, retry_exceptions=False,
                                                            num_cpus=1, num_returns=2)
@@ -73,9 +73,10 @@ class RayEngine:
         already initialised in this process is used as it is). Raises ``ConfigError`` when the cluster cannot
         be reached, or has more than one node while the input names local files and ``--shared-fs`` is off."""
         owned = False
+        quiet = not debugging() or settings.log_format == "json"  # JSON logs: every line is JSON, even at -v
         if not ray.is_initialized():
-            quiet = not debugging()
-            address = settings.ray_address or os.environ.get("RAY_ADDRESS") or None
+            # "local": always a new local Ray, never one a `ray start` left running on this machine.
+            address = settings.ray_address or os.environ.get("RAY_ADDRESS") or "local"
             try:
                 # Only a run that reads object stores hands their settings on: workers with a runtime
                 # environment of their own are started for the job, not taken from those Ray keeps ready.
@@ -85,7 +86,7 @@ class RayEngine:
                              logging_level=logging.WARNING if quiet else logging.INFO, configure_logging=True,
                              runtime_env={"env_vars": env} if env else None, ignore_reinit_error=True)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = address or "a local Ray"
+                where = "a local Ray" if address == "local" else address
                 raise ConfigError(f"--engine ray could not start or join {where}: {_first_line(exc)}.") from exc
             owned = True
         try:
@@ -104,7 +105,7 @@ class RayEngine:
                 ray.shutdown()
             raise
         log.info("engine_ray", nodes=len(nodes), cpus=cpus)
-        return cls(cpus, owned=owned)
+        return cls(cpus, owned=owned, quiet=quiet)
 
     async def work(self, task: Task, admit: Admit) -> Outcome:
         """``work(task)`` on the cluster (``work_apart``: two returns). The small outcome comes first; a prepared
@@ -128,7 +129,7 @@ class RayEngine:
         """Leave the cluster this engine joined: a local Ray started for the run stops, a cluster joined by
         address stays up; a Ray the caller had initialised is left as it was. Idempotent."""
         if self.owned and ray.is_initialized():
-            with _quiet_stderr(not debugging()):
+            with _quiet_stderr(self.quiet):
                 ray.shutdown()
         self.owned = False
 
