@@ -230,6 +230,36 @@ def test_a_driver_killed_mid_upload_then_run_again_uploads_every_row_once(
     assert emu.counters.snapshot(arrivals=False)["put_calls"] <= n + 8  # extra PUTs bounded by rows in flight
 
 
+@pytest.mark.slow  # a real Ctrl-C of a driver that started its own Ray: make reliability
+@pytest.mark.parametrize("emulator_thread", [EmulatorConfig(faults=Faults(latency=0.02))], indirect=True)
+def test_ctrl_c_mid_upload_exits_130_and_the_rerun_uploads_the_rest_once(
+    emulator_thread: Emulator, tmp_path: Path
+) -> None:
+    emu, n = emulator_thread, 120
+    manifest = photo_manifest(tmp_path / "p", n, manifest=tmp_path / "m.csv")
+    env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
+           "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
+    env.pop("RAY_ADDRESS", None)
+    cmd = _cli(emu, manifest, tmp_path)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (emu.counters.snapshot(arrivals=False)["puts_ok"] < 30 and proc.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run must still be going"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert emu.counters.snapshot(arrivals=False)["put_calls"] < n, "the stop must land mid-run"
+    rows = pq.read_table(tmp_path / "results.parquet").to_pylist()  # written at the stop
+    assert len(rows) == n and {r["status"] for r in rows} <= {"uploaded", "pending"}
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    _exactly_once(emu, tmp_path, n)
+    assert emu.counters.snapshot(arrivals=False)["put_calls"] == n  # a signal lets rows in flight finish
+
+
 @pytest.mark.slow  # a two-node cluster on one machine, a node taken away mid-run: make reliability
 async def test_a_worker_node_removed_mid_run_loses_no_row_and_uploads_none_twice(
     make_emulator: MakeEmulator, tmp_path: Path
