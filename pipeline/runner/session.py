@@ -92,9 +92,9 @@ class RunSession:
         """What the ``--stats`` ticks wait on (tests pass a virtual one)."""
         self.on_control = on_control
         self.client: ApiClient | None = None
+        """The API client while the stages run (the stats read its retries)."""
         self.engine: Engine | None = None
         """Where fetch and prepare run (``runner/engine.py``), from ``_open`` to the end of the run."""
-        """The API client while the stages run (the stats read its retries)."""
         self.run_id = new_run_id()
         """This run's id: the results' ``run_id`` of every row it changes."""
 
