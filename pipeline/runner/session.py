@@ -49,7 +49,7 @@ from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, check_targets, run_paths
 from pipeline.runner.pool import make_pool, new_run_id
 from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Attachable, Job, Pipe, Ready
+from pipeline.runner.records import Attachable, Job, Pipe, Ready, drop_job, drop_ready
 from pipeline.runner.spill import ResultCounts, Spill
 from pipeline.runner.stages import (
     Drain,
@@ -255,9 +255,11 @@ class RunSession:
         try:
             async with Fetcher(s.fetch) as fetcher:
                 batches: Pipe[RowBatch] = Pipe(2)
-                jobs: Pipe[Job] = Pipe(4 * size)
-                fetched: Pipe[Job] = Pipe(2 * size)  # fetched bytes wait here: few, so memory stays flat
-                ready: Pipe[Ready] = Pipe(s.api.concurrency)
+                jobs: Pipe[Job] = Pipe(4 * size, drop_job)
+                fetched: Pipe[Job] = Pipe(2 * size, drop_job)  # fetched bytes wait here: few, so memory stays flat
+                ready: Pipe[Ready] = Pipe(s.api.concurrency, drop_ready)
+                for pipe in (batches, jobs, fetched, ready):  # a stop ends them: no stage takes a new row
+                    ctx.control.on_stop(pipe.cut)
                 route, attach_stage = None, None
                 if attach is not None:
                     # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead

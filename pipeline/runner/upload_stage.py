@@ -53,11 +53,10 @@ class UploadStage:
 
     async def _upload(self, item: Ready) -> str | None:
         """One row's upload, recorded; its key when it ended uploaded (then already settled, so rows waiting
-        on its content go on at once). After a stop, or a refusal by the attach route, nothing is uploaded."""
+        on its content go on at once). After a refusal by the attach route nothing is uploaded (after a stop,
+        no row comes: the inbox is cut)."""
         job, prepared = item.job, item.prepared
         row = job.row
-        if self.control.stopping.is_set():
-            return None
 
         async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
             self.recorder.presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
