@@ -258,32 +258,30 @@ async def test_pacing_spreads_the_first_window_and_the_guard_holds_the_next() ->
     assert limiter.rate == 50  # the rate asked for is still reported as configured
 
 
-def test_retry_budget_rules() -> None:
-    """The pure retry rules: silence is fatal on the second strike only before any answer; errors lasting the
-    outage budget stop the run; a call's own retry window fails that call alone; a success resets the clock."""
-    from pipeline.client.retry import SILENT_STRIKES, RetryBudget
+def test_outage_rules() -> None:
+    """The run-wide rules: silence is fatal on the second strike only before any answer; errors lasting the
+    outage budget stop the run; a success resets the clock. (A call's own window is the retrier's:
+    tests/test_retrier.py.)"""
+    from pipeline.client.retry import SILENT_STRIKES, Outage
     from pipeline.client.settings import ApiSettings
     from pipeline.config import Credentials
     from pipeline.errors import EndpointUnreachableError, ServiceUnavailableError
 
     settings = ApiSettings(workspace="ws", endpoint="https://api.example", credentials=Credentials("a", "s"),
                            retry_window=30, outage_budget=100)
-    budget = RetryBudget(settings, "api.example")
+    outage = Outage(settings, "api.example")
     slow = TransientError("presign: timed out", status=None)
-    assert budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=1, started=0, now=1) is None
-    fatal = budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=2, started=0, now=2)
+    assert outage.fatal(slow, no_answer_yet=True, no_answer=True, now=1) is None
+    fatal = outage.fatal(slow, no_answer_yet=True, no_answer=True, now=2)
     assert SILENT_STRIKES == 2 and isinstance(fatal, EndpointUnreachableError) and "api.example" in str(fatal)
-    answered = RetryBudget(settings, "api.example")
-    for attempt in range(1, 5):  # timeouts after the endpoint has answered once are not silence
-        assert answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=attempt, started=0,
-                              now=attempt) is None
-    own = answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=5, started=0, now=31)
-    assert type(own) is TransientError and "5 tries in 31 s" in str(own)
+    answered = Outage(settings, "api.example")
+    for now in range(1, 99):  # timeouts after the endpoint has answered once are not silence
+        assert answered.fatal(slow, no_answer_yet=False, no_answer=True, now=now) is None
     answered.succeeded()
-    assert answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=1, started=200, now=200) is None
-    gone = answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=2, started=250, now=300)
+    assert answered.fatal(slow, no_answer_yet=False, no_answer=False, now=200) is None
+    assert answered.fatal(slow, no_answer_yet=False, no_answer=False, now=299) is None
+    gone = answered.fatal(slow, no_answer_yet=False, no_answer=False, now=300)
     assert isinstance(gone, ServiceUnavailableError) and "for 100 s" in str(gone)
-    assert all(0 <= answered.backoff(n) <= settings.backoff_max for n in range(1, 40))
 
 
 async def test_a_429_widens_the_margin_once_per_hold_up_to_a_ceiling() -> None:

@@ -1,8 +1,9 @@
-"""``RetryBudget``: the pure rules that decide, after a failed MI call, whether to try again.
+"""``Outage``: the run-wide rules that turn a failing MI call into the run's end, kept apart from the async
+client so they read in one place and are tested without I/O.
 
-Kept apart from the async client so the rules read in one place and are tested without I/O: a call is
-retried by *time* (``retry_window`` per call), the whole run tolerates errors for at most ``outage_budget``
-seconds in a row, and an endpoint that has never answered HTTP is given ``SILENT_STRIKES`` tries.
+How one call is retried (its ``retry_window``, the backoff) is ``pipeline.pacing.Retrier``'s; what this adds is
+the state every call shares: the whole run tolerates errors for at most ``outage_budget`` seconds in a row, and
+an endpoint that has never answered HTTP is given ``SILENT_STRIKES`` tries.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ from dataclasses import dataclass
 
 from pipeline.client.settings import ApiSettings
 from pipeline.errors import ApiError, EndpointUnreachableError, FatalApiError, ServiceUnavailableError
-from pipeline.pacing import backoff
 
-__all__ = ["SILENT_STRIKES", "RetryBudget", "Verdict"]
+__all__ = ["SILENT_STRIKES", "Outage"]
 
 SILENT_STRIKES = 2
 """Timeouts with no HTTP answer ever seen after which the endpoint counts as unreachable."""
 
-Verdict = FatalApiError | ApiError | None
-"""What ``RetryBudget.judge`` decides: stop the run (fatal), fail this call (its error), or ``None``: retry."""
-
 
 @dataclass(slots=True)
-class RetryBudget:
-    """The run-wide retry state of one client: silent strikes and when the current trouble began.
+class Outage:
+    """The run-wide failure state of one client: silent strikes and when the current trouble began.
 
     ``host`` names the endpoint in the sentences of the fatal errors it returns.
     """
@@ -38,10 +35,6 @@ class RetryBudget:
         """A call was answered with success: the outage clock stops."""
         self.trouble_since = None
 
-    def backoff(self, attempt: int) -> float:
-        """The pause before retry ``attempt``: ``pacing.backoff`` (full jitter) on the client's settings."""
-        return backoff(attempt, self.settings.backoff_base, self.settings.backoff_max)
-
     def silence_error(self) -> EndpointUnreachableError:
         """The fatal error for an endpoint that never answered."""
         timeout = self.settings.connect_timeout + self.settings.read_timeout
@@ -50,15 +43,13 @@ class RetryBudget:
             "check --endpoint and the network."
         )
 
-    def judge(self, exc: ApiError, *, no_answer_yet: bool, no_answer: bool, attempt: int, started: float,
-              now: float) -> Verdict:
-        """Decide after a retryable failure (``exc``: a 429, 5xx, timeout or drop) of a call begun at
-        ``started`` (seconds on the client's clock) and now at its ``attempt``-th try.
+    def fatal(self, exc: ApiError, *, no_answer_yet: bool, no_answer: bool, now: float) -> FatalApiError | None:
+        """After a retryable failure (``exc``: a 429, 5xx, timeout or drop) at ``now`` (seconds on the client's
+        clock): the ``FatalApiError`` that stops the run, or ``None`` (the call's own rules decide).
 
-        Returns a ``FatalApiError`` when the run must stop: the endpoint has never answered HTTP
-        (``no_answer_yet``) and this was its ``SILENT_STRIKES``-th silent failure (``no_answer``), or errors
-        have lasted ``outage_budget`` seconds; the call's own error (annotated with the tries) when its
-        ``retry_window`` is spent; else ``None``: wait and try again.
+        Fatal when the endpoint has never answered HTTP (``no_answer_yet``) and this was its
+        ``SILENT_STRIKES``-th silent failure (``no_answer``), or when errors have lasted ``outage_budget``
+        seconds without a success between.
         """
         if no_answer and no_answer_yet:
             self.silent_strikes += 1
@@ -71,6 +62,4 @@ class RetryBudget:
                 f"{self.host} answered only errors, 429 or nothing for {now - self.trouble_since:.0f} s "
                 f"(last: {exc}); stopped. Run the same command again later to resume.",
                 status=exc.status, code=exc.code)
-        if now - started >= self.settings.retry_window:
-            return type(exc)(f"{exc} ({attempt} tries in {now - started:.0f} s)", status=exc.status, code=exc.code)
         return None
