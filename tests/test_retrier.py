@@ -124,7 +124,7 @@ async def test_cancellation_is_never_judged_and_a_sleep_that_raises_ends_the_cal
         raise asyncio.CancelledError
 
     with pytest.raises(asyncio.CancelledError):
-        await retrier(fake, Policy(0.1, 10.0)).call(cancelled, judge)
+        await retrier(fake, Policy(0.1, 10.0, tries=3)).call(cancelled, judge)
     assert judged == []
 
     async def interrupted(seconds: float) -> None:
