@@ -262,19 +262,20 @@ def test_outage_rules() -> None:
     """The run-wide rules: silence is fatal on the second strike only before any answer; errors lasting the
     outage budget stop the run; a success resets the clock. (A call's own window is the retrier's:
     tests/test_retrier.py.)"""
-    from pipeline.client.retry import SILENT_STRIKES, Outage
+    from pipeline.client.responses import ClientStats
+    from pipeline.client.retry import SILENT_STRIKES, CallJudge
     from pipeline.client.settings import ApiSettings
     from pipeline.config import Credentials
     from pipeline.errors import EndpointUnreachableError, ServiceUnavailableError
 
     settings = ApiSettings(workspace="ws", endpoint="https://api.example", credentials=Credentials("a", "s"),
                            retry_window=30, outage_budget=100)
-    outage = Outage(settings, "api.example")
+    outage = CallJudge(settings, "api.example", ClientStats())
     slow = TransientError("presign: timed out", status=None)
     assert outage.fatal(slow, no_answer_yet=True, no_answer=True, now=1) is None
     fatal = outage.fatal(slow, no_answer_yet=True, no_answer=True, now=2)
     assert SILENT_STRIKES == 2 and isinstance(fatal, EndpointUnreachableError) and "api.example" in str(fatal)
-    answered = Outage(settings, "api.example")
+    answered = CallJudge(settings, "api.example", ClientStats())
     for now in range(1, 99):  # timeouts after the endpoint has answered once are not silence
         assert answered.fatal(slow, no_answer_yet=False, no_answer=True, now=now) is None
     answered.succeeded()

@@ -1,6 +1,7 @@
 """The one retrier (``pipeline.pacing.Retrier``) on an injected clock: the caller's verdict decides (retry after
 its wait, give up, fatal), the policy bounds the tries and the window, a pause never passes the window's end,
-cancellation is never judged; and a route's own 429 state (``Route.throttled``/``answered``)."""
+cancellation is never judged; a route's own 429 state (``Route.throttled``/``answered``); and the client's
+judge (``client.retry.CallJudge``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,18 @@ import pytest
 from emulator_tools import FakeClock
 
 from pipeline.client.limiter import StrictLimiter
+from pipeline.client.responses import ClientStats
+from pipeline.client.retry import CallJudge
 from pipeline.client.routes import Route, Streak
-from pipeline.errors import RateLimitedError
+from pipeline.client.settings import ApiSettings
+from pipeline.errors import (
+    AuthenticationError,
+    RateLimitedError,
+    RequestRejectedError,
+    ServiceUnavailableError,
+    TransientError,
+)
+from pipeline.models import Credentials
 from pipeline.pacing import Outcome, Policy, Retrier, Try, Verdict, fatal, give_up, retry
 
 
@@ -162,3 +173,32 @@ def test_a_routes_429s_pause_its_limiter_longer_while_they_go_on_and_a_success_e
     calm = StrictLimiter(5, 1.0, clock=fake.clock, sleep=fake.sleep)
     Route("x", "POST", calm, streak=shared).throttled(throttle, now=0.0, base=1.0, cap=64.0, longest=60.0)
     assert 1.0 <= calm.paused_until <= 2.0  # the first of a new streak: base + uniform(0, base)
+
+
+def test_the_clients_judge_says_what_a_failed_call_means() -> None:
+    """``CallJudge``: a 429 retries at once (its limiter waits), a 5xx after the backoff; a spent window fails
+    the call with its error annotated; a refusal fails it as it is; a fatal answer, or errors lasting the
+    outage budget, stop the run."""
+    settings = ApiSettings(workspace="ws", endpoint="https://api.example", credentials=Credentials("a", "s"),
+                           retry_window=30, outage_budget=100, backoff_base=0.5, backoff_max=4.0)
+    stats = ClientStats()
+    calls = CallJudge(settings, "api.example", stats)
+    route = Route("presign", "POST", StrictLimiter(50, 1.0))
+    policy = Policy(settings.backoff_base, settings.backoff_max, window=settings.retry_window)
+    early, spent = Try(1, 0.0, policy), Try(7, 31.0, policy)
+    busy = TransientError("presign: HTTP 503", status=503)
+
+    def judged(exc: Exception, attempt: Try, now: float) -> Verdict:
+        return calls.judge(route, exc, attempt, no_answer_yet=False, now=now)
+
+    assert judged(RateLimitedError("presign: HTTP 429"), early, 0.0) == retry(0.0)
+    wait = judged(busy, early, 1.0)
+    assert wait.outcome is Outcome.RETRY and 0.0 <= wait.wait <= 0.5
+    assert (stats.retries["rate_limited"], stats.retries["transient"]) == (1, 1)
+    ended = judged(busy, spent, 31.0)
+    assert ended.outcome is Outcome.GIVE_UP and type(ended.error) is TransientError
+    assert "7 tries in 31 s" in str(ended.error) and stats.retries["transient"] == 1
+    assert judged(RequestRejectedError("presign: HTTP 400"), early, 32.0) == give_up()
+    assert judged(AuthenticationError("presign: HTTP 401"), early, 33.0) == fatal()
+    gone = judged(busy, early, 100.0)  # trouble since 0 s, no success between: the outage budget is spent
+    assert gone.outcome is Outcome.FATAL and isinstance(gone.error, ServiceUnavailableError)

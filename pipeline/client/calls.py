@@ -21,21 +21,15 @@ from yarl import URL
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import Clock, Sleep, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
-from pipeline.client.retry import SILENT_STRIKES, Outage
+from pipeline.client.retry import SILENT_STRIKES, CallJudge
 from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route
 from pipeline.client.settings import ApiSettings
 from pipeline.client.stopping import Halt
 from pipeline.client.storage import put_object
-from pipeline.client.transport import (
-    ClientState,
-    NoAnswerError,
-    host_of,
-    map_network_error,
-    new_session,
-)
-from pipeline.errors import EndpointUnreachableError, FatalApiError, RateLimitedError, TransientError
+from pipeline.client.transport import ClientState, host_of, map_network_error, new_session
+from pipeline.errors import EndpointUnreachableError, FatalApiError, RateLimitedError
 from pipeline.models import Presigned
-from pipeline.pacing import Policy, Retrier, Try, Verdict, fatal, give_up, retry
+from pipeline.pacing import Policy, Retrier, Try, Verdict
 from pipeline.redaction import Redactor
 from pipeline.signing import signed_headers
 
@@ -79,7 +73,7 @@ class ApiClientBase:
         self._gate = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._halt = Halt(settings.stop_grace, sleep)
-        self._outage = Outage(settings, host_of(self._presign_url))
+        self._calls = CallJudge(settings, host_of(self._presign_url), self.stats)
         # One retrier for every signed call: retried by time (``retry_window``), each call on its own clock.
         self._retrier = Retrier(Policy(settings.backoff_base, settings.backoff_max, window=settings.retry_window),
                                 clock=clock, sleep=self._wait, on_fatal=self._stop_run)
@@ -204,39 +198,15 @@ class ApiClientBase:
         async def attempt() -> dict[str, Any]:
             self._raise_if_fatal()
             result = await self._gated_attempt(route, url, payload)
-            self._outage.succeeded()
+            self._calls.succeeded()
             return result
 
         return await self._retrier.call(attempt, partial(self._judge, route))
 
     def _judge(self, route: Route, exc: Exception, attempt: Try) -> Verdict:
-        """What a failed try of ``route`` means. A fatal answer stops the run; a 429, 5xx, timeout or drop is
-        retried -- unless the endpoint never answered (its ``SILENT_STRIKES``-th silence) or the run's outage
-        budget is spent (fatal), or this call's retry window is (the call fails with its last error, annotated);
-        anything else (a per-row refusal, a bug) fails the call as it is. A 429 retries at once: its limiter
-        was paused for everyone (``Route.throttled``), so the next try waits there, not here."""
-        if isinstance(exc, FatalApiError):
-            return fatal()
-        if not isinstance(exc, (RateLimitedError, TransientError)):
-            return give_up()
-        stop = self._outage.fatal(exc, no_answer_yet=self.state is ClientState.SILENT,
-                                  no_answer=isinstance(exc, NoAnswerError), now=self.clock())
-        if stop is not None:
-            return fatal(stop)
-        if attempt.last:
-            return give_up(type(exc)(f"{exc} ({attempt.number} tries in {attempt.elapsed:.0f} s)",
-                                     status=exc.status, code=exc.code))
-        if isinstance(exc, RateLimitedError):
-            self.stats.retries["rate_limited"] += 1
-            shown = route.shown or route.limiter
-            log.info("rate_limited", call=route.kind, attempt=attempt.number, code=exc.code,
-                     retry_after=exc.retry_after, rate=round(shown.rate, 2), margin_ms=round(shown.margin * 1000, 1))
-            return retry(0.0)
-        self.stats.retries["transient"] += 1
-        delay = attempt.pause()
-        log.info("retrying", call=route.kind, attempt=attempt.number, status=exc.status, error=str(exc),
-                 delay=round(delay, 3))
-        return retry(delay)
+        """What a failed try of ``route`` means (``CallJudge.judge``, told whether the endpoint ever answered)."""
+        return self._calls.judge(route, exc, attempt, no_answer_yet=self.state is ClientState.SILENT,
+                                 now=self.clock())
 
     async def _gated_attempt(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """``_attempt``, one at a time until a call has passed authentication: a wrong key costs one request,

@@ -88,7 +88,7 @@ class ApiClient(ApiClientBase):
         error = map_network_error(exc, "preflight", self._presign_url, answered=False)
         if isinstance(error, FatalApiError):
             return fatal(error)
-        return fatal(self._outage.silence_error()) if attempt.last else retry(0.0)
+        return fatal(self._calls.silence_error()) if attempt.last else retry(0.0)
 
     async def _probe(self) -> tuple[int, str]:
         """One unsigned GET of the presign path: its status and Location."""
