@@ -188,7 +188,7 @@ def test_parse_retry_after() -> None:
         (401, b"not json", AuthenticationError),
         (401, b'{"error": {"errorCode": "210", "message": "Permission Denied"}}', PermissionDeniedError),
         (403, b'{"code": "230", "message": "denied"}', PermissionDeniedError),
-        (404, b'{"code": "300", "message": "Not Found"}', NotFoundError),
+        (404, b'{"code": "300", "message": "Not Found"}', RequestRejectedError),
         (429, b'{"code": "400", "message": "quota exceeded"}', QuotaExhaustedError),
         (429, b'{"code": "410", "message": "throttled"}', RateLimitedError),
         (429, b'{"error": {"errorCode": "420", "message": "rate limited"}}', RateLimitedError),
@@ -205,6 +205,17 @@ def test_api_error_mapping(status: int, body: bytes, expected: type[Exception]) 
     assert f"HTTP {status}" in str(error)
     if isinstance(error, RateLimitedError):
         assert error.retry_after == 2.0
+
+
+def test_a_404_is_the_workspaces_only_on_a_route_that_says_so() -> None:
+    """A 404 is one row's refusal, unless the route classifies it (presign: the workspace or the path)."""
+    from pipeline.client.routes import workspace_404
+
+    missing = api_error("presign", 404, b'{"code": "300", "message": "Not Found"}')
+    fatal = workspace_404(missing)
+    assert type(fatal) is NotFoundError and "check the workspace name" in str(fatal) and fatal.code == "300"
+    busy = api_error("presign", 503, b"")
+    assert workspace_404(busy) is busy
 
 
 def test_s3_error_classification_reads_only_code_and_message() -> None:

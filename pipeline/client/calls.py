@@ -22,7 +22,7 @@ from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import Clock, Sleep, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
 from pipeline.client.retry import SILENT_STRIKES, CallJudge
-from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route
+from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route, workspace_404
 from pipeline.client.settings import ApiSettings
 from pipeline.client.stopping import Halt
 from pipeline.client.storage import put_object
@@ -61,7 +61,8 @@ class ApiClientBase:
         self.status_limiter = StrictLimiter(settings.confirm_rate, 60.0, margin=0.05, pace=False, clock=clock,
                                             sleep=sleep)
         self.adaptive = AdaptiveRate(self.presign_limiter, clock=clock) if settings.adaptive else None
-        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive, counter="presign_calls")
+        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive, workspace_404,
+                                    counter="presign_calls")
         # A 429 on a status call shows the presign limiter: both MI calls share the gateway's per-key count.
         self._status_route = Route("status", "POST", self.status_limiter, counter="confirm_calls",
                                    shown=self.presign_limiter, not_found=NotFoundStrikes(STATUS_404_STRIKES, "status"))

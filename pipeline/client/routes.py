@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import StrictLimiter
-from pipeline.errors import ApiError, FatalApiError, NotFoundError, RateLimitedError
+from pipeline.errors import ApiError, FatalApiError, NotFoundError, RateLimitedError, RequestRejectedError
 from pipeline.pacing import backoff
 
-__all__ = ["PRESIGN_MARGIN", "NotFoundStrikes", "Route", "Streak"]
+__all__ = ["PRESIGN_MARGIN", "NotFoundStrikes", "Route", "Streak", "workspace_404"]
 
 PRESIGN_MARGIN = 0.008
 """Seconds of headroom on the 1 s presign window for calls on a long path: the server counts *arrivals*,
@@ -75,6 +75,14 @@ class Route:
         self.limiter.pause_until(now + wait)
         if self.adaptive is not None:
             self.adaptive.on_throttled()
+
+
+def workspace_404(error: ApiError | FatalApiError) -> ApiError | FatalApiError:
+    """A ``Route.classify`` for a route whose every 404 means the workspace or the endpoint path (presign): a
+    fatal ``NotFoundError``, never one row's refusal."""
+    if isinstance(error, RequestRejectedError) and error.status == 404:
+        return NotFoundError(f"{error} (check the workspace name and the endpoint)", status=404, code=error.code)
+    return error
 
 
 class NotFoundStrikes:
