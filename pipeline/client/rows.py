@@ -51,6 +51,7 @@ class ApiClient(ApiClientBase):
                                sleep=self._between_rounds, on_fatal=self._stop_run)
         # A status asked again while not final, for up to confirm_wait (the last ask at its end).
         self._polls = Retrier(Policy(base, cap, window=settings.confirm_wait), clock=clock, sleep=self._wait)
+        # Preflight's probes: SILENT_STRIKES of them, the next at once after a silent one.
         self._probes = Retrier(Policy(base, cap, tries=SILENT_STRIKES), clock=clock, sleep=self._wait,
                                on_fatal=self._stop_run)
 
@@ -107,8 +108,9 @@ class ApiClient(ApiClientBase):
 
     async def settle(self, thumbnail_key: str) -> tuple[str, str | None]:
         """``(status, uploadMessage)`` once the status is final (``COMPLETED``/``FAILED``). A status that is
-        not final yet (``IN_PROGRESS``, ...) is asked again -- each time under the status limiter, after a
-        growing pause -- for up to ``settings.confirm_wait`` seconds; then the last one is returned."""
+        not final yet (``IN_PROGRESS``, ...) is asked again -- each time under the status limiter, after the
+        retrier's pause (full jitter, growing, never past the window) -- for up to ``settings.confirm_wait``
+        seconds, the last ask at its end; then the last status is returned."""
 
         async def ask() -> tuple[str, str | None]:
             status, message = await self.status(thumbnail_key)
