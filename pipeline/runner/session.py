@@ -35,7 +35,6 @@ from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
 from pipeline.journal.lock import waiting
 from pipeline.manifest import Manifest, RowBatch
-from pipeline.models import Summary
 from pipeline.progress import Progress
 from pipeline.runner.attach_dry import dry_lookup, dry_plan
 from pipeline.runner.attach_prep import AttachBook, collect, open_attach
@@ -62,6 +61,7 @@ from pipeline.runner.stages import (
     supervise,
 )
 from pipeline.runner.stats import RunStats
+from pipeline.summary import Summary
 
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
