@@ -105,6 +105,12 @@ class ApiClientBase:
         ``RowInterrupted``); rows holding a key get ``settings.stop_grace`` seconds more. Idempotent."""
         self._halt.start()
 
+    @property
+    def grace_over(self) -> asyncio.Event:
+        """Set once the run was interrupted and ``settings.stop_grace`` has run out: work holding a key (a PUT,
+        a status, an attach) is left for the next run."""
+        return self._halt.late
+
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
             raise self._fatal
