@@ -269,3 +269,24 @@ async def test_attaching_after_the_first_signal_ends_within_the_grace_and_a_re_r
     assert len(emu.objects) == 4 and set(emu.counters.puts_per_key.values()) == {1}  # never uploaded twice
     assert sorted((p.name, len(p.thumbnails)) for p in emu.persons.values()) == [
         ("A", 1), ("B", 1), ("C", 1), ("D", 1)]  # each attached once: no duplicate thumbnail
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_persons_look_ups_before_the_uploads_end_at_the_first_signal(
+    dry_run: bool, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """The persons' look-ups (a real run's before any upload, a dry run's after its stages) hold no key: a
+    persons API answering only 503 is left at the first signal, not retried for ``--retry-window``."""
+    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0))
+    manifest = tmp_path / "m.csv"
+    make_jpeg(tmp_path / "p.jpg", 300, 300, seed=5, quality=70)
+    manifest.write_text("id,path,person\nk0,p.jpg,Alice\n")
+    settings = _run_settings(emu, tmp_path, attach=True, attach_rate=0.0, outage_budget=1000.0, dry_run=dry_run)
+    emu.faults.error_rate = 1.0  # every API call: 503 (the preflight's GET is no API call)
+
+    async def looking_up() -> None:
+        await until_true(lambda: emu.counters.person_list_calls + emu.counters.person_get_calls >= 1)
+
+    summary = await _interrupted_run(settings, manifest, looking_up)
+    assert summary.exit_code == ExitCode.INTERRUPTED
+    assert emu.counters.presign_calls == 0 and emu.objects == {}

@@ -106,6 +106,11 @@ class ApiClientBase:
         self._halt.start()
 
     @property
+    def halted(self) -> asyncio.Event:
+        """Set at ``halt()`` (the run is interrupted): work holding no key ends now (``stopping.until``)."""
+        return self._halt.now
+
+    @property
     def grace_over(self) -> asyncio.Event:
         """Set once the run was interrupted and ``settings.stop_grace`` has run out: work holding a key (a PUT,
         a status, an attach) is left for the next run."""

@@ -29,6 +29,7 @@ import structlog
 
 from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
+from pipeline.client.stopping import RowInterrupted, until
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
@@ -206,7 +207,11 @@ class RunSession:
                 await client.preflight()
             except FatalApiError as exc:
                 ctx.control.fail(exc)
-            attach = await open_attach(client, ctx.recorder, ctx.control, begun.person_rows, self.s.persons)
+            try:  # persons look-ups and the reconciliation of unfinished attach calls hold no key: a signal ends them
+                attach = await until(client.halted, open_attach(client, ctx.recorder, ctx.control,
+                                                                begun.person_rows, self.s.persons))
+            except RowInterrupted:
+                attach = None  # the intents stay for the next run; the stages only list the rows
             return await self._stages(manifest, ctx, begun.spill, built, client, attach)
 
     async def _dry(self, manifest: Manifest, begun: Started, built: list[Worked]) -> Worked:
@@ -217,7 +222,7 @@ class RunSession:
         if begun.person_rows is None or ctx.control.stopping.is_set():
             return worked
         rows = would_attach(begun.person_rows, ctx.journal)
-        infos, why_not = await dry_lookup(self.s.api, self.s.persons, ctx.journal, rows)
+        infos, why_not = await dry_lookup(self.s.api, self.s.persons, ctx.journal, rows, ctx.control)
         return replace(worked, dry_attach=dry_plan(rows, ctx.journal, self.s.persons.person_max, infos, why_not))
 
     async def _finish(self, opened: Opened, begun: Started, worked: Worked, started: float) -> Summary:

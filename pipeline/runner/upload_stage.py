@@ -8,6 +8,7 @@ import asyncio
 import structlog
 
 from pipeline.client import ApiClient, RowInterrupted
+from pipeline.client.stopping import until
 from pipeline.errors import FatalApiError, IngestError
 from pipeline.models import Presigned, Status
 from pipeline.naming import upload_name
@@ -64,8 +65,8 @@ class UploadStage:
 
         try:
             # A row with a person waits here for its person's look-up: a key that cannot be attached is
-            # never uploaded (the route records the refusal).
-            if self.attach is not None and await self.attach.admit(row) is not None:
+            # never uploaded (the route records the refusal). The row holds no key yet: a signal ends the wait.
+            if self.attach is not None and await until(self.client.halted, self.attach.admit(row)) is not None:
                 return None
             outcome = await self.client.upload(
                 upload_name(row, prepared), prepared.data, prepared.content_type,
