@@ -95,6 +95,7 @@ class AttachStage:
                 done, _ = await asyncio.wait(waits | {grace_over}, timeout=self._next_due(),
                                              return_when=asyncio.FIRST_COMPLETED)
                 if grace_over in done:
+                    self.inbox.cut()  # an upload ending now hands on no key: it stays uploaded for the next run
                     self._left_at_grace()
                     break
                 if getter is not None and getter in done:
@@ -113,8 +114,9 @@ class AttachStage:
     def _left_at_grace(self) -> None:
         """The stop's grace ran out: say how many keys are left unattached (uploaded, for the next run)."""
         left = len(set(self.since) | set(self.busy) | set(self._parked))
-        log.warning("attach_left", persons=left, action="their keys stay uploaded; the next run attaches them "
-                    "(within 24 h of the upload, before the keys expire)")
+        if left:
+            log.warning("attach_left", persons=left, action="their keys stay uploaded; the next run attaches "
+                        "them (within 24 h of the upload, before the keys expire)")
 
     def _waits(self) -> set[asyncio.Future[Any]]:
         """What the loop waits on besides the inbox: the calls in flight and, unless a fatal answer stopped the
