@@ -93,3 +93,27 @@ def test_without_the_library_every_turn_takes_the_decoders_path(library_off: Non
     assert not lossless.available()
     out = prepare(make_oriented_jpeg(None, 480, 320, 6, seed=3))
     assert isinstance(out, Prepared) and out.actions == ("reoriented",) and (out.width, out.height) == (480, 320)
+
+
+@needs_library
+def test_damaged_data_gets_the_same_answer_with_or_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = bytearray(make_oriented_jpeg(None, 480, 320, 6, seed=9))
+    damaged = []
+    for at in (len(source) // 3, len(source) // 2, len(source) - 40):
+        copy = bytearray(source)
+        copy[at:at + 24] = bytes(range(24))  # garbage in the entropy-coded data
+        damaged.append(bytes(copy))
+    damaged.append(bytes(source[: len(source) * 2 // 3]) + b"\xff\xd9")  # cut short, then ended
+    with_library = [prepare(d) for d in damaged]
+    monkeypatch.setenv(lossless.ENV, "off")
+    lossless._library.cache_clear()
+    try:
+        without = [prepare(d) for d in damaged]
+    finally:
+        monkeypatch.delenv(lossless.ENV)
+        lossless._library.cache_clear()
+
+    def answer(r: object) -> str:
+        return r.action.replace("+lossless", "") if isinstance(r, Prepared) else str(getattr(r, "reason", r))
+
+    assert [answer(r) for r in with_library] == [answer(r) for r in without]

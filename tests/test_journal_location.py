@@ -103,7 +103,8 @@ async def test_a_report_of_the_results_alone_finds_the_journal_in_the_state_fold
         emulator: Emulator, tmp_path: Path) -> None:
     import argparse
 
-    from pipeline.report.command import add_report_arguments, default_journal as journal_of, run_report
+    from pipeline.report.command import add_report_arguments, run_report
+    from pipeline.report.command import default_journal as journal_of
 
     manifest = write_manifest(tmp_path / "photos.csv", _photos(tmp_path / "photos", 5))
     other = write_manifest(tmp_path / "other.csv", _photos(tmp_path / "more", 2))

@@ -30,6 +30,7 @@ ENV = "THUMBNAIL_INGEST_TURBOJPEG"
 # ``ImageOps.exif_transpose`` does (TJXOP_ROT90 turns clockwise).
 _OP_OF = {2: 1, 3: 6, 4: 2, 5: 3, 6: 5, 7: 4, 8: 7}  # HFLIP, ROT180, VFLIP, TRANSPOSE, ROT90, TRANSVERSE, ROT270
 _PERFECT, _COPYNONE = 1, 64
+_STOP_ON_WARNING = 8192  # TJFLAG_STOPONWARNING: damaged entropy data is an error, not a picture with a grey band
 
 
 class _Region(ctypes.Structure):
@@ -92,7 +93,7 @@ def upright(data: bytes, orientation: int) -> bytes | None:
     size = ctypes.c_ulong(0)
     try:
         if lib.transform(handle, data, len(data), 1, ctypes.byref(out), ctypes.byref(size),
-                         ctypes.byref(transform), 0) != 0:
+                         ctypes.byref(transform), _STOP_ON_WARNING) != 0:
             return None  # imperfect, or damaged data: the decoder's path says what it is
         return ctypes.string_at(out, size.value)
     finally:

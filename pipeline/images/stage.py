@@ -120,15 +120,18 @@ def _turned(data: bytes, header: sniff.Header, policy: ImagePolicy) -> bytes | N
     turned = lossless.upright(data, header.orientation)
     if turned is None:
         return None
-    again = sniff.inspect(turned)  # a walk of every segment and all the entropy-coded data
-    if again is None or again.obstacles or (again.width, again.height) != ((h, w) if header.orientation >= 5
-                                                                            else (w, h)):
-        return None
-    out = sniff.stripped(turned, again)
-    if len(out) > policy.max_bytes or not sniff.prove(out, again, turned):
-        return None
-    if policy.verify_pixels:
-        _verify(out)
+    try:
+        again = sniff.inspect(turned)  # a walk of every segment and all the entropy-coded data
+        if again is None or again.obstacles or (again.width, again.height) != ((h, w) if header.orientation >= 5
+                                                                                else (w, h)):
+            return None
+        out = sniff.stripped(turned, again)
+        if len(out) > policy.max_bytes or not sniff.prove(out, again, turned):
+            return None
+        if policy.verify_pixels:
+            _verify(out)
+    except Reject:
+        return None  # an output that does not prove itself: the decoder's path says what the source is
     return out
 
 
