@@ -37,8 +37,8 @@ def test_an_orientation_only_jpeg_is_turned_without_re_encoding(orientation: int
     assert isinstance(out, Prepared) and out.actions == ("reoriented", "lossless")
     assert (out.width, out.height) == (480, 320) and pixels(out.data).size == (480, 320)
     assert b"Exif" not in out.data and b"ICC_PROFILE" not in out.data  # only the picture leaves
-    # What a viewer shows of the source, to the decoder's rounding (a re-encode at quality 92 differs by 10-16).
-    assert largest_difference(pixels(out.data), pixels(source, upright=True)) <= 3
+    # What a viewer shows of the source, to the decoder's rounding (3-4 levels; a re-encode differs by 10-16).
+    assert largest_difference(pixels(out.data), pixels(source, upright=True)) <= 6
     # No generation loss: turned back, the coefficients are the source's, so the decoded pixels are equal.
     back = lossless.upright(out.data, INVERSE[orientation])
     assert back is not None and pixels(back).tobytes() == pixels(source).tobytes()

@@ -10,9 +10,10 @@ jpeg-turbo`` (macOS); ``THUMBNAIL_INGEST_TURBOJPEG`` names a library file to use
 
 A transform is used only when it is *perfect* (``TJXOPT_PERFECT``: no partial block would have to move to an
 edge it cannot be at), so the output shows every pixel of the source, turned; it copies no marker
-(``TJXOPT_COPYNONE``: no EXIF, no ICC profile, no comment), so only the picture leaves the machine. The pixels
-are exactly those a decoder shows for the source turned upright: a DCT-domain turn permutes and negates
-coefficients, which the inverse DCT maps to the same permutation of the decoded pixels.
+(``TJXOPT_COPYNONE``: no EXIF, no ICC profile, no comment), so only the picture leaves the machine. The DCT
+coefficients are the source's, moved and sign-flipped, so there is no generation loss (turned back, the picture
+decodes to exactly the source's pixels); decoded, it differs from the source decoded and then turned by a few
+levels at most, where the decoder's integer inverse DCT and chroma upsampling round the other way.
 """
 
 from __future__ import annotations
