@@ -34,7 +34,7 @@ import pillow_heif
 from PIL import Image
 
 from pipeline import samples
-from pipeline.images import prepare, sniff
+from pipeline.images import lossless, prepare, sniff
 from pipeline.models import ImagePolicy, Prepared
 
 # Peak RSS is read from /proc (VmHWM, after resetting it through clear_refs, so the interpreter's and the
@@ -278,6 +278,7 @@ def run(out_dir: Path) -> dict[str, Any]:
     phones = phone_photos(out_dir)
     figures: dict[str, Any] = {
         "phone_photos": phones,
+        "lossless_rotation": lossless_rotation(out_dir),
         "classes": rows,
         "threads": {
             "images": len(jobs),
@@ -291,6 +292,44 @@ def run(out_dir: Path) -> dict[str, Any]:
     }
     _print(figures)
     return figures
+
+
+def lossless_rotation(out_dir: Path, runs: int = 9) -> dict[str, Any]:
+    """A 12 MP portrait phone photo (EXIF orientation 6, nothing else to change) under the default policy:
+    turned in the DCT domain (libjpeg-turbo) against decoded and re-encoded (the library switched off),
+    alternated run by run; ms each (median, and best), their ratio, and the output sizes."""
+    if not lossless.available():
+        return {"skipped": "libjpeg-turbo's TurboJPEG library is not installed"}
+    data = samples.make_oriented_jpeg(out_dir / "12mp-rotated.jpg", 4032, 3024, 6, seed=7)
+
+    def switched(on: bool) -> Prepared:
+        os.environ[lossless.ENV] = "" if on else "off"
+        lossless._library.cache_clear()
+        try:
+            return _checked(data, ImagePolicy())
+        finally:
+            os.environ.pop(lossless.ENV, None)
+            lossless._library.cache_clear()
+
+    turned, decoded = switched(True), switched(False)
+    assert turned.actions == ("reoriented", "lossless") and "lossless" not in decoded.actions
+    on, off = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        switched(True)
+        on.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        switched(False)
+        off.append(time.perf_counter() - start)
+    return {
+        "source_mb": round(len(data) / 1e6, 2),
+        "lossless_ms": round(statistics.median(on) * 1e3, 1),
+        "re_encoded_ms": round(statistics.median(off) * 1e3, 1),
+        "ratio": round(statistics.median(on) / statistics.median(off), 2),
+        "best_ratio": round(min(on) / min(off), 2),
+        "lossless_out_mb": round(len(turned.data) / 1e6, 2),
+        "re_encoded_out_mb": round(len(decoded.data) / 1e6, 2),
+    }
 
 
 def _print(figures: dict[str, Any]) -> None:
@@ -309,6 +348,13 @@ def _print(figures: dict[str, Any]) -> None:
         f"2 workers {t['two_workers_s']} s, speedup {t['speedup']}x (load average before: {t['load_average_before']})"
     )
     print(f"peak RSS added by one 24 MP JPEG: {figures['peak_rss_added_mb_24mp']} MB")
+    turn = figures["lossless_rotation"]
+    if "skipped" in turn:
+        print(f"lossless rotation: skipped ({turn['skipped']})")
+    else:
+        print(f"12 MP JPEG, orientation 6: turned losslessly {turn['lossless_ms']} ms against re-encoded "
+              f"{turn['re_encoded_ms']} ms ({turn['ratio']}x, best {turn['best_ratio']}x); out "
+              f"{turn['lossless_out_mb']} MB against {turn['re_encoded_out_mb']} MB")
     for label, p in figures["phone_photos"].items():
         print(
             f"12 MP phone photos ({label}): {p['rows_per_s']} rows/s on 2 threads, "

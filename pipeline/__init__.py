@@ -28,8 +28,9 @@ if TYPE_CHECKING:
         JournalMismatchError,
         ManifestError,
     )
-    from pipeline.models import ImagePolicy, Prepared, Rejected, RowResult, Status, Summary
+    from pipeline.models import ImagePolicy, Prepared, Rejected, RowResult, Status
     from pipeline.python_api import ingest, ingest_async, make_settings
+    from pipeline.summary import Summary
 
 try:
     __version__ = _metadata.version("thumbnail-ingest")
@@ -53,7 +54,7 @@ _LAZY = {
     "Rejected": "pipeline.models",
     "RowResult": "pipeline.models",
     "Status": "pipeline.models",
-    "Summary": "pipeline.models",
+    "Summary": "pipeline.summary",
     "ingest": "pipeline.python_api",
     "ingest_async": "pipeline.python_api",
     "make_settings": "pipeline.python_api",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.images import lossless
 from pipeline.samples import make_bomb_png, make_image, make_jpeg, make_oriented_jpeg, make_png, make_webp
 
 __all__ = ["make_corpus"]
@@ -15,9 +16,10 @@ def make_corpus(directory: str | Path, *, scale: float = 1.0) -> list[tuple[Path
     """Write a mixed archive (the kinds of files real photo archives hold) into ``directory``.
 
     Returns ``(path, expected)`` pairs: ``expected`` is the ``Prepared.action`` (``passthrough``,
-    ``passthrough+stripped``, ``reoriented``, ``converted``, ...) or the ``Rejected.reason`` that
-    ``pipeline.images.prepare`` gives the file under the default ``ImagePolicy``. ``scale`` shrinks or
-    grows the photo sizes (the demo uses small ones); rejections do not depend on it.
+    ``passthrough+stripped``, ``reoriented`` (``reoriented+lossless`` with libjpeg-turbo), ``converted``, ...)
+    or the ``Rejected.reason`` that ``pipeline.images.prepare`` gives the file under the default
+    ``ImagePolicy``. ``scale`` shrinks or grows the photo sizes (the demo uses small ones); rejections do not
+    depend on it.
     """
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -26,6 +28,9 @@ def make_corpus(directory: str | Path, *, scale: float = 1.0) -> list[tuple[Path
         return max(300, int(n * scale))
 
     w, h = px(1600), px(1200)
+    # Sides in whole 16 px blocks, so the turn is perfect: turned without re-encoding where libjpeg-turbo is.
+    turned = "reoriented+lossless" if lossless.available() else "reoriented"
+    tw, th = w - w % 16, h - h % 16
     specs: list[tuple[str, str, Callable[[Path], object]]] = [
         ("portrait.jpg", "passthrough", lambda p: make_jpeg(p, h, w, seed=1)),
         ("grey.jpg", "passthrough", lambda p: make_jpeg(p, w, h, mode="L", seed=2)),
@@ -34,7 +39,7 @@ def make_corpus(directory: str | Path, *, scale: float = 1.0) -> list[tuple[Path
             "passthrough+stripped",
             lambda p: make_jpeg(p, w, h, exif_gps=True, xmp=True, seed=3),
         ),
-        ("rotated.jpg", "reoriented", lambda p: make_oriented_jpeg(p, w, h, 6, seed=4)),
+        ("rotated.jpg", turned, lambda p: make_oriented_jpeg(p, tw, th, 6, seed=4)),
         ("cmyk.jpg", "converted", lambda p: make_jpeg(p, w, h, mode="CMYK", seed=5)),
         ("scan.png", "passthrough", lambda p: make_png(p, w, h, seed=6)),
         ("scan_text.png", "passthrough+stripped", lambda p: make_png(p, w, h, text=True, seed=7)),

@@ -4,32 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from pipeline.fetch.refs import Problem, SourceRef
 
 if TYPE_CHECKING:
-    import pyarrow as pa
 
-    from pipeline.errors import FatalApiError
+    pass
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "MIN_SIDE",
-    "RESULT_FIELDS",
-    "THIS_RUN",
     "Credentials",
     "ExitCode",
     "ImagePolicy",
     "Prepared",
     "Presigned",
     "Rejected",
-    "ResultField",
     "Row",
     "RowResult",
     "Status",
-    "Summary",
     "UploadCheck",
     "UploadOutcome",
 ]
@@ -256,121 +250,3 @@ class RowResult:
     source_path: str | None = None
     """The row's path cell as written when it was last worked on: a known key back with another file is a
     changed (or colliding) row. Journal only."""
-
-
-THIS_RUN: dict[str, str] = {
-    "uploaded": "uploaded by this run",
-    "attached": "uploaded (or held) and attached to its person by this run",
-    "reattached": "attached to its person again: its source or its person changed (the earlier thumbnail stays)",
-    "reused": "given the key of a byte-identical row (--dedupe): not uploaded again",
-    "rejected": "rejected by this run (its first look, or its content changed)",
-    "rechecked": "looked at again and found as it was (a fixable rejection still there, or a source whose stamp "
-                 "moved but whose content is the same)",
-    "failed": "failed in this run (a re-run retries it)",
-    "skipped": "a dry run: would be uploaded",
-    "reopened": "its source changed: reopened for a new upload that has not finished",
-    "presigned": "presigned, its upload not finished",
-    "unchanged": "left alone: finished by an earlier run and unchanged",
-    "interrupted": "not finished: the run stopped first",
-    "not_reached": "not reached: past --limit, or the run stopped on a fatal answer",
-}
-"""The values of the results' ``this_run`` column and what each means."""
-
-
-@dataclass(frozen=True, slots=True)
-class ResultField:
-    """One column shared by the journal and the results: its name (a ``RowResult`` attribute) and its kind."""
-
-    name: str
-    kind: str
-    """``text``, ``int32``, ``int64`` or ``timestamp`` (UTC; ISO-8601 text in the journal and in CSV)."""
-    in_results: bool = True
-    """False for journal-only bookkeeping (``source_stamp``)."""
-
-
-RESULT_FIELDS: tuple[ResultField, ...] = (
-    ResultField("status", "text"),
-    ResultField("thumbnail_key", "text"),
-    ResultField("reason", "text"),
-    ResultField("detail", "text"),
-    ResultField("action", "text"),
-    ResultField("width", "int32"),
-    ResultField("height", "int32"),
-    ResultField("bytes", "int64"),
-    ResultField("source_sha256", "text"),
-    ResultField("attempts", "int32"),
-    ResultField("uploaded_at", "timestamp"),
-    ResultField("duplicate_of", "text"),
-    ResultField("source_stamp", "text", in_results=False),
-    ResultField("person_id", "text"),
-    ResultField("attached_at", "timestamp"),
-    ResultField("run_id", "text"),
-    ResultField("this_run", "text"),
-    ResultField("source_path", "text", in_results=False),
-)
-"""The one field list the journal's columns and the results' columns are derived from, in results order."""
-
-
-@dataclass(frozen=True)
-class Summary:
-    """What a run returns: counts, timing, where things are, and the results table."""
-
-    total: int
-    by_status: dict[str, int]
-    by_reason: dict[str, int]
-    duration_s: float
-    rows_per_s: float
-    results_path: Path | None
-    journal_path: Path | None
-    exit_code: ExitCode
-    interrupted: bool = False
-    retries: dict[str, int] = field(default_factory=dict)
-    results: pa.Table | None = field(default=None, repr=False)
-    error: str | None = None
-    """The fatal API answer that stopped the run (exit code 3), as one sentence."""
-    this_run: dict[str, int] = field(default_factory=dict)
-    """Rows per status finished by this run only (``by_status`` counts the whole manifest)."""
-    planned: dict[str, int] = field(default_factory=dict)
-    """What the run did, counting only rows that passed prepare: ``new``, ``changed``, ``person_changed``,
-    ``recheck``, ``retry``, ``unfinished``, ``expired`` (uploaded, or in a dry run to upload), ``rejected`` (never
-    uploaded), ``finished`` (left alone), ``redo_in_flight``, and the attach route's ``attach``, ``person_full``,
-    ``person_not_found``. A dry run's counts are what a real run would do now."""
-    fatal_type: str | None = None
-    """The class name of the fatal API error, when ``error`` is set."""
-    fatal: FatalApiError | None = field(default=None, repr=False, compare=False)
-    """The fatal API error itself (the Python API raises it, keeping its type, ``status`` and ``code``)."""
-    attach: dict[str, int] = field(default_factory=dict)
-    """With ``--attach``: ``persons_created``, ``persons_extended``, ``thumbnails_attached`` and
-    ``thumbnails_superseded`` (rows attached again: their earlier thumbnail stays) by this run (a dry run:
-    ``persons_to_create``, ``persons_to_extend``, ``thumbnails_to_attach``, ``person_full``, ``invalid_person``,
-    ``names_not_looked_up``)."""
-
-    run_id: str | None = None
-    """This run's id (the results' ``run_id`` of the rows it changed)."""
-    not_in_manifest: dict[str, int] = field(default_factory=dict)
-    """Rows the journal holds from earlier runs that this input does not name, per status (their thumbnails
-    stay where they are: attached ones with their persons)."""
-    warnings: tuple[str, ...] = ()
-    """Sentences the summary shows after the counts (rows whose keys will expire unattached, ...)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        """A JSON-friendly view (no results table)."""
-        return {
-            "total": self.total,
-            "by_status": dict(self.by_status),
-            "by_reason": dict(self.by_reason),
-            "duration_s": round(self.duration_s, 3),
-            "rows_per_s": round(self.rows_per_s, 2),
-            "results_path": str(self.results_path) if self.results_path else None,
-            "journal_path": str(self.journal_path) if self.journal_path else None,
-            "exit_code": self.exit_code,
-            "interrupted": self.interrupted,
-            "retries": dict(self.retries),
-            "error": self.error,
-            "this_run": dict(self.this_run),
-            "planned": dict(self.planned),
-            "attach": dict(self.attach),
-            "run_id": self.run_id,
-            "not_in_manifest": dict(self.not_in_manifest),
-            "warnings": list(self.warnings),
-        }

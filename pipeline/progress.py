@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any, TextIO
 
 from pipeline import logs
-from pipeline.models import ExitCode, Summary
+from pipeline.models import ExitCode
+from pipeline.summary import Summary
 
 __all__ = ["Progress", "in_notebook", "render_summary"]
 

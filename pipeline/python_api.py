@@ -21,9 +21,10 @@ import structlog
 from pipeline import logs, runner
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, FatalApiError, ManifestError
-from pipeline.models import ExitCode, Summary
+from pipeline.models import ExitCode
 from pipeline.options import build_settings, python_message
 from pipeline.runner import RunControl
+from pipeline.summary import Summary
 
 __all__ = ["ingest", "ingest_async", "make_settings"]
 

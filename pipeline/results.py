@@ -3,7 +3,7 @@
 Columns: all input columns (one whose name clashes with a results column is renamed ``input_<name>``, except
 the manifest's person-id column when it is named ``person_id``: it is folded into the results' ``person_id``,
 which holds the attached person's id, else the row's input id, so nothing is lost), then the results columns
-of ``models.RESULT_FIELDS`` (``status, thumbnail_key, reason, detail, action, width, height,
+of ``result_fields.RESULT_FIELDS`` (``status, thumbnail_key, reason, detail, action, width, height,
 bytes, source_sha256, attempts, uploaded_at, duplicate_of``). ``uploaded_at`` is ``timestamp[us, tz=UTC]`` in
 Parquet and in tables, ISO-8601 text in CSV. The rows come as ``ResultChunk``s (input columns + results,
 paired by the caller by row key, never by position in a second read of the manifest). Writing streams batch by
@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import ConfigError, LocalWriteError
 from pipeline.manifest.pandas_meta import with_nullable_ints
-from pipeline.models import RESULT_FIELDS, RowResult
+from pipeline.models import RowResult
+from pipeline.result_fields import RESULT_FIELDS
 
 __all__ = [
     "RESULT_COLUMNS",

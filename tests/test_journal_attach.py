@@ -13,7 +13,8 @@ import pytest
 from pipeline.errors import JournalStateError
 from pipeline.journal import AttachIntent, Journal, KnownPerson
 from pipeline.journal.schema import SCHEMA_VERSION
-from pipeline.models import RESULT_FIELDS, RowResult, Status
+from pipeline.models import RowResult, Status
+from pipeline.result_fields import RESULT_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANN = KnownPerson("name:Ann", "1001", True)

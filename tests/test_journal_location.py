@@ -96,3 +96,28 @@ async def test_an_older_journal_beside_the_manifest_is_used_and_named(emulator: 
     assert len(warned) == 1 and warned[0]["journal"] == str(beside) and "--journal" in warned[0]["action"]
     started = [e for e in events if e["event"] == "run_started"]
     assert started[0]["journal"] == str(beside)
+
+
+@EMULATOR
+async def test_a_report_of_the_results_alone_finds_the_journal_in_the_state_folder(
+        emulator: Emulator, tmp_path: Path) -> None:
+    import argparse
+
+    from pipeline.report.command import add_report_arguments, run_report
+    from pipeline.report.command import default_journal as journal_of
+
+    manifest = write_manifest(tmp_path / "photos.csv", _photos(tmp_path / "photos", 5))
+    other = write_manifest(tmp_path / "other.csv", _photos(tmp_path / "more", 2))
+    summary = await ingest_async(manifest, **_opts(emulator), out=tmp_path / "photos.results.csv")
+    await ingest_async(other, **_opts(emulator))
+    assert summary.journal_path == default_journal(emulator.base_url, emulator.workspace)
+    for results in (tmp_path / "photos.results.csv", tmp_path / "other.results.parquet"):
+        assert journal_of(results) == summary.journal_path  # by the run id the results name, CSV and Parquet
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    assert run_report(parser.parse_args([str(tmp_path / "photos.results.csv"), "--no-thumbnails"])) == 0
+    page = (tmp_path / "photos.results.html").read_text()
+    assert 'id="journal"' in page and str(summary.journal_path) in page
+    # A results file whose run no journal holds gets no journal section, never another run's journal.
+    (tmp_path / "stray.csv").write_text("id,path,status,run_id\nx,x.jpg,uploaded,20200101T000000Z-abcdef\n")
+    assert journal_of(tmp_path / "stray.csv") is None

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.journal import Journal
 from pipeline.journal.schema import COLUMNS, DDL, SCHEMA_VERSION, create, ensure_schema
-from pipeline.models import RESULT_FIELDS
+from pipeline.result_fields import RESULT_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -188,7 +188,7 @@ def test_parse_retry_after() -> None:
         (401, b"not json", AuthenticationError),
         (401, b'{"error": {"errorCode": "210", "message": "Permission Denied"}}', PermissionDeniedError),
         (403, b'{"code": "230", "message": "denied"}', PermissionDeniedError),
-        (404, b'{"code": "300", "message": "Not Found"}', NotFoundError),
+        (404, b'{"code": "300", "message": "Not Found"}', RequestRejectedError),
         (429, b'{"code": "400", "message": "quota exceeded"}', QuotaExhaustedError),
         (429, b'{"code": "410", "message": "throttled"}', RateLimitedError),
         (429, b'{"error": {"errorCode": "420", "message": "rate limited"}}', RateLimitedError),
@@ -205,6 +205,17 @@ def test_api_error_mapping(status: int, body: bytes, expected: type[Exception]) 
     assert f"HTTP {status}" in str(error)
     if isinstance(error, RateLimitedError):
         assert error.retry_after == 2.0
+
+
+def test_a_404_is_the_workspaces_only_on_a_route_that_says_so() -> None:
+    """A 404 is one row's refusal, unless the route classifies it (presign: the workspace or the path)."""
+    from pipeline.client.routes import workspace_404
+
+    missing = api_error("presign", 404, b'{"code": "300", "message": "Not Found"}')
+    fatal = workspace_404(missing)
+    assert type(fatal) is NotFoundError and "check the workspace name" in str(fatal) and fatal.code == "300"
+    busy = api_error("presign", 503, b"")
+    assert workspace_404(busy) is busy
 
 
 def test_s3_error_classification_reads_only_code_and_message() -> None:
@@ -258,32 +269,31 @@ async def test_pacing_spreads_the_first_window_and_the_guard_holds_the_next() ->
     assert limiter.rate == 50  # the rate asked for is still reported as configured
 
 
-def test_retry_budget_rules() -> None:
-    """The pure retry rules: silence is fatal on the second strike only before any answer; errors lasting the
-    outage budget stop the run; a call's own retry window fails that call alone; a success resets the clock."""
-    from pipeline.client.retry import SILENT_STRIKES, RetryBudget
+def test_outage_rules() -> None:
+    """The run-wide rules: silence is fatal on the second strike only before any answer; errors lasting the
+    outage budget stop the run; a success resets the clock. (A call's own window is the retrier's:
+    tests/test_retrier.py.)"""
+    from pipeline.client.responses import ClientStats
+    from pipeline.client.retry import SILENT_STRIKES, CallJudge
     from pipeline.client.settings import ApiSettings
     from pipeline.config import Credentials
     from pipeline.errors import EndpointUnreachableError, ServiceUnavailableError
 
     settings = ApiSettings(workspace="ws", endpoint="https://api.example", credentials=Credentials("a", "s"),
                            retry_window=30, outage_budget=100)
-    budget = RetryBudget(settings, "api.example")
+    outage = CallJudge(settings, "api.example", ClientStats())
     slow = TransientError("presign: timed out", status=None)
-    assert budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=1, started=0, now=1) is None
-    fatal = budget.judge(slow, no_answer_yet=True, no_answer=True, attempt=2, started=0, now=2)
+    assert outage.fatal(slow, no_answer_yet=True, no_answer=True, now=1) is None
+    fatal = outage.fatal(slow, no_answer_yet=True, no_answer=True, now=2)
     assert SILENT_STRIKES == 2 and isinstance(fatal, EndpointUnreachableError) and "api.example" in str(fatal)
-    answered = RetryBudget(settings, "api.example")
-    for attempt in range(1, 5):  # timeouts after the endpoint has answered once are not silence
-        assert answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=attempt, started=0,
-                              now=attempt) is None
-    own = answered.judge(slow, no_answer_yet=False, no_answer=True, attempt=5, started=0, now=31)
-    assert type(own) is TransientError and "5 tries in 31 s" in str(own)
+    answered = CallJudge(settings, "api.example", ClientStats())
+    for now in range(1, 99):  # timeouts after the endpoint has answered once are not silence
+        assert answered.fatal(slow, no_answer_yet=False, no_answer=True, now=now) is None
     answered.succeeded()
-    assert answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=1, started=200, now=200) is None
-    gone = answered.judge(slow, no_answer_yet=False, no_answer=False, attempt=2, started=250, now=300)
+    assert answered.fatal(slow, no_answer_yet=False, no_answer=False, now=200) is None
+    assert answered.fatal(slow, no_answer_yet=False, no_answer=False, now=299) is None
+    gone = answered.fatal(slow, no_answer_yet=False, no_answer=False, now=300)
     assert isinstance(gone, ServiceUnavailableError) and "for 100 s" in str(gone)
-    assert all(0 <= answered.backoff(n) <= settings.backoff_max for n in range(1, 40))
 
 
 async def test_a_429_widens_the_margin_once_per_hold_up_to_a_ceiling() -> None:

@@ -14,10 +14,11 @@ from pipeline import logs, progress
 from pipeline.cli import main
 from pipeline.emulator import Emulator
 from pipeline.journal import Journal
-from pipeline.models import ExitCode, Summary
+from pipeline.models import ExitCode
 from pipeline.python_api import make_settings
 from pipeline.runner import RunControl, run_async
 from pipeline.samples import make_jpeg
+from pipeline.summary import Summary
 
 
 class Tty(io.StringIO):

@@ -233,3 +233,60 @@ async def test_a_re_run_whose_stamp_heads_hang_ends_at_the_first_signal(make_emu
     rows = pq.read_table(tmp_path / "results.parquet").to_pylist()
     assert [(r["id"], r["status"]) for r in rows] == [("web", "uploaded")]
     assert emu.counters.presign_calls == 1
+
+
+@pytest.mark.slow  # ~8 s: the persons calls are paced at 0.5/s so that the signal finds some waiting
+async def test_attaching_after_the_first_signal_ends_within_the_grace_and_a_re_run_attaches_once(
+    make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """Keys uploaded before the signal are still attached after it, but a persons API that answers only 503
+    is waited for ``--stop-grace`` seconds, not ``--retry-window``: the keys stay uploaded (and any call under
+    way stays an intent), and the next run attaches each one once."""
+    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    lines = ["id,path,person"]
+    for i, who in enumerate("ABCD"):
+        make_jpeg(folder / f"p{i}.jpg", 300, 300, seed=40 + i, quality=70)
+        lines.append(f"k{i},photos/p{i}.jpg,{who}")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    # One persons call every 2 s: the signal comes while the other persons wait their turn. Retried for 1000 s
+    # without the stop (--retry-window, --outage-budget): only the grace can end the run within BOUND.
+    settings = _run_settings(emu, tmp_path, attach=True, attach_rate=0.5, stop_grace=1.0, outage_budget=1000.0)
+
+    async def uploaded_then_failing() -> None:
+        await until_true(lambda: emu.counters.person_create_calls >= 1)
+        emu.faults.error_rate = 1.0  # every call from now on: 503
+
+    first = await _interrupted_run(settings, manifest, uploaded_then_failing)
+    assert first.exit_code == ExitCode.INTERRUPTED
+    assert first.by_status.get("attached", 0) < 4 and len(emu.persons) < 4  # some keys were left unattached
+    emu.faults.error_rate = 0.0
+    unpaced = _run_settings(emu, tmp_path, attach=True, attach_rate=0.0)
+    again = await runner.run_async(unpaced, manifest)
+    assert again.exit_code == ExitCode.OK and again.by_status == {"attached": 4}
+    assert len(emu.objects) == 4 and set(emu.counters.puts_per_key.values()) == {1}  # never uploaded twice
+    assert sorted((p.name, len(p.thumbnails)) for p in emu.persons.values()) == [
+        ("A", 1), ("B", 1), ("C", 1), ("D", 1)]  # each attached once: no duplicate thumbnail
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+async def test_persons_look_ups_before_the_uploads_end_at_the_first_signal(
+    dry_run: bool, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """The persons' look-ups (a real run's before any upload, a dry run's after its stages) hold no key: a
+    persons API answering only 503 is left at the first signal, not retried for ``--retry-window``."""
+    emu = await make_emulator(EmulatorConfig(rate=0, confirm_rate=0, persons_rate=0))
+    manifest = tmp_path / "m.csv"
+    make_jpeg(tmp_path / "p.jpg", 300, 300, seed=5, quality=70)
+    manifest.write_text("id,path,person\nk0,p.jpg,Alice\n")
+    settings = _run_settings(emu, tmp_path, attach=True, attach_rate=0.0, outage_budget=1000.0, dry_run=dry_run)
+    emu.faults.error_rate = 1.0  # every API call: 503 (the preflight's GET is no API call)
+
+    async def looking_up() -> None:
+        await until_true(lambda: emu.counters.person_list_calls + emu.counters.person_get_calls >= 1)
+
+    summary = await _interrupted_run(settings, manifest, looking_up)
+    assert summary.exit_code == ExitCode.INTERRUPTED
+    assert emu.counters.presign_calls == 0 and emu.objects == {}

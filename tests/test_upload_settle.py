@@ -1,7 +1,8 @@
 """The upload stage's one contract with the prepare stage (``Ready.settle``): every prepared row it takes is
-settled, whatever ends it (uploaded: with its key, at once, so rows waiting on the same content go on; refused,
-failed, or left after a stop: with ``None``), so no ``--dedupe`` copy waits for ever and the prepared bytes
-always go back to their budget. Against the emulator over loopback."""
+settled, whatever ends it (uploaded: with its key, at once, so rows waiting on the same content go on; refused or
+failed: with ``None``; a row left in the pipe after a stop is settled with ``None`` by the pipe's cut), so no
+``--dedupe`` copy waits for ever and the prepared bytes always go back to their budget. Against the emulator over
+loopback."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from pipeline.models import ImagePolicy, Prepared, Row
 from pipeline.progress import Progress
 from pipeline.python_api import make_settings
 from pipeline.runner.context import RunContext
-from pipeline.runner.control import RunControl
+from pipeline.runner.control import RunControl, StopCause
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Job, Pipe, Ready
+from pipeline.runner.records import Job, Pipe, Ready, drop_ready
 from pipeline.runner.upload_stage import UploadStage
 from pipeline.samples import make_jpeg
 
@@ -50,9 +51,10 @@ async def test_every_ready_taken_is_settled_whatever_ends_it(make_emulator: Make
             await inbox.put(ready(1, "refused.jpg"))  # presign answered 403: the row fails
             await inbox.close()
             await UploadStage(ctx, client, inbox).run()
-            control.stopping.set()  # after a stop, a row taken is not uploaded
-            late: Pipe[Ready] = Pipe(4)
+            late: Pipe[Ready] = Pipe(4, drop_ready)
+            control.on_stop(late.cut)  # as the session wires every pipe before the attach stage's
             await late.put(ready(2, "late.jpg"))
+            control.stop(StopCause.LOCAL)  # after a stop, a row waiting is not uploaded: the cut settles it
             await late.close()
             await UploadStage(ctx, client, late).run()
     key = settled[0][0]

@@ -18,6 +18,7 @@ from pipeline.attach.models import MAX_PER_CALL, NAME_MAX, PersonRef, PersonStat
 from pipeline.attach.settings import AttachSettings
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.calls import ApiClientBase, Route
+from pipeline.client.routes import Streak
 from pipeline.errors import ApiError, FatalApiError, NotFoundError, RequestRejectedError, TransientError
 
 __all__ = ["ATTACH_MARGIN", "LIST_PAGE_SIZE", "PersonsApi"]
@@ -67,8 +68,10 @@ class PersonsApi:
         self.adaptive = adaptive
         self._base = settings.persons_path.replace("{workspace}", quote(client.settings.workspace, safe=""))
 
+        streak = Streak()  # one limiter, so one streak of 429s for every persons call
+
         def route(kind: str, method: str, *, result_required: bool = True) -> Route:
-            return Route(kind, method, self.limiter, adaptive, _classify, result_required)
+            return Route(kind, method, self.limiter, adaptive, _classify, result_required, streak=streak)
 
         self._create, self._add = route("person_create", "POST"), route("person_add", "POST")
         self._list_route, self._get = route("person_list", "GET"), route("person_get", "GET")

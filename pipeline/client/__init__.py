@@ -3,10 +3,12 @@
 ``ApiClient`` is the public entry point (``async with ApiClient(settings) as client``). Layout:
 ``settings`` (``ApiSettings``: every knob, with its help text), ``limiter`` (StrictLimiter, AdaptiveRate),
 ``responses`` (answers -> results or exceptions, ``redact_url``, ``ClientStats``), ``transport`` (the session,
-the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Route``, the cap margins),
-``retry`` (``RetryBudget``: the pure retry/outage rules), ``calls`` (signed MI calls retried by time),
-``storage`` (the PUT), ``stopping`` (``Halt``: waits cut short when the run is interrupted), ``rows``
-(``ApiClient``: preflight, confirm, ``upload``: one row end to end).
+the no-resend guard, network errors -> ours, ``ClientState``), ``routes`` (``Route``: one call's own state --
+limiter, AIMD, 429 streak, 404 strikes -- and the cap margins), ``retry`` (``CallJudge``: what a failed call
+means, with the run-wide silence and outage rules), ``calls`` (signed MI calls through the one
+``pacing.Retrier``, judged by ``_judge``), ``storage`` (the PUT), ``stopping`` (``Halt``: waits cut short when
+the run is interrupted), ``rows`` (``ApiClient``: preflight, confirm, ``upload``: one row end to end, its rounds
+and polls on the same retrier).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""``ApiClientBase``: one aiohttp session, the two limiters, preflight, signed MI calls retried by time
-(presign, status, and any other ``Route`` through ``signed_call``), and the storage PUT. ``ApiClient``
-(``rows``) adds the row-level ``upload``."""
+"""``ApiClientBase``: one aiohttp session, the two limiters, signed MI calls retried by time through the
+client's ``pacing.Retrier`` (presign, status, and any other ``Route`` through ``signed_call``; ``_judge`` says
+what a failure means), and the storage PUT. ``ApiClient`` (``rows``) adds preflight and the row-level
+``upload``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -19,27 +21,15 @@ from yarl import URL
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import Clock, Sleep, StrictLimiter
 from pipeline.client.responses import ClientStats, api_error, ok_result, presigned_from, redact_url
-from pipeline.client.retry import SILENT_STRIKES, RetryBudget
-from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route
+from pipeline.client.retry import SILENT_STRIKES, CallJudge
+from pipeline.client.routes import PRESIGN_MARGIN, NotFoundStrikes, Route, workspace_404
 from pipeline.client.settings import ApiSettings
 from pipeline.client.stopping import Halt
 from pipeline.client.storage import put_object
-from pipeline.client.transport import (
-    ClientState,
-    NoAnswerError,
-    host_of,
-    map_network_error,
-    new_session,
-)
-from pipeline.errors import (
-    ApiError,
-    EndpointUnreachableError,
-    FatalApiError,
-    RateLimitedError,
-    RequestRejectedError,
-    TransientError,
-)
+from pipeline.client.transport import ClientState, host_of, map_network_error, new_session
+from pipeline.errors import EndpointUnreachableError, FatalApiError, RateLimitedError
 from pipeline.models import Presigned
+from pipeline.pacing import Policy, Retrier, Try, Verdict
 from pipeline.redaction import Redactor
 from pipeline.signing import signed_headers
 
@@ -71,7 +61,8 @@ class ApiClientBase:
         self.status_limiter = StrictLimiter(settings.confirm_rate, 60.0, margin=0.05, pace=False, clock=clock,
                                             sleep=sleep)
         self.adaptive = AdaptiveRate(self.presign_limiter, clock=clock) if settings.adaptive else None
-        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive, counter="presign_calls")
+        self._presign_route = Route("presign", "POST", self.presign_limiter, self.adaptive, workspace_404,
+                                    counter="presign_calls")
         # A 429 on a status call shows the presign limiter: both MI calls share the gateway's per-key count.
         self._status_route = Route("status", "POST", self.status_limiter, counter="confirm_calls",
                                    shown=self.presign_limiter, not_found=NotFoundStrikes(STATUS_404_STRIKES, "status"))
@@ -83,8 +74,10 @@ class ApiClientBase:
         self._gate = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._halt = Halt(settings.stop_grace, sleep)
-        self._budget = RetryBudget(settings, host_of(self._presign_url))
-        self._throttle_streak = {id(self.presign_limiter): 0, id(self.status_limiter): 0}
+        self._calls = CallJudge(settings, host_of(self._presign_url), self.stats)
+        # One retrier for every signed call: retried by time (``retry_window``), each call on its own clock.
+        self._retrier = Retrier(Policy(settings.backoff_base, settings.backoff_max, window=settings.retry_window),
+                                clock=clock, sleep=self._wait, on_fatal=self._stop_run)
         self._api_timeout = aiohttp.ClientTimeout(
             total=settings.connect_timeout + settings.read_timeout, sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout)
@@ -112,6 +105,17 @@ class ApiClientBase:
         ``RowInterrupted``); rows holding a key get ``settings.stop_grace`` seconds more. Idempotent."""
         self._halt.start()
 
+    @property
+    def halted(self) -> asyncio.Event:
+        """Set at ``halt()`` (the run is interrupted): work holding no key ends now (``stopping.until``)."""
+        return self._halt.now
+
+    @property
+    def grace_over(self) -> asyncio.Event:
+        """Set once the run was interrupted and ``settings.stop_grace`` has run out: work holding a key (a PUT,
+        a status, an attach) is left for the next run."""
+        return self._halt.late
+
     def _raise_if_fatal(self) -> None:
         if self._fatal is not None:
             raise self._fatal
@@ -136,9 +140,9 @@ class ApiClientBase:
             raise RuntimeError("ApiClient is not open; use 'async with ApiClient(settings) as client'.")
         return self._session
 
-    def _backoff(self, attempt: int) -> float:
-        """The jittered pause before retry ``attempt`` (``RetryBudget.backoff``)."""
-        return self._budget.backoff(attempt)
+    def _stop_run(self, exc: Exception) -> Exception:
+        """A fatal verdict of the retrier: the client's first fatal error (``exc`` unless one came before)."""
+        return self._set_fatal(exc, "call") if isinstance(exc, FatalApiError) else exc
 
     async def _wait(self, seconds: float) -> None:
         """Sleep on the injected clock; ends at once on cancellation and raises at once on a fatal stop."""
@@ -200,46 +204,21 @@ class ApiClientBase:
         return await self._call(route, URL(self._base + path_and_query, encoded=True), payload)
 
     async def _call(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
-        """One signed MI call, retried by time; returns ``result`` of a code-"0" answer."""
-        kind = route.kind
-        started, attempt = self.clock(), 0
-        while True:
-            self._raise_if_fatal()
-            attempt += 1
-            try:
-                result = await self._gated_attempt(route, url, payload)
-                self._budget.succeeded()
-                return result
-            except FatalApiError as exc:
-                raise self._set_fatal(exc, kind) from None
-            except RequestRejectedError:
-                raise
-            except (RateLimitedError, TransientError) as exc:
-                await self._retry_or_raise(route, exc, attempt, started)
+        """One signed MI call, retried by the client's retrier as ``_judge`` says; returns ``result`` of a
+        code-"0" answer."""
 
-    async def _retry_or_raise(self, route: Route, exc: ApiError, attempt: int, started: float) -> None:
-        """Wait before the next try of a failed call, or raise: the run's outage budget is spent (fatal), the
-        endpoint never answered (fatal), or this call's retry window is spent (the last error, annotated)."""
-        kind = route.kind
-        verdict = self._budget.judge(exc, no_answer_yet=self.state is ClientState.SILENT,
-                                     no_answer=isinstance(exc, NoAnswerError), attempt=attempt, started=started,
-                                     now=self.clock())
-        if isinstance(verdict, FatalApiError):
-            raise self._set_fatal(verdict, kind)
-        if verdict is not None:
-            raise verdict
-        if isinstance(exc, RateLimitedError):
-            self.stats.retries["rate_limited"] += 1
-            # The limiter was paused for everyone (_throttled): the next try waits there, not here.
-            shown = route.shown or route.limiter
-            log.info("rate_limited", call=kind, attempt=attempt, code=exc.code, retry_after=exc.retry_after,
-                     rate=round(shown.rate, 2), margin_ms=round(shown.margin * 1000, 1))
-            await self._wait(0)
-            return
-        self.stats.retries["transient"] += 1
-        delay = self._backoff(attempt)
-        log.info("retrying", call=kind, attempt=attempt, status=exc.status, error=str(exc), delay=round(delay, 3))
-        await self._wait(delay)
+        async def attempt() -> dict[str, Any]:
+            self._raise_if_fatal()
+            result = await self._gated_attempt(route, url, payload)
+            self._calls.succeeded()
+            return result
+
+        return await self._retrier.call(attempt, partial(self._judge, route))
+
+    def _judge(self, route: Route, exc: Exception, attempt: Try) -> Verdict:
+        """What a failed try of ``route`` means (``CallJudge.judge``, told whether the endpoint ever answered)."""
+        return self._calls.judge(route, exc, attempt, no_answer_yet=self.state is ClientState.SILENT,
+                                 now=self.clock())
 
     async def _gated_attempt(self, route: Route, url: URL, payload: Mapping[str, Any] | None) -> dict[str, Any]:
         """``_attempt``, one at a time until a call has passed authentication: a wrong key costs one request,
@@ -301,33 +280,26 @@ class ApiClientBase:
         raise error
 
     def _success(self, route: Route, body: bytes) -> dict[str, Any]:
-        kind = route.kind
         if self.state is not ClientState.FATAL:
             self.state = ClientState.VERIFIED
-        self._throttle_streak[id(route.limiter)] = 0
-        result = ok_result(kind, body, result_required=route.result_required)
-        if route.not_found is not None:
-            route.not_found.succeeded()
-        if route.adaptive is not None:
-            route.adaptive.on_success()
-            if route.adaptive is self.adaptive:
-                self.stats.current_rate = route.adaptive.rate
+        result = ok_result(route.kind, body, result_required=route.result_required)
+        route.answered()
+        self._show_rate()
         return result
 
     def _throttled(self, route: Route, error: RateLimitedError) -> None:
-        """A 429: pause this limiter for everyone (the cap is per key) -- for Retry-After capped at
-        ``max_retry_after``, or, without one, a jittered backoff that grows while the 429s go on -- and, on
-        presign, lower the pacing (AIMD) so a server whose real limit is lower stops answering 429."""
+        """A 429: counted, and the route pauses its limiter for everyone and lowers its pacing
+        (``Route.throttled``: Retry-After up to ``max_retry_after``, else a backoff growing with the streak)."""
         self.stats.responses_429 += 1
-        limiter = route.limiter
-        streak = self._throttle_streak[id(limiter)] = self._throttle_streak.get(id(limiter), 0) + 1
-        if error.retry_after is not None:
-            pause = min(error.retry_after, self.settings.max_retry_after)
-        else:
-            pause = self.settings.backoff_base + self._backoff(streak)
-        limiter.pause_until(self.clock() + pause)
-        if route.adaptive is not None and route.adaptive.on_throttled() and route.adaptive is self.adaptive:
-            self.stats.current_rate = route.adaptive.rate
+        settings = self.settings
+        route.throttled(error, now=self.clock(), base=settings.backoff_base, cap=settings.backoff_max,
+                        longest=settings.max_retry_after)
+        self._show_rate()
+
+    def _show_rate(self) -> None:
+        """The stats show the presign pacing AIMD applies now."""
+        if self.adaptive is not None:
+            self.stats.current_rate = self.adaptive.rate
 
     async def put(self, presigned: Presigned, data: bytes, content_type: str) -> None:
         """PUT ``data`` to the presigned URL exactly once (``storage.put_object``). Raises ``UploadError``

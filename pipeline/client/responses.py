@@ -16,7 +16,6 @@ from pipeline.errors import (
     ApiError,
     AuthenticationError,
     FatalApiError,
-    NotFoundError,
     PermissionDeniedError,
     QuotaExhaustedError,
     RateLimitedError,
@@ -171,14 +170,14 @@ def error_fields(body: bytes, redactor: Redactor = _PLAIN) -> tuple[str | None, 
 def api_error(
     what: str, status: int, body: bytes, retry_after: str | None = None, *, redactor: Redactor = _PLAIN
 ) -> ApiError | FatalApiError:
-    """The exception for a non-success MI answer (``what`` names the call: ``presign`` or ``status``).
+    """The exception for a non-success MI answer (``what`` names the call in the message).
 
-    Fatal only when the answer is about the credentials, the workspace or the quota: 401 (code 200 or
-    none) -> AuthenticationError; 401 code 210/230 and 403 code 210/230 -> PermissionDeniedError; 404 on
-    presign -> NotFoundError (the workspace or the endpoint path); 429 code 400 -> QuotaExhaustedError.
-    Retryable: 429 (410/420/none) -> RateLimitedError, 5xx/408 -> TransientError. Everything else --
-    a 403 without those codes (a firewall rule on one file name), a 404 on a status call (one unknown
-    key), other 4xx -> RequestRejectedError: that row fails with its reason, no retry.
+    Fatal only when the answer is about the credentials or the quota: 401 (code 200 or none) ->
+    AuthenticationError; 401 code 210/230 and 403 code 210/230 -> PermissionDeniedError; 429 code 400 ->
+    QuotaExhaustedError. Retryable: 429 (410/420/none) -> RateLimitedError, 5xx/408 -> TransientError.
+    Everything else -- a 403 without those codes (a firewall rule on one file name), a 404 (one unknown key;
+    a route whose 404 means the workspace makes it fatal: ``Route.classify``), other 4xx ->
+    RequestRejectedError: that row fails with its reason, no retry.
     """
     code, message = error_fields(body, redactor)
     text = f"{what}: HTTP {status}" + (f" code {code}" if code else "") + (f": {message}" if message else "")
@@ -190,8 +189,6 @@ def api_error(
         return PermissionDeniedError(
             text + " (check that this key may use Media Intelligence and this workspace)", status=status, code=code
         )
-    if status == 404 and what == "presign":
-        return NotFoundError(text + " (check the workspace name and the endpoint)", status=status, code=code)
     if status == 429 and code == "400":
         return QuotaExhaustedError(
             text + " (the account's API quota is used up; re-run once it is restored, the journal resumes)",

@@ -1,15 +1,17 @@
-"""``Route``: how one kind of signed MI call is made, and the margins of the MI caps."""
+"""``Route``: how one kind of signed MI call is made, with its own state (the limiter, AIMD, the 429 streak, the
+404 strikes, the counter), so the client names no call; and the margins of the MI caps."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.client.aimd import AdaptiveRate
 from pipeline.client.limiter import StrictLimiter
-from pipeline.errors import ApiError, FatalApiError, NotFoundError
+from pipeline.errors import ApiError, FatalApiError, NotFoundError, RateLimitedError, RequestRejectedError
+from pipeline.pacing import backoff
 
-__all__ = ["PRESIGN_MARGIN", "NotFoundStrikes", "Route"]
+__all__ = ["PRESIGN_MARGIN", "NotFoundStrikes", "Route", "Streak", "workspace_404"]
 
 PRESIGN_MARGIN = 0.008
 """Seconds of headroom on the 1 s presign window for calls on a long path: the server counts *arrivals*,
@@ -17,6 +19,15 @@ whose lag behind our sends varies. A call answered sooner than this is held by i
 bound that always holds: on a loopback, median 2 ms); one answered later, by this plus how much longer than
 the path's shortest recent round trip it took (``StrictLimiter.leaves_at``). On a path whose round trips all
 exceed it, the cost is 0.8 % of the cap (49.6/s of 50)."""
+
+
+class Streak:
+    """How many 429s in a row one limiter's calls got (reset by a success)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +50,39 @@ class Route:
     """The limiter whose rate and margin a 429 log line shows (default: ``limiter``)."""
     not_found: NotFoundStrikes | None = None
     """For a route whose path may be wrong: its 404s counted, to tell a wrong path from a missing key."""
+    streak: Streak = field(default_factory=Streak)
+    """The 429s in a row on ``limiter``: routes sharing a limiter share one (pass the same ``Streak``)."""
+
+    def answered(self) -> None:
+        """A call of this route succeeded: its 429 streak ends, its path is proven, and AIMD may speed up."""
+        self.streak.count = 0
+        if self.not_found is not None:
+            self.not_found.succeeded()
+        if self.adaptive is not None:
+            self.adaptive.on_success()
+
+    def throttled(self, error: RateLimitedError, *, now: float, base: float, cap: float,
+                  longest: float) -> None:
+        """A 429: pause ``limiter`` for everyone (the cap is per key) -- for the server's Retry-After up to
+        ``longest`` seconds, or, without one, ``base`` plus the backoff (``pacing.backoff`` up to ``cap``) of
+        the streak of 429s, so the pause grows while they go on -- and lower the pacing (AIMD) so a server
+        whose real limit is lower stops answering 429."""
+        self.streak.count += 1
+        if error.retry_after is not None:
+            wait = min(error.retry_after, longest)
+        else:
+            wait = base + backoff(self.streak.count, base, cap)
+        self.limiter.pause_until(now + wait)
+        if self.adaptive is not None:
+            self.adaptive.on_throttled()
+
+
+def workspace_404(error: ApiError | FatalApiError) -> ApiError | FatalApiError:
+    """A ``Route.classify`` for a route whose every 404 means the workspace or the endpoint path (presign): a
+    fatal ``NotFoundError``, never one row's refusal."""
+    if isinstance(error, RequestRejectedError) and error.status == 404:
+        return NotFoundError(f"{error} (check the workspace name and the endpoint)", status=404, code=error.code)
+    return error
 
 
 class NotFoundStrikes:

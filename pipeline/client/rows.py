@@ -1,22 +1,28 @@
 """``ApiClient``: preflight, the confirm rule (ask again while not final), and ``upload``, one row end to end
-(presign -> PUT -> confirm) with every retry rule."""
+(presign -> PUT -> confirm). Each loop is a ``pacing.Retrier``; this module only says what an outcome means
+(``_judge_probe``, ``_judge_round``, ``settle``'s judge)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 import structlog
 
 from pipeline.client.calls import ApiClientBase
+from pipeline.client.limiter import Clock, Sleep
 from pipeline.client.retry import SILENT_STRIKES
+from pipeline.client.settings import ApiSettings
 from pipeline.client.stopping import RowInterrupted, until
 from pipeline.client.storage import UnansweredPutError
 from pipeline.client.transport import ClientState, PresignIncompleteError, map_network_error
 from pipeline.errors import ApiError, FatalApiError, RequestRejectedError, UploadError
 from pipeline.models import Presigned, UploadCheck, UploadOutcome
+from pipeline.pacing import Policy, Retrier, Try, Verdict, fatal, give_up, retry
 
 __all__ = ["FINAL_STATUSES", "ApiClient"]
 
@@ -37,6 +43,18 @@ class ApiClient(ApiClientBase):
     calls and retries; ``fatal`` is the first fatal answer, after which every call raises it without I/O.
     """
 
+    def __init__(self, settings: ApiSettings, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        super().__init__(settings, clock=clock, sleep=sleep)
+        base, cap = settings.backoff_base, settings.backoff_max
+        # A row's rounds: at most max_row_attempts; the pause between two ends at once when the run stops.
+        self._rounds = Retrier(Policy(base, cap, tries=settings.max_row_attempts), clock=clock,
+                               sleep=self._between_rounds, on_fatal=self._stop_run)
+        # A status asked again while not final, for up to confirm_wait (the last ask at its end).
+        self._polls = Retrier(Policy(base, cap, window=settings.confirm_wait), clock=clock, sleep=self._wait)
+        # Preflight's probes: SILENT_STRIKES of them, the next at once after a silent one.
+        self._probes = Retrier(Policy(base, cap, tries=SILENT_STRIKES), clock=clock, sleep=self._wait,
+                               on_fatal=self._stop_run)
+
     async def __aenter__(self) -> ApiClient:
         await super().__aenter__()
         return self
@@ -54,21 +72,24 @@ class ApiClient(ApiClientBase):
         refused, a DNS or TLS failure, a redirect, or no answer in ``SILENT_STRIKES`` tries.
         """
         self._raise_if_fatal()
-        for _ in range(SILENT_STRIKES):
-            try:
-                status, location = await until(self._halt.now, self._probe())
-            except RowInterrupted:
-                return  # the run was interrupted: it uploads nothing, so there is nothing left to prove
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                error = map_network_error(exc, "preflight", self._presign_url, answered=False)
-                if isinstance(error, FatalApiError):
-                    raise self._set_fatal(error, "preflight") from None
-                continue
-            self._check_redirect("preflight", status, location)
-            if self.state is ClientState.SILENT:
-                self.state = ClientState.ANSWERED
-            return
-        raise self._set_fatal(self._budget.silence_error(), "preflight")
+        try:
+            status, location = await self._probes.call(lambda: until(self._halt.now, self._probe()),
+                                                       self._judge_probe)
+        except RowInterrupted:
+            return  # the run was interrupted: it uploads nothing, so there is nothing left to prove
+        self._check_redirect("preflight", status, location)
+        if self.state is ClientState.SILENT:
+            self.state = ClientState.ANSWERED
+
+    def _judge_probe(self, exc: Exception, attempt: Try) -> Verdict:
+        """A probe without an answer: refused, DNS and TLS are fatal (``map_network_error``), and so is silence
+        on the last try; a timeout or a drop is tried again at once. Anything else is raised as it is."""
+        if not isinstance(exc, (aiohttp.ClientError, asyncio.TimeoutError)):
+            return give_up()
+        error = map_network_error(exc, "preflight", self._presign_url, answered=False)
+        if isinstance(error, FatalApiError):
+            return fatal(error)
+        return fatal(self._calls.silence_error()) if attempt.last else retry(0.0)
 
     async def _probe(self) -> tuple[int, str]:
         """One unsigned GET of the presign path: its status and Location."""
@@ -87,20 +108,29 @@ class ApiClient(ApiClientBase):
 
     async def settle(self, thumbnail_key: str) -> tuple[str, str | None]:
         """``(status, uploadMessage)`` once the status is final (``COMPLETED``/``FAILED``). A status that is
-        not final yet (``IN_PROGRESS``, ...) is asked again -- each time under the status limiter, after a
-        growing pause -- for up to ``settings.confirm_wait`` seconds; then the last one is returned."""
-        started, asks = self.clock(), 0
-        while True:
+        not final yet (``IN_PROGRESS``, ...) is asked again -- each time under the status limiter, after the
+        retrier's pause (full jitter, growing, never past the window) -- for up to ``settings.confirm_wait``
+        seconds, the last ask at its end; then the last status is returned."""
+
+        async def ask() -> tuple[str, str | None]:
             status, message = await self.status(thumbnail_key)
-            asks += 1
-            waited = self.clock() - started
-            if status in FINAL_STATUSES or waited >= self.settings.confirm_wait:
-                return status, message
+            if status not in FINAL_STATUSES:
+                raise _NotFinal(status, message)
+            return status, message
+
+        def judge(exc: Exception, attempt: Try) -> Verdict:
+            if not isinstance(exc, _NotFinal) or attempt.last:
+                return give_up()
             self.stats.retries["in_progress"] += 1
-            delay = min(self.settings.backoff_base * 2 ** min(asks, 30), self.settings.backoff_max,
-                        self.settings.confirm_wait - waited)
-            log.debug("status_not_final", key=thumbnail_key, status=status, asks=asks, delay=round(delay, 3))
-            await self._wait(delay)
+            delay = attempt.pause()
+            log.debug("status_not_final", key=thumbnail_key, status=exc.status, asks=attempt.number,
+                      delay=round(delay, 3))
+            return retry(delay)
+
+        try:
+            return await self._polls.call(ask, judge)
+        except _NotFinal as last:
+            return last.status, last.message
 
     async def upload(
         self,
@@ -129,19 +159,40 @@ class ApiClient(ApiClientBase):
         after ``settings.stop_grace`` seconds while it holds one (its PUT or status calls under way).
         """
         row = _Row(file_name, self.redactor.text)
-        while row.rounds < self.settings.max_row_attempts:
+
+        async def one_round() -> UploadOutcome:
             self._raise_if_fatal()
             self._halt.check()
             row.rounds += 1
-            done = await self._round(row, data, content_type, confirm=confirm, on_presigned=on_presigned)
-            if done is not None:
-                return done
-        return row.failed(row.last[0], f"gave up after {row.rounds} presign+PUT rounds; last: {row.last[1]}")
+            return await self._round(row, data, content_type, confirm=confirm, on_presigned=on_presigned)
+
+        try:
+            return await self._rounds.call(one_round, self._judge_round)
+        except _NewRound as last:  # the rounds are spent
+            return row.failed(last.reason, f"gave up after {row.rounds} presign+PUT rounds; last: {last.detail}")
+
+    def _judge_round(self, exc: Exception, attempt: Try) -> Verdict:
+        """A round that ended without the row's outcome (``_NewRound``) starts another -- counted, logged when
+        it says so, after the backoff unless it needs none -- unless it was the last; a fatal error stops the
+        run; anything else (``RowInterrupted``, a bug) is raised as it is."""
+        if isinstance(exc, FatalApiError):
+            return fatal()
+        if not isinstance(exc, _NewRound) or attempt.last:
+            return give_up()
+        self.stats.retries[exc.kind] += 1
+        delay = attempt.pause() if exc.backs_off else 0.0
+        if exc.event is not None:
+            log.info("retrying", **exc.event, kind=exc.kind, attempt=attempt.number, delay=round(delay, 3))
+        return retry(delay)
+
+    async def _between_rounds(self, seconds: float) -> None:
+        """The pause before a new round, ended at once when the run is interrupted (the row holds no key)."""
+        await until(self._halt.now, self._wait(seconds))
 
     async def _round(self, row: _Row, data: bytes, content_type: str, *, confirm: bool,
-                     on_presigned: OnPresigned | None) -> UploadOutcome | None:
-        """One presign -> PUT -> status round: the row's outcome, or ``None`` for a new round (``row.last``
-        says why)."""
+                     on_presigned: OnPresigned | None) -> UploadOutcome:
+        """One presign -> PUT -> status round: the row's outcome, or ``_NewRound`` (why this round did not end
+        the row)."""
         halt = self._halt
         try:
             presigned = await until(halt.now, self.presign(row.file_name))
@@ -150,10 +201,7 @@ class ApiClient(ApiClientBase):
         except PresignIncompleteError as exc:
             if exc.thumbnail_key is not None:
                 row.orphans.append(exc.thumbnail_key)
-            row.last = ("presign_failed", str(exc))
-            self.stats.retries["transient"] += 1
-            await until(halt.now, self._wait(self._backoff(row.rounds)))
-            return None
+            raise _NewRound("presign_failed", str(exc), "transient", backs_off=True) from None
         except ApiError as exc:
             return row.failed("presign_failed", str(exc))
         halt.check()  # answered as the run stopped: the key is never used, so nothing can be stored
@@ -169,16 +217,14 @@ class ApiClient(ApiClientBase):
             row.orphans.append(presigned.thumbnail_key)
             if not exc.retryable:
                 return row.failed("upload_failed", str(exc))
-            row.last = ("upload_failed", str(exc))
-            await self._before_new_round(row.rounds, exc)
-            return None
+            raise _NewRound.after_put(exc) from None
         if unanswered is None and not confirm:
             return row.done(presigned.thumbnail_key)
         return await self._verdict(row, presigned.thumbnail_key, unanswered)
 
-    async def _verdict(self, row: _Row, key: str, unanswered: UnansweredPutError | None) -> UploadOutcome | None:
+    async def _verdict(self, row: _Row, key: str, unanswered: UnansweredPutError | None) -> UploadOutcome:
         """The status call after a PUT (or a PUT that got no answer): done when ``COMPLETED``; a new round
-        (``None``) on ``FILE_NOT_EXIST``; else the row fails."""
+        (``_NewRound``) on ``FILE_NOT_EXIST``; else the row fails."""
         try:
             status, message = await until(self._halt.late, self.settle(key))
         except ApiError as exc:
@@ -197,26 +243,35 @@ class ApiClient(ApiClientBase):
         if message != "FILE_NOT_EXIST":
             return row.failed("confirm_failed", f"upload status FAILED: {message or 'no message'}")
         if unanswered is not None:
-            row.last = ("upload_failed", str(unanswered))  # it did not land: a new round
-            await self._before_new_round(row.rounds, unanswered)
-            return None
-        row.last = ("confirm_failed", "upload status FAILED: FILE_NOT_EXIST after a PUT")
-        if row.rounds < self.settings.max_row_attempts:
-            self.stats.retries["file_not_exist"] += 1
-            log.info("retrying", call="confirm", kind="file_not_exist", attempt=row.rounds)
-        return None
+            raise _NewRound.after_put(unanswered)  # it did not land: a new round
+        raise _NewRound("confirm_failed", "upload status FAILED: FILE_NOT_EXIST after a PUT", "file_not_exist",
+                        backs_off=False, event={"call": "confirm"})
 
-    async def _before_new_round(self, rounds: int, exc: UploadError) -> None:
-        """After a failed PUT: count the retry and pause before the next presign (an expired URL needs no
-        pause; a 5xx/SlowDown/dropped PUT backs off). Ends at once when the run is interrupted."""
-        if rounds >= self.settings.max_row_attempts:
-            return
-        kind = "expired" if exc.expired else "put_failed"
-        self.stats.retries[kind] += 1
-        delay = 0.0 if exc.expired else self._backoff(rounds)
-        log.info("retrying", call="put", kind=kind, attempt=rounds, status=exc.status, code=exc.code,
-                 error=str(exc), delay=round(delay, 3))
-        await until(self._halt.now, self._wait(delay))
+
+class _NotFinal(Exception):
+    """A status that is not final yet (``IN_PROGRESS``, ...): asked again while ``confirm_wait`` lasts."""
+
+    def __init__(self, status: str, message: str | None) -> None:
+        super().__init__(status)
+        self.status, self.message = status, message
+
+
+class _NewRound(Exception):
+    """A round that ended without the row's outcome; another round may bring it. ``reason``/``detail``: the
+    row's failure if none does; ``kind``: the ``ClientStats.retries`` entry a new round counts in;
+    ``backs_off``: whether it waits the backoff first; ``event``: the fields of its ``retrying`` log line
+    (``None``: not logged)."""
+
+    def __init__(self, reason: str, detail: str, kind: str, *, backs_off: bool,
+                 event: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.kind, self.backs_off, self.event = reason, detail, kind, backs_off, event
+
+    @classmethod
+    def after_put(cls, exc: UploadError) -> _NewRound:
+        """After a failed PUT: an expired URL needs no pause; a 5xx/SlowDown/dropped PUT backs off."""
+        return cls("upload_failed", str(exc), "expired" if exc.expired else "put_failed", backs_off=not exc.expired,
+                   event={"call": "put", "status": exc.status, "code": exc.code, "error": str(exc)})
 
 
 class _Row:

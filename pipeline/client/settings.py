@@ -98,8 +98,8 @@ class ApiSettings:
     confirm_wait: float = _knob(
         60.0, "how long to keep asking while an upload's status is not final (IN_PROGRESS)", "s")
     stop_grace: float = _knob(
-        20.0, "after a first Ctrl-C/SIGTERM, how long uploads already holding a key may take to finish; then they "
-        "are left for the next run (every other wait ends at once)", "s")
+        20.0, "after a first Ctrl-C/SIGTERM, how long uploads and attaches already holding a key may take to finish; "
+        "then they are left for the next run (every other wait ends at once)", "s")
     backoff_base: float = 0.2
     """First retry's upper bound (full jitter doubles it per attempt up to ``backoff_max``)."""
     backoff_max: float = _knob(10.0, "longest pause between two tries of one call", "s")

@@ -6,7 +6,8 @@ size before a body is read, so memory stays flat whatever the concurrency; with 
 bytes stay held until the caller releases them, e.g. once the image stage is done with them); ``source_max_bytes`` per
 source, refused from its size before reading and cut off if the body grows past it; ``fetch_timeout``
 per remote source, retries included; ``fetch_retries`` retries after 5xx, 429 (honouring Retry-After),
-timeouts of a connection and dropped connections, with exponential backoff and jitter. A store that
+timeouts of a connection and dropped connections, through the tool's one ``pacing.Retrier`` (full jitter,
+Retry-After obeyed up to ``max_backoff``; ``Fetcher._judge`` says what a failure means). A store that
 refuses its first ``fatal_after`` requests (401/403, unknown bucket) with no success is closed: its rows are
 rejected with a sentence naming it; when every store the run reads from is closed, ``SourceAccessError`` stops
 the run (``limits.AccessGuard``). Per-source problems are data (``FetchRejected``); nothing else is raised.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -24,13 +26,13 @@ import structlog
 from aiohttp.abc import AbstractResolver
 
 from pipeline.fetch.attempt import Claim, Failure
-from pipeline.fetch.limits import AccessGuard, ByteBudget
+from pipeline.fetch.limits import AccessGuard, ByteBudget, SourceAccessError
 from pipeline.fetch.outcomes import Fetched, FetchRejected, FetchStats, SourceStamp
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
 from pipeline.fetch.stores import ObjectStores, unreadable
 from pipeline.fetch.web import WebClient
-from pipeline.pacing import pause
+from pipeline.pacing import Policy, Retrier, Try, Verdict, fatal, give_up, retry
 
 __all__ = ["Fetcher"]
 
@@ -50,7 +52,8 @@ class Fetcher:
         self.settings = settings or FetchSettings()
         self.stats = FetchStats()
         self.budget = ByteBudget(self.settings.fetch_max_bytes_in_flight)
-        self._sleep = sleep
+        self._retrier = Retrier(Policy(self.settings.retry_backoff, self.settings.max_backoff,
+                                       tries=self.settings.fetch_retries + 1), sleep=sleep)
         self._slots = asyncio.Semaphore(self.settings.fetch_concurrency)
         self._guard = AccessGuard(self.settings.fatal_after)
         self._stores = ObjectStores(self.settings)
@@ -151,39 +154,70 @@ class Fetcher:
         guarded = ref.scheme in ("s3", "gs")  # a web host's 403 is about one URL, never the run
         if guarded and (refused := unreadable(ref)) is not None:  # no request can read it: say why, at once
             return FetchRejected(refused.reason, refused.detail)
-        retries = self.settings.fetch_retries
-        for number in range(retries + 1):
+
+        async def one() -> T:
             if not guarded:
                 self._guard.saw(ref.store)
             elif (closed := self._guard.check(ref.store)) is not None:
-                return FetchRejected(closed.reason, closed.detail)
+                raise _Rejected(FetchRejected(closed.reason, closed.detail))
             self.stats.requests += 1
             outcome = await attempt()
-            if not isinstance(outcome, Failure):
-                if guarded:
-                    self._guard.succeeded(ref.store)
-                return outcome
-            if guarded and outcome.proves_access:
-                self._guard.succeeded(ref.store)
-            if guarded and outcome.refusal is not None:
-                self._guard.refused(ref.store, outcome.refusal, outcome.reason)
-            if not outcome.retryable:
-                return FetchRejected(outcome.reason, outcome.detail)
-            if number == retries:
-                tries = "1 attempt" if number == 0 else f"{number + 1} attempts"
-                return FetchRejected(outcome.reason, f"{outcome.detail}, after {tries}")
-            self.stats.retries += 1
-            delay = self._backoff(number, outcome.retry_after)
-            # The detail names the source by its display form: never a query string or a signature.
-            log.info("fetch_retry", source=ref.display, attempt=number + 1, detail=outcome.detail,
-                     wait_s=round(delay, 3))
-            await self._sleep(delay)
-        raise AssertionError("unreachable: the last attempt returns")
+            if guarded:
+                self._judge_store(ref.store, outcome)
+            if isinstance(outcome, Failure):
+                raise _Failed(outcome)
+            return outcome
 
-    def _backoff(self, number: int, retry_after: float | None) -> float:
-        """Seconds before retry ``number + 1``: ``pacing.pause`` (the server's Retry-After when given, else
-        full jitter), never above ``max_backoff``."""
-        return pause(number + 1, self.settings.retry_backoff, self.settings.max_backoff, retry_after)
+        try:
+            return await self._retrier.call(one, partial(self._judge, ref))
+        except _Rejected as rejected:
+            return rejected.rejected
+
+    def _judge_store(self, store: str, outcome: object) -> None:
+        """Tell the guard what an object store's answer proves: access (an object, a plain not-found) or a
+        refusal (which may close the store, or stop the run: ``SourceAccessError``)."""
+        if not isinstance(outcome, Failure) or outcome.proves_access:
+            self._guard.succeeded(store)
+        elif outcome.refusal is not None:
+            self._guard.refused(store, outcome.refusal, outcome.reason)
+
+    def _judge(self, ref: SourceRef, exc: Exception, attempt: Try) -> Verdict:
+        """What a failed attempt means: a retryable failure (5xx, 429, a timeout, a drop) is tried again after
+        the one pause rule (the server's Retry-After, else full jitter; never above ``max_backoff``) while
+        ``fetch_retries`` last; any other, or the last, rejects the row (saying how many attempts were made);
+        every store closed stops the run; a closed store's rejection, or a bug, is raised as it is."""
+        if isinstance(exc, SourceAccessError):
+            return fatal()
+        if not isinstance(exc, _Failed):
+            return give_up()
+        failure = exc.failure
+        if not failure.retryable:
+            return give_up(_Rejected(FetchRejected(failure.reason, failure.detail)))
+        if attempt.last:
+            tries = "1 attempt" if attempt.number == 1 else f"{attempt.number} attempts"
+            return give_up(_Rejected(FetchRejected(failure.reason, f"{failure.detail}, after {tries}")))
+        self.stats.retries += 1
+        delay = attempt.pause(failure.retry_after)
+        # The detail names the source by its display form: never a query string or a signature.
+        log.info("fetch_retry", source=ref.display, attempt=attempt.number, detail=failure.detail,
+                 wait_s=round(delay, 3))
+        return retry(delay)
+
+
+class _Failed(Exception):
+    """One attempt's ``Failure``, raised for the retrier's judge (``Fetcher._judge``)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.detail)
+        self.failure = failure
+
+
+class _Rejected(Exception):
+    """The row's rejection, which ends its attempts (a closed store, a failure no retry helps, the last)."""
+
+    def __init__(self, rejected: FetchRejected) -> None:
+        super().__init__(rejected.detail)
+        self.rejected = rejected
 
 
 def _remote_only(ref: SourceRef) -> None:

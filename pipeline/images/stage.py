@@ -6,7 +6,7 @@ import hashlib
 import stat
 from pathlib import Path
 
-from pipeline.images import sniff
+from pipeline.images import lossless, sniff
 from pipeline.images.common import Reject, mb, px
 from pipeline.images.opening import open_image
 from pipeline.images.transform import transform
@@ -101,8 +101,38 @@ def _prepare(data: bytes, policy: ImagePolicy, size: int, digest: str) -> Prepar
                 content_type, extension = _TYPES[header.format]
                 actions = ("passthrough",) if out is data else ("passthrough", "stripped")
                 return Prepared(out, header.format, content_type, extension, w, h, actions, size, digest)
+        if (turned := _turned(data, header, policy)) is not None:
+            tw, th = (h, w) if header.orientation >= 5 else (w, h)
+            return Prepared(turned, "JPEG", "image/jpeg", ".jpg", tw, th, ("reoriented", "lossless"), size, digest)
     enc = transform(data, policy, header)
     return Prepared(enc.data, "JPEG", "image/jpeg", ".jpg", enc.width, enc.height, enc.actions, size, digest)
+
+
+def _turned(data: bytes, header: sniff.Header, policy: ImagePolicy) -> bytes | None:
+    """A JPEG whose only obstacle is its EXIF orientation, turned upright without re-encoding
+    (``lossless.upright``) when it needs no resize and keeps no metadata; ``None`` when that does not apply or
+    cannot be done perfectly (the decoder's path then re-encodes it). The output is walked like any
+    pass-through: upright, complete, the sides turned, nothing but the picture, within ``max_bytes``."""
+    w, h = header.width, header.height
+    if (header.format != "JPEG" or header.obstacles != (f"EXIF orientation {header.orientation}",)
+            or policy.keep_metadata or (policy.max_side and max(w, h) > policy.max_side)):
+        return None
+    turned = lossless.upright(data, header.orientation)
+    if turned is None:
+        return None
+    try:
+        again = sniff.inspect(turned)  # a walk of every segment and all the entropy-coded data
+        if again is None or again.obstacles or (again.width, again.height) != ((h, w) if header.orientation >= 5
+                                                                                else (w, h)):
+            return None
+        out = sniff.stripped(turned, again)
+        if len(out) > policy.max_bytes or not sniff.prove(out, again, turned):
+            return None
+        if policy.verify_pixels:
+            _verify(out)
+    except Reject:
+        return None  # an output that does not prove itself: the decoder's path says what the source is
+    return out
 
 
 def _verify(data: bytes) -> None:

@@ -12,7 +12,7 @@ removed with the call's outcome, so a killed run can reconcile the call it was m
 the row's key was last worked on with: a known key back with another file is a changed row).
 
 ``DDL[v]`` is version ``v``'s schema as SQLite stores it in ``sqlite_master``, literal text: it never changes once
-released, whatever ``models.RESULT_FIELDS`` becomes. A new column is a new version: its frozen DDL and one
+released, whatever ``result_fields.RESULT_FIELDS`` becomes. A new column is a new version: its frozen DDL and one
 migration from the version before (tests/test_journal_schema.py fails until both exist). A new journal is made
 from the latest DDL; upgrading any older one gives the same ``sqlite_master``, statement for statement.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from pipeline.models import RESULT_FIELDS
+from pipeline.result_fields import RESULT_FIELDS
 
 __all__ = ["COLUMNS", "DDL", "SCHEMA_VERSION", "create", "ensure_schema"]
 

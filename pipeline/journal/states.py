@@ -108,7 +108,7 @@ def _left_behind(status: Status, target: Status, old: str, thumbnail_key: str | 
 
 
 def this_run(prior: Prior | None, target: Status, thumbnail_key: str | None, reason: str | None) -> str:
-    """What a write does to a row, as the results' ``this_run`` says it (``models.THIS_RUN``): the new status's
+    """What a write does to a row, as the results' ``this_run`` says it (``result_fields.THIS_RUN``): the new status's
     word, except ``rechecked`` for a row found as it was (a row re-recorded with its own key: a new stamp; a
     rejection given the same reason again) and ``reopened`` for a row sent back to ``pending``."""
     if prior is not None and prior.status is target:

@@ -23,7 +23,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path, default=None,
                         help="the HTML file to write (default: the results path with .html)")
     parser.add_argument("--journal", type=Path, default=None,
-                        help="the run's journal (default: <manifest>.journal.sqlite beside the results, if there)")
+                        help="the run's journal (default: the one that holds the results' latest run, in the state "
+                             "folder, or <manifest>.journal.sqlite beside the results)")
     parser.add_argument("--root", type=root_location, default=None, metavar="DIR|URL",
                         help="folder relative photo paths are read from; no photo is read outside it, symlinks "
                              "resolved (default: the results' folder); an s3://, gs:// or http(s):// root makes "

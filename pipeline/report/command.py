@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sqlite3
 from pathlib import Path
 
 import structlog
 
+from pipeline.journal.location import state_folder
+from pipeline.journal.opening import connect_read_only
 from pipeline.models import ExitCode
 from pipeline.report.arguments import add_report_arguments
 from pipeline.report.reading import ColumnNames
 from pipeline.report.records import ReportCaps
 from pipeline.report.writer import write_report
 
-__all__ = ["add_report_arguments", "default_journal", "default_out", "run_report"]  # arguments: a leaf module
+# add_report_arguments lives in a leaf module (arguments.py)
+__all__ = ["add_report_arguments", "default_journal", "default_out", "journal_of_run", "latest_run", "run_report"]
 
 log = structlog.get_logger("pipeline")
 _CAPS = ReportCaps()
@@ -26,13 +31,60 @@ def default_out(results: Path) -> Path:
 
 
 def default_journal(results: Path) -> Path | None:
-    """The journal a default-named results file came with (``m.results.parquet`` -> ``m.journal.sqlite``),
-    when that file exists."""
+    """The journal of the run that wrote ``results``, when it can be found: the one a default-named results file
+    came with beside it (``m.results.parquet`` -> ``m.journal.sqlite``, older releases), else the journal in
+    the state folder (``journal.location``: one per endpoint and workspace) that holds the results' latest run."""
     stem = results.name[: -len(results.suffix)] if results.suffix else results.name
     for suffix in _RESULT_SUFFIXES:
         if stem.endswith(suffix):
             candidate = results.with_name(stem[: -len(suffix)] + ".journal.sqlite")
-            return candidate if candidate.is_file() else None
+            if candidate.is_file():
+                return candidate
+    return journal_of_run(latest_run(results))
+
+
+def latest_run(results: Path) -> str | None:
+    """The latest ``run_id`` in a results file (run ids sort by their start time); ``None`` when it has none
+    or cannot be read (the report then says what is wrong with it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    try:
+        if results.suffix.lower() in (".csv", ".tsv", ".gz"):
+            column = pcsv.read_csv(results, convert_options=pcsv.ConvertOptions(
+                include_columns=["run_id"], column_types={"run_id": pa.string()})).column("run_id")
+        else:
+            column = pq.read_table(results, columns=["run_id"]).column("run_id")
+        latest = pc.max(column).as_py()
+    except (OSError, KeyError, ValueError, pa.ArrowException):
+        return None
+    return str(latest) if latest else None
+
+
+def journal_of_run(run_id: str | None, limit: int = 50) -> Path | None:
+    """The journal in the state folder whose rows name ``run_id`` (the most recently written first, at most
+    ``limit`` looked at, each read-only: a running ingest is never waited for)."""
+    if run_id is None:
+        return None
+    try:
+        found = sorted((state_folder() / "journals").glob("*/*.sqlite"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+    except OSError:
+        return None
+    for path in found[:limit]:
+        conn = None
+        try:
+            conn = connect_read_only(path)
+            if conn.execute("SELECT 1 FROM rows WHERE run_id = ? LIMIT 1", (run_id,)).fetchone():
+                return path
+        except sqlite3.Error:
+            continue  # another release's journal, or one being written: not this one
+        finally:
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
     return None
 
 

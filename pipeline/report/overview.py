@@ -3,11 +3,11 @@ sentence, interrupted or not), what the latest run did, the dry run's estimate, 
 
 from __future__ import annotations
 
-from pipeline.models import THIS_RUN
 from pipeline.report import charts
 from pipeline.report.markup import plural, span_text, utc
 from pipeline.report.records import DryRunEstimate, ReportCaps, ReportData, RunStats
 from pipeline.report.text import marked, plain
+from pipeline.result_fields import THIS_RUN
 
 __all__ = ["DRAWN_RUNS", "dry_run", "headline", "this_run", "throughput"]
 

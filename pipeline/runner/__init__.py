@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.models import Summary
 from pipeline.runner.control import RunControl
 from pipeline.runner.paths import RunPaths, run_paths
 from pipeline.runner.session import RunSession
+from pipeline.summary import Summary
 
 __all__ = ["RunControl", "RunPaths", "RunSession", "run", "run_async", "run_paths"]
 

@@ -18,10 +18,12 @@ import structlog
 
 from pipeline.attach import AttachRow, AttachSettings, PersonInfo, PersonsApi, PlannedCall, Target, plan
 from pipeline.client import ApiClient, ApiSettings
+from pipeline.client.stopping import RowInterrupted, until
 from pipeline.config import load_credentials
 from pipeline.errors import ConfigError, IngestError
 from pipeline.journal import Journal
 from pipeline.runner.attach_prep import Collected, look_up, target_text
+from pipeline.runner.control import RunControl
 
 __all__ = ["DRY_RUN_CREDENTIALS", "dry_lookup", "dry_plan"]
 
@@ -32,9 +34,10 @@ DRY_RUN_CREDENTIALS = "dry-run"
 
 
 async def dry_lookup(api_settings: ApiSettings, attach: AttachSettings, journal: Journal,
-                     rows: list[AttachRow]) -> tuple[dict[Target, PersonInfo] | None, str | None]:
+                     rows: list[AttachRow], control: RunControl) -> tuple[dict[Target, PersonInfo] | None, str | None]:
     """What the workspace holds of the rows' persons (read-only): ``(infos, None)``, or ``(None, why)`` when
-    it cannot be looked up (no key pair, the endpoint does not answer, an error)."""
+    it cannot be looked up (no key pair, the endpoint does not answer, an error, a signal: it ends the look-up
+    at once)."""
     creds = api_settings.credentials
     if creds.access_key == DRY_RUN_CREDENTIALS:
         try:
@@ -44,10 +47,16 @@ async def dry_lookup(api_settings: ApiSettings, attach: AttachSettings, journal:
     targets = list(dict.fromkeys(r.target for r in rows if not r.attached))
     try:
         async with ApiClient(replace(api_settings, credentials=creds)) as client:
-            await client.preflight()  # an endpoint that does not answer is said at once, not retried for long
-            found = await look_up(PersonsApi(client, attach), journal, targets)
+            forget = control.on_interrupt(client.halt)
+            try:
+                await client.preflight()  # an endpoint that does not answer is said at once, not retried for long
+                found = await until(client.halted, look_up(PersonsApi(client, attach), journal, targets))
+            finally:
+                forget()
     except IngestError as exc:  # API errors, fatal answers, an unreachable endpoint alike
         return None, f"the persons could not be looked up ({exc})"
+    except RowInterrupted:
+        return None, "the persons were not looked up: the run was interrupted"
     mine = {t: sum(r.attached for r in rows if r.target == t) for t in found}  # planned apart, as attached
     infos = {t: PersonInfo(s.id, max(0, s.count - mine[t]), s.primary_id is not None) for t, s in found.items()}
     return infos, None

@@ -78,6 +78,9 @@ class AttachStage:
         """Batch, plan and call until the inbox is closed and every key is attached, refused or left for a
         re-run (a fatal answer); sleeps while it waits (an arrival, a call or look-up ending, a batch due)."""
         getter: asyncio.Task[Attachable | None] | None = None
+        # After a signal, keys still attach, for the client's --stop-grace: then the rest stay uploaded (a call
+        # under way stays an intent) and the next run attaches them.
+        grace_over = asyncio.ensure_future(self.api.client.grace_over.wait())
         closed = False
         try:
             while not closed or self.since or self.busy or self._parked:
@@ -89,18 +92,31 @@ class AttachStage:
                     waits.add(getter)
                 if not waits:
                     break  # keys wait, none can be sent (a fatal answer): they stay uploaded for a re-run
-                done, _ = await asyncio.wait(waits, timeout=self._next_due(), return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(waits | {grace_over}, timeout=self._next_due(),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if grace_over in done:
+                    self.inbox.cut()  # an upload ending now hands on no key: it stays uploaded for the next run
+                    self._left_at_grace()
+                    break
                 if getter is not None and getter in done:
                     closed, getter = self._take(getter.result()), None
                 self._unpark()
                 _raise_failed(done, getter)
         finally:
+            grace_over.cancel()
             if getter is not None:
                 getter.cancel()
             for task in self.busy.values():
                 task.cancel()
             if self.book.lookups is not None:
                 await self.book.lookups.close()
+
+    def _left_at_grace(self) -> None:
+        """The stop's grace ran out: say how many keys are left unattached (uploaded, for the next run)."""
+        left = len(set(self.since) | set(self.busy) | set(self._parked))
+        if left:
+            log.warning("attach_left", persons=left, action="their keys stay uploaded; the next run attaches "
+                        "them (within 24 h of the upload, before the keys expire)")
 
     def _waits(self) -> set[asyncio.Future[Any]]:
         """What the loop waits on besides the inbox: the calls in flight and, unless a fatal answer stopped the

@@ -2,10 +2,11 @@
 
 States: ``running`` -> ``stopping`` (Ctrl-C once, a kernel interrupt, a fatal API answer, a local write
 failure, ``--limit`` reached) -> ``abandoned`` (a second signal: rows in flight are given up and redone next
-run). Stages read ``stopping``; only this object changes it. A signal also runs the ``on_interrupt``
-callbacks once, so that waits end by cancellation instead of being polled: the client cuts every wait of a
-row holding no key and gives rows holding one ``--stop-grace`` seconds; the fetch and image stages cancel
-their tasks.
+run). Only this object changes the state. A stop runs the ``on_stop`` callbacks once: the session cuts the
+pipes between the stages (``Pipe.cut``), so every stage's wait on its inbox ends and no new row is taken, with
+no stage polling the state. A signal also runs the ``on_interrupt`` callbacks once, so that waits under way end
+by cancellation: the client cuts every wait of a row holding no key and gives rows holding one ``--stop-grace``
+seconds; the fetch and image stages cancel their tasks.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RunControl:
         self.signals = 0
         self.writing_results = False
         self._on_interrupt: list[Callable[[], None]] = []
+        self._on_stop: list[Callable[[], None]] = []
         self._main = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
 
@@ -68,11 +70,26 @@ class RunControl:
 
         return forget
 
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the loop's thread) once, when the run stops for any cause; at once when it has
+        stopped already."""
+        if self.stopping.is_set():
+            callback()
+        else:
+            self._on_stop.append(callback)
+
     def stop(self, cause: StopCause) -> None:
         """Stop taking new rows; the first cause is kept (a fatal answer after Ctrl-C stays an interrupt)."""
         if self.cause is None:
             self.cause = cause
+        self._stopped()
+
+    def _stopped(self) -> None:
+        """The run takes no new row: the ``on_stop`` callbacks, once."""
         self.stopping.set()
+        callbacks, self._on_stop = self._on_stop, []
+        for callback in callbacks:
+            callback()
 
     def fail(self, exc: FatalApiError) -> None:
         """A fatal API answer: stop, and remember the first one (logged once, here)."""
@@ -108,7 +125,7 @@ class RunControl:
             return
         if self.cause in (None, StopCause.LIMIT):
             self.cause = StopCause.INTERRUPTED  # a fatal answer or a full disk stays the cause it is
-        self.stopping.set()
+        self._stopped()
         action = ("finishing the results file" if self.writing_results else
                   "finishing uploads under way, then writing results (Ctrl-C again to abandon them)")
         log.warning("interrupted", action=action)

@@ -63,17 +63,15 @@ class FanOut(Generic[Out]):
         # A signal cancels the jobs under way (a slow source, a queued image): their rows stay unfinished.
         forget = self.control.on_interrupt(self._cancel_tasks)
         try:
+            # A stop cuts the inbox: the jobs waiting there give their bytes back, and the loop ends.
             while (job := await self.inbox.get()) is not None:
-                if self.control.stopping.is_set():
-                    if job.lease is not None:
-                        job.lease.release()  # a job left after a stop gives its source bytes back
-                    continue
                 if await self._passed_on(job):
                     continue
                 await self.slots.acquire()
-                if self.control.stopping.is_set():  # stopped while this job waited for a slot
+                if not self.inbox.live:  # stopped while this job waited for a slot
+                    self.inbox.drop(job)
                     self.slots.release()
-                    continue
+                    break
                 task = asyncio.create_task(self._one(job))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
@@ -223,13 +221,13 @@ class PrepareStage(FanOut[Ready]):
             if reuse is not None:
                 self.recorder.record(result_of(job, out, Status.UPLOADED, thumbnail_key=reuse, this_run="reused",
                                                uploaded_at=now_utc(), duplicate_of=duplicate_of, size=size), row.path)
-            elif self.s.dry_run or self.control.stopping.is_set():
-                if self.s.dry_run:
-                    self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of, size=size,
-                                                   detail=unattached_detail(self.s, row, None)), row.path)
+            elif self.s.dry_run:
+                self.recorder.record(result_of(job, out, Status.SKIPPED, duplicate_of=duplicate_of, size=size,
+                                               detail=unattached_detail(self.s, row, None)), row.path)
                 self._settle(row, out, None)
             else:
-                # The image's bytes were held (``admit``) before the source's go back; no source bytes go on.
+                # The image's bytes were held (``admit``) before the source's go back; no source bytes go on. After
+                # a stop the outbox is cut: ``put`` drops the image, which settles it (``records.drop_ready``).
                 await self.out.put(Ready(replace(job, data=None, lease=None), out, duplicate_of,
                                          functools.partial(self._settle, row, out)))
                 handed_on = True

@@ -29,13 +29,13 @@ import structlog
 
 from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
+from pipeline.client.stopping import RowInterrupted, until
 from pipeline.config import Settings
 from pipeline.errors import FatalApiError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
 from pipeline.journal.lock import waiting
 from pipeline.manifest import Manifest, RowBatch
-from pipeline.models import Summary
 from pipeline.progress import Progress
 from pipeline.runner.attach_dry import dry_lookup, dry_plan
 from pipeline.runner.attach_prep import AttachBook, collect, open_attach
@@ -50,7 +50,7 @@ from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, check_targets, run_paths
 from pipeline.runner.pool import new_run_id
 from pipeline.runner.recorder import Recorder
-from pipeline.runner.records import Attachable, Job, Pipe, Ready
+from pipeline.runner.records import Attachable, Job, Pipe, Ready, drop_job, drop_ready
 from pipeline.runner.spill import ResultCounts, Spill
 from pipeline.runner.stages import (
     Drain,
@@ -63,6 +63,7 @@ from pipeline.runner.stages import (
     supervise,
 )
 from pipeline.runner.stats import RunStats
+from pipeline.summary import Summary
 
 __all__ = ["RunPaths", "RunSession", "run_paths"]
 
@@ -217,7 +218,11 @@ class RunSession:
                 await client.preflight()
             except FatalApiError as exc:
                 ctx.control.fail(exc)
-            attach = await open_attach(client, ctx.recorder, ctx.control, begun.person_rows, self.s.persons)
+            try:  # persons look-ups and the reconciliation of unfinished attach calls hold no key: a signal ends them
+                attach = await until(client.halted, open_attach(client, ctx.recorder, ctx.control,
+                                                                begun.person_rows, self.s.persons))
+            except RowInterrupted:
+                attach = None  # the intents stay for the next run; the stages only list the rows
             return await self._stages(manifest, ctx, begun.spill, built, client, attach)
 
     async def _dry(self, manifest: Manifest, begun: Started, built: list[Worked]) -> Worked:
@@ -228,7 +233,7 @@ class RunSession:
         if begun.person_rows is None or ctx.control.stopping.is_set():
             return worked
         rows = would_attach(begun.person_rows, ctx.journal)
-        infos, why_not = await dry_lookup(self.s.api, self.s.persons, ctx.journal, rows)
+        infos, why_not = await dry_lookup(self.s.api, self.s.persons, ctx.journal, rows, ctx.control)
         return replace(worked, dry_attach=dry_plan(rows, ctx.journal, self.s.persons.person_max, infos, why_not))
 
     async def _finish(self, opened: Opened, begun: Started, worked: Worked, started: float) -> Summary:
@@ -266,9 +271,12 @@ class RunSession:
         assert engine is not None, "_open makes the engine"
         async with Fetcher(s.fetch) as fetcher:
             batches: Pipe[RowBatch] = Pipe(2)
-            jobs: Pipe[Job] = Pipe(engine.slots)
-            fetched: Pipe[Job] = Pipe(max(2, engine.slots // 2))  # fetched bytes wait here: few, so memory stays flat
-            ready: Pipe[Ready] = Pipe(s.api.concurrency)
+            jobs: Pipe[Job] = Pipe(engine.slots, drop_job)
+            # Fetched bytes wait here: few, so memory stays flat.
+            fetched: Pipe[Job] = Pipe(max(2, engine.slots // 2), drop_job)
+            ready: Pipe[Ready] = Pipe(s.api.concurrency, drop_ready)
+            for pipe in (batches, jobs, fetched, ready):  # a stop ends them: no stage takes a new row
+                ctx.control.on_stop(pipe.cut)
             route, attach_stage = None, None
             if attach is not None:
                 # About 20 s of attach calls wait here: uploads that outrun the attach cap slow down instead

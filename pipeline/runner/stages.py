@@ -63,7 +63,7 @@ class ReadStage:
     results list every row."""
 
     def __init__(self, ctx: RunContext, manifest: Manifest, spill: Spill, out: Pipe[RowBatch]) -> None:
-        self.manifest, self.spill, self.out, self.control = manifest, spill, out, ctx.control
+        self.manifest, self.spill, self.out = manifest, spill, out
 
     async def run(self) -> None:
         batches = self.manifest.row_batches()
@@ -76,8 +76,7 @@ class ReadStage:
 
         try:
             while (batch := await asyncio.to_thread(step)) is not None:
-                if not self.control.stopping.is_set():
-                    await self.out.put(batch)
+                await self.out.put(batch)  # after a stop the pipe is cut: the batch is only spilled
         finally:
             await self.out.close()
 
@@ -106,8 +105,8 @@ class PlanStage:
 
     async def run(self) -> None:
         try:
-            while (batch := await self.inbox.get()) is not None:
-                if not self.control.stopping.is_set() and not self.limited:
+            while (batch := await self.inbox.get()) is not None:  # a stop cuts the inbox: the loop ends
+                if not self.limited:
                     await self._plan(batch)
         finally:
             self.recorder.flush()
@@ -197,14 +196,12 @@ class PlanStage:
     async def _hand_on(self, work: list[tuple[Row, Job | None]]) -> None:
         """Each job to the next stage; a row with no usable source is rejected here (its problem, or not found)."""
         for row, job in work:
-            if self.control.stopping.is_set():
-                break
             if job is None:
                 reason, detail = row.problem or ("not_found", f"no such file: {row.source}")
                 self.recorder.record_later(RowResult(row.index, row.key, Status.REJECTED, reason=reason,
                                                      detail=detail), row.path)
-            else:
-                await self.out.put(job)
+            elif not await self.out.put(job):
+                break  # the run stopped (the pipe is cut): the rest of the batch stays unplanned
 
     def _moved(self, row: Row, entry: Entry) -> bool:
         """Whether an attached row's person is no longer the one its key sits on (``attach_prep.same_person``:

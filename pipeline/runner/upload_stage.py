@@ -8,6 +8,7 @@ import asyncio
 import structlog
 
 from pipeline.client import ApiClient, RowInterrupted
+from pipeline.client.stopping import until
 from pipeline.errors import FatalApiError, IngestError
 from pipeline.models import Presigned, Status
 from pipeline.naming import upload_name
@@ -53,11 +54,10 @@ class UploadStage:
 
     async def _upload(self, item: Ready) -> str | None:
         """One row's upload, recorded; its key when it ended uploaded (then already settled, so rows waiting
-        on its content go on at once). After a stop, or a refusal by the attach route, nothing is uploaded."""
+        on its content go on at once). After a refusal by the attach route nothing is uploaded (after a stop,
+        no row comes: the inbox is cut)."""
         job, prepared = item.job, item.prepared
         row = job.row
-        if self.control.stopping.is_set():
-            return None
 
         async def on_presigned(p: Presigned, job: Job = job, sha: str = prepared.source_sha256) -> None:
             self.recorder.presigned(job.row.key, p.thumbnail_key, source_sha256=sha, source_stamp=job.stamp,
@@ -65,8 +65,8 @@ class UploadStage:
 
         try:
             # A row with a person waits here for its person's look-up: a key that cannot be attached is
-            # never uploaded (the route records the refusal).
-            if self.attach is not None and await self.attach.admit(row) is not None:
+            # never uploaded (the route records the refusal). The row holds no key yet: a signal ends the wait.
+            if self.attach is not None and await until(self.client.halted, self.attach.admit(row)) is not None:
                 return None
             outcome = await self.client.upload(
                 upload_name(row, prepared), prepared.data, prepared.content_type,

@@ -40,10 +40,10 @@ class _Tap:
     def __init__(self, pipe: Any, seen: list[str]) -> None:
         self._pipe, self._seen = pipe, seen
 
-    async def put(self, item: Any) -> None:
+    async def put(self, item: Any) -> bool:
         if item is not None:
             self._seen.append(item.row.path.removesuffix(".jpg"))
-        await self._pipe.put(item)
+        return bool(await self._pipe.put(item))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pipe, name)
