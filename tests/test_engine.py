@@ -15,7 +15,7 @@ from s3_fixtures import moto_s3
 from pipeline.config import ApiSettings, Credentials, Settings
 from pipeline.errors import ConfigError
 from pipeline.fetch import Fetched, FetchRejected, FetchSettings, SourceRef
-from pipeline.fetch.reader import read_source
+from pipeline.fetch.reader import close_reader, read_source
 from pipeline.models import ImagePolicy, Prepared, Rejected
 from pipeline.runner.engine import LocalEngine
 from pipeline.runner.work import Task, work, work_apart
@@ -64,6 +64,7 @@ def test_a_worker_reads_s3_with_the_fetchers_reasons() -> None:
         assert done.fetched and done.stamp == got.stamp.value and isinstance(done.out, Prepared)
         refused = work(Task(SourceRef("s3", s3.bucket, "w/none.jpg"), POLICY, settings))
         assert refused.out is None and refused.refused == missing
+        close_reader()
 
 
 async def test_the_local_engine_admits_prepared_bytes_before_handing_them_back(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pipeline.fetch.outcomes import Fetched, FetchRejected
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
 
-__all__ = ["read_source"]
+__all__ = ["close_reader", "read_source"]
 
 _LOCAL = threading.local()
 
@@ -26,9 +26,7 @@ def _fetcher(settings: FetchSettings) -> tuple[asyncio.AbstractEventLoop, Fetche
     kept: tuple[FetchSettings, asyncio.AbstractEventLoop, Fetcher] | None = getattr(_LOCAL, "kept", None)
     if kept is not None and kept[0] == settings:
         return kept[1], kept[2]
-    if kept is not None:
-        kept[1].run_until_complete(kept[2].__aexit__(None, None, None))
-        kept[1].close()
+    close_reader()
     loop = asyncio.new_event_loop()
     fetcher = Fetcher(settings)
     # A worker sees only its own share of the run's rows, so it must never judge the whole run: with a local
@@ -47,3 +45,13 @@ def read_source(ref: SourceRef, settings: FetchSettings) -> Fetched | FetchRejec
     any budget (the caller owns them)."""
     loop, fetcher = _fetcher(settings)
     return loop.run_until_complete(fetcher.fetch(ref))
+
+
+def close_reader() -> None:
+    """Close this thread's ``Fetcher`` and loop (its connections), if it has one; the next read opens anew. A
+    worker process keeps them for its life; tests and short-lived threads close them."""
+    kept: tuple[FetchSettings, asyncio.AbstractEventLoop, Fetcher] | None = getattr(_LOCAL, "kept", None)
+    _LOCAL.kept = None
+    if kept is not None:
+        kept[1].run_until_complete(kept[2].__aexit__(None, None, None))
+        kept[1].close()
