@@ -31,7 +31,7 @@ from pipeline.errors import ConfigError
 from pipeline.logs import debugging
 from pipeline.models import Prepared
 from pipeline.runner.engine import Admit
-from pipeline.runner.work import Outcome, Task, work_apart
+from pipeline.runner.work import Outcome, Task, work, work_apart
 
 __all__ = ["STORE_ENV", "RayEngine", "store_env"]
 
@@ -63,6 +63,8 @@ class RayEngine:
         self.slots = max(2, 2 * cpus)
         self._remote: Any = ray.remote(work_apart).options(max_retries=MAX_RETRIES, retry_exceptions=False,
                                                            num_cpus=1, num_returns=2)
+        # An audit's task has nothing to keep apart: one return, one object fewer per row.
+        self._audit: Any = ray.remote(work).options(max_retries=MAX_RETRIES, retry_exceptions=False, num_cpus=1)
         # A new job gets new worker processes: start them (and their imports) now, while the driver opens the
         # journal and plans, rather than when the first images wait.
         self._warming = [ray.remote(_warm).options(num_cpus=1).remote() for _ in range(cpus)]
@@ -113,6 +115,8 @@ class RayEngine:
         audit never takes them). A cancelled call cancels its task. A task whose worker or node died is run
         again by Ray (``MAX_RETRIES``); past that, or on a bug in ``work``, the Ray error is raised (the run stops;
         its rows stay unfinished and a re-run does them)."""
+        if not task.keep_data:
+            return await self._one(self._audit.remote(task))
         head, data = self._remote.remote(task)
         try:
             outcome: Outcome = await head
@@ -122,6 +126,17 @@ class RayEngine:
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 ray.cancel(head, force=False)
+            raise
+        return outcome
+
+    @staticmethod
+    async def _one(ref: Any) -> Outcome:
+        """The outcome of the task ``ref``; a cancelled wait cancels the task."""
+        try:
+            outcome: Outcome = await ref
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=False)
             raise
         return outcome
 
