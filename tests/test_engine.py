@@ -13,12 +13,12 @@ import pytest
 from s3_fixtures import moto_s3
 
 from pipeline.config import ApiSettings, Credentials, Settings
+from pipeline.engines.engine import LocalEngine
+from pipeline.engines.work import Task, work, work_apart
 from pipeline.errors import ConfigError
 from pipeline.fetch import Fetched, FetchRejected, FetchSettings, SourceRef
 from pipeline.fetch.reader import close_reader, read_source
 from pipeline.models import ImagePolicy, Prepared, Rejected
-from pipeline.runner.engine import LocalEngine
-from pipeline.runner.work import Task, work, work_apart
 from pipeline.samples import make_jpeg
 
 POLICY = ImagePolicy()

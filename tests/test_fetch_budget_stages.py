@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from helpers import serve_app
 
+from pipeline.engines.engine import LocalEngine
 from pipeline.fetch import Fetcher, FetchSettings, SourceRef
 from pipeline.journal import Journal
 from pipeline.models import Row
@@ -22,7 +23,6 @@ from pipeline.progress import Progress
 from pipeline.python_api import make_settings
 from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
-from pipeline.runner.engine import LocalEngine
 from pipeline.runner.plan import Why
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready

@@ -37,7 +37,7 @@ from pipeline.samples import make_jpeg
 
 ray = pytest.importorskip("ray")
 
-from pipeline.runner.ray_engine import RayEngine, store_env  # noqa: E402  (after the skip: it imports ray)
+from pipeline.engines.ray_engine import RayEngine, store_env  # noqa: E402  (after the skip: it imports ray)
 
 FAST = {"rate": 0.0, "confirm_rate": 0.0, "confirm": False, "progress": False}
 SAME = ("path", "status", "reason", "detail", "action", "width", "height", "bytes", "source_sha256", "duplicate_of",

@@ -16,6 +16,8 @@ from typing import Any, Generic, TypeVar
 import structlog
 
 from pipeline.config import Settings
+from pipeline.engines.engine import Engine
+from pipeline.engines.work import Outcome, Task, hash_source
 from pipeline.errors import FatalApiError
 from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
@@ -23,11 +25,9 @@ from pipeline.runner.attach_prep import now_utc
 from pipeline.runner.context import RunContext
 from pipeline.runner.control import RunControl
 from pipeline.runner.dedupe import Contents
-from pipeline.runner.engine import Engine
 from pipeline.runner.plan import Why, source_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
-from pipeline.runner.work import Outcome, Task, hash_source
 
 __all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
 

@@ -31,6 +31,7 @@ from pipeline.attach import PersonsApi
 from pipeline.client import ApiClient
 from pipeline.client.stopping import RowInterrupted, until
 from pipeline.config import Settings
+from pipeline.engines.engine import Engine, open_engine
 from pipeline.errors import FatalApiError, LocalWriteError, ManifestError
 from pipeline.fetch import Fetcher, is_remote_manifest, open_remote_manifest
 from pipeline.journal import Journal
@@ -45,7 +46,6 @@ from pipeline.runner.context import Opened, RunContext, Started, Worked
 from pipeline.runner.control import RunControl
 from pipeline.runner.counting import honest_plan, not_in_manifest, unattached_warning, would_attach
 from pipeline.runner.ending import exit_of, nothing_found, run_report, write_run_results
-from pipeline.runner.engine import Engine, open_engine
 from pipeline.runner.identity import check_ids
 from pipeline.runner.paths import RunPaths, check_distinct, check_targets, run_paths
 from pipeline.runner.pool import new_run_id
@@ -95,7 +95,7 @@ class RunSession:
         self.client: ApiClient | None = None
         """The API client while the stages run (the stats read its retries)."""
         self.engine: Engine | None = None
-        """Where fetch and prepare run (``runner/engine.py``), from ``_open`` to the end of the run."""
+        """Where fetch and prepare run (``engines/engine.py``), from ``_open`` to the end of the run."""
         self.run_id = new_run_id()
         """This run's id: the results' ``run_id`` of every row it changes."""
 

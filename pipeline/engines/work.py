@@ -15,7 +15,7 @@ from pipeline.fetch.settings import FetchSettings
 from pipeline.images import prepare
 from pipeline.models import ImagePolicy, Prepared, Rejected
 
-__all__ = ["Outcome", "Task", "hash_source", "work", "work_apart"]
+__all__ = ["Outcome", "Task", "hash_source", "warm", "work", "work_apart"]
 
 
 def hash_source(source: Path | bytes) -> str | None:
@@ -101,3 +101,9 @@ def work_apart(task: Task) -> tuple[Outcome, bytes]:
     if isinstance(out, Prepared) and outcome.size is None:
         return replace(outcome, out=replace(out, data=b""), size=len(out.data)), out.data
     return outcome, b""
+
+
+def warm() -> None:
+    """Run on a fresh worker before its first job: the imports every job needs (Pillow's plugins are loaded on
+    the first image)."""
+    prepare(b"")

@@ -27,11 +27,11 @@ import ray
 import structlog
 
 from pipeline.config import Settings
+from pipeline.engines.engine import Admit
+from pipeline.engines.work import Outcome, Task, warm, work, work_apart
 from pipeline.errors import ConfigError
 from pipeline.logs import debugging
 from pipeline.models import Prepared
-from pipeline.runner.engine import Admit
-from pipeline.runner.work import Outcome, Task, work, work_apart
 
 __all__ = ["STORE_ENV", "RayEngine", "store_env"]
 
@@ -67,7 +67,7 @@ class RayEngine:
         self._audit: Any = ray.remote(work).options(max_retries=MAX_RETRIES, retry_exceptions=False, num_cpus=1)
         # A new job gets new worker processes: start them (and their imports) now, while the driver opens the
         # journal and plans, rather than when the first images wait.
-        self._warming = [ray.remote(_warm).options(num_cpus=1).remote() for _ in range(cpus)]
+        self._warming = [ray.remote(warm).options(num_cpus=1).remote() for _ in range(cpus)]
 
     @classmethod
     def open(cls, settings: Settings, has_local: Callable[[], bool]) -> RayEngine:
@@ -147,12 +147,6 @@ class RayEngine:
             with _quiet_stderr(self.quiet):
                 ray.shutdown()
         self.owned = False
-
-
-def _warm() -> None:
-    """Run on a worker before its first task: the imports every task needs."""
-    import pipeline.fetch.reader
-    import pipeline.images  # noqa: F401
 
 
 def _first_line(exc: BaseException) -> str:

@@ -15,9 +15,9 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 from pipeline.config import Settings
+from pipeline.engines.work import Outcome, Task, work
 from pipeline.models import Prepared
 from pipeline.runner.pool import make_pool
-from pipeline.runner.work import Outcome, Task, work
 
 __all__ = ["Admit", "Engine", "LocalEngine", "open_engine"]
 
@@ -69,7 +69,7 @@ def open_engine(settings: Settings, has_local: Callable[[], bool]) -> Engine:
     ``has_local`` says whether the input names local files (asked only of a multi-node cluster). Raises
     ``ConfigError`` (before anything is uploaded) when Ray cannot serve the run."""
     if settings.engine == "ray":
-        from pipeline.runner.ray_engine import RayEngine  # imports ray: only for a run that asks for it
+        from pipeline.engines.ray_engine import RayEngine  # imports ray: only for a run that asks for it
 
         return RayEngine.open(settings, has_local)
     pool, size = make_pool(settings)
