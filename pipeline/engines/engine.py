@@ -17,7 +17,6 @@ from typing import Protocol
 from pipeline.config import Settings
 from pipeline.engines.work import Outcome, Task, work
 from pipeline.models import Prepared
-from pipeline.runner.pool import make_pool
 
 __all__ = ["Admit", "Engine", "LocalEngine", "open_engine"]
 
@@ -72,5 +71,7 @@ def open_engine(settings: Settings, has_local: Callable[[], bool]) -> Engine:
         from pipeline.engines.ray_engine import RayEngine  # imports ray: only for a run that asks for it
 
         return RayEngine.open(settings, has_local)
+    from pipeline.runner.pool import make_pool  # the runner imports this module: its package loads first
+
     pool, size = make_pool(settings)
     return LocalEngine(pool, 4 * size)  # a few jobs queued per worker: none idles between two images
