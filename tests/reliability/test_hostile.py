@@ -17,6 +17,7 @@ from PIL import Image
 from relcommon import cli_cmd, cli_env, events, journal_rows, results, run_cli, sha256
 
 from pipeline.emulator import Emulator
+from pipeline.images import lossless
 from pipeline.samples import (
     adobe_rgb_like_profile,
     make_bomb_png,
@@ -28,7 +29,7 @@ from pipeline.samples import (
     texture,
 )
 
-UPLOADED = ("passthrough", "passthrough+stripped", "converted", "reoriented")
+UPLOADED = ("passthrough", "passthrough+stripped", "converted", "reoriented", "reoriented+lossless")
 OUTSIDE_SIZE = (333, 317)
 """The planted outside file's size: no uploaded object may have it."""
 
@@ -90,8 +91,10 @@ def _build(base: Path) -> tuple[Path, Path, list[tuple[str, str]]]:
     add("animated.gif", "converted", build=_animated_gif)
     add("animated.webp", "converted", make_webp(None, 320, 300, animated=True, seed=10, quality=70))
     for o in range(1, 9):  # every EXIF orientation; each displays as 400x300
-        add(f"orient/o{o}.jpg", "passthrough+stripped" if o == 1 else "reoriented",
-            make_oriented_jpeg(None, 400, 300, o, seed=20 + o))
+        data = make_oriented_jpeg(None, 400, 300, o, seed=20 + o)
+        # Turned without re-encoding where libjpeg-turbo is and the turn is perfect (at 400x300: 2, 5 and 6).
+        turned = "reoriented+lossless" if lossless.upright(data, o) is not None else "reoriented"
+        add(f"orient/o{o}.jpg", "passthrough+stripped" if o == 1 else turned, data)
     add("adobe_rgb.jpg", "converted",
         make_jpeg(None, 320, 300, icc_profile=adobe_rgb_like_profile(), seed=30, quality=70))
     add("iphone.heic", "converted", make_image(None, 320, 300, "HEIF", quality=70, seed=31))
