@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Protocol
 
 from pipeline.config import Settings
@@ -59,8 +59,10 @@ class LocalEngine:
         return outcome
 
     def close(self) -> None:
-        """The pool shut down without waiting (a cancelled run leaves no queued image behind)."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        """The pool shut down, its queued images cancelled. A process pool's workers are waited for (each ends
+        after at most the image it is on): the CLI leaves by ``os._exit``, which would leave them behind.
+        Idempotent."""
+        self.pool.shutdown(wait=isinstance(self.pool, ProcessPoolExecutor), cancel_futures=True)
 
 
 def open_engine(settings: Settings, has_local: Callable[[], bool]) -> Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import signal
@@ -25,8 +26,11 @@ def new_run_id() -> str:
 
 def make_pool(settings: Settings) -> tuple[Executor, int]:
     """The image pool and its size: ``--workers`` (default one per CPU) threads, or processes with
-    ``--processes`` (which leave Ctrl-C to this process)."""
+    ``--processes`` (which leave Ctrl-C to this process). Processes start from a fork server, not by forking
+    this one: a forked worker would inherit the journal's lock (an ``flock`` lives as long as any copy of its
+    descriptor) and every thread's state, and one left behind would hold the journal for ever."""
     size = settings.workers or os.cpu_count() or 2
     if settings.use_processes:
-        return ProcessPoolExecutor(max_workers=size, initializer=_ignore_sigint), size
+        context = multiprocessing.get_context("forkserver")
+        return ProcessPoolExecutor(max_workers=size, mp_context=context, initializer=_ignore_sigint), size
     return ThreadPoolExecutor(max_workers=size, thread_name_prefix="prepare"), size

@@ -295,7 +295,10 @@ class RunSession:
             else:
                 stages.append(Drain(ready))
             built.append(Worked(plan, route, attach_stage))
-            await supervise(stages)
+            try:
+                await supervise(stages)
+            finally:
+                engine.close()  # its workers are done with: gone before the results are written
             return built[0]
 
     def _summary(self, opened: Opened, begun: Started, worked: Worked, counts: ResultCounts,

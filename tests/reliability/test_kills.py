@@ -131,6 +131,8 @@ def test_sigint_json_logs_interrupted_event_and_resume(
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "Traceback" not in err
+    # Nothing of the run outlives it: a pool worker left behind would hold the journal's lock for ever.
+    assert wait_for(lambda: not _group_alive(proc.pid), 15), "a process of the interrupted run is still alive"
     log = events(err)
     names = [e["event"] for e in log]
     assert names.count("interrupted") == 1 and names[-1] == "run_finished"
@@ -158,3 +160,12 @@ def test_sigint_json_logs_interrupted_event_and_resume(
     assert uploaded_before <= {r["thumbnail_key"] for r in table}
     assert len(emu.objects) == rows
     assert set(emu.counters.snapshot(arrivals=False)["puts_per_key"].values()) == {1}
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process is left in the process group ``pgid``."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
