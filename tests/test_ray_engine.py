@@ -183,6 +183,16 @@ def _cli(emu: Emulator, manifest: Path, tmp: Path, *extra: str) -> list[str]:
             "--engine", "ray", *extra]
 
 
+def _driver(emu: Emulator, tmp: Path, n: int) -> tuple[list[str], dict[str, str]]:
+    """The CLI command of a ray run of ``n`` photos and its environment: the emulator's key pair, and no
+    ``RAY_ADDRESS``, so the driver starts (and owns) a local Ray of its own."""
+    manifest = photo_manifest(tmp / "p", n, manifest=tmp / "m.csv")
+    env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
+           "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
+    env.pop("RAY_ADDRESS", None)
+    return _cli(emu, manifest, tmp), env
+
+
 def _exactly_once(emu: Emulator, tmp: Path, n: int) -> None:
     """Every row uploaded, each with its own key the server holds; no URL PUT twice; every object beyond the
     committed keys is an orphan the journal names."""
@@ -203,11 +213,7 @@ def test_a_driver_killed_mid_upload_then_run_again_uploads_every_row_once(
     emulator_thread: Emulator, tmp_path: Path
 ) -> None:
     emu, n = emulator_thread, 120
-    manifest = photo_manifest(tmp_path / "p", n, manifest=tmp_path / "m.csv")
-    env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
-           "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
-    env.pop("RAY_ADDRESS", None)
-    cmd = _cli(emu, manifest, tmp_path)
+    cmd, env = _driver(emu, tmp_path, n)
     # Its own session: the driver's local Ray (raylet, workers) is cleaned up by process group after the kill.
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -236,11 +242,7 @@ def test_ctrl_c_mid_upload_exits_130_and_the_rerun_uploads_the_rest_once(
     emulator_thread: Emulator, tmp_path: Path
 ) -> None:
     emu, n = emulator_thread, 120
-    manifest = photo_manifest(tmp_path / "p", n, manifest=tmp_path / "m.csv")
-    env = {**os.environ, "NCLOUD_ACCESS_KEY": emu.credentials.access_key,
-           "NCLOUD_SECRET_KEY": emu.credentials.secret_key}
-    env.pop("RAY_ADDRESS", None)
-    cmd = _cli(emu, manifest, tmp_path)
+    cmd, env = _driver(emu, tmp_path, n)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while (emu.counters.snapshot(arrivals=False)["puts_ok"] < 30 and proc.poll() is None
