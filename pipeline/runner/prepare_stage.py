@@ -17,7 +17,7 @@ import structlog
 
 from pipeline.config import Settings
 from pipeline.engines.engine import Engine
-from pipeline.engines.work import Outcome, Task, hash_source
+from pipeline.engines.work import Outcome, Task
 from pipeline.errors import FatalApiError
 from pipeline.fetch import ByteBudget, Fetched, Fetcher, FetchRejected, Lease
 from pipeline.models import Prepared, Rejected, Row, RowResult, Status
@@ -29,7 +29,7 @@ from pipeline.runner.plan import Why, source_of
 from pipeline.runner.recorder import Recorder
 from pipeline.runner.records import Job, Pipe, Ready
 
-__all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "hash_source", "result_of", "unattached_detail"]
+__all__ = ["KEY_LIFETIME", "FanOut", "FetchStage", "PrepareStage", "result_of", "unattached_detail"]
 
 log = structlog.get_logger("pipeline.runner")
 

@@ -24,7 +24,7 @@ from pipeline.runner.attach_prep import same_person, target_of
 from pipeline.runner.attach_route import AttachRoute, Routed
 from pipeline.runner.context import RunContext
 from pipeline.runner.plan import Decision, Why, decide, source_of
-from pipeline.runner.prepare_stage import FetchStage, PrepareStage, hash_source
+from pipeline.runner.prepare_stage import FetchStage, PrepareStage
 from pipeline.runner.records import Job, Pipe, Ready
 from pipeline.runner.spill import Spill
 from pipeline.runner.stamps import SEEN_MAX, stat_rows
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pipeline.manifest import RowBatch
 
 __all__ = ["Drain", "FetchStage", "PlanStage", "PrepareStage", "ReadStage", "Stage", "UploadStage", "by_person",
-           "hash_source", "supervise"]
+           "supervise"]
 
 T = TypeVar("T")
 
