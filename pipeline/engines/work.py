@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline.engines.heap import keep_freed_memory
 from pipeline.fetch.outcomes import FetchRejected
 from pipeline.fetch.refs import SourceRef
 from pipeline.fetch.settings import FetchSettings
@@ -72,6 +73,7 @@ def work(task: Task) -> Outcome:
     ``unless`` or ``digest_only`` asks, prepare it (``images.prepare``, which never raises), keeping the prepared
     bytes only when ``keep_data`` asks. Raises nothing for a per-row problem: a source that cannot be read is
     ``Outcome.refused``."""
+    keep_freed_memory()
     source, fetched, stamp = task.source, False, None
     if isinstance(source, SourceRef):
         from pipeline.fetch.reader import read_source  # only an engine that fetches needs the network code
