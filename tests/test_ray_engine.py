@@ -77,6 +77,29 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [{k: r[k] for k in SAME} for r in pq.read_table(path).to_pylist()]
 
 
+async def test_a_store_refusing_every_read_stops_a_ray_run_as_it_stops_a_local_one(
+    cluster: MotoS3, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    # Every row in a bucket that does not exist: the workers each see a few refusals, the driver sees them all
+    # and stops the run (exit 3, one sentence) instead of rejecting 60 rows one by one.
+    manifest = write_manifest(tmp_path / "denied.csv",
+                              [{"path": f"s3://no-such-bucket-here/p{n}.jpg"} for n in range(60)])
+    emu = await make_emulator(EmulatorConfig(storage="memory", rate=0, confirm_rate=0))
+    ended: dict[str, tuple[int, str | None, int]] = {}
+    for engine in ("local", "ray"):
+        settings = make_settings(workspace=emu.workspace, endpoint=emu.base_url, credentials=emu.credentials,
+                                 s3_endpoint=cluster.endpoint, engine=engine, out=tmp_path / f"{engine}.parquet",
+                                 journal=tmp_path / f"{engine}.sqlite", **FAST)
+        summary = await runner.run_async(settings, manifest)
+        with closing(sqlite3.connect(tmp_path / f"{engine}.sqlite")) as db:
+            rejected = db.execute("SELECT COUNT(*) FROM rows WHERE status = 'rejected'").fetchone()[0]
+        ended[engine] = (summary.exit_code, summary.error, rejected)
+    assert ended["ray"][:2] == ended["local"][:2]
+    code, error, rejected = ended["ray"]
+    assert code == 3 and error is not None and "s3://no-such-bucket-here" in error and "NoSuchBucket" in error
+    assert rejected < 20  # the rows read before the verdict; the rest are left for a run with the right bucket
+
+
 @pytest.mark.parametrize("dry_run", [False, True], ids=["upload", "audit"])
 async def test_the_ray_engine_gives_every_row_the_local_engines_outcome(
     cluster: MotoS3, make_emulator: MakeEmulator, tmp_path: Path, dry_run: bool, monkeypatch: pytest.MonkeyPatch

@@ -38,6 +38,9 @@ __all__ = ["Fetcher"]
 
 log = structlog.get_logger("pipeline.fetch")
 
+GUARDED = ("s3", "gs")
+"""Schemes whose refusals judge the store (``AccessGuard``): a web host's 403 is about one URL, never the run."""
+
 T = TypeVar("T", Fetched, SourceStamp)
 Out = TypeVar("Out")
 Sleep = Callable[[float], Awaitable[None]]
@@ -151,7 +154,7 @@ class Fetcher:
             return self._count(late)
 
     async def _attempts(self, ref: SourceRef, attempt: Callable[[], Awaitable[T | Failure]]) -> T | FetchRejected:
-        guarded = ref.scheme in ("s3", "gs")  # a web host's 403 is about one URL, never the run
+        guarded = ref.scheme in GUARDED
         if guarded and (refused := unreadable(ref)) is not None:  # no request can read it: say why, at once
             return FetchRejected(refused.reason, refused.detail)
 
@@ -181,6 +184,29 @@ class Fetcher:
         elif outcome.refusal is not None:
             self._guard.refused(store, outcome.refusal, outcome.reason)
 
+    def closed(self, ref: SourceRef) -> FetchRejected | None:
+        """Before ``ref`` is read elsewhere (an engine whose workers fetch): its row's rejection when its store is
+        closed (the store is counted as one the run reads from either way). Raises ``SourceAccessError`` when
+        every store the run reads from is closed."""
+        if ref.scheme not in GUARDED:
+            self._guard.saw(ref.store)
+            return None
+        closed = self._guard.check(ref.store)
+        return None if closed is None else FetchRejected(closed.reason, closed.detail)
+
+    def judge(self, ref: SourceRef, refused: FetchRejected | None) -> None:
+        """What a read of ``ref`` done elsewhere proves about its store, as if this ``Fetcher`` had made it:
+        ``None`` (the bytes came back) or a rejection that ``proves_access`` trust the store; a ``refusal``
+        counts toward closing it. Raises ``SourceAccessError`` when that closes the last open store: a worker
+        sees only its own rows, so the run's verdict is the driver's."""
+        if ref.scheme not in GUARDED:
+            return
+        if refused is None:
+            self._guard.succeeded(ref.store)
+        else:
+            self._judge_store(ref.store, Failure(refused.reason, refused.detail, refusal=refused.refusal,
+                                                 proves_access=refused.proves_access))
+
     def _judge(self, ref: SourceRef, exc: Exception, attempt: Try) -> Verdict:
         """What a failed attempt means: a retryable failure (5xx, 429, a timeout, a drop) is tried again after
         the one pause rule (the server's Retry-After, else full jitter; never above ``max_backoff``) while
@@ -192,7 +218,8 @@ class Fetcher:
             return give_up()
         failure = exc.failure
         if not failure.retryable:
-            return give_up(_Rejected(FetchRejected(failure.reason, failure.detail)))
+            return give_up(_Rejected(FetchRejected(failure.reason, failure.detail, failure.refusal,
+                                                   failure.proves_access)))
         if attempt.last:
             tries = "1 attempt" if attempt.number == 1 else f"{attempt.number} attempts"
             return give_up(_Rejected(FetchRejected(failure.reason, f"{failure.detail}, after {tries}")))

@@ -46,10 +46,14 @@ class Fetched:
 @dataclass(frozen=True, slots=True)
 class FetchRejected:
     """Why a source was not fetched: ``reason`` is one of ``not_found``, ``unreadable``, ``access_denied``,
-    ``fetch_failed``, ``source_too_large``, ``unsupported_source``; ``detail`` one secret-free sentence."""
+    ``fetch_failed``, ``source_too_large``, ``unsupported_source``; ``detail`` one secret-free sentence.
+    ``refusal`` and ``proves_access`` say what the last answer showed about the store (``Failure``'s): a read
+    done in another process (a Ray worker) is judged by the driver's ``Fetcher.judge`` with them."""
 
     reason: str
     detail: str
+    refusal: str | None = field(default=None, compare=False)
+    proves_access: bool = field(default=False, compare=False)
 
 
 @dataclass(slots=True)

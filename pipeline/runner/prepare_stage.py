@@ -103,8 +103,18 @@ class FetchStage(FanOut[Job]):
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def _passed_on(self, job: Job) -> bool:
-        if job.row.remote is not None and not self.engine_fetches:
+        remote = job.row.remote
+        if remote is not None and not self.engine_fetches:
             return False
+        if remote is not None:  # read by the engine's workers, but a store closed already is not asked again
+            try:
+                closed = self.fetcher.closed(remote)
+            except FatalApiError as exc:  # every store the run reads from is closed
+                self.control.fail(exc)
+                return True
+            if closed is not None:
+                refused(self.recorder, job, closed)
+                return True
         await self.out.put(job)  # local sources are read by the image stage, and remote ones by such an engine
         return True
 
@@ -146,10 +156,12 @@ class PrepareStage(FanOut[Ready]):
     its image is handed on, so the engine is fed only as fast as the upload (a dry run: the journal) drains."""
 
     def __init__(self, ctx: RunContext, engine: Engine, inbox: Pipe[Job], out: Pipe[Ready],
-                 passed: Counter[str] | None = None) -> None:
+                 passed: Counter[str] | None = None, *, fetcher: Fetcher | None = None) -> None:
         settings = self.s = ctx.settings
         self.journal, self.recorder, self.control = ctx.journal, ctx.recorder, ctx.control
         self.engine, self.inbox, self.out = engine, inbox, out
+        self.fetcher = fetcher
+        """The run's ``Fetcher``: judges the stores by what an engine's workers read (``Fetcher.judge``)."""
         self.passed: Counter[str] = Counter() if passed is None else passed
         """Rows that passed prepare, by why they were planned: what the run uploads (a dry run: would upload)."""
         self.slots = asyncio.Semaphore(max(2, engine.slots))
@@ -186,6 +198,12 @@ class PrepareStage(FanOut[Ready]):
             self.held[index] = await self.prepared.acquire(size)
 
         got = await self.engine.work(task, admit)
+        if got.fetched and job.row.remote is not None and self.fetcher is not None:
+            try:  # the workers each see a share of the rows: whether a store refuses everything is judged here
+                self.fetcher.judge(job.row.remote, got.refused)
+            except FatalApiError as exc:
+                self.control.fail(exc)
+                return job, None
         if got.fetched:
             job = replace(job, stamp=got.stamp)
         if got.refused is not None:

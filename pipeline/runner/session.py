@@ -285,7 +285,7 @@ class RunSession:
                 route = AttachRoute(attach[1], recorder, attachable)
                 attach_stage = AttachStage(ctx, attach[0], attach[1], attachable)
             plan = PlanStage(ctx, batches, jobs, fetcher, route)
-            prep = PrepareStage(ctx, engine, fetched, ready, plan.passed)
+            prep = PrepareStage(ctx, engine, fetched, ready, plan.passed, fetcher=fetcher)
             stages: list[Stage] = [ReadStage(ctx, manifest, spill, batches), plan,
                                    FetchStage(ctx, fetcher, jobs, fetched, engine_fetches=engine.fetches), prep]
             if attach_stage is not None:
