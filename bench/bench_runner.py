@@ -53,10 +53,10 @@ def _photos(directory: Path, rows: int, distinct: int = 120) -> Path:
     return manifest
 
 
-def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
-    """One run of the real CLI (``niced``: at a lower priority than the emulator) against the emulator in its
-    own process, as the real service is: a thread in this process would delay its arrival stamps behind the
-    GIL and blur the sliding-window count."""
+def end_to_end(directory: Path, rows: int, *, confirm: bool, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One run of the real CLI (``niced``: at a lower priority than the emulator; ``extra`` arguments added)
+    against the emulator in its own process, as the real service is: a thread in this process would delay its
+    arrival stamps behind the GIL and blur the sliding-window count."""
     manifest = _photos(directory, rows)
     out = directory / f"results_{rows}_{confirm}.parquet"
     journal = directory / f"journal_{rows}_{confirm}.sqlite"
@@ -64,7 +64,7 @@ def _e2e(directory: Path, rows: int, *, confirm: bool) -> dict[str, Any]:
         p.unlink(missing_ok=True)
     with emulator_process("--rate", "50", "--storage", "hash", no_gc=True) as base:
         run = ingest_niced(manifest, base, "--out", str(out), "--journal", str(journal),
-                           *([] if confirm else ["--no-confirm"]))
+                           *([] if confirm else ["--no-confirm"]), *extra)
         wall = run.seconds
         snap = fetch_state(base)
     rate = arrival_rate(snap["presign_arrivals"])
@@ -203,9 +203,9 @@ def run(out_dir: Path) -> dict[str, Any]:
     work = out_dir / "runner-work"
     work.mkdir(parents=True, exist_ok=True)
     figures: dict[str, Any] = {}
-    figures["no_confirm"] = _e2e(work / "photos", 3000 // SCALE, confirm=False)
+    figures["no_confirm"] = end_to_end(work / "photos", 3000 // SCALE, confirm=False)
     print("end-to-end, --no-confirm, cap 50/s:", figures["no_confirm"], flush=True)
-    figures["confirm"] = _e2e(work / "photos", 1200 // SCALE, confirm=True)
+    figures["confirm"] = end_to_end(work / "photos", 1200 // SCALE, confirm=True)
     print("end-to-end, confirm on, cap 1000/min:", figures["confirm"], flush=True)
     figures["million_missing"] = _big(work)
     print("1M-row manifest of missing files:", figures["million_missing"], flush=True)
