@@ -41,7 +41,8 @@ HELP_TABLE: dict[tuple[type, str], Spec] = {
                               metavar="DIR|URL"),
     (Settings, "confirm"): Spec("skip the upload-status check (faster: the status cap is 1000/min)"),
     (Settings, "workers"): Spec("image-preparation workers; 0 = one per CPU", metavar="N"),
-    (Settings, "use_processes"): Spec("prepare images in processes instead of threads", flag="--processes"),
+    (Settings, "use_processes"): Spec("prepare images in processes instead of threads: for long runs of full-size "
+                                      "photos (about 0.5 s to start; see docs/performance.md)", flag="--processes"),
     (Settings, "engine"): Spec("where sources are fetched and images prepared: local (this machine's thread or "
                                 "process pool) or ray (a Ray cluster's CPUs; install the [ray] extra)",
                                 metavar="ENGINE", choices=("local", "ray")),
