@@ -12,7 +12,7 @@ rusage over its rows, driver included, the least of them) and in a worker (a pro
 on its main thread, as a Ray or ``--processes`` worker does, ``engines.heap`` on): the README's table of
 cluster sizes is derived from the worker's.
 
-Then uploads with ``--engine ray`` (joined) of already-acceptable 1-2 MP JPEGs at the API's cap (bench_runner's
+Then uploads with ``--engine ray`` (joined) of already-acceptable 1-3 MP JPEGs at the API's cap (bench_runner's
 end-to-end run, ``--no-confirm``, the emulator in its own process): rate from the emulator's presign arrivals.
 
 Goals: ray (joined) >= 0.85x local on this 2-core machine; the uploads still at the cap (>= 49.5/s).
