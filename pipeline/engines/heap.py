@@ -13,7 +13,6 @@ and measured no faster; changing the driver's allocator (a user's notebook kerne
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 
 __all__ = ["KEEP_BYTES", "SERVE_BYTES", "keep_freed_memory"]
@@ -40,9 +39,9 @@ def keep_freed_memory() -> bool:
     _decided = True
     if threading.current_thread() is not threading.main_thread():
         return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):  # no C library by that name, or one without mallopt (musl, macOS)
+    try:  # the process's own symbols, C library included (find_library would run ldconfig in a subprocess)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a C library without mallopt (musl, macOS)
         return False
     # Both, or the trim alone would freeze the mmap threshold at its 128 KiB start (glibc's no_dyn_threshold).
     _kept = bool(mallopt(M_MMAP_THRESHOLD, SERVE_BYTES) and mallopt(M_TRIM_THRESHOLD, KEEP_BYTES))
