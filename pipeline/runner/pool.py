@@ -43,9 +43,7 @@ def _end_with(driver: int) -> None:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process took the number: ours is gone
+    except (ProcessLookupError, PermissionError):  # gone, or someone else's process took its number
         return False
     return True
 

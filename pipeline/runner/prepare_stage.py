@@ -104,9 +104,10 @@ class FetchStage(FanOut[Job]):
 
     async def _passed_on(self, job: Job) -> bool:
         remote = job.row.remote
-        if remote is not None and not self.engine_fetches:
-            return False
-        if remote is not None:  # read by the engine's workers, but a store closed already is not asked again
+        if remote is not None:
+            if not self.engine_fetches:
+                return False
+            # Read by the engine's workers, but a store closed already is not asked again.
             try:
                 closed = self.fetcher.closed(remote)
             except FatalApiError as exc:  # every store the run reads from is closed
@@ -198,13 +199,13 @@ class PrepareStage(FanOut[Ready]):
             self.held[index] = await self.prepared.acquire(size)
 
         got = await self.engine.work(task, admit)
-        if got.fetched and job.row.remote is not None and self.fetcher is not None:
-            try:  # the workers each see a share of the rows: whether a store refuses everything is judged here
-                self.fetcher.judge(job.row.remote, got.refused)
-            except FatalApiError as exc:
-                self.control.fail(exc)
-                return job, None
         if got.fetched:
+            if job.row.remote is not None and self.fetcher is not None:
+                try:  # each worker sees a share of the rows: whether a store refuses everything is judged here
+                    self.fetcher.judge(job.row.remote, got.refused)
+                except FatalApiError as exc:
+                    self.control.fail(exc)
+                    return job, None
             job = replace(job, stamp=got.stamp)
         if got.refused is not None:
             refused(self.recorder, job, got.refused)
