@@ -80,6 +80,8 @@ def synthetic_results(path: Path, rows: int) -> Path:
         "duplicate_of": null_text,
         "person_id": null_text,  # a run without --attach
         "attached_at": pa.nulls(rows, schema.field("attached_at").type),
+        "run_id": pa.array(["20240501T000000Z-0a1b2c"] * rows, pa.string()),  # one run did every row
+        "this_run": status,  # uploaded, rejected or failed by that run
     }
     if csv:
         columns["uploaded_at"] = columns["uploaded_at"].cast(pa.string())
